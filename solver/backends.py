@@ -1,0 +1,181 @@
+"""Solver back ends behind one function: ``solve(model, backend, time_limit_s, mip_gap)``.
+
+``cbc`` and ``highs`` go through PuLP (pinned below 4, which dropped the bundled CBC class; only this module
+names a PuLP solver class), ``ortools`` through OR-Tools' linear solver wrapper with SCIP. Statuses are mapped
+to one enum; a time-limited incumbent is ``TIME_LIMIT``, never ``OPTIMAL``.
+"""
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import sys
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SolverFailure
+from .milp import LinearModel
+
+log = logging.getLogger(__name__)
+BACKENDS = ("highs", "cbc", "ortools")
+
+
+class Status(str, enum.Enum):
+    OPTIMAL = "optimal"
+    FEASIBLE = "feasible"
+    INFEASIBLE = "infeasible"
+    TIME_LIMIT = "time_limit"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    status: Status
+    objective: float | None
+    bound: float | None
+    values: np.ndarray | None
+    backend: str
+    wall_s: float
+    note: str = ""
+
+    @property
+    def gap(self) -> float | None:
+        if self.objective is None or self.bound is None:
+            return None
+        return max(0.0, (self.objective - self.bound) / max(abs(self.objective), 1e-9))
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence solver banners written straight to file descriptor 1 (HiGHS prints one on start-up)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _solve_pulp(model: LinearModel, backend: str, time_limit_s: float | None, mip_gap: float,
+                threads: int | None) -> SolveResult:
+    import pulp
+
+    prob = pulp.LpProblem("fleet", pulp.LpMinimize)
+    cats = [pulp.LpInteger if i else pulp.LpContinuous for i in model.integer]
+    variables = [pulp.LpVariable(f"v{j}", lowBound=lo, upBound=None if math.isinf(hi) else hi, cat=c)
+                 for j, (lo, hi, c) in enumerate(zip(model.lower, model.upper, cats))]
+    prob += pulp.LpAffineExpression([(variables[j], c) for j, c in enumerate(model.cost) if c])
+    for k, (_name, idx, coef, lo, hi) in enumerate(model.rows):
+        expr = pulp.LpAffineExpression([(variables[j], c) for j, c in zip(idx.tolist(), coef.tolist())])
+        if lo == hi:
+            prob += (expr == lo, f"r{k}")
+        else:
+            if not math.isinf(hi):
+                prob += (expr <= hi, f"r{k}u")
+            if not math.isinf(lo):
+                prob += (expr >= lo, f"r{k}l")
+    if backend == "cbc":
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=mip_gap, threads=threads)
+    else:
+        solver = pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=mip_gap, threads=threads)
+    start = time.perf_counter()
+    prob.solve(solver)
+    wall = time.perf_counter() - start
+    sol = prob.sol_status
+    if prob.status == pulp.LpStatusInfeasible or sol == pulp.LpSolutionInfeasible:
+        return SolveResult(Status.INFEASIBLE, None, None, None, backend, wall)
+    if sol not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        status = Status.TIME_LIMIT if time_limit_s and wall >= 0.95 * time_limit_s else Status.ERROR
+        return SolveResult(status, None, None, None, backend, wall, note=pulp.LpStatus[prob.status])
+    values = np.array([v.varValue or 0.0 for v in variables])
+    objective = float(np.dot(model.cost, values))
+    bound = None
+    if backend == "highs":
+        bound = float(prob.solverModel.getInfo().mip_dual_bound)
+        if not math.isfinite(bound):
+            bound = objective
+    optimal = sol == pulp.LpSolutionOptimal
+    if backend == "cbc" and optimal:
+        bound = objective * (1 - mip_gap)  # CBC stopped within its relative gap; PuLP does not return the bound
+    status = Status.OPTIMAL if optimal else Status.TIME_LIMIT
+    return SolveResult(status, objective, bound, values, backend, wall)
+
+
+def _solve_ortools(model: LinearModel, time_limit_s: float | None, mip_gap: float,
+                   threads: int | None) -> SolveResult:
+    from ortools.linear_solver import pywraplp
+
+    solver = pywraplp.Solver.CreateSolver("SCIP")
+    if solver is None:
+        raise SolverFailure("OR-Tools was built without SCIP")
+    inf = solver.infinity()
+    variables = [solver.IntVar(lo, inf if math.isinf(hi) else hi, f"v{j}") if integer else
+                 solver.NumVar(lo, inf if math.isinf(hi) else hi, f"v{j}")
+                 for j, (lo, hi, integer) in enumerate(zip(model.lower, model.upper, model.integer))]
+    for _name, idx, coef, lo, hi in model.rows:
+        row = solver.RowConstraint(-inf if math.isinf(lo) else lo, inf if math.isinf(hi) else hi, "")
+        for j, c in zip(idx.tolist(), coef.tolist()):
+            row.SetCoefficient(variables[j], c)
+    objective = solver.Objective()
+    for j, c in enumerate(model.cost):
+        if c:
+            objective.SetCoefficient(variables[j], c)
+    objective.SetMinimization()
+    if time_limit_s:
+        solver.SetTimeLimit(int(time_limit_s * 1000))
+    if threads:
+        solver.SetNumThreads(threads)
+    params = pywraplp.MPSolverParameters()
+    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, mip_gap)
+    start = time.perf_counter()
+    code = solver.Solve(params)
+    wall = time.perf_counter() - start
+    if code == pywraplp.Solver.INFEASIBLE:
+        return SolveResult(Status.INFEASIBLE, None, None, None, "ortools", wall)
+    if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        status = Status.TIME_LIMIT if code == pywraplp.Solver.NOT_SOLVED and time_limit_s else Status.ERROR
+        return SolveResult(status, None, None, None, "ortools", wall, note=f"code {code}")
+    values = np.array([v.solution_value() for v in variables])
+    status = Status.OPTIMAL if code == pywraplp.Solver.OPTIMAL else Status.TIME_LIMIT
+    return SolveResult(status, float(np.dot(model.cost, values)), float(objective.BestBound()), values,
+                       "ortools", wall)
+
+
+def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | None = None,
+          mip_gap: float = 1e-6, threads: int | None = None, fallback: bool = True) -> SolveResult:
+    """Solve with the chosen back end; if it is missing or crashes, fall back to the next one and say so."""
+    if backend not in BACKENDS:
+        raise SolverFailure(f"unknown solver {backend!r}; choose one of {', '.join(BACKENDS)}")
+    order = [backend] + ([b for b in BACKENDS if b != backend] if fallback else [])
+    errors = []
+    for name in order:
+        try:
+            with _quiet_stdout():
+                if name == "ortools":
+                    result = _solve_ortools(model, time_limit_s, mip_gap, threads)
+                else:
+                    result = _solve_pulp(model, name, time_limit_s, mip_gap, threads)
+        except (ImportError, OSError, RuntimeError, SolverFailure, Exception) as exc:  # noqa: BLE001 - any crash
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            log.warning("solver %s failed (%s); trying the next back end", name, exc)
+            continue
+        if result.status is Status.ERROR:
+            errors.append(f"{name}: {result.note}")
+            continue
+        if name != backend:
+            result = SolveResult(result.status, result.objective, result.bound, result.values, name,
+                                 result.wall_s, note=f"fell back from {backend}: {'; '.join(errors)}")
+        return result
+    raise SolverFailure("every solver back end failed: " + "; ".join(errors))

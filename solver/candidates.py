@@ -1,0 +1,299 @@
+"""Vectorised candidate table: one row per demand x offering x tensor-parallel degree x batch x offload level.
+
+A *demand* is one (workload, request-size bucket); a workload of a single size is one demand. An *offering* is
+an instance type in a region at a price (on-demand or spot). A *pool* is a set of identical VMs running one
+model in one configuration; demands of the same sharing group (same model for online traffic when replicas are
+shared, else the workload) may share a pool.
+
+Pruning, each step exact (it never removes a row an optimal plan needs):
+
+1. offerings: among offerings with the same GPU, GPU count and pricing kind, one that costs at least as much
+   and has no more host memory than another *unconstrained* offering (no quota names it, no limit on distinct
+   types) is dominated: any VM of it can be swapped for the other at no extra cost;
+2. offload levels: for a given (model, GPU config, batch) only the smallest feasible offload level of some
+   demand is kept, because latency grows with the offload ratio while memory fit only needs it above a floor;
+3. pools: on one offering, a configuration whose per-VM throughput is no higher for every demand of its
+   sharing group (and infeasible wherever the other is infeasible) is dominated by that other configuration.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .catalog import find_gpu
+from .errors import ScenarioError
+from .perf import GIB, Calibration, Hardware, coefficient_arrays, estimate
+from .schema import ModelCard, Quota, Scenario, Workload
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The feasible candidate rows, the rows rejected (with a reason), and pruning statistics."""
+
+    table: pd.DataFrame
+    rejected: pd.DataFrame
+    demands: pd.DataFrame
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def slo_bounds(w: Workload) -> dict[str, float]:
+    """The workload's SLO as columns (NaN = no bound); an offline deadline also bounds one batch's E2E."""
+    e2e = [b for b in (w.slo.max_e2e_s, (w.deadline_hours or 0) * 3600.0 if w.mode == "offline" else None) if b]
+    return {"max_ttft_s": w.slo.max_ttft_s or math.nan, "max_tpot_s": w.slo.max_tpot_s or math.nan,
+            "max_e2e_s": min(e2e) if e2e else math.nan, "min_tokens_per_s": w.slo.min_tokens_per_s or math.nan}
+
+
+def demand_table(scenario: Scenario, *, planning: bool = True) -> pd.DataFrame:
+    """One row per (workload, bucket) with its share of the demand."""
+    rows = []
+    for i, w in enumerate(scenario.workloads):
+        if planning and w.mode == "online" and w.request_rate_per_s is None:
+            raise ScenarioError("fleet planning needs request_rate_per_s for online workloads",
+                                field=f"workloads.{i}.request_rate_per_s")
+        for b_index, bucket in enumerate(w.size_mix()):
+            rows.append(dict(
+                demand=w.name if w.buckets is None else f"{w.name}#{b_index}", workload=w.name, model=w.model,
+                mode=w.mode, input_tokens=bucket.input_tokens, output_tokens=bucket.output_tokens,
+                fraction=bucket.fraction,
+                rate_per_s=(w.request_rate_per_s or 0.0) * bucket.fraction,
+                num_requests=(w.num_requests or 0) * bucket.fraction,
+                deadline_hours=w.deadline_hours or math.nan,
+                group=(w.model if (w.mode == "online" and scenario.share_replicas) else w.name),
+                **slo_bounds(w),
+            ))
+    return pd.DataFrame(rows)
+
+
+def quota_matches(quota: Quota, offers: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of the offerings a quota applies to."""
+    mask = np.ones(len(offers), dtype=bool)
+    for key in ("instance_type", "region", "cloud", "gpu", "pricing"):
+        value = getattr(quota, key)
+        if value is not None:
+            mask &= (offers[key] == value).to_numpy()
+    return mask
+
+
+def offering_table(scenario: Scenario, instances: list) -> pd.DataFrame:
+    """Instances expanded by pricing kind and filtered by the scenario's clouds, regions and types."""
+    rows = []
+    for inst in instances:
+        if scenario.clouds and inst.cloud not in scenario.clouds:
+            continue
+        if scenario.regions and inst.region not in scenario.regions:
+            continue
+        if scenario.instance_types and inst.instance_type not in scenario.instance_types:
+            continue
+        base = dict(cloud=inst.cloud, region=inst.region, instance_type=inst.instance_type, gpu=inst.gpu,
+                    gpu_count=inst.gpu_count, host_mem_gib=inst.host_mem_gib)
+        rows.append(base | dict(pricing="on_demand", usd_per_hour=inst.usd_per_hour))
+        if inst.spot_usd_per_hour:
+            rows.append(base | dict(pricing="spot", usd_per_hour=inst.spot_usd_per_hour))
+    offers = pd.DataFrame(rows)
+    if offers.empty:
+        return offers
+    offers["offer"] = offers["cloud"] + ":" + offers["region"] + ":" + offers["instance_type"] + ":" + offers["pricing"]
+    constrained = np.zeros(len(offers), dtype=bool)
+    for quota in scenario.quotas:
+        constrained |= quota_matches(quota, offers)
+    offers["constrained"] = constrained
+    return offers.sort_values("offer", kind="stable").reset_index(drop=True)
+
+
+def prune_offerings(offers: pd.DataFrame, scenario: Scenario, host_need_gib: pd.Series) -> pd.DataFrame:
+    """Drop offerings dominated by a cheaper-or-equal unconstrained twin with enough host memory.
+
+    ``host_need_gib`` is, per (gpu, gpu_count), the most host memory any evaluated configuration needs for
+    offloaded KV: a twin's extra RAM beyond that cannot matter.
+    """
+    if scenario.max_instance_types is not None or offers.empty:
+        return offers
+    keep = np.ones(len(offers), dtype=bool)
+    util = scenario.settings.host_memory_utilization
+    for (gpu, count, _), group in offers.groupby(["gpu", "gpu_count", "pricing"], sort=False):
+        idx = group.index.to_numpy()
+        price = group["usd_per_hour"].to_numpy()
+        need = float(host_need_gib.get((gpu, count), 0.0)) / util
+        mem = np.minimum(group["host_mem_gib"].to_numpy(), max(need, 0.0))
+        free = ~group["constrained"].to_numpy()
+        order = np.arange(len(idx))
+        for a in range(len(idx)):
+            better = free & (price <= price[a]) & (mem >= mem[a]) & (order != a)
+            # exact ties keep the first by name, so one of two identical offerings survives
+            tie = (price == price[a]) & (mem == mem[a])
+            better &= ~tie | (order < a)
+            if better.any():
+                keep[idx[a]] = False
+    return offers[keep].reset_index(drop=True)
+
+
+def tp_options(model: ModelCard, gpu_count: int, max_tp: int) -> list[int]:
+    """Tensor-parallel degrees that divide the VM's GPUs and the model's attention heads."""
+    return [t for t in (1, 2, 4, 8, 16) if t <= min(gpu_count, max_tp) and gpu_count % t == 0
+            and model.num_attention_heads % t == 0]
+
+
+def _workload_filter(rows: pd.DataFrame, workloads: dict[str, Workload], scenario: Scenario) -> np.ndarray:
+    keep = np.ones(len(rows), dtype=bool)
+    for name, w in workloads.items():
+        sel = (rows["workload"] == name).to_numpy()
+        pricing = w.pricing or scenario.pricing
+        if pricing != "both":
+            keep &= ~sel | (rows["pricing"] == pricing).to_numpy()
+        if w.instance_types:
+            keep &= ~sel | rows["instance_type"].isin(w.instance_types).to_numpy()
+    return keep
+
+
+def _offload_levels(min_r: np.ndarray, step: float, allow: bool) -> np.ndarray:
+    """Smallest grid level at or above the needed ratio (inf when no level fits)."""
+    grid = np.ceil(np.round(min_r / step, 9)) * step
+    grid = np.where(np.isfinite(min_r) & (grid <= 1.0 + 1e-9), np.minimum(grid, 1.0), np.inf)
+    return grid if allow else np.where(grid == 0.0, 0.0, np.inf)
+
+
+def evaluate_model(model: ModelCard, demands: pd.DataFrame, hw_configs: pd.DataFrame, workloads: dict[str, Workload],
+                   scenario: Scenario, calibration: Calibration, prune: bool) -> pd.DataFrame:
+    """All (demand, GPU config, tp, batch, offload) rows of one model, with predictions."""
+    s = scenario.settings
+    parts = []
+    for _, d in demands.iterrows():
+        w = workloads[d["workload"]]
+        batches = np.array(w.batch_sizes or s.batch_sizes)
+        grid = hw_configs.merge(pd.DataFrame({"batch_size": batches}), how="cross")
+        grid["demand"] = d["demand"]
+        parts.append(grid)
+    base = pd.concat(parts, ignore_index=True).merge(demands, on="demand")
+    dtypes = {name: (workloads[name].dtype, workloads[name].effective_kv_dtype) for name in base["workload"].unique()}
+    out = []
+    for (dtype, kv_dtype), frame in base.groupby(base["workload"].map(dtypes), sort=True):
+        out.append(_evaluate_dtype(model, frame.reset_index(drop=True), dtype, kv_dtype, scenario, calibration, prune))
+    return pd.concat(out, ignore_index=True)
+
+
+def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, dtype: str, kv_dtype: str, scenario: Scenario,
+                    calibration: Calibration, prune: bool) -> pd.DataFrame:
+    s = scenario.settings
+    specs = [find_gpu(g) for g in frame["gpu"]]
+    hw = Hardware.from_specs(specs, dtype)
+    coeffs = coefficient_arrays(calibration, list(frame["gpu"]))
+    args = dict(dtype=dtype, kv_dtype=kv_dtype, batch=frame["batch_size"].to_numpy(),
+                input_tokens=frame["input_tokens"].to_numpy(), output_tokens=frame["output_tokens"].to_numpy(),
+                tp=frame["tp"].to_numpy(), coefficients=coeffs, gpu_memory_utilization=s.gpu_memory_utilization,
+                prefill_chunk_tokens=s.prefill_chunk_tokens)
+    probe = estimate(model, hw, offload_ratio=0.0, **args)
+    frame = frame.assign(min_offload_ratio=probe.min_offload_ratio,
+                         level=_offload_levels(probe.min_offload_ratio, s.offload_step, s.allow_offload))
+    if prune:
+        # exact: keep, per (GPU config, batch), the distinct minimal levels of the group's demands
+        levels = frame[np.isfinite(frame["level"])].groupby(["group", "gpu", "gpu_count", "tp", "batch_size"])["level"]
+        level_sets = levels.unique().rename("offload_ratio").explode().reset_index()
+        expanded = frame.merge(level_sets, on=["group", "gpu", "gpu_count", "tp", "batch_size"], how="left")
+        expanded["offload_ratio"] = expanded["offload_ratio"].fillna(0.0).astype(float)
+    else:
+        n_levels = int(round(1 / s.offload_step)) + 1 if s.allow_offload else 1
+        grid = pd.DataFrame({"offload_ratio": np.round(np.arange(n_levels) * s.offload_step, 9).clip(max=1.0)})
+        expanded = frame.merge(grid, how="cross")
+    specs = [find_gpu(g) for g in expanded["gpu"]]
+    hw = Hardware.from_specs(specs, dtype)
+    args |= dict(batch=expanded["batch_size"].to_numpy(), input_tokens=expanded["input_tokens"].to_numpy(),
+                 output_tokens=expanded["output_tokens"].to_numpy(), tp=expanded["tp"].to_numpy(),
+                 coefficients=coefficient_arrays(calibration, list(expanded["gpu"])))
+    est = estimate(model, hw, offload_ratio=expanded["offload_ratio"].to_numpy(), **args)
+    replicas = expanded["gpu_count"].to_numpy() // expanded["tp"].to_numpy()
+    return expanded.drop(columns=["level"]).assign(
+        dtype=dtype, kv_dtype=kv_dtype, replicas_per_vm=replicas,
+        gpu_mem_gib=est.gpu_mem_required / GIB, gpu_mem_usable_gib=est.gpu_mem_usable / GIB,
+        host_kv_gib_per_vm=est.host_kv_bytes * replicas / GIB,
+        ttft_s=est.ttft_s, tpot_s=est.tpot_s, e2e_s=est.e2e_s, tokens_per_s=est.tokens_per_s,
+        output_tokens_per_s=est.output_tokens_per_s, requests_per_s_per_vm=est.requests_per_s * replicas,
+    )
+
+
+def _slo_violation(rows: pd.DataFrame) -> pd.Series:
+    """Empty string when the row meets its demand's SLO columns, else the first bound it breaks."""
+    from .milp import SLO_COLUMNS
+
+    reason = pd.Series("", index=rows.index, dtype=object)
+    labels = {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "end-to-end latency", "tokens_per_s": "TPS"}
+    for value, bound, sense in reversed(SLO_COLUMNS):
+        limit = rows[bound].to_numpy(float)
+        v = rows[value].to_numpy(float)
+        broken = np.isfinite(limit) & ((v > limit * (1 + 1e-12)) if sense > 0 else (v < limit))
+        reason[broken] = [f"{labels[value]} bound {b:g}" for b in limit[broken]]
+    return reason
+
+
+def prune_pools(table: pd.DataFrame) -> pd.DataFrame:
+    """Drop configurations dominated on their offering for every demand of their sharing group."""
+    key = ["group", "offer", "tp", "batch_size", "offload_ratio"]
+    wide = table.pivot_table(index=key, columns="demand", values="requests_per_s_per_vm", fill_value=0.0,
+                             aggfunc="max")
+    keep_keys = []
+    for _, block in wide.groupby(level=["group", "offer"], sort=False):
+        values = block.to_numpy()
+        if len(values) == 1:
+            keep_keys.extend(block.index)
+            continue
+        # a dominates b: a >= b everywhere (ties broken by position so exactly one twin survives)
+        ge = (values[:, None, :] >= values[None, :, :]).all(axis=2)
+        gt = (values[:, None, :] > values[None, :, :]).any(axis=2)
+        order = np.arange(len(values))
+        dominates = ge & (gt | (order[:, None] < order[None, :]))
+        np.fill_diagonal(dominates, False)
+        keep_keys.extend(block.index[~dominates.any(axis=0)])
+    kept = pd.MultiIndex.from_tuples(keep_keys, names=key)
+    return table[pd.MultiIndex.from_frame(table[key]).isin(kept)]
+
+
+def build_candidates(scenario: Scenario, instances: list, models: dict[str, ModelCard], calibration: Calibration,
+                     *, prune: bool = True, planning: bool = True) -> Candidates:
+    """The candidate table for a scenario (feasible rows) and the rejected rows with their reason."""
+    workloads = {w.name: w for w in scenario.workloads}
+    demands = demand_table(scenario, planning=planning)
+    offers_all = offering_table(scenario, instances)
+    stats = {"offerings": len(offers_all)}
+    if offers_all.empty:
+        empty = pd.DataFrame()
+        return Candidates(empty, empty, demands, stats)
+    offers = offers_all
+    frames = []
+    for model_name, model_demands in demands.groupby("model", sort=True):
+        model = models[model_name]
+        hw = offers[["gpu", "gpu_count"]].drop_duplicates()
+        hw = pd.DataFrame([dict(gpu=g, gpu_count=c, tp=t) for g, c in hw.itertuples(index=False)
+                           for t in tp_options(model, c, scenario.settings.max_tensor_parallel)])
+        if hw.empty:
+            continue
+        frames.append(evaluate_model(model, model_demands, hw, workloads, scenario, calibration, prune))
+    evaluated = pd.concat(frames, ignore_index=True)
+    if prune:
+        need = (evaluated["host_kv_gib_per_vm"].where(np.isfinite(evaluated["min_offload_ratio"]), 0.0)
+                .groupby([evaluated["gpu"], evaluated["gpu_count"]]).max())
+        offers = prune_offerings(offers_all, scenario, need)
+    stats["offerings_kept"] = len(offers)
+    rows = evaluated.merge(offers, on=["gpu", "gpu_count"])
+    rows = rows[_workload_filter(rows, workloads, scenario)].reset_index(drop=True)
+    stats["rows_evaluated"] = len(rows)
+    reason = pd.Series("", index=rows.index, dtype=object)
+    reason[~np.isfinite(rows["min_offload_ratio"])] = "model does not fit GPU memory even with full KV offload"
+    under = rows["offload_ratio"] + 1e-9 < rows["min_offload_ratio"]
+    reason[(reason == "") & under] = "KV cache does not fit GPU memory at this offload ratio"
+    host = rows["host_kv_gib_per_vm"] > rows["host_mem_gib"] * scenario.settings.host_memory_utilization
+    reason[(reason == "") & host] = "offloaded KV does not fit host memory"
+    slo = _slo_violation(rows)
+    reason[(reason == "") & (slo != "")] = "misses " + slo[(reason == "") & (slo != "")]
+    rows["pool"] = rows["group"] + "|" + rows["offer"] + "|tp" + rows["tp"].astype(str) + "|b" + \
+        rows["batch_size"].astype(str) + "|r" + rows["offload_ratio"].map("{:.2f}".format)
+    feasible = rows[reason == ""]
+    rejected = rows[reason != ""].assign(reason=reason[reason != ""])
+    if prune and not feasible.empty:
+        feasible = prune_pools(feasible)
+    stats["rows_feasible"] = int((reason == "").sum())
+    stats["rows_kept"] = len(feasible)
+    order = ["demand", "offer", "tp", "batch_size", "offload_ratio"]
+    return Candidates(feasible.sort_values(order).reset_index(drop=True),
+                      rejected.sort_values(order).reset_index(drop=True), demands, stats)

@@ -1,0 +1,287 @@
+"""Load and validate the data files: GPU specs, cloud instance catalogs, model cards.
+
+Catalog CSVs use SkyPilot's ``vms.csv`` column names, so a SkyPilot catalog file can be read as is
+(rows without accelerators, or with fractional GPUs, are skipped). Every failure names ``file:row:column``.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import CatalogError, UnknownNameError
+from .schema import GPUSpec, Instance, ModelCard
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOG_DIR = ROOT / "catalogs"
+MODEL_DIR = ROOT / "models"
+GPU_FILES = ("gpus.csv", "measurements/gpus_extra.csv")
+CLOUD_FILES = ("aws.csv", "gcp.csv", "azure.csv")
+VM_COLUMNS = ("InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "SpotPrice",
+              "Region")
+
+
+def normalise(name: str) -> str:
+    """Forgiving key for names: case, spaces, dashes and vendor prefixes do not matter."""
+    key = re.sub(r"[^a-z0-9.]", "", name.lower())
+    return re.sub(r"^(nvidia|tesla)", "", key)
+
+
+def suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=4, cutoff=0.5)
+    if not close:
+        close = [k for k in known if normalise(name)[:3] and normalise(name)[:3] in normalise(k)][:4]
+    return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Rows as dicts, refusing empty files, duplicated columns and ragged rows."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"cannot read file: {exc}", path=str(path)) from None
+    reader = csv.reader(text.splitlines())
+    rows = list(reader)
+    if not rows:
+        raise CatalogError("empty CSV file (no header)", path=str(path))
+    header = [h.strip() for h in rows[0]]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise CatalogError(f"duplicated column(s) {dupes}", path=str(path), where="row 1")
+    out = []
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise CatalogError(f"has {len(row)} cells, header has {len(header)}", path=str(path),
+                               where=f"row {line_no}")
+        out.append({h: c.strip() for h, c in zip(header, row)} | {"__row__": str(line_no)})
+    return header, out
+
+
+def _number(row: dict[str, str], column: str, path: Path, *, required: bool = True) -> float | None:
+    raw = row.get(column, "")
+    if raw == "":
+        if required:
+            raise CatalogError("is empty", path=str(path), where=f"row {row['__row__']}", field=column)
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise CatalogError(f"expected a number, got {raw!r}", path=str(path), where=f"row {row['__row__']}",
+                           field=column) from None
+
+
+def _validation_error(exc: ValidationError, path: Path, where: str) -> CatalogError:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or None
+    return CatalogError(err["msg"], path=str(path), where=where, field=field)
+
+
+def load_gpu_specs(paths: list[Path] | None = None) -> dict[str, GPUSpec]:
+    """GPU specs keyed by canonical name (``catalogs/gpus.csv`` plus extra GPUs met in measurements)."""
+    if paths is None:
+        paths = [CATALOG_DIR / f for f in GPU_FILES if (CATALOG_DIR / f).exists()]
+    specs: dict[str, GPUSpec] = {}
+    for path in paths:
+        header, rows = read_csv_rows(path)
+        missing = {"gpu", "memory_gib", "hbm_bandwidth_gb_s", "fp16_tflops_dense", "source"} - set(header)
+        if missing:
+            raise CatalogError(f"missing column(s) {sorted(missing)}", path=str(path), where="row 1")
+        if not rows:
+            raise CatalogError("has no GPU rows", path=str(path))
+        for row in rows:
+            fields: dict[str, object] = {k: v for k, v in row.items() if k != "__row__" and v != ""}
+            for key in ("memory_gib", "hbm_bandwidth_gb_s", "fp16_tflops_dense", "fp8_tflops_dense",
+                        "int8_tops_dense", "fp32_tflops", "host_link_gb_s", "interconnect_gb_s"):
+                if key in fields:
+                    fields[key] = _number(row, key, path)
+            try:
+                spec = GPUSpec(**fields)  # type: ignore[arg-type]
+            except ValidationError as exc:
+                raise _validation_error(exc, path, f"row {row['__row__']}") from None
+            if spec.gpu in specs:
+                raise CatalogError(f"duplicate GPU {spec.gpu!r}", path=str(path), where=f"row {row['__row__']}",
+                                   field="gpu")
+            specs[spec.gpu] = spec
+    return specs
+
+
+def load_instances(path: Path, gpus: dict[str, GPUSpec], cloud: str | None = None) -> list[Instance]:
+    """Instances of one SkyPilot-style catalog file; the cloud defaults to the file's stem."""
+    header, rows = read_csv_rows(path)
+    missing = set(VM_COLUMNS) - set(header)
+    if missing:
+        raise CatalogError(f"missing column(s) {sorted(missing)}", path=str(path), where="row 1")
+    cloud = cloud or path.stem
+    out: list[Instance] = []
+    for row in rows:
+        where = f"row {row['__row__']}"
+        gpu = row["AcceleratorName"]
+        count = _number(row, "AcceleratorCount", path, required=False)
+        if not gpu or not count or count != int(count):
+            continue  # CPU-only or fractional-GPU rows in SkyPilot catalogs
+        if gpu not in gpus:
+            raise UnknownNameError(f"unknown GPU {gpu!r}{suggest(gpu, sorted(gpus))}", path=str(path),
+                                   where=where, field="AcceleratorName")
+        price = _number(row, "Price", path, required=False)
+        if price is None:
+            continue  # SkyPilot lists some types without an on-demand price in a region
+        fields = dict(cloud=row.get("Cloud") or cloud, instance_type=row["InstanceType"], gpu=gpu,
+                      gpu_count=int(count), vcpus=_number(row, "vCPUs", path),
+                      host_mem_gib=_number(row, "MemoryGiB", path), usd_per_hour=price,
+                      spot_usd_per_hour=_number(row, "SpotPrice", path, required=False),
+                      region=row["Region"], source=row.get("source", ""))
+        try:
+            out.append(Instance(**fields))  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise _validation_error(exc, path, where) from None
+    if not out:
+        raise CatalogError("has no GPU instance rows", path=str(path))
+    return out
+
+
+def resolve_catalog_path(name: str, base: Path | None = None) -> Path:
+    """A catalog given by path (relative to the scenario file) or by bare name of a shipped file."""
+    for candidate in ([base / name] if base else []) + [Path(name), CATALOG_DIR / name, CATALOG_DIR / f"{name}.csv"]:
+        if candidate.is_file():
+            return candidate
+    raise UnknownNameError(f"catalog file {name!r} not found", path=str(base) if base else None, field="catalogs")
+
+
+def load_catalog(names: list[str] | None = None, base: Path | None = None) -> list[Instance]:
+    """All instances of the given catalog files (default: every shipped cloud catalog)."""
+    gpus = gpu_specs()
+    paths = [resolve_catalog_path(n, base) for n in names] if names else [CATALOG_DIR / f for f in CLOUD_FILES]
+    instances: list[Instance] = []
+    seen: set[tuple[str, str, str]] = set()
+    for path in paths:
+        for inst in load_instances(path, gpus):
+            key = (inst.cloud, inst.instance_type, inst.region)
+            if key in seen:
+                raise CatalogError(f"duplicate instance {inst.instance_type} in {inst.region}", path=str(path),
+                                   field="InstanceType")
+            seen.add(key)
+            instances.append(inst)
+    return instances
+
+
+@lru_cache(maxsize=1)
+def gpu_specs() -> dict[str, GPUSpec]:
+    return load_gpu_specs()
+
+
+def find_gpu(name: str) -> GPUSpec:
+    """Forgiving GPU lookup: ``A100-80GB``, ``a100 80gb`` and ``NVIDIA A100 80GB`` all match."""
+    specs = gpu_specs()
+    if name in specs:
+        return specs[name]
+    by_key = {normalise(k): v for k, v in specs.items()}
+    key = normalise(name)
+    if key in by_key:
+        return by_key[key]
+    stripped = re.sub(r"(sxm\d?|gb)$", "", key)
+    for k, v in by_key.items():
+        if re.sub(r"gb$", "", k) == stripped:
+            return v
+    raise UnknownNameError(f"unknown GPU {name!r}{suggest(name, sorted(specs))}", field="gpu")
+
+
+# ---- model cards -------------------------------------------------------------------------------------------
+
+
+def load_model_card(path: Path) -> ModelCard:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f"line {line + 1}" if line is not None else None
+        raise CatalogError(f"malformed YAML: {str(exc).splitlines()[0]}", path=str(path), where=where) from None
+    if not isinstance(data, dict):
+        raise CatalogError("a model card must be a YAML mapping", path=str(path))
+    try:
+        return ModelCard(**data)
+    except ValidationError as exc:
+        raise _validation_error(exc, path, "model card") from None
+
+
+def model_card_from_hf_config(path: Path) -> ModelCard:
+    """A model card from a Hugging Face ``config.json`` (Llama, Mistral, Mixtral, Qwen2, OPT, GPT-J style)."""
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"malformed config.json: {exc}", path=str(path)) from None
+    if not isinstance(cfg, dict):
+        raise CatalogError("config.json must be a JSON object", path=str(path))
+
+    def get(*keys: str, default: object = None) -> object:
+        for k in keys:
+            if k in cfg and cfg[k] is not None:
+                return cfg[k]
+        if default is None:
+            raise CatalogError(f"missing {' or '.join(keys)}", path=str(path), field=keys[0])
+        return default
+
+    hidden = get("hidden_size", "n_embd", "d_model")
+    heads = get("num_attention_heads", "n_head")
+    is_opt = cfg.get("model_type") == "opt"
+    fields = dict(
+        name=str(cfg.get("_name_or_path") or path.parent.name or path.stem).split("/")[-1].lower(),
+        hf_id=str(cfg.get("_name_or_path", "")), family=str(cfg.get("model_type", "")),
+        num_layers=get("num_hidden_layers", "n_layer"), hidden_size=hidden,
+        intermediate_size=get("intermediate_size", "ffn_dim", "n_inner", default=4 * int(hidden)),  # type: ignore
+        num_attention_heads=heads, num_key_value_heads=get("num_key_value_heads", default=heads),
+        head_dim=get("head_dim", default=int(hidden) // int(heads)),  # type: ignore[call-overload]
+        vocab_size=get("vocab_size"), max_position_embeddings=get("max_position_embeddings", "n_positions"),
+        ffn_gated=not is_opt and cfg.get("model_type") not in ("gptj", "gpt2", "gpt_neox"),
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", is_opt)),
+        num_experts=get("num_local_experts", "num_experts", default=1),
+        num_experts_per_token=get("num_experts_per_tok", default=1), source=str(path),
+    )
+    try:
+        return ModelCard(**fields)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise _validation_error(exc, path, "config.json") from None
+
+
+@dataclass(frozen=True)
+class ModelIndex:
+    cards: dict[str, ModelCard]
+    keys: dict[str, str]  # normalised name/alias/hf id -> card name
+
+
+@lru_cache(maxsize=1)
+def model_index() -> ModelIndex:
+    cards: dict[str, ModelCard] = {}
+    keys: dict[str, str] = {}
+    for path in sorted(MODEL_DIR.rglob("*.yaml")):
+        card = load_model_card(path)
+        if card.name in cards:
+            raise CatalogError(f"duplicate model name {card.name!r}", path=str(path), field="name")
+        cards[card.name] = card
+        for alias in [card.name, card.hf_id, *card.aliases]:
+            if alias:
+                keys.setdefault(normalise(alias), card.name)
+                keys.setdefault(normalise(alias.split("/")[-1]), card.name)
+    return ModelIndex(cards, keys)
+
+
+def find_model(name: str, base: Path | None = None) -> ModelCard:
+    """A model by short name, HF id or alias, or a path to a Hugging Face ``config.json``."""
+    if name.endswith(".json"):
+        path = (base / name) if base and not Path(name).is_absolute() else Path(name)
+        if not path.is_file():
+            raise UnknownNameError(f"config.json {name!r} not found", field="model")
+        return model_card_from_hf_config(path)
+    index = model_index()
+    key = index.keys.get(normalise(name))
+    if key is None:
+        raise UnknownNameError(f"unknown model {name!r}{suggest(name, sorted(index.cards))}", field="model")
+    return index.cards[key]

@@ -1,0 +1,206 @@
+"""``infersave`` command line. Exit codes: 0 ok, 1 infeasible / no instance meets the SLO, 2 bad input,
+3 solver failure or time limit with no feasible plan. Errors are one line on stderr, never a traceback."""
+from __future__ import annotations
+
+import enum
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from .errors import InputError, PlannerError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Pick the cheapest cloud GPU VMs, batch sizes and KV offloading for LLM workloads.")
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Backend(str, enum.Enum):
+    highs = "highs"
+    cbc = "cbc"
+    ortools = "ortools"
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"infersave: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable) -> Callable:
+    """Map every failure to a one-line message and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except PlannerError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; no output written", 130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback reaches the user
+            _fail(f"internal error: {type(exc).__name__}: {exc}", 3)
+
+    return wrapper
+
+
+def emit(text: str, out: Optional[Path]) -> None:
+    """Write to ``out`` atomically, or to stdout."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from .io import atomic_write_text
+
+    atomic_write_text(out, text)
+    typer.echo(f"wrote {out}", err=True)
+
+
+@app.command()
+@guarded
+def recommend(scenario: Path = typer.Argument(..., help="scenario YAML (its first workload, or --workload)"),
+              workload: Optional[str] = typer.Option(None, help="workload name in the scenario"),
+              format: Format = typer.Option(Format.table, "--format", "-f"),
+              out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
+    """Rank every instance for one workload and pick the cheapest that meets its SLO (the paper's pipeline)."""
+    from .recommend import recommend as run
+    from .report import recommendation_csv, recommendation_payload, recommendation_text, to_json
+    from .scenario import load_scenario
+
+    rec = run(load_scenario(scenario), workload)
+    text = {Format.json: lambda: to_json(recommendation_payload(rec)), Format.csv: lambda: recommendation_csv(rec),
+            Format.table: lambda: recommendation_text(rec)}[format]()
+    emit(text, out)
+    if rec.choice is None:
+        raise typer.Exit(1)
+
+
+@app.command()
+@guarded
+def plan(scenario: Path = typer.Argument(..., help="fleet scenario YAML"),
+         solver: Backend = typer.Option(Backend.highs, "--solver", help="MILP back end"),
+         time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.1, help="seconds"),
+         mip_gap: float = typer.Option(1e-6, "--mip-gap", min=0.0, max=1.0),
+         no_prune: bool = typer.Option(False, "--no-prune", help="keep dominated candidates"),
+         no_timings: bool = typer.Option(False, "--no-timings", help="omit wall times (byte-identical output)"),
+         from_melange: bool = typer.Option(False, "--from-melange", help="SCENARIO is a Melange input JSON"),
+         format: Format = typer.Option(Format.table, "--format", "-f"),
+         out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
+    """Solve the fleet MILP: which VMs to rent, with what batch and KV offload, at minimum cost."""
+    from .errors import InfeasibleError, NoCandidatesError
+    from .plan import plan as run
+    from .report import plan_csv, plan_payload, plan_text, to_json
+
+    if from_melange:
+        from .melange import load_melange
+
+        target = load_melange(scenario)
+    else:
+        from .scenario import load_scenario
+
+        target = load_scenario(scenario)
+    try:
+        result = run(target, solver=solver.value, time_limit_s=time_limit, mip_gap=mip_gap, prune=not no_prune,
+                     timings=not no_timings)
+    except (InfeasibleError, NoCandidatesError) as exc:
+        if format is Format.json:
+            emit(to_json({"status": "infeasible", "objective": None, "gap": None, "message": str(exc),
+                          "assignments": []}), out)
+        _fail(str(exc), 1)
+        return
+    text = {Format.json: lambda: to_json(plan_payload(result)), Format.csv: lambda: plan_csv(result),
+            Format.table: lambda: plan_text(result)}[format]()
+    emit(text, out)
+
+
+@app.command()
+@guarded
+def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argument(..., metavar="PLAN.json")) -> None:
+    """Re-check a JSON plan against its scenario, independently of the MILP; exit 1 listing violations."""
+    import json
+
+    from pydantic import ValidationError
+
+    from .plan import Plan
+    from .scenario import load_scenario
+    from .verify import verify as run
+
+    resolved = load_scenario(scenario)
+    try:
+        data = json.loads(plan_file.read_text(encoding="utf-8"))
+        plan_obj = Plan.model_validate(data)
+    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+        raise InputError(f"not a plan: {str(exc).splitlines()[0]}", path=str(plan_file)) from None
+    violations = run(resolved, plan_obj)
+    if violations:
+        for v in violations:
+            typer.echo(f"violated: {v}")
+        raise typer.Exit(1)
+    typer.echo(f"plan holds: {len(plan_obj.assignments)} assignments, {plan_obj.objective:.2f} USD")
+
+
+@app.command()
+@guarded
+def predict(model: str = typer.Option(..., help="model name, HF id or config.json path"),
+            gpu: Optional[str] = typer.Option(None, help="GPU name, e.g. 'A100-80GB' or 'nvidia a100 80gb'"),
+            instance: Optional[str] = typer.Option(None, help="instance type, e.g. g5.xlarge"),
+            gpus: Optional[int] = typer.Option(None, "--gpus", min=1, help="GPUs (tensor parallel)"),
+            batch: int = typer.Option(1, "--batch", min=1), input: int = typer.Option(..., "--input", min=1),
+            output: int = typer.Option(..., "--output", min=1), dtype: str = typer.Option("fp16"),
+            kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype"),
+            offload: Optional[float] = typer.Option(None, "--offload", min=0.0, max=1.0),
+            calibration: Optional[str] = typer.Option(None, help="calibration JSON, or 'none' for the roofline"),
+            format: Format = typer.Option(Format.table, "--format", "-f")) -> None:
+    """Predict TTFT, TPOT, throughput and memory for one configuration (the planner's own numbers)."""
+    from .predict import predict as run
+    from .report import render_text, to_json
+
+    p = run(model=model, gpu=gpu, instance=instance, gpu_count=gpus, batch_size=batch, input_tokens=input,
+            output_tokens=output, dtype=dtype, kv_dtype=kv_dtype, offload_ratio=offload, calibration=calibration)
+    if format is Format.json:
+        sys.stdout.write(to_json(p.model_dump()))
+    elif format is Format.csv:
+        import pandas as pd
+
+        sys.stdout.write(pd.DataFrame([p.model_dump()]).to_csv(index=False))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{p.model} on {p.gpu_count}x{p.gpu}, batch {p.batch_size}, {p.input_tokens} in / "
+                            f"{p.output_tokens} out, {p.dtype}")
+        table.add_column("quantity")
+        table.add_column("value", justify="right")
+        for key, value in p.model_dump().items():
+            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+        sys.stdout.write(render_text(table))
+
+
+@app.command()
+@guarded
+def calibrate(measurements: Path = typer.Argument(..., help="measurements CSV"),
+              out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the fitted calibration JSON"),
+              test_fraction: float = typer.Option(0.3, min=0.05, max=0.9),
+              seed: int = typer.Option(0)) -> None:
+    """Fit the CTCF per GPU and phase; print error before/after on a held-out split, then fit on all rows."""
+    from .calibrate import calibrate_report
+
+    text, calibration = calibrate_report(measurements, test_fraction=test_fraction, seed=seed)
+    typer.echo(text)
+    if out is not None:
+        from .ctcf import save_calibration
+
+        save_calibration(calibration, out, {"measurements": str(measurements)})
+        typer.echo(f"wrote {out}", err=True)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    logging.basicConfig(level=logging.WARNING, format="infersave: %(levelname)s: %(message)s")
+    app()

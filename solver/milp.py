@@ -1,0 +1,214 @@
+"""The fleet MILP, written once against a small back-end-neutral model.
+
+Sets: demands d (workload x size bucket), candidate rows i (a demand on a pool configuration), pools p (identical
+VMs running one model with one tensor-parallel degree, batch size and KV offload ratio on one offering).
+
+    min   H * sum_{p online} c_p n_p  +  sum_{p offline} c_p t_p                      (USD)
+    s.t.  (demand)    sum_{i in d} x_i = 1                                             for all d
+          (capacity)  sum_{i in p} (lambda_d / mu_i) x_i <= n_p                         online p
+                      sum_{i in p} (N_d / (3600 mu_i)) x_i <= t_p <= D_p n_p            offline p
+          (memory)    x_i = 0 unless weights + resident KV + activations <= usable GPU memory
+                      and offloaded KV <= usable host memory
+          (slo)       x_i = 0 unless TTFT_i, TPOT_i, E2E_i, TPS_i meet demand d's bounds
+          (quota)     sum_{p in q} n_p (or gpus_p n_p) <= Q_q                           for all quotas q
+          (budget)    sum_{p online} c_p n_p <= B_hour;  objective <= B_usd
+          (types)     n_p <= U_p z_k(p),  sum_k z_k <= K                                 z binary per type
+          x in [0, 1], n in Z>=0, t >= 0 (integer with hourly billing), H = horizon hours.
+
+lambda_d is the demand's request rate, mu_i the requests/s one VM of the pool sustains for that demand's sizes,
+N_d the offline request count, D_p the deadline in hours. Batch size and offload ratio are chosen by which
+pools carry load (a documented discretisation: batch from a candidate set, offload in steps of 10 %).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .schema import Scenario
+
+SLO_COLUMNS = (("ttft_s", "max_ttft_s", 1), ("tpot_s", "max_tpot_s", 1), ("e2e_s", "max_e2e_s", 1),
+               ("tokens_per_s", "min_tokens_per_s", -1))
+
+
+@dataclass
+class LinearModel:
+    """A MILP as plain arrays: variables with bounds and integrality, named rows lo <= a.x <= hi."""
+
+    names: list[str] = field(default_factory=list)
+    lower: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    integer: list[bool] = field(default_factory=list)
+    cost: list[float] = field(default_factory=list)
+    rows: list[tuple[str, np.ndarray, np.ndarray, float, float]] = field(default_factory=list)
+
+    def add_vars(self, prefix: str, keys: list[str], lower: float, upper: np.ndarray | float, integer: bool,
+                 cost: np.ndarray | float = 0.0) -> np.ndarray:
+        start = len(self.names)
+        n = len(keys)
+        self.names.extend(f"{prefix}[{k}]" for k in keys)
+        self.lower.extend([lower] * n)
+        self.upper.extend(np.broadcast_to(np.asarray(upper, float), (n,)).tolist())
+        self.integer.extend([integer] * n)
+        self.cost.extend(np.broadcast_to(np.asarray(cost, float), (n,)).tolist())
+        return np.arange(start, start + n)
+
+    def add_row(self, name: str, index: np.ndarray, coef: np.ndarray, lo: float, hi: float) -> None:
+        self.rows.append((name, np.asarray(index, int), np.asarray(coef, float), lo, hi))
+
+    def fix_zero(self, index: np.ndarray) -> None:
+        for j in index:
+            self.upper[j] = 0.0
+
+    @property
+    def n_integer(self) -> int:
+        return int(sum(self.integer))
+
+
+@dataclass
+class Problem:
+    """The model plus the maps from table rows and pools to variable indices."""
+
+    model: LinearModel
+    rows: pd.DataFrame
+    pools: pd.DataFrame
+    x: np.ndarray
+    n: np.ndarray
+    t: np.ndarray  # -1 for online pools
+    z: dict[str, int] = field(default_factory=dict)
+
+
+def pool_table(rows: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """One row per pool, with its VM bound U_p (all the load it could carry) and deadline."""
+    load = rows["demand_load"]
+    pools = rows.assign(load=load).groupby("pool", sort=True).agg(
+        offer=("offer", "first"), mode=("mode", "first"), usd_per_hour=("usd_per_hour", "first"),
+        gpu_count=("gpu_count", "first"), instance_type=("instance_type", "first"), cloud=("cloud", "first"),
+        region=("region", "first"), gpu=("gpu", "first"), pricing=("pricing", "first"),
+        deadline_hours=("deadline_hours", "first"), load=("load", "sum")).reset_index()
+    hourly = scenario.billing == "hourly"
+    window = np.where(hourly, np.floor(pools["deadline_hours"] + 1e-9), pools["deadline_hours"])
+    pools["window_hours"] = np.where(pools["mode"] == "offline", window, np.nan)
+    vm_bound = np.where(pools["mode"] == "offline", pools["load"] / np.maximum(pools["window_hours"], 1e-9),
+                        pools["load"])
+    pools["max_vms"] = np.ceil(vm_bound - 1e-9).clip(min=1)
+    return pools
+
+
+def add_demand_constraints(p: Problem) -> None:
+    """(demand) sum_{i in d} x_i = 1: every demand is served in full."""
+    for demand, idx in p.rows.groupby("demand", sort=True).indices.items():
+        p.model.add_row(f"demand[{demand}]", p.x[idx], np.ones(len(idx)), 1.0, 1.0)
+
+
+def add_capacity_constraints(p: Problem) -> None:
+    """(capacity) sum_{i in p} load_i x_i <= n_p online; <= t_p <= D_p n_p offline (VM-hours)."""
+    load = p.rows["demand_load"].to_numpy()
+    for k, idx in enumerate(p.rows.groupby("pool", sort=True).indices.values()):
+        pool = p.pools.iloc[k]
+        if pool["mode"] == "online":
+            p.model.add_row(f"capacity[{pool['pool']}]", np.append(p.x[idx], p.n[k]),
+                            np.append(load[idx], -1.0), -math.inf, 0.0)
+        else:
+            p.model.add_row(f"capacity[{pool['pool']}]", np.append(p.x[idx], p.t[k]),
+                            np.append(load[idx], -1.0), -math.inf, 0.0)
+            p.model.add_row(f"deadline[{pool['pool']}]", np.array([p.t[k], p.n[k]]),
+                            np.array([1.0, -pool["window_hours"]]), -math.inf, 0.0)
+
+
+def add_memory_constraints(p: Problem, scenario: Scenario) -> None:
+    """(memory) x_i = 0 unless GPU memory needed <= usable and offloaded KV <= usable host memory."""
+    r = p.rows
+    gpu_bad = (r["gpu_mem_gib"] > r["gpu_mem_usable_gib"] + 1e-9) | ~np.isfinite(r["min_offload_ratio"])
+    gpu_bad |= r["offload_ratio"] + 1e-9 < r["min_offload_ratio"]
+    host_bad = r["host_kv_gib_per_vm"] > r["host_mem_gib"] * scenario.settings.host_memory_utilization
+    p.model.fix_zero(p.x[(gpu_bad | host_bad).to_numpy()])
+
+
+def add_slo_constraints(p: Problem) -> None:
+    """(slo) x_i = 0 unless TTFT_i <= TTFT_max, TPOT_i <= TPOT_max, E2E_i <= E2E_max and TPS_i >= TPS_min."""
+    r = p.rows
+    bad = np.zeros(len(r), dtype=bool)
+    for value, bound, sense in SLO_COLUMNS:
+        limit = r[bound].to_numpy(float)
+        has = np.isfinite(limit)
+        v = r[value].to_numpy(float)
+        bad |= has & ((v > limit * (1 + 1e-12)) if sense > 0 else (v < limit))
+    p.model.fix_zero(p.x[bad])
+
+
+def add_quota_constraints(p: Problem, scenario: Scenario) -> None:
+    """(quota) sum_{p matching q} n_p <= max_instances_q, or sum gpus_p n_p <= max_gpus_q."""
+    from .candidates import quota_matches
+
+    for k, quota in enumerate(scenario.quotas):
+        mask = quota_matches(quota, p.pools)
+        if quota.max_instances is not None:
+            coef, limit = np.ones(mask.sum()), float(quota.max_instances)
+        else:
+            coef, limit = p.pools["gpu_count"].to_numpy(float)[mask], float(quota.max_gpus or 0)
+        if mask.any():
+            p.model.add_row(f"quota[{k}]", p.n[mask], coef, -math.inf, limit)
+
+
+def add_budget_constraints(p: Problem, scenario: Scenario) -> None:
+    """(budget) sum_{online p} c_p n_p <= B_usd_per_hour; total objective <= B_usd."""
+    online = (p.pools["mode"] == "online").to_numpy()
+    price = p.pools["usd_per_hour"].to_numpy(float)
+    if scenario.budget_usd_per_hour is not None and online.any():
+        p.model.add_row("budget[usd_per_hour]", p.n[online], price[online], -math.inf, scenario.budget_usd_per_hour)
+    if scenario.budget_usd is not None:
+        idx = np.flatnonzero(np.asarray(p.model.cost) != 0)
+        p.model.add_row("budget[usd]", idx, np.asarray(p.model.cost)[idx], -math.inf, scenario.budget_usd)
+
+
+def add_type_limit_constraints(p: Problem, scenario: Scenario) -> None:
+    """(types) n_p <= U_p z_k(p) and sum_k z_k <= K, z_k binary per instance type k."""
+    if scenario.max_instance_types is None:
+        return
+    types = sorted(p.pools["instance_type"].unique())
+    z = p.model.add_vars("use", types, 0.0, 1.0, True)
+    p.z = dict(zip(types, z.tolist()))
+    for k, pool in p.pools.iterrows():
+        p.model.add_row(f"link[{pool['pool']}]", np.array([p.n[k], p.z[pool['instance_type']]]),
+                        np.array([1.0, -pool["max_vms"]]), -math.inf, 0.0)
+    p.model.add_row("types", z, np.ones(len(z)), -math.inf, float(scenario.max_instance_types))
+
+
+def demand_load(rows: pd.DataFrame) -> np.ndarray:
+    """VMs (online) or VM-hours (offline) a row needs to carry its whole demand."""
+    rps = rows["requests_per_s_per_vm"].to_numpy(float)
+    online = (rows["mode"] == "online").to_numpy()
+    return np.where(online, rows["rate_per_s"].to_numpy(float) / rps,
+                    rows["num_requests"].to_numpy(float) / (3600.0 * rps))
+
+
+def build_problem(rows: pd.DataFrame, scenario: Scenario) -> Problem:
+    """The MILP for a candidate table (rows may include infeasible ones: memory and SLO rows exclude them)."""
+    rows = rows.sort_values(["pool", "demand"], kind="stable").reset_index(drop=True)
+    rows = rows.assign(demand_load=demand_load(rows))
+    pools = pool_table(rows, scenario)
+    model = LinearModel()
+    online = (pools["mode"] == "online").to_numpy()
+    price = pools["usd_per_hour"].to_numpy(float)
+    x = model.add_vars("x", list(rows["pool"] + "@" + rows["demand"]), 0.0, 1.0, False)
+    n = model.add_vars("n", list(pools["pool"]), 0.0, pools["max_vms"].to_numpy(), True,
+                       np.where(online, price * scenario.horizon_hours, 0.0))
+    t = np.full(len(pools), -1)
+    offline = np.flatnonzero(~online)
+    if len(offline):
+        t_vars = model.add_vars("t", list(pools["pool"].iloc[offline]), 0.0,
+                                (pools["max_vms"] * pools["window_hours"]).to_numpy()[offline],
+                                scenario.billing == "hourly", price[offline])
+        t[offline] = t_vars
+    problem = Problem(model, rows, pools, x, n, t)
+    add_demand_constraints(problem)
+    add_capacity_constraints(problem)
+    add_memory_constraints(problem, scenario)
+    add_slo_constraints(problem)
+    add_quota_constraints(problem, scenario)
+    add_type_limit_constraints(problem, scenario)
+    add_budget_constraints(problem, scenario)
+    return problem

@@ -1,0 +1,103 @@
+"""One workload, the paper's way: rank every instance, keep those that meet the SLO, pick the cheapest.
+
+For each offering the best configuration is kept (the batch sizes allowed, the smallest KV offload ratio that
+fits, the tensor-parallel degree with the highest throughput per VM). The job's cost is the VMs needed times the
+billed hours (hourly billing rounds up, as the paper's Eq. 2-3 do) times the price. The paper's baselines are
+computed from the same table: max-performance (highest throughput, whatever the price), cheapest that fits in
+GPU memory without offloading, and InferSave without KV offloading.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from .candidates import build_candidates
+from .scenario import Resolved
+
+COLUMNS = ["instance_type", "region", "pricing", "gpu", "gpu_count", "tp", "batch_size", "offload_ratio", "ttft_s",
+           "tpot_s", "e2e_s", "tokens_per_s", "gpu_mem_gib", "usd_per_hour", "vms", "hours", "total_usd",
+           "meets_slo", "reason"]
+
+
+class Recommendation(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    workload: str
+    status: str
+    choice: dict | None
+    baselines: dict[str, dict | None]
+    candidates: pd.DataFrame
+
+
+def _job_cost(rows: pd.DataFrame, workload, billing: str) -> pd.DataFrame:
+    """VMs, billed hours and USD for the whole job on each row's configuration."""
+    vm_tps = rows["tokens_per_s"] * rows["replicas_per_vm"]
+    tokens = (rows["input_tokens"] + rows["output_tokens"]).astype(float)
+    if workload.request_rate_per_s:
+        vms = np.ceil(workload.request_rate_per_s / rows["requests_per_s_per_vm"] - 1e-9).clip(min=1)
+        hours = pd.Series(1.0, index=rows.index)  # an online fleet is priced per hour
+    else:
+        n = float(workload.num_requests or 1)
+        hours_one = n * tokens / vm_tps / 3600.0
+        vms = np.ones(len(rows))
+        if workload.deadline_hours:
+            vms = np.ceil(hours_one / workload.deadline_hours - 1e-9).clip(min=1)
+        hours = hours_one / vms
+    billed = np.ceil(hours - 1e-9) if billing == "hourly" else hours
+    return rows.assign(vm_tokens_per_s=vm_tps, vms=vms.astype(int), hours=billed,
+                       total_usd=rows["usd_per_hour"] * vms * billed)
+
+
+def _best_per_offering(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = rows.sort_values(["offer", "total_usd", "vm_tokens_per_s", "offload_ratio", "batch_size"],
+                            ascending=[True, True, False, True, True], kind="stable")
+    return rows.groupby("offer", sort=False).head(1)
+
+
+def recommend(resolved: Resolved, workload_name: str | None = None) -> Recommendation:
+    """Rank every instance for one workload of the scenario (the first one unless named)."""
+    sc = resolved.scenario
+    w = next((x for x in sc.workloads if x.name == workload_name), sc.workloads[0]) if workload_name else sc.workloads[0]
+    single = sc.model_copy(update={"workloads": [w], "quotas": []})
+    cands = build_candidates(single, resolved.instances, resolved.models, resolved.calibration, prune=False,
+                             planning=False)
+    frames = [f for f in (cands.table.assign(meets_slo=True, reason=""), cands.rejected.assign(meets_slo=False))
+              if not f.empty]
+    rows = _job_cost(pd.concat(frames, ignore_index=True), w, sc.billing)
+    fits = rows[np.isfinite(rows["min_offload_ratio"]) & (rows["offload_ratio"] + 1e-9 >= rows["min_offload_ratio"])]
+    fits = fits[~fits["reason"].str.contains("host memory")]
+    # per offering: the best SLO-meeting configuration, else the best configuration that fits at all
+    ranked = pd.concat([_best_per_offering(fits[fits["meets_slo"]]),
+                        _best_per_offering(fits[~fits["meets_slo"] & ~fits["offer"].isin(fits.loc[fits["meets_slo"], "offer"])])])
+    table = ranked.sort_values(["meets_slo", "total_usd", "vm_tokens_per_s", "offer"],
+                               ascending=[False, True, False, True], kind="stable").reset_index(drop=True)
+    ok = table[table["meets_slo"]]
+    no_off = fits[fits["offload_ratio"] == 0]
+    baselines = {
+        "infersave": _pick(ok),
+        "infersave_without_offload": _pick(_best_per_offering(no_off[no_off["meets_slo"]])
+                                           .sort_values(["total_usd", "vm_tokens_per_s"], ascending=[True, False])),
+        "max_performance": _pick(_best_per_offering(no_off).sort_values(["vm_tokens_per_s", "usd_per_hour"],
+                                                                        ascending=[False, True])),
+        "cheapest_fit": _pick(_best_per_offering(no_off).sort_values(["usd_per_hour", "vm_tokens_per_s"],
+                                                                     ascending=[True, False])),
+    }
+    status = "ok" if not ok.empty else "no_instance_meets_slo"
+    return Recommendation(workload=w.name, status=status, choice=baselines["infersave"], baselines=baselines,
+                          candidates=table)
+
+
+def _pick(frame: pd.DataFrame) -> dict | None:
+    if frame.empty:
+        return None
+    row = frame.iloc[0]
+    return {c: (row[c].item() if hasattr(row[c], "item") else row[c]) for c in COLUMNS if c in row}
+
+
+def saving_pct(ours: dict | None, theirs: dict | None) -> float:
+    if not ours or not theirs or not theirs["total_usd"]:
+        return math.nan
+    return 100.0 * (theirs["total_usd"] - ours["total_usd"]) / theirs["total_usd"]

@@ -1,0 +1,133 @@
+"""Scenario files: YAML -> validated ``Scenario`` plus the resolved models and catalog.
+
+Errors name the file, the line and the field (``scenario.yaml:line 7:workloads.0.input_tokens: ...``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .catalog import ROOT, find_model, load_catalog, suggest
+from .ctcf import load_calibration
+from .errors import ScenarioError, UnknownNameError
+from .perf import Calibration
+from .schema import Instance, ModelCard, Scenario
+
+DEFAULT_SCENARIO = ROOT / "scenarios" / "chat_fleet.yaml"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A validated scenario with everything it names looked up."""
+
+    scenario: Scenario
+    models: dict[str, ModelCard]
+    instances: list[Instance]
+    calibration: Calibration
+    path: str
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the YAML node at a pydantic error location, as deep as it can be followed."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if getattr(k, "value", None) == key]
+            if not match:
+                break
+            node = match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def read_yaml(path: Path, error: type[ScenarioError] = ScenarioError) -> tuple[Any, yaml.Node | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read file: {exc}", path=str(path)) from None
+    try:
+        return yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"malformed YAML: {problem}", path=str(path), where=where) from None
+
+
+def validation_error(exc: ValidationError, path: str, node: yaml.Node | None,
+                     error: type[ScenarioError] = ScenarioError) -> ScenarioError:
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    line = _line_of(node, loc)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling)"
+    return error(msg, path=path, where=f"line {line}" if line else None, field=".".join(map(str, loc)) or None)
+
+
+def parse_scenario(data: Any, path: str = "<scenario>", node: yaml.Node | None = None) -> Scenario:
+    if data is None:
+        raise ScenarioError("empty scenario file (expected a mapping with 'workloads')", path=path)
+    if not isinstance(data, dict):
+        raise ScenarioError("a scenario must be a YAML mapping with 'workloads'", path=path)
+    try:
+        return Scenario(**data)
+    except ValidationError as exc:
+        raise validation_error(exc, path, node) from None
+    except TypeError as exc:
+        raise ScenarioError(f"bad structure: {exc}", path=path) from None
+
+
+def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = None) -> Resolved:
+    """Look up models, catalog and calibration, and check the cross-references a schema cannot see."""
+    models: dict[str, ModelCard] = {}
+    for i, w in enumerate(scenario.workloads):
+        try:
+            card = find_model(w.model, base)
+        except UnknownNameError as exc:
+            raise UnknownNameError(str(exc).split(": ", 1)[-1], path=path, field=f"workloads.{i}.model") from None
+        models[w.model] = card
+        for bucket in w.size_mix():
+            total = bucket.input_tokens + bucket.output_tokens
+            if total > card.max_position_embeddings:
+                raise ScenarioError(
+                    f"input + output = {total} tokens exceeds {card.name}'s context window of "
+                    f"{card.max_position_embeddings}", path=path, field=f"workloads.{i}")
+    instances = load_catalog(scenario.catalogs, base)
+    _check_names(scenario, instances, path)
+    calibration = load_calibration(scenario.calibration, base)
+    return Resolved(scenario, models, instances, calibration, path)
+
+
+def _check_names(scenario: Scenario, instances: list[Instance], path: str) -> None:
+    known = {"cloud": {i.cloud for i in instances}, "region": {i.region for i in instances},
+             "instance_type": {i.instance_type for i in instances}, "gpu": {i.gpu for i in instances}}
+    checks: list[tuple[str, str, str | None]] = []
+    checks += [("cloud", "clouds", c) for c in scenario.clouds or []]
+    checks += [("region", "regions", r) for r in scenario.regions or []]
+    checks += [("instance_type", "instance_types", t) for t in scenario.instance_types or []]
+    for i, w in enumerate(scenario.workloads):
+        checks += [("instance_type", f"workloads.{i}.instance_types", t) for t in w.instance_types or []]
+    for k, q in enumerate(scenario.quotas):
+        checks += [(key, f"quotas.{k}.{key}", getattr(q, key)) for key in ("instance_type", "region", "cloud", "gpu")]
+    for kind, field, value in checks:
+        if value is not None and value not in known[kind]:
+            names = sorted(known[kind])
+            raise UnknownNameError(f"unknown {kind.replace('_', ' ')} {value!r}{suggest(value, names)}",
+                                   path=path, field=field)
+
+
+def load_scenario(path: str | Path) -> Resolved:
+    """Read, validate and resolve a scenario file."""
+    path = Path(path)
+    data, node = read_yaml(path)
+    scenario = parse_scenario(data, str(path), node)
+    return resolve(scenario, str(path), path.parent)

@@ -1,0 +1,280 @@
+"""Validated domain objects: hardware, model cards, workloads and scenarios.
+
+Every model is frozen and forbids unknown fields, so a typo in a scenario is an error, not a silent default.
+Units are in the field names (``_gib``, ``_gb_s``, ``_s``, ``usd_per_hour``).
+"""
+from __future__ import annotations
+
+import datetime
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
+DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+Pricing = Literal["on_demand", "spot", "both"]
+Billing = Literal["per_second", "hourly"]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_numbers(cls, data: object) -> object:
+        # NaN/inf slip through gt/ge checks in pydantic; reject them everywhere at the edge.
+        if isinstance(data, dict):
+            if isinstance(data.get("retrieved"), (datetime.date, datetime.datetime)):
+                data = {**data, "retrieved": data["retrieved"].isoformat()}
+            for key, value in data.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{key} must be a finite number, got {value}")
+        return data
+
+
+class GPUSpec(Frozen):
+    """One GPU model's datasheet figures (per GPU)."""
+
+    gpu: str
+    architecture: str = ""
+    memory_gib: float = Field(gt=0)
+    hbm_bandwidth_gb_s: float = Field(gt=0)
+    fp16_tflops_dense: float = Field(gt=0)
+    fp8_tflops_dense: float | None = Field(default=None, gt=0)
+    int8_tops_dense: float | None = Field(default=None, gt=0)
+    fp32_tflops: float | None = Field(default=None, gt=0)
+    host_link: str = ""
+    host_link_gb_s: float = Field(gt=0)
+    interconnect: str = ""
+    interconnect_gb_s: float = Field(gt=0)
+    source: str = Field(min_length=1)
+    retrieved: str = ""
+
+    def peak_tflops(self, dtype: str) -> float:
+        """Dense tensor-core peak for the compute precision a weight dtype implies (FP8 only where supported)."""
+        if dtype == "fp8" and self.fp8_tflops_dense:
+            return self.fp8_tflops_dense
+        return self.fp16_tflops_dense
+
+
+class Instance(Frozen):
+    """One rentable VM offering: a type in a region, with its prices."""
+
+    cloud: str
+    instance_type: str
+    gpu: str
+    gpu_count: int = Field(gt=0)
+    vcpus: float = Field(gt=0)
+    host_mem_gib: float = Field(gt=0)
+    usd_per_hour: float = Field(gt=0)
+    spot_usd_per_hour: float | None = Field(default=None, gt=0)
+    region: str
+    source: str = ""
+
+
+class ModelCard(Frozen):
+    """Architecture of one LLM, as in its Hugging Face config.json."""
+
+    name: str = Field(min_length=1)
+    hf_id: str = ""
+    aliases: list[str] = Field(default_factory=list)
+    family: str = ""
+    num_layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_key_value_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    max_position_embeddings: int = Field(gt=0)
+    ffn_gated: bool = True
+    tie_word_embeddings: bool = False
+    num_experts: int = Field(default=1, gt=0)
+    num_experts_per_token: int = Field(default=1, gt=0)
+    num_parameters: int | None = Field(default=None, gt=0)
+    torch_dtype: str = "float16"
+    source: str = Field(min_length=1)
+    retrieved: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelCard:
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.num_experts_per_token > self.num_experts:
+            raise ValueError("num_experts_per_token exceeds num_experts")
+        return self
+
+    # Derived sizes (parameters, not bytes). Attention: Q and O are h x d_attn, K and V are h x kv_dim.
+    @property
+    def attn_params_per_layer(self) -> int:
+        d_attn = self.num_attention_heads * self.head_dim
+        kv_dim = self.num_key_value_heads * self.head_dim
+        return 2 * self.hidden_size * d_attn + 2 * self.hidden_size * kv_dim
+
+    @property
+    def expert_params(self) -> int:
+        """Parameters of one FFN expert (the whole FFN for dense models)."""
+        return (3 if self.ffn_gated else 2) * self.hidden_size * self.intermediate_size
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+
+    @property
+    def total_params(self) -> int:
+        """Published count when known, else from the architecture (norms and biases are negligible)."""
+        if self.num_parameters:
+            return self.num_parameters
+        per_layer = self.attn_params_per_layer + self.num_experts * self.expert_params
+        return self.num_layers * per_layer + self.embedding_params
+
+    @property
+    def matmul_params_per_token(self) -> int:
+        """Parameters one token multiplies through: active experts only, plus the LM head."""
+        per_layer = self.attn_params_per_layer + self.num_experts_per_token * self.expert_params
+        return self.num_layers * per_layer + self.vocab_size * self.hidden_size
+
+    @property
+    def expert_params_total(self) -> int:
+        """All routed-expert parameters (zero for dense models, whose FFN is always read)."""
+        return self.num_layers * self.num_experts * self.expert_params if self.num_experts > 1 else 0
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 1
+
+    def kv_bytes_per_token(self, kv_dtype: str) -> float:
+        """K and V for every layer: 2 * layers * kv_heads * head_dim * bytes (GQA-aware)."""
+        return 2 * self.num_layers * self.num_key_value_heads * self.head_dim * DTYPE_BYTES[kv_dtype]
+
+
+class SLO(Frozen):
+    """Service-level objective of a workload; every bound given is enforced."""
+
+    max_ttft_s: float | None = Field(default=None, gt=0)
+    max_tpot_s: float | None = Field(default=None, gt=0)
+    max_e2e_s: float | None = Field(default=None, gt=0)
+    min_tokens_per_s: float | None = Field(default=None, gt=0, description="per replica, input+output (paper's TPS)")
+
+
+class Bucket(Frozen):
+    """One request-size bucket of a traffic mix: representative lengths and a share of the rate."""
+
+    input_tokens: int = Field(gt=0)
+    output_tokens: int = Field(gt=0)
+    fraction: float = Field(gt=0, le=1)
+
+
+class Workload(Frozen):
+    """One stream of requests for one model: online (a rate) or offline (a job with a deadline)."""
+
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    mode: Literal["online", "offline"] = "online"
+    input_tokens: int | None = Field(default=None, gt=0)
+    output_tokens: int | None = Field(default=None, gt=0)
+    buckets: list[Bucket] | None = None
+    request_rate_per_s: float | None = Field(default=None, gt=0)
+    num_requests: int | None = Field(default=None, gt=0)
+    deadline_hours: float | None = Field(default=None, gt=0)
+    slo: SLO = Field(default_factory=SLO)
+    dtype: Dtype = "fp16"
+    kv_dtype: Dtype | None = None
+    batch_sizes: list[int] | None = None
+    pricing: Pricing | None = None
+    instance_types: list[str] | None = Field(default=None, description="restrict to these types")
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_batches(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) <= 0):
+            raise ValueError("batch_sizes must be a non-empty list of positive integers")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Workload:
+        if self.buckets is None and (self.input_tokens is None or self.output_tokens is None):
+            raise ValueError("give input_tokens and output_tokens, or buckets")
+        if self.buckets is not None:
+            if self.input_tokens is not None or self.output_tokens is not None:
+                raise ValueError("give either input_tokens/output_tokens or buckets, not both")
+            if abs(sum(b.fraction for b in self.buckets) - 1.0) > 1e-6:
+                raise ValueError("bucket fractions must sum to 1")
+        if self.mode == "online" and self.request_rate_per_s is None and self.num_requests is None:
+            raise ValueError("an online workload needs request_rate_per_s (or num_requests for a one-off run)")
+        if self.mode == "offline" and (self.num_requests is None or self.deadline_hours is None):
+            raise ValueError("an offline workload needs num_requests and deadline_hours")
+        return self
+
+    @property
+    def effective_kv_dtype(self) -> str:
+        return self.kv_dtype or ("fp16" if self.dtype in ("int8", "int4") else self.dtype)
+
+    def size_mix(self) -> list[Bucket]:
+        """The traffic as buckets; a single-size workload is one bucket of fraction 1."""
+        if self.buckets is not None:
+            return list(self.buckets)
+        assert self.input_tokens is not None and self.output_tokens is not None  # validated above
+        return [Bucket(input_tokens=self.input_tokens, output_tokens=self.output_tokens, fraction=1.0)]
+
+
+class Quota(Frozen):
+    """Availability limit: at most max_instances VMs (or max_gpus GPUs) matching every given key."""
+
+    instance_type: str | None = None
+    region: str | None = None
+    cloud: str | None = None
+    gpu: str | None = None
+    pricing: Literal["on_demand", "spot"] | None = None
+    max_instances: int | None = Field(default=None, ge=0)
+    max_gpus: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> Quota:
+        if (self.max_instances is None) == (self.max_gpus is None):
+            raise ValueError("a quota needs exactly one of max_instances or max_gpus")
+        return self
+
+
+class Settings(Frozen):
+    """Engine settings a scenario may override; defaults are what a serving engineer would pick."""
+
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
+    offload_step: float = Field(default=0.1, gt=0, le=1, description="discretisation of the KV offload ratio")
+    allow_offload: bool = True
+    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
+    host_memory_utilization: float = Field(default=0.80, gt=0, le=1)
+    prefill_chunk_tokens: int = Field(default=8192, gt=0)
+    max_tensor_parallel: int = Field(default=8, gt=0)
+
+
+class Scenario(Frozen):
+    """A fleet planning problem: workloads, where they may run, and the business limits."""
+
+    name: str = "scenario"
+    description: str = ""
+    workloads: list[Workload] = Field(min_length=1)
+    catalogs: list[str] | None = Field(default=None, description="catalog CSVs; default: all shipped")
+    clouds: list[str] | None = None
+    regions: list[str] | None = None
+    instance_types: list[str] | None = None
+    pricing: Pricing = "on_demand"
+    billing: Billing = "per_second"
+    horizon_hours: float = Field(default=24.0, gt=0, description="online $/h is multiplied by this")
+    share_replicas: bool = True
+    quotas: list[Quota] = Field(default_factory=list)
+    budget_usd_per_hour: float | None = Field(default=None, gt=0)
+    budget_usd: float | None = Field(default=None, gt=0)
+    max_instance_types: int | None = Field(default=None, gt=0)
+    calibration: str | None = None
+    settings: Settings = Field(default_factory=Settings)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Scenario:
+        seen: set[str] = set()
+        for i, w in enumerate(self.workloads):
+            if w.name in seen:
+                raise ValueError(f"workloads[{i}].name: duplicate workload name {w.name!r}")
+            seen.add(w.name)
+        return self

@@ -1,0 +1,147 @@
+"""Re-check a plan against its scenario without the candidate table or the MILP.
+
+Every assignment is re-predicted from the catalog and model card with the performance model directly, and
+every constraint family is re-evaluated with plain arithmetic: demand served in full, pool capacity, GPU and
+host memory, SLO bounds, quotas, budgets, distinct types, and the reported costs. Returns the violations.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from .catalog import find_gpu
+from .perf import GIB, Hardware, coefficient_arrays, estimate
+from .scenario import Resolved
+
+REL_TOL = 1e-6
+
+
+def _close(a: float, b: float, tol: float = REL_TOL) -> bool:
+    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+
+
+def _predict(resolved: Resolved, workload, a) -> object:
+    model = resolved.models[workload.model]
+    spec = find_gpu(a.gpu)
+    sizes = workload.size_mix()
+    index = int(a.demand.rsplit("#", 1)[1]) if "#" in a.demand else 0
+    bucket = sizes[index]
+    s = resolved.scenario.settings
+    return estimate(model, Hardware.from_specs([spec], workload.dtype), dtype=workload.dtype,
+                    kv_dtype=workload.effective_kv_dtype, batch=np.array([a.batch_size]),
+                    input_tokens=np.array([bucket.input_tokens]), output_tokens=np.array([bucket.output_tokens]),
+                    tp=np.array([a.tensor_parallel]), offload_ratio=np.array([a.offload_ratio]),
+                    coefficients=coefficient_arrays(resolved.calibration, [a.gpu]),
+                    gpu_memory_utilization=s.gpu_memory_utilization,
+                    prefill_chunk_tokens=s.prefill_chunk_tokens), bucket
+
+
+def verify(resolved: Resolved, plan) -> list[str]:
+    """All constraint violations of ``plan`` (a ``Plan`` or its JSON dict) for ``resolved``; empty if it holds."""
+    from .plan import Plan
+
+    plan = plan if isinstance(plan, Plan) else Plan.model_validate(plan)
+    sc = resolved.scenario
+    workloads = {w.name: w for w in sc.workloads}
+    offers = {(i.cloud, i.instance_type, i.region): i for i in resolved.instances}
+    bad: list[str] = []
+    served: dict[str, float] = defaultdict(float)
+    pool_load: dict[str, float] = defaultdict(float)
+    pools = {p.pool: p for p in plan.pools}
+    for a in plan.assignments:
+        w = workloads.get(a.workload)
+        inst = offers.get((a.cloud, a.instance_type, a.region))
+        if w is None or inst is None:
+            bad.append(f"{a.workload}: unknown workload or instance {a.instance_type} in {a.region}")
+            continue
+        price = inst.usd_per_hour if a.pricing == "on_demand" else inst.spot_usd_per_hour
+        pool = pools.get(a.pool)
+        if pool is None or price is None or not _close(pool.unit_usd_per_hour, price) or pool.count != a.count:
+            bad.append(f"{a.workload}: pool {a.pool} missing or its price/count disagrees with the catalog")
+            continue
+        if inst.gpu != a.gpu or inst.gpu_count % a.tensor_parallel:
+            bad.append(f"{a.workload}: tensor parallel {a.tensor_parallel} does not fit {a.instance_type}")
+            continue
+        est, bucket = _predict(resolved, w, a)
+        need_gib = float(est.gpu_mem_required[0]) / GIB
+        if need_gib > float(est.gpu_mem_usable[0]) / GIB + 1e-9 or a.offload_ratio + 1e-9 < est.min_offload_ratio[0]:
+            bad.append(f"memory[{a.workload}@{a.instance_type}]: needs {need_gib:.2f} GiB per GPU at offload "
+                       f"{a.offload_ratio:.0%}")
+        host_gib = float(est.host_kv_bytes[0]) * (inst.gpu_count // a.tensor_parallel) / GIB
+        if host_gib > inst.host_mem_gib * sc.settings.host_memory_utilization + 1e-9:
+            bad.append(f"memory[{a.workload}@{a.instance_type}]: {host_gib:.1f} GiB offloaded KV exceeds host RAM")
+        for label, value, bound, sense in (("TTFT", est.ttft_s[0], w.slo.max_ttft_s, 1),
+                                           ("TPOT", est.tpot_s[0], w.slo.max_tpot_s, 1),
+                                           ("E2E", est.e2e_s[0], w.slo.max_e2e_s, 1),
+                                           ("TPS", est.tokens_per_s[0], w.slo.min_tokens_per_s, -1),
+                                           ("deadline", est.e2e_s[0] / 3600,
+                                            w.deadline_hours if w.mode == "offline" else None, 1)):
+            if bound is not None and sense * (value - bound) > REL_TOL * bound:
+                bad.append(f"slo[{a.workload}@{a.instance_type}]: {label} {value:.4g} breaks bound {bound:g}")
+        if not (_close(a.ttft_s, est.ttft_s[0]) and _close(a.tpot_s, est.tpot_s[0])):
+            bad.append(f"{a.workload}@{a.instance_type}: reported latency differs from the model's prediction")
+        rps_vm = float(est.requests_per_s[0]) * (inst.gpu_count // a.tensor_parallel)
+        if w.mode == "online":
+            pool_load[a.pool] += (w.request_rate_per_s or 0.0) * bucket.fraction * a.share / rps_vm
+        else:
+            pool_load[a.pool] += (w.num_requests or 0) * bucket.fraction * a.share / (3600.0 * rps_vm)
+        served[a.demand] += a.share
+    demands = [w.name if w.buckets is None else f"{w.name}#{k}" for w in sc.workloads
+               for k in range(len(w.size_mix()))]
+    bad += [f"demand[{d}]: served {served.get(d, 0.0):.6f} of 1" for d in demands if not _close(served.get(d, 0.0), 1.0)]
+    bad += _check_pools(plan, pool_load, workloads)
+    bad += _check_limits(plan, resolved)
+    return bad
+
+
+def _check_pools(plan, pool_load: dict[str, float], workloads) -> list[str]:
+    bad = []
+    deadline = {a.pool: workloads[a.workload].deadline_hours for a in plan.assignments}
+    hourly = None
+    for p in plan.pools:
+        load = pool_load.get(p.pool, 0.0)
+        if p.mode == "online":
+            if load > p.count * (1 + REL_TOL) + 1e-9:
+                bad.append(f"capacity[{p.pool}]: needs {load:.4f} VMs, has {p.count}")
+            expected = p.unit_usd_per_hour * p.count * plan.horizon_hours
+        else:
+            hours = p.vm_hours or 0.0
+            window = deadline.get(p.pool) or 0.0
+            hourly = abs(hours - round(hours)) < 1e-6 if hourly is None else hourly
+            if load > hours * (1 + REL_TOL) + 1e-9 or hours > p.count * window * (1 + REL_TOL) + 1e-9:
+                bad.append(f"capacity[{p.pool}]: needs {load:.4f} VM-hours, has {hours:.4f} on {p.count} VMs")
+            expected = p.unit_usd_per_hour * hours
+        if not _close(p.usd, expected):
+            bad.append(f"cost[{p.pool}]: reported {p.usd:.4f} USD, recomputed {expected:.4f}")
+    total = sum(p.usd for p in plan.pools)
+    if not _close(plan.objective, total):
+        bad.append(f"objective: reported {plan.objective:.4f}, recomputed {total:.4f}")
+    return bad
+
+
+def _check_limits(plan, resolved: Resolved) -> list[str]:
+    sc = resolved.scenario
+    bad = []
+    for k, q in enumerate(sc.quotas):
+        used = 0
+        for p in plan.pools:
+            if all(getattr(q, key) in (None, getattr(p, key)) for key in ("instance_type", "region", "cloud", "gpu",
+                                                                          "pricing")):
+                used += p.count * (p.gpu_count if q.max_gpus is not None else 1)
+        limit = q.max_gpus if q.max_gpus is not None else q.max_instances
+        if limit is not None and used > limit:
+            bad.append(f"quota[{k}]: uses {used}, limit {limit}")
+    hourly = sum(p.unit_usd_per_hour * p.count for p in plan.pools if p.mode == "online")
+    if sc.budget_usd_per_hour is not None and hourly > sc.budget_usd_per_hour * (1 + REL_TOL):
+        bad.append(f"budget[usd_per_hour]: {hourly:.4f} exceeds {sc.budget_usd_per_hour:g}")
+    if sc.budget_usd is not None and plan.objective > sc.budget_usd * (1 + REL_TOL):
+        bad.append(f"budget[usd]: {plan.objective:.4f} exceeds {sc.budget_usd:g}")
+    types = {p.instance_type for p in plan.pools if p.count > 0}
+    if sc.max_instance_types is not None and len(types) > sc.max_instance_types:
+        bad.append(f"types: {len(types)} distinct instance types exceed {sc.max_instance_types}")
+    if sc.billing == "hourly":
+        bad += [f"billing[{p.pool}]: {p.vm_hours} VM-hours is not whole hours" for p in plan.pools
+                if p.vm_hours is not None and not math.isclose(p.vm_hours, round(p.vm_hours), abs_tol=1e-6)]
+    return bad
