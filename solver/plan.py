@@ -150,9 +150,9 @@ def extract_plan(problem: Problem, result: SolveResult, resolved: Resolved, cand
     pools = pools[pools["count"] > 0]
     price = pools["usd_per_hour"]
     online = pools["mode"] == "online"
-    pools = pools.assign(cost_per_hour=np.where(online, price * pools["count"], 0.0),
+    pools = pools.assign(cost_per_hour=price * pools["count"],
                          cost=np.where(online, price * pools["count"] * sc.horizon_hours, price * pools["vm_hours"]))
-    used = rows[rows["x"] > 1e-9].merge(pools[["pool", "count", "load", "cost_per_hour"]], on="pool",
+    used = rows[rows["x"] > 1e-7].merge(pools[["pool", "count", "load", "cost_per_hour"]], on="pool",
                                         suffixes=("", "_pool"))
     pool_load = used["demand_load"] * used["x"]
     total_load = pool_load.groupby(used["pool"]).transform("sum")
@@ -175,7 +175,7 @@ def extract_plan(problem: Problem, result: SolveResult, resolved: Resolved, cand
         scenario=sc.name, status=result.status.value, objective=round(objective, 6),
         bound=None if result.bound is None else round(result.bound, 6),
         gap=None if result.gap is None else round(result.gap, 9), horizon_hours=sc.horizon_hours,
-        online_usd_per_hour=round(float(pools["cost_per_hour"].sum()), 6),
+        online_usd_per_hour=round(float(pools.loc[online, "cost_per_hour"].sum()), 6),
         offline_usd=round(float(pools.loc[~online, "cost"].sum()), 6),
         assignments=sorted(assignments, key=lambda a: (a.workload, a.demand, a.pool)),
         pools=sorted(pool_models, key=lambda p: p.pool),

@@ -37,17 +37,17 @@ def _job_cost(rows: pd.DataFrame, workload, billing: str) -> pd.DataFrame:
     vm_tps = rows["tokens_per_s"] * rows["replicas_per_vm"]
     tokens = (rows["input_tokens"] + rows["output_tokens"]).astype(float)
     if workload.request_rate_per_s:
-        vms = np.ceil(workload.request_rate_per_s / rows["requests_per_s_per_vm"] - 1e-9).clip(min=1)
+        vms = np.maximum(np.ceil(workload.request_rate_per_s / rows["requests_per_s_per_vm"] - 1e-9), 1)
         hours = pd.Series(1.0, index=rows.index)  # an online fleet is priced per hour
     else:
         n = float(workload.num_requests or 1)
         hours_one = n * tokens / vm_tps / 3600.0
         vms = np.ones(len(rows))
         if workload.deadline_hours:
-            vms = np.ceil(hours_one / workload.deadline_hours - 1e-9).clip(min=1)
+            vms = np.maximum(np.ceil(hours_one / workload.deadline_hours - 1e-9), 1)
         hours = hours_one / vms
     billed = np.ceil(hours - 1e-9) if billing == "hourly" else hours
-    return rows.assign(vm_tokens_per_s=vm_tps, vms=vms.astype(int), hours=billed,
+    return rows.assign(vm_tokens_per_s=vm_tps, vms=np.asarray(vms).astype(int), hours=billed,
                        total_usd=rows["usd_per_hour"] * vms * billed)
 
 
