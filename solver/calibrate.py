@@ -8,7 +8,7 @@ import pandas as pd
 
 from .ctcf import fit, metric_error, predict_times, split_train_test
 from .errors import CatalogError
-from .measurements import Terms, linear_terms, load_measurements
+from .measurements import Terms, in_scope, linear_terms, load_measurements
 from .perf import UNCALIBRATED, Calibration
 
 
@@ -32,9 +32,10 @@ def error_table(terms: Terms, calibrations: dict[str, Calibration]) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def usable_terms(path: Path) -> Terms:
+def usable_terms(path: Path, scope: bool = True) -> Terms:
+    """Linear terms of the rows the planner models (``scope=False``: of every row)."""
     frame = load_measurements(path)
-    frame = frame[~frame.get("notes", pd.Series("", index=frame.index)).fillna("").str.contains("SUSPECT")]
+    frame = frame[in_scope(frame)] if scope else frame
     terms = linear_terms(frame.reset_index(drop=True))
     if len(terms.measured_time) < 4:
         raise CatalogError("fewer than 4 usable measurement rows (models and GPUs must be known)", path=str(path))

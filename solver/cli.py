@@ -13,6 +13,8 @@ import typer
 
 from .errors import InputError, PlannerError
 
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "chat_fleet.yaml"
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Pick the cheapest cloud GPU VMs, batch sizes and KV offloading for LLM workloads.")
 
@@ -85,7 +87,7 @@ def recommend(scenario: Path = typer.Argument(..., help="scenario YAML (its firs
 
 @app.command()
 @guarded
-def plan(scenario: Path = typer.Argument(..., help="fleet scenario YAML"),
+def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario YAML (default: bundled chat fleet)"),
          solver: Backend = typer.Option(Backend.highs, "--solver", help="MILP back end"),
          time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.1, help="seconds"),
          mip_gap: float = typer.Option(1e-6, "--mip-gap", min=0.0, max=1.0),
@@ -204,3 +206,7 @@ def calibrate(measurements: Path = typer.Argument(..., help="measurements CSV"),
 def main() -> None:  # pragma: no cover - console entry point
     logging.basicConfig(level=logging.WARNING, format="infersave: %(levelname)s: %(message)s")
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

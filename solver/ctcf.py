@@ -40,15 +40,13 @@ def fit_coefficients(A: np.ndarray, c: np.ndarray, measured: np.ndarray, prior: 
     rows = A / measured[:, None]
     target = (measured - c) / measured
     if prior is not None and weight > 0:
-        scale = np.array([max(prior[0], 1e-3), BETA_SCALE_S, max(prior[2], 1e-3), BETA_SCALE_S])
+        scale = np.array([max(prior[0], 1e-3), BETA_SCALE_S, max(prior[2], 1e-3), BETA_SCALE_S, max(prior[4], 1e-3)])
         rows = np.vstack([rows, np.sqrt(weight) * np.diag(1.0 / scale)])
         target = np.concatenate([target, np.sqrt(weight) * prior / scale])
     used = np.abs(rows).sum(axis=0) > 0
-    theta = np.zeros(4) if prior is None else prior.copy()
+    theta = np.array([1.0, 0.0, 1.0, 0.0, 1.0]) if prior is None else prior.copy()
     if used.any():
         theta[used], _ = nnls(rows[:, used], target)
-    if prior is None:
-        theta[[0, 2]] = np.where(used[[0, 2]], theta[[0, 2]], 1.0)
     return theta
 
 

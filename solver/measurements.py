@@ -1,10 +1,10 @@
 """Published measurements -> the linear terms the CTCF is fitted on, and predictions to score against them.
 
-Each measured metric is turned into a time that is linear in the four CTCF coefficients
-(prefill alpha, prefill beta per layer, decode alpha, decode beta per layer):
+Each measured metric is turned into a time that is linear in the five CTCF coefficients
+(prefill alpha, prefill beta per layer, decode alpha, decode beta per layer, all-reduce factor g):
 
-    TTFT        = ap*P + bp*n + cP                       (P: roofline prefill, n: layers, cP: all-reduce)
-    TPOT        = ad*D + bd*n + cD + kv                  (D: roofline decode step at mean context)
+    TTFT        = ap*P + bp*n + g*cP                     (P: roofline prefill, n: layers, cP: all-reduce)
+    TPOT        = ad*D + bd*n + g*cD                     (D: roofline decode step at mean context)
     E2E         = TTFT + (L_out - 1) * TPOT
 and throughputs are inverted into those times (prefill tok/s -> TTFT, decode tok/s -> TPOT, output or total
 tok/s -> E2E). Rows without a batch size are saturated-throughput runs: they are predicted at the largest batch
@@ -64,9 +64,22 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     return frame
 
 
+# Engines the planner models: batched serving engines with fused GPU kernels. llama.cpp (a single-stream
+# desktop engine whose quantised kernels run far from the roofline) and runs that offload weights to host or
+# disk describe other systems; they stay in the dataset, scored separately, but never calibrate the planner.
+OUT_OF_SCOPE_ENGINES = ("llama.cpp",)
+OUT_OF_SCOPE_NOTES = r"SUSPECT|OFFLOADED|offloading: (?:cpu|disk)"
+
+
+def in_scope(frame: pd.DataFrame) -> pd.Series:
+    """Rows that describe a serving engine with weights and KV cache in GPU memory."""
+    notes = frame.get("notes", pd.Series("", index=frame.index)).fillna("")
+    return ~frame["engine"].isin(OUT_OF_SCOPE_ENGINES) & ~notes.str.contains(OUT_OF_SCOPE_NOTES, regex=True)
+
+
 @dataclass(frozen=True)
 class Terms:
-    """Per-row linear terms: measured_time = A @ (ap, bp, ad, bd) + c."""
+    """Per-row linear terms: measured_time = A @ (ap, bp, ad, bd, comm) + c."""
 
     A: np.ndarray
     c: np.ndarray
@@ -109,14 +122,14 @@ def linear_terms(frame: pd.DataFrame) -> Terms:
         metric, value = row["metric"], float(row["value"])
         phase = PHASE[metric]
         if phase == "ttft":
-            a, const = [P, n, 0.0, 0.0], cP
+            a, const = [P, n, 0.0, 0.0, cP], 0.0
             time = value if metric == "ttft_s" else batch * l_in / value
         elif phase == "tpot":
-            a, const = [0.0, 0.0, D, n], cD
+            a, const = [0.0, 0.0, D, n, cD], 0.0
             time = value if metric == "tpot_s" else batch / value
         else:
             steps = max(l_out - 1.0, 0.0)
-            a, const = [P, n, steps * D, steps * n], cP + steps * cD
+            a, const = [P, n, steps * D, steps * n, cP + steps * cD], 0.0
             tokens = l_out if metric == "output_tokens_per_s" else l_in + l_out
             time = value if metric == "e2e_s" else batch * tokens / value
         A.append(a)
@@ -124,5 +137,5 @@ def linear_terms(frame: pd.DataFrame) -> Terms:
         measured.append(time)
         batches.append(batch)
         kept.append(i)
-    return Terms(np.array(A, float).reshape(-1, 4), np.array(c, float), np.array(measured, float),
+    return Terms(np.array(A, float).reshape(-1, 5), np.array(c, float), np.array(measured, float),
                  np.array(batches, float), frame.loc[kept].reset_index(drop=True))

@@ -36,12 +36,14 @@ LOGIT_BYTES = 4.0
 
 @dataclass(frozen=True)
 class PhaseCoefficients:
-    """CTCF for one GPU: measured = alpha * theoretical + beta_per_layer_s * layers, per phase."""
+    """CTCF for one GPU: measured = alpha * theoretical + beta_per_layer_s * layers, per phase, plus a
+    factor on the all-reduce time of tensor parallelism."""
 
     prefill_alpha: float = 1.0
     prefill_beta_per_layer_s: float = 0.0
     decode_alpha: float = 1.0
     decode_beta_per_layer_s: float = 0.0
+    comm_alpha: float = 1.0  # scales the tensor-parallel all-reduce time (achieved vs nominal link rate)
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,8 @@ def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch
              gpu_memory_utilization: float = 0.9, prefill_chunk_tokens: int = 8192) -> Estimate:
     """Memory and latency of one engine replica (``tp`` GPUs) serving ``batch`` sequences at once.
 
-    ``coefficients`` holds CTCF arrays ``prefill_alpha``, ``prefill_beta``, ``decode_alpha``, ``decode_beta``.
+    ``coefficients`` holds CTCF arrays ``prefill_alpha``, ``prefill_beta``, ``decode_alpha``, ``decode_beta``,
+    ``comm_alpha``.
     """
     batch = np.asarray(batch, float)
     tp = np.asarray(tp, float)
@@ -204,13 +207,13 @@ def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch
     ctx = decode_context(input_tokens, output_tokens)
     prefill = ctcf(prefill_theory_s(model, dtype, hw, batch, input_tokens, tp), coefficients["prefill_alpha"],
                    coefficients["prefill_beta"], model.num_layers)
-    prefill = prefill + allreduce_s(model, hw, batch * input_tokens, tp)
+    prefill = prefill + coefficients["comm_alpha"] * allreduce_s(model, hw, batch * input_tokens, tp)
     kv_write = r * kv_cache_bytes(model, kv_dtype, batch, np.asarray(input_tokens, float) + 1) / tp
     ttft = np.maximum(prefill, kv_write / hw.host_link_bytes_per_s)
     step = ctcf(decode_theory_s(model, dtype, kv_dtype, hw, batch, ctx, tp, r), coefficients["decode_alpha"],
                 coefficients["decode_beta"], model.num_layers)
     kv_read = r * kv_cache_bytes(model, kv_dtype, batch, ctx) / tp
-    tpot = step + allreduce_s(model, hw, batch, tp) + kv_read / hw.host_link_bytes_per_s
+    tpot = step + coefficients["comm_alpha"] * allreduce_s(model, hw, batch, tp) + kv_read / hw.host_link_bytes_per_s
     e2e = ttft + (np.asarray(output_tokens, float) - 1.0) * tpot
     return Estimate(
         weights_per_gpu=np.broadcast_to(weights, batch.shape).astype(float), kv_total=kv_total,
@@ -229,4 +232,5 @@ def coefficient_arrays(calibration: Calibration, gpus: list[str]) -> dict[str, n
         "prefill_beta": np.array([c.prefill_beta_per_layer_s for c in coeffs]),
         "decode_alpha": np.array([c.decode_alpha for c in coeffs]),
         "decode_beta": np.array([c.decode_beta_per_layer_s for c in coeffs]),
+        "comm_alpha": np.array([c.comm_alpha for c in coeffs]),
     }
