@@ -1,0 +1,58 @@
+"""Shared helpers for the InferSave test-suite: paths, a tiny catalog, CLI runner and scenario builders."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+TINY_CSV = DATA / "tiny.csv"
+SCENARIOS = ROOT / "scenarios"
+GIB = 2**30
+
+# Bundled fleet scenarios (top level of scenarios/, not the paper reproductions or sweep files).
+FLEET_SCENARIOS = sorted(p for p in SCENARIOS.glob("*.yaml") if "sweep" not in p.name)
+INFEASIBLE_SCENARIO = SCENARIOS / "infeasible_tight_slo.yaml"
+
+
+def has_workloads(path: Path) -> bool:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return isinstance(data, dict) and bool(data.get("workloads"))
+
+
+def run_cli(args: list[str]):
+    """Invoke the typer app in-process; returns click's Result (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from solver.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def tiny_scenario(workloads: list[dict], **extra) -> dict:
+    """A scenario dict on the tiny test catalog, uncalibrated, one-hour horizon (objective = USD/h)."""
+    return {"name": "toy", "catalogs": [str(TINY_CSV)], "calibration": "none", "horizon_hours": 1, **extra,
+            "workloads": workloads}
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def vm_rate(model: str, gpu: str, batch: int, inp: int, out: int, *, vm_gpus: int = 1, tp: int = 1) -> float:
+    """Requests/s one VM sustains: replicas (vm_gpus // tp) x batch / end-to-end time, from the public predict API."""
+    from solver.predict import predict
+
+    p = predict(model=model, gpu=gpu, gpu_count=tp, batch_size=batch, input_tokens=inp, output_tokens=out,
+                calibration="none", offload_ratio=0.0)
+    assert p.fits and p.e2e_s and math.isfinite(p.e2e_s)
+    return (vm_gpus // tp) * batch / p.e2e_s
+
+
+@pytest.fixture
+def tiny_csv() -> Path:
+    return TINY_CSV

@@ -1,0 +1,121 @@
+"""Every shipped data file loads, cites a source, and refers only to things the engine knows."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from conftest import ROOT, run_cli
+from solver.catalog import CATALOG_DIR, MODEL_DIR, find_gpu, gpu_specs, load_gpu_specs, load_instances, \
+    load_model_card, model_index
+from solver.ctcf import load_calibration
+from solver.measurements import load_measurements
+
+INSTANCE_CSVS = sorted(p for p in CATALOG_DIR.glob("*.csv") if p.name != "gpus.csv")
+GPU_CSVS = [CATALOG_DIR / "gpus.csv", CATALOG_DIR / "measurements" / "gpus_extra.csv"]
+MODEL_CARDS = sorted(MODEL_DIR.rglob("*.yaml"))
+MEASUREMENT_CSVS = sorted((CATALOG_DIR / "measurements").glob("*.csv"))
+MEASUREMENT_CSVS = [p for p in MEASUREMENT_CSVS if p.name != "gpus_extra.csv"]
+CALIBRATIONS = sorted(CATALOG_DIR.rglob("*.json"))
+
+
+def raw_rows(path):
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_there_is_data_to_check():
+    assert {p.name for p in INSTANCE_CSVS} >= {"aws.csv", "gcp.csv", "azure.csv", "paper_table4.csv"}
+    assert len(MODEL_CARDS) >= 20
+    assert MEASUREMENT_CSVS
+
+
+@pytest.mark.parametrize("path", INSTANCE_CSVS, ids=lambda p: p.name)
+def test_instance_catalog_loads_with_sources(path):
+    raw = raw_rows(path)
+    instances = load_instances(path, gpu_specs())
+    gpu_rows = [r for r in raw if r["AcceleratorName"] and r["Price"]]
+    assert len(instances) == len(gpu_rows) > 0
+    for inst in instances:
+        assert inst.source.strip(), f"{path.name}: {inst.instance_type} in {inst.region} has no source"
+        assert inst.usd_per_hour > 0 and inst.gpu_count >= 1
+        if inst.spot_usd_per_hour is not None:
+            assert 0 < inst.spot_usd_per_hour
+    keys = [(i.instance_type, i.region) for i in instances]
+    assert len(keys) == len(set(keys)), "primary key (InstanceType, Region) repeats"
+
+
+@pytest.mark.parametrize("path", INSTANCE_CSVS, ids=lambda p: p.name)
+def test_every_accelerator_is_a_known_gpu(path):
+    known = {r["gpu"] for p in GPU_CSVS for r in raw_rows(p)}
+    for row in raw_rows(path):
+        name = row["AcceleratorName"]
+        if name:
+            assert name in known, f"{path.name}: unknown AcceleratorName {name!r}"
+            assert find_gpu(name).gpu == name
+
+
+@pytest.mark.parametrize("path", GPU_CSVS, ids=lambda p: p.name)
+def test_gpu_specs_load_with_sources(path):
+    specs = load_gpu_specs([path])
+    raw = raw_rows(path)
+    assert len(specs) == len(raw) > 0
+    for spec in specs.values():
+        assert spec.source.strip().startswith("http"), spec.gpu
+        assert spec.memory_gib > 0 and spec.hbm_bandwidth_gb_s > 0 and spec.fp16_tflops_dense > 0
+        # datasheet sanity: tensor FP16 beats plain FP32, FP8 (where present) beats FP16
+        if spec.fp32_tflops:
+            assert spec.fp16_tflops_dense > spec.fp32_tflops
+        if spec.fp8_tflops_dense:
+            assert spec.fp8_tflops_dense >= spec.fp16_tflops_dense
+
+
+def test_gpu_names_are_unique_across_spec_files():
+    names = [r["gpu"] for p in GPU_CSVS for r in raw_rows(p)]
+    assert len(names) == len(set(names))
+    assert set(names) == set(gpu_specs())
+
+
+@pytest.mark.parametrize("path", MODEL_CARDS, ids=lambda p: p.stem)
+def test_model_card_loads_with_source(path):
+    card = load_model_card(path)
+    assert card.source.strip()
+    assert card.num_attention_heads % card.num_key_value_heads == 0
+    assert card.total_params > 1e8
+    assert model_index().cards[card.name] == card
+
+
+@pytest.mark.parametrize("path", MEASUREMENT_CSVS, ids=lambda p: p.name)
+def test_measurements_load_with_sources(path):
+    frame = load_measurements(path)
+    raw = raw_rows(path)
+    assert len(frame) == len(raw) > 0
+    for i, row in frame.iterrows():
+        assert isinstance(row["source"], str) and row["source"].strip(), f"row {i + 2} has no source"
+        assert math.isfinite(float(row["value"])) and float(row["value"]) > 0
+
+
+@pytest.mark.parametrize("path", CALIBRATIONS, ids=lambda p: p.name)
+def test_calibration_files_load_with_source(path):
+    data = json.loads(path.read_text(encoding="utf-8"))
+    calib = load_calibration(str(path))
+    assert calib.source.strip()
+    assert data.get("source", "").strip()
+    for coeffs in [calib.default, *calib.per_gpu.values()]:
+        assert all(math.isfinite(v) and v >= 0 for v in vars(coeffs).values())
+
+
+GPUS_CSV_NAMES = [r["gpu"] for r in raw_rows(ROOT / "catalogs" / "gpus.csv")]
+
+
+@pytest.mark.parametrize("gpu", GPUS_CSV_NAMES)
+def test_cli_predict_answers_for_every_gpu(gpu):
+    result = run_cli(["predict", "--model", "llama-3.2-1b", "--gpu", gpu, "--input", "128", "--output", "32",
+                      "--batch", "1", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["gpu"] == gpu and payload["fits"] is True
+    assert payload["ttft_s"] > 0 and payload["tpot_s"] > 0 and payload["tokens_per_s"] > 0
+    assert 0 < payload["gpu_mem_gib"] <= payload["gpu_mem_usable_gib"]

@@ -1,0 +1,253 @@
+"""The fleet MILP on toy problems whose optimum is worked out by hand, and across back ends and pruning.
+
+Toys run on tests/data/tiny.csv (prices 0.8 USD/h for l4.small in r1, 0.9 in r2, 1.7 for the two-GPU l4.duo,
+3.0 for a100.big), uncalibrated, with a one-hour horizon so the objective is USD per hour. The per-VM request
+rate ``mu`` of a configuration comes from the public ``predict`` API (batch / end-to-end time); the optimum is
+then plain arithmetic on ``mu`` and the prices.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FLEET_SCENARIOS, INFEASIBLE_SCENARIO, ROOT, has_workloads, tiny_scenario, vm_rate
+from solver.errors import InfeasibleError, NoCandidatesError
+from solver.plan import plan
+from solver.scenario import load_scenario
+from solver.schema import Scenario
+from solver.verify import verify
+
+SMALL = "llama-3.2-1b"
+L4_PRICE, L4_R2_PRICE, DUO_PRICE, A100_PRICE = 0.8, 0.9, 1.7, 3.0
+IN, OUT, BATCH = 512, 128, 8
+
+
+def workload(name, model=SMALL, rate=1.0, **extra):
+    return {"name": name, "model": model, "input_tokens": IN, "output_tokens": OUT, "request_rate_per_s": rate,
+            "batch_sizes": [BATCH], **extra}
+
+
+def scenario(workloads, **extra) -> Scenario:
+    return Scenario(**tiny_scenario(workloads, **extra))
+
+
+def counts(p) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for pool in p.pools:
+        out[pool.instance_type] = out.get(pool.instance_type, 0) + pool.count
+    return out
+
+
+@pytest.fixture(scope="module")
+def mu_l4() -> float:
+    return vm_rate(SMALL, "L4", BATCH, IN, OUT)
+
+
+def served(p) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for a in p.assignments:
+        out[a.demand] = out.get(a.demand, 0.0) + a.share
+    return out
+
+
+# ---- one toy per constraint family ---------------------------------------------------------------------------
+
+
+def test_demand_every_workload_served_in_full(mu_l4):
+    mu_opt = vm_rate("opt-1.3b", "L4", BATCH, IN, OUT)
+    sc = scenario([workload("a", rate=1.5 * mu_l4), workload("b", model="opt-1.3b", rate=0.7 * mu_opt)],
+                  instance_types=["l4.small"], regions=["r1"])
+    p = plan(sc)
+    # a needs ceil(1.5) = 2 VMs, b ceil(0.7) = 1 VM, different models cannot share a replica
+    assert p.objective == pytest.approx((2 + 1) * L4_PRICE, rel=1e-9)
+    assert served(p) == pytest.approx({"a": 1.0, "b": 1.0})
+    assert sorted(pl.count for pl in p.pools) == [1, 2]
+    assert p.status == "optimal" and verify(_resolved(sc), p) == []
+
+
+def test_capacity_rounds_up_to_whole_vms(mu_l4):
+    for factor, vms in ((2.5, 3), (1.999, 2), (0.01, 1), (3.0001, 4)):
+        p = plan(scenario([workload("a", rate=factor * mu_l4)], instance_types=["l4.small"], regions=["r1"]))
+        assert counts(p) == {"l4.small": vms}, factor
+        assert p.objective == pytest.approx(vms * L4_PRICE, rel=1e-9)
+        assert p.online_usd_per_hour == pytest.approx(vms * L4_PRICE, rel=1e-9)
+
+
+def test_horizon_multiplies_the_hourly_cost(mu_l4):
+    p = plan(scenario([workload("a", rate=2.5 * mu_l4)], instance_types=["l4.small"], regions=["r1"],
+                      horizon_hours=24))
+    assert p.objective == pytest.approx(3 * L4_PRICE * 24, rel=1e-9)
+
+
+def test_quota_forces_a_second_instance_type(mu_l4):
+    rate = 2.5 * mu_l4
+    mu_duo = max(2 * mu_l4, vm_rate(SMALL, "L4", BATCH, IN, OUT, vm_gpus=2, tp=2))  # 2 replicas of tp1, or tp2
+    base = dict(instance_types=["l4.small", "l4.duo"], regions=["r1"])
+    free = plan(scenario([workload("a", rate=rate)], **base))
+    assert counts(free) == {"l4.small": 3} and free.objective == pytest.approx(3 * L4_PRICE)
+
+    quota = [{"instance_type": "l4.small", "max_instances": 2}]
+    p = plan(scenario([workload("a", rate=rate)], quotas=quota, **base))
+    # by hand: a small + b duo VMs, a <= 2, a*mu + b*mu_duo >= rate
+    best = min(L4_PRICE * a + DUO_PRICE * b for a in range(3) for b in range(4) if a * mu_l4 + b * mu_duo >= rate)
+    assert best == pytest.approx(L4_PRICE + DUO_PRICE)  # one of each: 0.8 + 1.7 = 2.5
+    assert p.objective == pytest.approx(best, rel=1e-9)
+    assert counts(p) == {"l4.small": 1, "l4.duo": 1}
+
+
+def test_gpu_quota_counts_gpus(mu_l4):
+    # at most 2 L4 GPUs in r1: the duo alone uses both; 2.5 mu needs a third replica from the r2 region
+    sc = scenario([workload("a", rate=2.5 * mu_l4)], instance_types=["l4.small", "l4.duo"],
+                  quotas=[{"gpu": "L4", "region": "r1", "max_gpus": 2}])
+    p = plan(sc)
+    mu_duo = 2 * mu_l4
+    best = min(L4_PRICE * a + L4_R2_PRICE * c + DUO_PRICE * b
+               for a, b, c in itertools.product(range(3), range(2), range(4))
+               if a + 2 * b <= 2 and (a + c) * mu_l4 + b * mu_duo >= 2.5 * mu_l4)
+    assert best == pytest.approx(2 * L4_PRICE + L4_R2_PRICE)
+    assert p.objective == pytest.approx(best, rel=1e-9)
+    assert verify(_resolved(sc), p) == []
+
+
+def test_budget_makes_it_infeasible(mu_l4):
+    wl = [workload("a", rate=2.5 * mu_l4)]
+    kw = dict(instance_types=["l4.small"], regions=["r1"])
+    ok = plan(scenario(wl, budget_usd_per_hour=3 * L4_PRICE, **kw))
+    assert ok.objective == pytest.approx(3 * L4_PRICE)
+    with pytest.raises(InfeasibleError, match="budget"):
+        plan(scenario(wl, budget_usd_per_hour=2.9 * L4_PRICE, **kw))
+    with pytest.raises(InfeasibleError, match="budget"):
+        plan(scenario(wl, budget_usd=2.3, **kw))
+
+
+def test_budget_and_quota_both_named(mu_l4):
+    sc = scenario([workload("a", rate=2.5 * mu_l4)], instance_types=["l4.small"], budget_usd_per_hour=1.0,
+                  quotas=[{"instance_type": "l4.small", "max_instances": 1}])
+    with pytest.raises(InfeasibleError) as info:
+        plan(sc)
+    assert "budget" in str(info.value) and "quota" in str(info.value)
+
+
+def test_max_instance_types(mu_l4):
+    mu_a_a100 = vm_rate(SMALL, "A100-80GB", BATCH, IN, OUT)
+    mu_b = vm_rate("qwen2.5-14b", "A100-80GB", BATCH, IN, OUT)  # 29.5 GB of weights: no L4 fits it
+    rate_a, rate_b = 0.5 * mu_l4, 1.5 * mu_b
+    wl = [workload("small", rate=rate_a), workload("big", model="qwen2.5-14b", rate=rate_b)]
+    kw = dict(instance_types=["l4.small", "a100.big"], regions=["r1"])
+    free = plan(scenario(wl, **kw))
+    assert free.objective == pytest.approx(1 * L4_PRICE + 2 * A100_PRICE, rel=1e-9)
+    one = plan(scenario(wl, max_instance_types=1, **kw))
+    by_hand = (math.ceil(rate_a / mu_a_a100) + math.ceil(rate_b / mu_b)) * A100_PRICE
+    assert by_hand == 3 * A100_PRICE
+    assert one.objective == pytest.approx(by_hand, rel=1e-9)
+    assert set(counts(one)) == {"a100.big"}
+
+
+@pytest.mark.parametrize("billing", ["per_second", "hourly"])
+def test_offline_deadline_and_billing(billing):
+    mu = vm_rate(SMALL, "L4", BATCH, IN, OUT)
+    n_requests = round(2.3 * 3600 * mu)
+    vm_hours = n_requests / (3600 * mu)  # about 2.3 VM-hours of work
+    assert 2.29 < vm_hours < 2.31
+    wl = [{"name": "job", "model": SMALL, "mode": "offline", "input_tokens": IN, "output_tokens": OUT,
+           "num_requests": n_requests, "deadline_hours": 1.5, "batch_sizes": [BATCH]}]
+    p = plan(scenario(wl, instance_types=["l4.small"], regions=["r1"], billing=billing))
+    (pool,) = p.pools
+    if billing == "per_second":
+        # pay for exactly the VM-hours used; ceil(2.3 / 1.5) = 2 VMs to finish within 1.5 h
+        assert p.objective == pytest.approx(L4_PRICE * vm_hours, rel=1e-6)
+        assert pool.count == 2 and pool.vm_hours == pytest.approx(vm_hours, rel=1e-6)
+    else:
+        # whole started hours, and a 1.5 h deadline leaves one whole billed hour per VM: 3 VMs x 1 h
+        assert p.objective == pytest.approx(L4_PRICE * 3, rel=1e-9)
+        assert pool.count == 3 and pool.vm_hours == pytest.approx(3.0)
+    assert p.offline_usd == pytest.approx(p.objective) and p.online_usd_per_hour == 0
+
+
+def test_offline_deadline_too_short_for_one_batch():
+    wl = [{"name": "job", "model": SMALL, "mode": "offline", "input_tokens": IN, "output_tokens": OUT,
+           "num_requests": 100, "deadline_hours": 1e-6, "batch_sizes": [BATCH]}]
+    with pytest.raises(NoCandidatesError, match="job"):
+        plan(scenario(wl, instance_types=["l4.small"]))
+
+
+def _resolved(sc: Scenario):
+    from solver.scenario import resolve
+
+    return resolve(sc)
+
+
+# ---- back ends, pruning, determinism -------------------------------------------------------------------------
+
+FLEETS = [p for p in FLEET_SCENARIOS if has_workloads(p)]
+
+
+def test_bundled_scenarios_found():
+    names = {p.name for p in FLEETS}
+    assert {"chat_fleet.yaml", "infeasible_tight_slo.yaml", "nightly_batch.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", FLEETS, ids=lambda p: p.stem)
+def test_backends_agree_on_bundled_scenarios(path):
+    resolved = load_scenario(path)
+    if path == INFEASIBLE_SCENARIO:
+        for backend in ("highs", "cbc", "ortools"):
+            with pytest.raises(NoCandidatesError, match="instant-70b"):
+                plan(resolved, solver=backend)
+        return
+    plans = {b: plan(resolved, solver=b) for b in ("highs", "cbc", "ortools")}
+    objectives = {b: p.objective for b, p in plans.items()}
+    for b, p in plans.items():
+        assert p.solver.backend == b, p.solver.note  # no silent fall-back
+        assert p.status == "optimal"
+        assert p.objective == pytest.approx(objectives["highs"], rel=1e-6), objectives
+        assert verify(resolved, p) == []
+
+
+PRUNE_CASES = {
+    "two-models": dict(workloads=[workload("a", rate=9.0, batch_sizes=[4, 16]),
+                                  workload("b", model="opt-1.3b", rate=4.0, slo={"max_tpot_s": 0.04})]),
+    "offload-long-context": dict(workloads=[{"name": "long", "model": "llama-3.1-8b", "input_tokens": 6000,
+                                             "output_tokens": 500, "request_rate_per_s": 0.5,
+                                             "batch_sizes": [8, 32], "slo": {"max_ttft_s": 60}}],
+                                 settings={"batch_sizes": [8], "offload_step": 0.25}),
+    "spot-quota-types": dict(workloads=[workload("a", rate=20.0), workload("b", rate=5.0, input_tokens=2048)],
+                             pricing="both", quotas=[{"pricing": "spot", "max_gpus": 2}], max_instance_types=2),
+    "shared-offline": dict(workloads=[workload("a", rate=3.0),
+                                      {"name": "batch", "model": SMALL, "mode": "offline", "input_tokens": 256,
+                                       "output_tokens": 64, "num_requests": 50000, "deadline_hours": 2}],
+                           billing="hourly"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PRUNE_CASES))
+def test_pruning_keeps_the_optimum(case):
+    sc = scenario(**PRUNE_CASES[case])
+    pruned = plan(sc, prune=True)
+    full = plan(sc, prune=False)
+    assert full.pruning["rows_kept"] >= pruned.pruning["rows_kept"]
+    assert pruned.objective == pytest.approx(full.objective, rel=1e-6)
+
+
+def test_pruning_keeps_the_optimum_on_chat_fleet():
+    resolved = load_scenario(ROOT / "scenarios" / "chat_fleet.yaml")
+    pruned, full = plan(resolved), plan(resolved, prune=False)
+    assert pruned.pruning["rows_kept"] < full.pruning["rows_kept"]
+    assert pruned.objective == pytest.approx(full.objective, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["chat_fleet.yaml", "mixed_spot_quota.yaml"])
+def test_plan_json_is_byte_identical_across_runs(name):
+    cmd = [sys.executable, "-m", "solver.cli", "plan", str(ROOT / "scenarios" / name), "--format", "json",
+           "--no-timings"]
+    first = subprocess.run(cmd, capture_output=True, cwd=ROOT, timeout=120)
+    second = subprocess.run(cmd, capture_output=True, cwd=ROOT, timeout=120)
+    assert first.returncode == 0, first.stderr.decode()
+    assert first.stdout == second.stdout
+    payload = json.loads(first.stdout)
+    assert payload["solver"]["wall_s"] is None
