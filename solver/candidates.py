@@ -227,26 +227,37 @@ def _slo_violation(rows: pd.DataFrame) -> pd.Series:
     return reason
 
 
-def prune_pools(table: pd.DataFrame) -> pd.DataFrame:
-    """Drop configurations dominated on their offering for every demand of their sharing group."""
-    key = ["group", "offer", "tp", "batch_size", "offload_ratio"]
+def prune_pools(table: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """Drop pools dominated within their sharing group.
+
+    Pool b dominates pool a when b costs no more per VM-hour, serves every demand of the group at least as fast
+    per VM (so it is feasible wherever a is), and either runs on a's offering or on an unconstrained one (no
+    quota names it, no limit on distinct types): moving a's VMs to b then never costs more or breaks a limit.
+    """
+    key = ["group", "pool"]
     wide = table.pivot_table(index=key, columns="demand", values="requests_per_s_per_vm", fill_value=0.0,
                              aggfunc="max")
-    keep_keys = []
-    for _, block in wide.groupby(level=["group", "offer"], sort=False):
+    attrs = table.drop_duplicates("pool").set_index("pool")[["usd_per_hour", "constrained", "offer"]]
+    cross_ok = scenario.max_instance_types is None
+    keep: list[str] = []
+    for _, block in wide.groupby(level="group", sort=False):
         values = block.to_numpy()
-        if len(values) == 1:
-            keep_keys.extend(block.index)
-            continue
-        # a dominates b: a >= b everywhere (ties broken by position so exactly one twin survives)
-        ge = (values[:, None, :] >= values[None, :, :]).all(axis=2)
-        gt = (values[:, None, :] > values[None, :, :]).any(axis=2)
-        order = np.arange(len(values))
-        dominates = ge & (gt | (order[:, None] < order[None, :]))
-        np.fill_diagonal(dominates, False)
-        keep_keys.extend(block.index[~dominates.any(axis=0)])
-    kept = pd.MultiIndex.from_tuples(keep_keys, names=key)
-    return table[pd.MultiIndex.from_frame(table[key]).isin(kept)]
+        pools = block.index.get_level_values("pool")
+        price = attrs.loc[pools, "usd_per_hour"].to_numpy()
+        free = ~attrs.loc[pools, "constrained"].to_numpy(bool)
+        offer = attrs.loc[pools, "offer"].to_numpy()
+        order = np.lexsort((np.asarray(pools), -values.sum(axis=1), price))
+        kept: list[int] = []
+        for a in order:
+            if kept:
+                k = np.asarray(kept)
+                dominated = (values[k] >= values[a]).all(axis=1) & (price[k] <= price[a])
+                dominated &= (offer[k] == offer[a]) | (free[k] & cross_ok)
+                if dominated.any():
+                    continue
+            kept.append(a)
+        keep.extend(pools[sorted(kept)])
+    return table[table["pool"].isin(keep)]
 
 
 def build_candidates(scenario: Scenario, instances: list, models: dict[str, ModelCard], calibration: Calibration,
@@ -291,7 +302,7 @@ def build_candidates(scenario: Scenario, instances: list, models: dict[str, Mode
     feasible = rows[reason == ""]
     rejected = rows[reason != ""].assign(reason=reason[reason != ""])
     if prune and not feasible.empty:
-        feasible = prune_pools(feasible)
+        feasible = prune_pools(feasible, scenario)
     stats["rows_feasible"] = int((reason == "").sum())
     stats["rows_kept"] = len(feasible)
     order = ["demand", "offer", "tp", "batch_size", "offload_ratio"]

@@ -58,7 +58,7 @@ def fleets(draw):
             slo["max_ttft_s"] = draw(st.sampled_from([0.2, 1.0, 5.0]))
         workloads.append(dict(
             name=f"w{i}", model=draw(st.sampled_from(MODELS)),
-            input_tokens=draw(st.sampled_from([64, 512, 2048])), output_tokens=draw(st.sampled_from([16, 128, 512])),
+            input_tokens=draw(st.sampled_from([64, 512, 1024])), output_tokens=draw(st.sampled_from([16, 128, 512])),
             batch_sizes=sorted(draw(st.sets(st.sampled_from([1, 4, 16, 64]), min_size=1, max_size=2))),
             slo=slo, rate_factor=draw(st.integers(5, 250)) / 100))
     quotas = []
