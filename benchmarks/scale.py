@@ -27,7 +27,7 @@ MODELS = ["llama-3.1-8b", "mistral-7b", "qwen2.5-7b", "qwen2.5-14b", "llama-3.1-
           "mixtral-8x7b", "llama-3.2-3b"]
 
 
-def random_fleet(n: int, seed: int = 0) -> Scenario:
+def random_fleet(n: int, seed: int = 0, share: bool = True) -> Scenario:
     rng = np.random.default_rng(seed)
     workloads = []
     for i in range(n):
@@ -42,7 +42,7 @@ def random_fleet(n: int, seed: int = 0) -> Scenario:
             workloads.append(dict(name=f"w{i}", model=model, mode="offline", input_tokens=l_in, output_tokens=l_out,
                                   num_requests=int(rng.integers(1000, 200000)),
                                   deadline_hours=float(rng.choice([4, 8, 12]))))
-    return Scenario(name=f"random-{n}", workloads=workloads, pricing="both", horizon_hours=24)
+    return Scenario(name=f"random-{n}", workloads=workloads, pricing="both", horizon_hours=24, share_replicas=share)
 
 
 def run(n: int, prune: bool, backend: str, gap: float) -> str:

@@ -189,9 +189,10 @@ def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, dtype: str, kv_dtype:
                          level=_offload_levels(probe.min_offload_ratio, s.offload_step, s.allow_offload))
     if prune:
         # exact: keep, per (GPU config, batch), the distinct minimal levels of the group's demands
-        levels = frame[np.isfinite(frame["level"])].groupby(["group", "gpu", "gpu_count", "tp", "batch_size"])["level"]
-        level_sets = levels.unique().rename("offload_ratio").explode().reset_index()
-        expanded = frame.merge(level_sets, on=["group", "gpu", "gpu_count", "tp", "batch_size"], how="left")
+        key = ["group", "gpu", "gpu_count", "tp", "batch_size"]
+        level_sets = (frame.loc[np.isfinite(frame["level"]), key + ["level"]].drop_duplicates()
+                      .rename(columns={"level": "offload_ratio"}))
+        expanded = frame.merge(level_sets, on=key, how="left")
         expanded["offload_ratio"] = expanded["offload_ratio"].fillna(0.0).astype(float)
     else:
         n_levels = int(round(1 / s.offload_step)) + 1 if s.allow_offload else 1
@@ -234,6 +235,26 @@ def prune_pools(table: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     per VM (so it is feasible wherever a is), and either runs on a's offering or on an unconstrained one (no
     quota names it, no limit on distinct types): moving a's VMs to b then never costs more or breaks a limit.
     """
+    single = table.groupby("group")["demand"].transform("nunique") == 1
+    fast = single & (~table["constrained"] if scenario.max_instance_types is None else False)
+    fast &= ~table.groupby("group")["constrained"].transform("any")
+    kept_fast = _pareto_single_demand(table[fast])
+    rest = table[~fast]
+    if rest.empty:
+        return kept_fast
+    return pd.concat([kept_fast, _prune_pools_general(rest, scenario)]).sort_index()
+
+
+def _pareto_single_demand(table: pd.DataFrame) -> pd.DataFrame:
+    """One demand, unconstrained offerings: keep pools on the price/throughput Pareto frontier of each group."""
+    ordered = table.sort_values(["group", "usd_per_hour", "requests_per_s_per_vm", "pool"],
+                                ascending=[True, True, False, True], kind="stable")
+    best_before = ordered.groupby("group")["requests_per_s_per_vm"].transform(
+        lambda s: s.cummax().shift(fill_value=-np.inf))
+    return ordered[ordered["requests_per_s_per_vm"] > best_before].sort_index()
+
+
+def _prune_pools_general(table: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     key = ["group", "pool"]
     wide = table.pivot_table(index=key, columns="demand", values="requests_per_s_per_vm", fill_value=0.0,
                              aggfunc="max")
@@ -260,6 +281,45 @@ def prune_pools(table: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     return table[table["pool"].isin(keep)]
 
 
+def _hardware_reason(rows: pd.DataFrame) -> pd.Series:
+    """Why a (demand, GPU config) row fails regardless of the offering: GPU memory or SLO; empty if it holds."""
+    reason = pd.Series("", index=rows.index, dtype=object)
+    reason[~np.isfinite(rows["min_offload_ratio"])] = "model does not fit GPU memory even with full KV offload"
+    under = rows["offload_ratio"] + 1e-9 < rows["min_offload_ratio"]
+    reason[(reason == "") & under] = "KV cache does not fit GPU memory at this offload ratio"
+    slo = _slo_violation(rows)
+    reason[(reason == "") & (slo != "")] = "misses " + slo[(reason == "") & (slo != "")]
+    return reason
+
+
+def prune_configs(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per sharing group and GPU config (gpu, gpu_count), drop (tp, batch, offload) settings dominated by a
+    setting with no offload: that one serves every demand of the group at least as fast on every offering with
+    that hardware and needs no host memory, so it can replace the other on any VM (exact)."""
+    rows = rows.assign(config=rows["tp"].astype(str) + "|" + rows["batch_size"].astype(str) + "|" +
+                       rows["offload_ratio"].map("{:.2f}".format))
+    key = ["group", "gpu", "gpu_count"]
+    wide = rows.pivot_table(index=key + ["config"], columns="demand", values="requests_per_s_per_vm",
+                            fill_value=0.0, aggfunc="max")
+    no_offload = wide.index.get_level_values("config").str.endswith("|0.00")
+    keep: list[tuple] = []
+    for _, idx in pd.Series(range(len(wide)), index=wide.index).groupby(level=key, sort=False):
+        positions = idx.to_numpy()
+        values = wide.to_numpy()[positions]
+        can = no_offload[positions]
+        order = np.lexsort((np.arange(len(positions)), -values.sum(axis=1)))
+        kept: list[int] = []
+        for a in order:
+            k = np.asarray([j for j in kept if can[j]], dtype=int)
+            if len(k) and (values[k] >= values[a]).all(axis=1).any():
+                continue
+            kept.append(a)
+        keep.extend(wide.index[positions[sorted(kept)]])
+    kept_index = pd.MultiIndex.from_tuples(keep, names=key + ["config"])
+    mask = pd.MultiIndex.from_frame(rows[key + ["config"]]).isin(kept_index)
+    return rows[mask].drop(columns="config")
+
+
 def build_candidates(scenario: Scenario, instances: list, models: dict[str, ModelCard], calibration: Calibration,
                      *, prune: bool = True, planning: bool = True) -> Candidates:
     """The candidate table for a scenario (feasible rows) and the rejected rows with their reason."""
@@ -270,41 +330,50 @@ def build_candidates(scenario: Scenario, instances: list, models: dict[str, Mode
     if offers_all.empty:
         empty = pd.DataFrame()
         return Candidates(empty, empty, demands, stats)
-    offers = offers_all
     frames = []
     for model_name, model_demands in demands.groupby("model", sort=True):
         model = models[model_name]
-        hw = offers[["gpu", "gpu_count"]].drop_duplicates()
+        hw = offers_all[["gpu", "gpu_count"]].drop_duplicates()
         hw = pd.DataFrame([dict(gpu=g, gpu_count=c, tp=t) for g, c in hw.itertuples(index=False)
                            for t in tp_options(model, c, scenario.settings.max_tensor_parallel)])
         if hw.empty:
             continue
         frames.append(evaluate_model(model, model_demands, hw, workloads, scenario, calibration, prune))
     evaluated = pd.concat(frames, ignore_index=True)
-    if prune:
-        need = (evaluated["host_kv_gib_per_vm"].where(np.isfinite(evaluated["min_offload_ratio"]), 0.0)
-                .groupby([evaluated["gpu"], evaluated["gpu_count"]]).max())
+    stats["rows_evaluated"] = len(evaluated)
+    hw_reason = _hardware_reason(evaluated)
+    good = evaluated[hw_reason == ""]
+    offers = offers_all
+    if prune and not good.empty:
+        good = prune_configs(good)
+        need = good["host_kv_gib_per_vm"].groupby([good["gpu"], good["gpu_count"]]).max()
         offers = prune_offerings(offers_all, scenario, need)
     stats["offerings_kept"] = len(offers)
-    rows = evaluated.merge(offers, on=["gpu", "gpu_count"])
-    rows = rows[_workload_filter(rows, workloads, scenario)].reset_index(drop=True)
-    stats["rows_evaluated"] = len(rows)
-    reason = pd.Series("", index=rows.index, dtype=object)
-    reason[~np.isfinite(rows["min_offload_ratio"])] = "model does not fit GPU memory even with full KV offload"
-    under = rows["offload_ratio"] + 1e-9 < rows["min_offload_ratio"]
-    reason[(reason == "") & under] = "KV cache does not fit GPU memory at this offload ratio"
+    rows = _join_offers(good, offers, workloads, scenario)
     host = rows["host_kv_gib_per_vm"] > rows["host_mem_gib"] * scenario.settings.host_memory_utilization
-    reason[(reason == "") & host] = "offloaded KV does not fit host memory"
-    slo = _slo_violation(rows)
-    reason[(reason == "") & (slo != "")] = "misses " + slo[(reason == "") & (slo != "")]
-    rows["pool"] = rows["group"] + "|" + rows["offer"] + "|tp" + rows["tp"].astype(str) + "|b" + \
-        rows["batch_size"].astype(str) + "|r" + rows["offload_ratio"].map("{:.2f}".format)
-    feasible = rows[reason == ""]
-    rejected = rows[reason != ""].assign(reason=reason[reason != ""])
+    feasible = rows[~host]
+    bad = evaluated[hw_reason != ""].assign(reason=hw_reason[hw_reason != ""])
+    if prune:  # the offering detail of rejected rows is only needed to explain demands left with nothing
+        bad = bad[~bad["demand"].isin(feasible["demand"])]
+    rejected = pd.concat([_join_offers(bad, offers_all, workloads, scenario),
+                          rows[host].assign(reason="offloaded KV does not fit host memory")], ignore_index=True)
+    stats["rows_feasible"] = len(feasible)
     if prune and not feasible.empty:
         feasible = prune_pools(feasible, scenario)
-    stats["rows_feasible"] = int((reason == "").sum())
     stats["rows_kept"] = len(feasible)
     order = ["demand", "offer", "tp", "batch_size", "offload_ratio"]
     return Candidates(feasible.sort_values(order).reset_index(drop=True),
-                      rejected.sort_values(order).reset_index(drop=True), demands, stats)
+                      rejected.sort_values(order).reset_index(drop=True) if len(rejected) else rejected,
+                      demands, stats)
+
+
+def _join_offers(rows: pd.DataFrame, offers: pd.DataFrame, workloads: dict[str, Workload],
+                 scenario: Scenario) -> pd.DataFrame:
+    """Candidate rows on every offering with their hardware, after the workloads' own filters, with pool ids."""
+    rows = rows.merge(offers, on=["gpu", "gpu_count"])
+    rows = rows[_workload_filter(rows, workloads, scenario)].reset_index(drop=True)
+    if rows.empty:
+        return rows.assign(pool=pd.Series(dtype=object))
+    rows["pool"] = rows["group"] + "|" + rows["offer"] + "|tp" + rows["tp"].astype(str) + "|b" + \
+        rows["batch_size"].astype(str) + "|r" + rows["offload_ratio"].map("{:.2f}".format)
+    return rows

@@ -79,10 +79,21 @@ def _number(row: dict[str, str], column: str, path: Path, *, required: bool = Tr
                            field=column) from None
 
 
-def _validation_error(exc: ValidationError, path: Path, where: str) -> CatalogError:
+def _validation_error(exc: ValidationError, path: Path, where: str,
+                      columns: dict[str, str] | None = None) -> CatalogError:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or None
-    return CatalogError(err["msg"], path=str(path), where=where, field=field)
+    msg = err["msg"].removeprefix("Value error, ")
+    columns = columns or {}
+    if field is None:  # a model-level check (e.g. NaN/inf): its message starts with the field name
+        field = next((k for k in columns if msg.startswith(f"{k} ")), None)
+    return CatalogError(msg, path=str(path), where=where, field=columns.get(field or "", field))
+
+
+# Instance fields -> the catalog CSV columns they come from, so errors name the column the user must fix.
+INSTANCE_COLUMNS = {"instance_type": "InstanceType", "gpu_count": "AcceleratorCount", "vcpus": "vCPUs",
+                    "host_mem_gib": "MemoryGiB", "usd_per_hour": "Price", "spot_usd_per_hour": "SpotPrice",
+                    "region": "Region"}
 
 
 def load_gpu_specs(paths: list[Path] | None = None) -> dict[str, GPUSpec]:
@@ -142,7 +153,7 @@ def load_instances(path: Path, gpus: dict[str, GPUSpec], cloud: str | None = Non
         try:
             out.append(Instance(**fields))  # type: ignore[arg-type]
         except ValidationError as exc:
-            raise _validation_error(exc, path, where) from None
+            raise _validation_error(exc, path, where, INSTANCE_COLUMNS) from None
     if not out:
         raise CatalogError("has no GPU instance rows", path=str(path))
     return out

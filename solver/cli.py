@@ -94,6 +94,8 @@ def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario 
          no_prune: bool = typer.Option(False, "--no-prune", help="keep dominated candidates"),
          no_timings: bool = typer.Option(False, "--no-timings", help="omit wall times (byte-identical output)"),
          from_melange: bool = typer.Option(False, "--from-melange", help="SCENARIO is a Melange input JSON"),
+         melange_fractional: bool = typer.Option(False, "--melange-fractional",
+                                                 help="with --from-melange: split buckets freely, not by slices"),
          format: Format = typer.Option(Format.table, "--format", "-f"),
          out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
     """Solve the fleet MILP: which VMs to rent, with what batch and KV offload, at minimum cost."""
@@ -102,9 +104,10 @@ def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario 
     from .report import plan_csv, plan_payload, plan_text, to_json
 
     if from_melange:
-        from .melange import load_melange
+        from .melange import load_melange, solve_melange
 
         target = load_melange(scenario)
+        run = functools.partial(solve_melange, fractional=melange_fractional)
     else:
         from .scenario import load_scenario
 
@@ -201,6 +204,54 @@ def calibrate(measurements: Path = typer.Argument(..., help="measurements CSV"),
 
         save_calibration(calibration, out, {"measurements": str(measurements)})
         typer.echo(f"wrote {out}", err=True)
+
+
+@app.command()
+@guarded
+def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="sweep file: a base scenario and axes"),
+          out: Path = typer.Option(..., "--out", "-o", help="results table: .parquet or .csv"),
+          workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                                help="local processes (default min(2, CPUs); 1 = in process)"),
+          scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                                  help="Dask scheduler address, e.g. tcp://host:8786 (needs .[dask])"),
+          solver: Backend = typer.Option(Backend.highs, "--solver", help="MILP back end"),
+          time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.1, help="seconds per point"),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
+    """Solve a scenario over the Cartesian product of sweep axes; write one row per point x assignment.
+
+    Exit 0 when every point has a plan, 1 when some point is infeasible (the results are still written),
+    2 bad input, 3 a point hit a solver failure."""
+    from .sweep import (SOLVED, exit_code, load_sweep, output_kind, run_sweep, summary_table, summary_text,
+                        write_results)
+
+    output_kind(out)  # a bad suffix is exit 2 before any solving
+    loaded = load_sweep(sweep_file)
+    df = run_sweep(loaded, workers=workers, scheduler=scheduler, solver=solver.value, time_limit_s=time_limit,
+                   progress=False if quiet else None)
+    write_results(df, out)
+    typer.echo(f"wrote {out} ({len(df)} rows, {loaded.sweep.n_points} points)", err=True)
+    summary = summary_table(df)
+    sys.stdout.write(summary_text(summary, loaded.sweep.name))
+    code = exit_code(df)
+    if code:
+        bad = summary[~summary["status"].isin(SOLVED)]
+        _fail(f"{len(bad)} of {len(summary)} points have no plan ({', '.join(sorted(set(bad['status'])))}); "
+              "results written", code)
+
+
+@app.command()
+@guarded
+def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep results (.parquet or .csv)"),
+         out: Path = typer.Option(..., "--out", "-o", help="directory for the PNG files")) -> None:
+    """Draw PNGs from sweep results: cost vs SLO, fleet composition per point, cost vs price shock."""
+    from .plots import plot_all
+    from .sweep import read_results
+
+    written, skipped = plot_all(read_results(results), out)
+    for path in written:
+        typer.echo(f"wrote {path}", err=True)
+    for name, reason in skipped.items():
+        typer.echo(f"skipped {name}: {reason}", err=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -6,13 +6,16 @@ VMs running one model with one tensor-parallel degree, batch size and KV offload
     min   H * sum_{p online} c_p n_p  +  sum_{p offline} c_p t_p                      (USD)
     s.t.  (demand)    sum_{i in d} x_i = 1                                             for all d
           (capacity)  sum_{i in p} (lambda_d / mu_i) x_i <= n_p                         online p
-                      sum_{i in p} (N_d / (3600 mu_i)) x_i <= t_p <= D_p n_p            offline p
+          (link)      x_i <= n_p(i)                                                    (valid; tightens the LP)
+                      sum_{i in p} (N_d / (3600 mu_i)) x_i <= min(t_p, D_p n_p)          offline p
+          (billing)   t_p <= W_p n_p   (W_p = D_p, or ceil(D_p) with hourly billing, t_p then integer)
           (memory)    x_i = 0 unless weights + resident KV + activations <= usable GPU memory
                       and offloaded KV <= usable host memory
           (slo)       x_i = 0 unless TTFT_i, TPOT_i, E2E_i, TPS_i meet demand d's bounds
           (quota)     sum_{p in q} n_p (or gpus_p n_p) <= Q_q                           for all quotas q
           (budget)    sum_{p online} c_p n_p <= B_hour;  objective <= B_usd
           (types)     n_p <= U_p z_k(p),  sum_k z_k <= K                                 z binary per type
+          (slices)    S x_i = k_i, k_i in {0..S} integer (optional: Melange's slice rule)
           x in [0, 1], n in Z>=0, t >= 0 (integer with hourly billing), H = horizon hours.
 
 lambda_d is the demand's request rate, mu_i the requests/s one VM of the pool sustains for that demand's sizes,
@@ -89,9 +92,10 @@ def pool_table(rows: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
         region=("region", "first"), gpu=("gpu", "first"), pricing=("pricing", "first"),
         deadline_hours=("deadline_hours", "first"), load=("load", "sum")).reset_index()
     hourly = scenario.billing == "hourly"
-    window = np.where(hourly, np.floor(pools["deadline_hours"] + 1e-9), pools["deadline_hours"])
+    # a VM works at most the deadline; hourly billing rounds its hours up, so it is billed at most ceil(deadline)
+    window = np.where(hourly, np.ceil(pools["deadline_hours"] - 1e-9), pools["deadline_hours"])
     pools["window_hours"] = np.where(pools["mode"] == "offline", window, np.nan)
-    vm_bound = np.where(pools["mode"] == "offline", pools["load"] / np.maximum(pools["window_hours"], 1e-9),
+    vm_bound = np.where(pools["mode"] == "offline", pools["load"] / np.maximum(pools["deadline_hours"], 1e-9),
                         pools["load"])
     pools["max_vms"] = np.ceil(vm_bound - 1e-9).clip(min=1)
     return pools
@@ -104,7 +108,8 @@ def add_demand_constraints(p: Problem) -> None:
 
 
 def add_capacity_constraints(p: Problem) -> None:
-    """(capacity) sum_{i in p} load_i x_i <= n_p online; <= t_p <= D_p n_p offline (VM-hours)."""
+    """(capacity) sum_{i in p} load_i x_i <= n_p online; <= t_p and <= D_p n_p offline (VM-hours of work);
+    (billing) billed VM-hours t_p <= W_p n_p."""
     load = p.rows["demand_load"].to_numpy()
     for k, idx in enumerate(p.rows.groupby("pool", sort=True).indices.values()):
         pool = p.pools.iloc[k]
@@ -114,8 +119,19 @@ def add_capacity_constraints(p: Problem) -> None:
         else:
             p.model.add_row(f"capacity[{pool['pool']}]", np.append(p.x[idx], p.t[k]),
                             np.append(load[idx], -1.0), -math.inf, 0.0)
-            p.model.add_row(f"deadline[{pool['pool']}]", np.array([p.t[k], p.n[k]]),
+            p.model.add_row(f"deadline[{pool['pool']}]", np.append(p.x[idx], p.n[k]),
+                            np.append(load[idx], -pool["deadline_hours"]), -math.inf, 0.0)
+            p.model.add_row(f"billing[{pool['pool']}]", np.array([p.t[k], p.n[k]]),
                             np.array([1.0, -pool["window_hours"]]), -math.inf, 0.0)
+
+
+def add_linking_constraints(p: Problem) -> None:
+    """(link) x_i <= n_p(i): a demand uses a pool only if the pool has a VM (valid since x <= 1 <= n_p when used;
+    it tightens the LP relaxation where a demand needs less than one VM, as in facility location)."""
+    pool_index = p.rows.groupby("pool", sort=True).ngroup().to_numpy()
+    for i, k in enumerate(pool_index):
+        p.model.add_row(f"link[{p.rows['pool'].iat[i]}@{p.rows['demand'].iat[i]}]", np.array([p.x[i], p.n[k]]),
+                        np.array([1.0, -1.0]), -math.inf, 0.0)
 
 
 def add_memory_constraints(p: Problem, scenario: Scenario) -> None:
@@ -177,6 +193,15 @@ def add_type_limit_constraints(p: Problem, scenario: Scenario) -> None:
     p.model.add_row("types", z, np.ones(len(z)), -math.inf, float(scenario.max_instance_types))
 
 
+def add_slice_constraints(p: Problem, slices: int) -> None:
+    """(slices) S x_i = k_i, k_i in {0, ..., S} integer: each demand is cut into S equal slices and each slice is
+    served whole by one pool (Melange's slice rule; S = 1 makes every assignment all-or-nothing)."""
+    keys = list(p.rows["pool"] + "@" + p.rows["demand"])
+    k = p.model.add_vars("slices", keys, 0.0, float(slices) * np.asarray(p.model.upper)[p.x], True)
+    for key, xi, ki in zip(keys, p.x, k):
+        p.model.add_row(f"slice[{key}]", np.array([xi, ki]), np.array([float(slices), -1.0]), 0.0, 0.0)
+
+
 def demand_load(rows: pd.DataFrame) -> np.ndarray:
     """VMs (online) or VM-hours (offline) a row needs to carry its whole demand."""
     rps = rows["requests_per_s_per_vm"].to_numpy(float)
@@ -185,8 +210,9 @@ def demand_load(rows: pd.DataFrame) -> np.ndarray:
                     rows["num_requests"].to_numpy(float) / (3600.0 * rps))
 
 
-def build_problem(rows: pd.DataFrame, scenario: Scenario) -> Problem:
-    """The MILP for a candidate table (rows may include infeasible ones: memory and SLO rows exclude them)."""
+def build_problem(rows: pd.DataFrame, scenario: Scenario, slices: int | None = None) -> Problem:
+    """The MILP for a candidate table (rows may include infeasible ones: memory and SLO rows exclude them).
+    ``slices``: if given, shares are multiples of 1/slices (``add_slice_constraints``)."""
     rows = rows.sort_values(["pool", "demand"], kind="stable").reset_index(drop=True)
     rows = rows.assign(demand_load=demand_load(rows))
     pools = pool_table(rows, scenario)
@@ -206,8 +232,11 @@ def build_problem(rows: pd.DataFrame, scenario: Scenario) -> Problem:
     problem = Problem(model, rows, pools, x, n, t)
     add_demand_constraints(problem)
     add_capacity_constraints(problem)
+    add_linking_constraints(problem)
     add_memory_constraints(problem, scenario)
     add_slo_constraints(problem)
+    if slices is not None:
+        add_slice_constraints(problem, slices)
     add_quota_constraints(problem, scenario)
     add_type_limit_constraints(problem, scenario)
     add_budget_constraints(problem, scenario)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .backends import SolveResult, Status, solve
 from .candidates import Candidates, build_candidates
-from .errors import InfeasibleError, NoCandidatesError, SolverFailure
+from .errors import InfeasibleError, NoCandidatesError, ScenarioError, SolverFailure
 from .milp import Problem, build_problem
 from .scenario import Resolved, load_scenario, resolve
 from .schema import Scenario
@@ -197,7 +197,12 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
     """
     resolved = _resolved(scenario)
     sc = resolved.scenario
-    cands = build_candidates(sc, resolved.instances, resolved.models, resolved.calibration, prune=prune)
+    try:
+        cands = build_candidates(sc, resolved.instances, resolved.models, resolved.calibration, prune=prune)
+    except ScenarioError as exc:  # raised without the file name (e.g. an online workload with no rate)
+        if exc.path:
+            raise
+        raise ScenarioError(str(exc).split(": ", 1)[-1], path=resolved.path, field=exc.field) from None
     served = set(cands.table["demand"]) if not cands.table.empty else set()
     missing = [d for d in cands.demands["demand"] if d not in served]
     if missing:

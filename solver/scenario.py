@@ -101,7 +101,13 @@ def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = No
                 raise ScenarioError(
                     f"input + output = {total} tokens exceeds {card.name}'s context window of "
                     f"{card.max_position_embeddings}", path=path, field=f"workloads.{i}")
-    instances = load_catalog(scenario.catalogs, base)
+    try:
+        instances = load_catalog(scenario.catalogs, base)
+    except UnknownNameError as exc:
+        if exc.field != "catalogs":
+            raise
+        # name the scenario file (not its folder) as the place to fix the catalog name
+        raise UnknownNameError(str(exc).split(": ", 1)[-1], path=path, field="catalogs") from None
     _check_names(scenario, instances, path)
     calibration = load_calibration(scenario.calibration, base)
     return Resolved(scenario, models, instances, calibration, path)

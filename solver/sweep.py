@@ -62,8 +62,11 @@ POINT_FIELDS = ["status", "objective", "online_usd_per_hour", "offline_usd", "ho
 ASSIGNMENT_FIELDS = ["workload", "demand", "model", "pool", "cloud", "instance_type", "region", "pricing", "gpu",
                      "gpu_count", "tensor_parallel", "count", "share", "batch_size", "offload_ratio", "ttft_s",
                      "tpot_s", "e2e_s", "tokens_per_s", "requests_per_s_per_vm", "usd_per_hour"]
+# the tidy table's per-assignment columns: the plan's assignment fields plus its pool's mode (online/offline) and
+# the pool's whole cost (USD over the horizon, or for the offline job; repeated on each assignment of the pool)
+TABLE_FIELDS = ASSIGNMENT_FIELDS[:3] + ["mode"] + ASSIGNMENT_FIELDS[3:] + ["pool_usd"]
 INT_FIELDS = ["gpu_count", "tensor_parallel", "count", "batch_size"]
-SOLVED = ("optimal", "feasible")
+SOLVED = ("optimal", "feasible", "time_limit")  # statuses of a point with a plan (time_limit: incumbent, gap > goal)
 
 
 class Sweep(BaseModel):
@@ -196,8 +199,8 @@ def load_sweep(path: str | Path, base: Resolved | None = None) -> LoadedSweep:
     def fail(message: str, axis: str, index: int | None = None) -> ScenarioError:
         loc = ("axes", axis) if index is None else ("axes", axis, index)
         line = _line_of(node, loc)
-        return ScenarioError(message, path=str(path), where=f"line {line}" if line else None,
-                             field=".".join(map(str, ("axes", axis) if index is None else ("axes", f"{axis}[{index}]"))))
+        field = f"axes.{axis}" if index is None else f"axes.{axis}[{index}]"
+        return ScenarioError(message, path=str(path), where=f"line {line}" if line else None, field=field)
 
     for name, values in sweep.axes.items():
         _check_axis(name, values, base.instances, fail)
@@ -289,8 +292,9 @@ def solve_point(base: Resolved, point: int, values: dict[str, Any], *, solver: s
                 time_limit_s: float | None = None, mip_gap: float = 1e-6) -> dict[str, Any]:
     """Solve one point; always returns a record.
 
-    status: ``optimal``/``feasible`` (a plan), ``infeasible`` (no plan exists), ``error`` (the point's input is
-    invalid), ``failed`` (solver failure, time limit without a plan, or an internal error).
+    status: ``optimal``/``feasible``/``time_limit`` (a plan; ``time_limit``: the best found when time ran out),
+    ``infeasible`` (no plan exists), ``error`` (the point's input is invalid), ``failed`` (solver failure, time
+    limit without a plan, or an internal error).
     """
     from .errors import InfeasibleError, NoCandidatesError
     from .plan import plan
@@ -311,10 +315,13 @@ def solve_point(base: Resolved, point: int, values: dict[str, Any], *, solver: s
     except Exception as exc:  # noqa: BLE001 - one bad point must not sink the sweep; it is recorded
         record.update(status="failed", message=f"internal error: {type(exc).__name__}: {exc}")
     else:
+        modes = {p.pool: p.mode for p in result.pools}
+        costs = {p.pool: p.usd for p in result.pools}
         record.update(status=result.status, objective=result.objective,
                       online_usd_per_hour=result.online_usd_per_hour, offline_usd=result.offline_usd,
                       horizon_hours=result.horizon_hours,
-                      assignments=[a.model_dump(include=set(ASSIGNMENT_FIELDS)) for a in result.assignments])
+                      assignments=[a.model_dump(include=set(ASSIGNMENT_FIELDS))
+                                   | {"mode": modes[a.pool], "pool_usd": costs[a.pool]} for a in result.assignments])
     record["wall_s"] = time.perf_counter() - start
     return record
 
@@ -380,7 +387,7 @@ def _run_dask(loaded: LoadedSweep, points: list[tuple[int, dict]], options: dict
         futures = client.map(_solve_point_kw, [i for i, _ in points], [v for _, v in points], base=base,
                              pure=False, **options)
         out = []
-        for fut in as_completed(futures):
+        for fut in as_completed(futures, loop=client.loop):  # loop: the client need not be the default one
             out.append(fut.result())
             advance()
         return out
@@ -401,6 +408,11 @@ def run_sweep(loaded: LoadedSweep, *, workers: int | None = None, scheduler: Any
     ``scheduler``: a Dask scheduler address (``tcp://host:port``) or a ``dask.distributed.Client``; without it
     the points run on a local process pool of ``workers`` processes (default ``min(2, cpus)``; 1 = in process).
     ``progress``: a rich progress bar on stderr; default only when stderr is a terminal.
+
+    The local pool starts workers with ``forkserver`` (``spawn`` where unavailable), never plain ``fork``: a script
+    that calls ``run_sweep`` with ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard. Dask workers
+    need this package installed (``pip install infersave[dask]``); the resolved base scenario is scattered to them
+    once, so they need no access to the scenario or catalog files.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -436,15 +448,15 @@ def results_table(records: list[dict], axis_names: list[str]) -> pd.DataFrame:
         head |= {AXIS_PREFIX + n: axis_cell(rec["values"][n]) for n in axis_names}
         head |= {k: rec[k] for k in POINT_FIELDS}
         for a in rec["assignments"] or [{}]:
-            rows.append(head | {f: a.get(f) for f in ASSIGNMENT_FIELDS})
-    columns = ["point", *(AXIS_PREFIX + n for n in axis_names), *POINT_FIELDS, *ASSIGNMENT_FIELDS]
+            rows.append(head | {f: a.get(f) for f in TABLE_FIELDS})
+    columns = ["point", *(AXIS_PREFIX + n for n in axis_names), *POINT_FIELDS, *TABLE_FIELDS]
     df = pd.DataFrame(rows, columns=columns)
     df["point"] = df["point"].astype("int64")
     for col in INT_FIELDS:
         df[col] = df[col].astype("Int64")
     for col in ("objective", "online_usd_per_hour", "offline_usd", "horizon_hours", "wall_s", "share",
                 "offload_ratio", "ttft_s", "tpot_s", "e2e_s", "tokens_per_s", "requests_per_s_per_vm",
-                "usd_per_hour"):
+                "usd_per_hour", "pool_usd"):
         df[col] = df[col].astype("float64")
     return df
 
@@ -460,12 +472,13 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     for point, g in df.groupby("point", sort=True):
         first = g.iloc[0]
         pools = g.dropna(subset=["pool"]).drop_duplicates("pool")
+        online = g[g["mode"] == "online"]  # latency of online traffic; offline jobs only have deadlines
         row = {"point": int(point), **{c: first[c] for c in axes}}
         row |= {k: first[k] for k in ("status", "objective", "online_usd_per_hour", "offline_usd")}
         row |= {"vms": int(pools["count"].sum()) if len(pools) else 0,
                 "gpus": int((pools["count"] * pools["gpu_count"]).sum()) if len(pools) else 0,
                 "instance_types": ",".join(sorted(pools["instance_type"].unique())) if len(pools) else "",
-                "worst_ttft_s": g["ttft_s"].max(), "worst_tpot_s": g["tpot_s"].max(),
+                "worst_ttft_s": online["ttft_s"].max(), "worst_tpot_s": online["tpot_s"].max(),
                 "wall_s": first["wall_s"], "message": first["message"]}
         out.append(row)
     return pd.DataFrame(out)
@@ -516,3 +529,46 @@ def read_results(path: str | Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"not a sweep results table (missing columns {missing})", path=str(path))
     return df
+
+
+def label_axis(name: str, value: Any) -> str:
+    """A short human label for one axis value: 'H100 x0.5', 'SLO x2', 'spot+on-demand'."""
+    name = name.removeprefix(AXIS_PREFIX)
+    if name.startswith("price."):
+        kind, key = name.split(".", 2)[1:]
+        return f"{key}{'*' if kind == 'family' else ''} x{value:g}"
+    fmt = {"price_multiplier": lambda v: f"price x{v:g}", "reserved_discount": lambda v: f"RI -{v:.0%}",
+           "slo_scale": lambda v: f"SLO x{v:g}", "demand_growth": lambda v: f"demand x{v:g}",
+           "pricing": lambda v: {"on_demand": "on-demand", "spot": "spot", "both": "spot+on-demand"}.get(v, str(v)),
+           "regions": lambda v: str(v)}
+    try:
+        return fmt[name](value)
+    except (KeyError, TypeError, ValueError):
+        return f"{name}={value}"
+
+
+def summary_text(summary: pd.DataFrame, title: str = "sweep") -> str:
+    """The per-point summary as a plain-text table (the ``infersave sweep`` stdout)."""
+    from rich.table import Table
+
+    from .report import render_text
+
+    axes = [c for c in summary.columns if c.startswith(AXIS_PREFIX)]
+    n_ok = int(summary["status"].isin(SOLVED).sum())
+    table = Table(title=f"Sweep {title!r}: {n_ok} of {len(summary)} points have a plan")
+    for col in ["point", *(c.removeprefix(AXIS_PREFIX) for c in axes), "status", "total USD", "online $/h",
+                "offline USD", "VMs", "GPUs", "instance types"]:
+        table.add_column(col, justify="left" if col in ("status", "instance types", "pricing", "regions") else "right")
+    for row in summary.to_dict(orient="records"):
+        cells = [str(row["point"])]
+        cells += [f"{row[c]:g}" if isinstance(row[c], float) else str(row[c]) for c in axes]
+        ok = row["status"] in SOLVED
+        cells += [row["status"], f"{row['objective']:,.2f}" if ok else "-",
+                  f"{row['online_usd_per_hour']:,.2f}" if ok else "-", f"{row['offline_usd']:,.2f}" if ok else "-",
+                  str(row["vms"]) if ok else "-", str(row["gpus"]) if ok else "-", row["instance_types"] or "-"]
+        table.add_row(*cells)
+    text = render_text(table)
+    bad = summary[~summary["status"].isin(SOLVED)]
+    for r in bad.itertuples(index=False):
+        text += f"point {r.point}: {r.status}: {r.message}\n"
+    return text

@@ -91,15 +91,14 @@ def verify(resolved: Resolved, plan) -> list[str]:
     demands = [w.name if w.buckets is None else f"{w.name}#{k}" for w in sc.workloads
                for k in range(len(w.size_mix()))]
     bad += [f"demand[{d}]: served {served.get(d, 0.0):.6f} of 1" for d in demands if not _close(served.get(d, 0.0), 1.0)]
-    bad += _check_pools(plan, pool_load, workloads)
+    bad += _check_pools(plan, pool_load, workloads, sc.billing)
     bad += _check_limits(plan, resolved)
     return bad
 
 
-def _check_pools(plan, pool_load: dict[str, float], workloads) -> list[str]:
+def _check_pools(plan, pool_load: dict[str, float], workloads, billing: str) -> list[str]:
     bad = []
     deadline = {a.pool: workloads[a.workload].deadline_hours for a in plan.assignments}
-    hourly = None
     for p in plan.pools:
         load = pool_load.get(p.pool, 0.0)
         if p.mode == "online":
@@ -108,9 +107,10 @@ def _check_pools(plan, pool_load: dict[str, float], workloads) -> list[str]:
             expected = p.unit_usd_per_hour * p.count * plan.horizon_hours
         else:
             hours = p.vm_hours or 0.0
-            window = deadline.get(p.pool) or 0.0
-            hourly = abs(hours - round(hours)) < 1e-6 if hourly is None else hourly
-            if load > hours * (1 + REL_TOL) + 1e-9 or hours > p.count * window * (1 + REL_TOL) + 1e-9:
+            limit = deadline.get(p.pool) or 0.0
+            window = math.ceil(limit - 1e-9) if billing == "hourly" else limit
+            if load > hours * (1 + REL_TOL) + 1e-9 or load > p.count * limit * (1 + REL_TOL) + 1e-9 \
+                    or hours > p.count * window * (1 + REL_TOL) + 1e-9:
                 bad.append(f"capacity[{p.pool}]: needs {load:.4f} VM-hours, has {hours:.4f} on {p.count} VMs")
             expected = p.unit_usd_per_hour * hours
         if not _close(p.usd, expected):

@@ -34,7 +34,7 @@ TEMPLATES = [  # instance type, GPU, GPUs, host GiB
 MODELS = ["llama-3.2-1b", "opt-1.3b", "llama-3.2-3b"]
 HEADER = ["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "SpotPrice", "Region",
           "source"]
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -196,7 +196,7 @@ def test_milp_matches_brute_force_and_backends_agree(f):
             assert verify(resolved, p.model_dump()) == []
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(), st.sampled_from([1.0, 1.3, 2.0, 4.0]))
 def test_more_demand_never_costs_less(f, growth):
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,7 +210,7 @@ def test_more_demand_never_costs_less(f, growth):
             assert more.objective >= base.objective * (1 - 1e-9)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(), st.sampled_from([0.5, 2.0, 3.0, 10.0]))
 def test_scaling_prices_scales_the_objective(f, k):
     with tempfile.TemporaryDirectory() as tmp:
