@@ -2,7 +2,9 @@
 
     python benchmarks/scale.py [--sizes 10 100 1000] [--solver highs] [--gap 0.001]
 
-Prints, per fleet size and with/without pruning: candidate rows, MILP variables/constraints, time to build the
+Each fleet is solved with replicas per workload (``share_replicas: false``, the fleet MILP of issue 2) and with
+replicas pooled across the workloads of a model (``share_replicas: true``, a harder bin-packing). Prints, per
+fleet size, pooling and with/without pruning: candidate rows, MILP variables/constraints, time to build the
 candidate table, time to solve, status and gap. Fleets are random but seeded (mixed models, online and offline,
 lengths 128-4096, SLOs that most instances can meet).
 """
@@ -45,17 +47,17 @@ def random_fleet(n: int, seed: int = 0, share: bool = True) -> Scenario:
     return Scenario(name=f"random-{n}", workloads=workloads, pricing="both", horizon_hours=24, share_replicas=share)
 
 
-def run(n: int, prune: bool, backend: str, gap: float) -> str:
-    resolved = resolve(random_fleet(n))
+def run(n: int, prune: bool, backend: str, gap: float, share: bool, time_limit: float) -> str:
+    resolved = resolve(random_fleet(n, share=share))
     t0 = time.perf_counter()
     cands = build_candidates(resolved.scenario, resolved.instances, resolved.models, resolved.calibration,
                              prune=prune)
     t1 = time.perf_counter()
     problem = build_problem(cands.table, resolved.scenario)
     t2 = time.perf_counter()
-    result = solve(problem.model, backend, mip_gap=gap, time_limit_s=120)
+    result = solve(problem.model, backend, mip_gap=gap, time_limit_s=time_limit)
     m = problem.model
-    return (f"{n:>6} {'yes' if prune else 'no':>6} {cands.stats['rows_evaluated']:>9} {len(cands.table):>8} "
+    return (f"{n:>6} {'yes' if share else 'no':>6} {'yes' if prune else 'no':>6} {cands.stats['rows_evaluated']:>9} {len(cands.table):>8} "
             f"{len(m.names):>8} {m.n_integer:>7} {len(m.rows):>8} {t1 - t0:>8.2f} {t2 - t1:>8.2f} "
             f"{result.wall_s:>8.2f} {result.status.value:>10} {result.gap if result.gap is not None else float('nan'):>9.2e}")
 
@@ -65,15 +67,17 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--solver", default="highs")
     parser.add_argument("--gap", type=float, default=1e-3)
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per solve")
     parser.add_argument("--no-unpruned-above", type=int, default=100,
                         help="skip the unpruned run for fleets larger than this (memory)")
     args = parser.parse_args()
-    print(f"{'fleet':>6} {'prune':>6} {'evaluated':>9} {'kept':>8} {'vars':>8} {'ints':>7} {'rows':>8} "
+    print(f"{'fleet':>6} {'pooled':>6} {'prune':>6} {'evaluated':>9} {'kept':>8} {'vars':>8} {'ints':>7} {'rows':>8} "
           f"{'cand s':>8} {'build s':>8} {'solve s':>8} {'status':>10} {'gap':>9}")
     for n in args.sizes:
-        print(run(n, True, args.solver, args.gap), flush=True)
-        if n <= args.no_unpruned_above:
-            print(run(n, False, args.solver, args.gap), flush=True)
+        for share in (False, True):
+            print(run(n, True, args.solver, args.gap, share, args.time_limit), flush=True)
+            if n <= args.no_unpruned_above:
+                print(run(n, False, args.solver, args.gap, share, args.time_limit), flush=True)
 
 
 if __name__ == "__main__":
