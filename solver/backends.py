@@ -1,7 +1,9 @@
 """Solver back ends behind one function: ``solve(model, backend, time_limit_s, mip_gap)``.
 
-``cbc`` and ``highs`` go through PuLP (pinned below 4, which dropped the bundled CBC class; only this module
-names a PuLP solver class), ``ortools`` through OR-Tools' linear solver wrapper with SCIP. Statuses are mapped
+``cbc`` and ``highs-pulp`` go through PuLP (pinned below 4, which dropped the bundled CBC class; only this
+module names a PuLP solver class), ``highs`` passes the arrays straight to highspy (the same HiGHS, without
+PuLP's per-variable Python objects, which dominate on many small blocks), ``ortools`` goes through OR-Tools'
+linear solver wrapper with SCIP. Statuses are mapped
 to one enum; a time-limited incumbent is ``TIME_LIMIT``, never ``OPTIMAL``.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .errors import SolverFailure
 from .milp import LinearModel
 
 log = logging.getLogger(__name__)
-BACKENDS = ("highs", "cbc", "ortools")
+BACKENDS = ("highs", "cbc", "ortools", "highs-pulp")
 
 
 class Status(str, enum.Enum):
@@ -111,6 +113,53 @@ def _solve_pulp(model: LinearModel, backend: str, time_limit_s: float | None, mi
         bound = objective * (1 - mip_gap)  # CBC stopped within its relative gap; PuLP does not return the bound
     status = Status.OPTIMAL if optimal else Status.TIME_LIMIT
     return SolveResult(status, objective, bound, values, backend, wall)
+
+
+def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: float,
+                   threads: int | None) -> SolveResult:
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", mip_gap)
+    if time_limit_s:
+        h.setOptionValue("time_limit", float(time_limit_s))
+    if threads:
+        h.setOptionValue("threads", int(threads))
+    inf = highspy.kHighsInf
+    n = len(model.names)
+    upper = np.where(np.isinf(model.upper), inf, model.upper)
+    h.addVars(n, np.asarray(model.lower, float), upper.astype(float))
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), np.asarray(model.cost, float))
+    ints = np.flatnonzero(model.integer).astype(np.int32)
+    if len(ints):
+        h.changeColsIntegrality(len(ints), ints, np.full(len(ints), highspy.HighsVarType.kInteger))
+    if model.rows:
+        lo = np.array([-inf if math.isinf(r[3]) else r[3] for r in model.rows], float)
+        hi = np.array([inf if math.isinf(r[4]) else r[4] for r in model.rows], float)
+        starts = np.cumsum([0] + [len(r[1]) for r in model.rows[:-1]]).astype(np.int32)
+        index = np.concatenate([r[1] for r in model.rows]).astype(np.int32)
+        value = np.concatenate([r[2] for r in model.rows]).astype(float)
+        h.addRows(len(model.rows), lo, hi, len(index), starts, index, value)
+    start = time.perf_counter()
+    h.run()
+    wall = time.perf_counter() - start
+    status = h.getModelStatus()
+    info = h.getInfo()
+    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    if status == highspy.HighsModelStatus.kInfeasible:
+        return SolveResult(Status.INFEASIBLE, None, None, None, "highs", wall)
+    if not has_solution:
+        limited = status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit)
+        return SolveResult(Status.TIME_LIMIT if limited else Status.ERROR, None, None, None, "highs", wall,
+                           note=h.modelStatusToString(status))
+    values = np.asarray(h.getSolution().col_value, float)
+    objective = float(np.dot(model.cost, values))
+    bound = float(info.mip_dual_bound) if len(ints) else objective
+    if not math.isfinite(bound):
+        bound = objective
+    optimal = status == highspy.HighsModelStatus.kOptimal
+    return SolveResult(Status.OPTIMAL if optimal else Status.TIME_LIMIT, objective, bound, values, "highs", wall)
 
 
 def _solve_ortools(model: LinearModel, time_limit_s: float | None, mip_gap: float,
@@ -233,8 +282,10 @@ def solve_block(model: LinearModel, backend: str = "highs", *, time_limit_s: flo
             with _quiet_stdout():
                 if name == "ortools":
                     result = _solve_ortools(model, time_limit_s, mip_gap, threads)
+                elif name == "highs":
+                    result = _solve_highspy(model, time_limit_s, mip_gap, threads)
                 else:
-                    result = _solve_pulp(model, name, time_limit_s, mip_gap, threads)
+                    result = _solve_pulp(model, "cbc" if name == "cbc" else "highs", time_limit_s, mip_gap, threads)
         except (ImportError, OSError, RuntimeError, SolverFailure, Exception) as exc:  # noqa: BLE001 - any crash
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
             log.warning("solver %s failed (%s); trying the next back end", name, exc)

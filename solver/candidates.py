@@ -159,14 +159,10 @@ def evaluate_model(model: ModelCard, demands: pd.DataFrame, hw_configs: pd.DataF
                    scenario: Scenario, calibration: Calibration, prune: bool) -> pd.DataFrame:
     """All (demand, GPU config, tp, batch, offload) rows of one model, with predictions."""
     s = scenario.settings
-    parts = []
-    for _, d in demands.iterrows():
-        w = workloads[d["workload"]]
-        batches = np.array(w.batch_sizes or s.batch_sizes)
-        grid = hw_configs.merge(pd.DataFrame({"batch_size": batches}), how="cross")
-        grid["demand"] = d["demand"]
-        parts.append(grid)
-    base = pd.concat(parts, ignore_index=True).merge(demands, on="demand")
+    pairs = [(d, b) for d, name in zip(demands["demand"], demands["workload"])
+             for b in (workloads[name].batch_sizes or s.batch_sizes)]
+    demand_batches = pd.DataFrame(pairs, columns=["demand", "batch_size"])
+    base = demand_batches.merge(hw_configs, how="cross").merge(demands, on="demand")
     dtypes = {name: (workloads[name].dtype, workloads[name].effective_kv_dtype) for name in base["workload"].unique()}
     out = []
     for (dtype, kv_dtype), frame in base.groupby(base["workload"].map(dtypes), sort=True):
@@ -177,8 +173,7 @@ def evaluate_model(model: ModelCard, demands: pd.DataFrame, hw_configs: pd.DataF
 def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, dtype: str, kv_dtype: str, scenario: Scenario,
                     calibration: Calibration, prune: bool) -> pd.DataFrame:
     s = scenario.settings
-    specs = [find_gpu(g) for g in frame["gpu"]]
-    hw = Hardware.from_specs(specs, dtype)
+    hw = Hardware.for_rows(frame["gpu"].to_numpy(), dtype, find_gpu)
     coeffs = coefficient_arrays(calibration, list(frame["gpu"]))
     args = dict(dtype=dtype, kv_dtype=kv_dtype, batch=frame["batch_size"].to_numpy(),
                 input_tokens=frame["input_tokens"].to_numpy(), output_tokens=frame["output_tokens"].to_numpy(),
@@ -198,8 +193,7 @@ def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, dtype: str, kv_dtype:
         n_levels = int(round(1 / s.offload_step)) + 1 if s.allow_offload else 1
         grid = pd.DataFrame({"offload_ratio": np.round(np.arange(n_levels) * s.offload_step, 9).clip(max=1.0)})
         expanded = frame.merge(grid, how="cross")
-    specs = [find_gpu(g) for g in expanded["gpu"]]
-    hw = Hardware.from_specs(specs, dtype)
+    hw = Hardware.for_rows(expanded["gpu"].to_numpy(), dtype, find_gpu)
     args |= dict(batch=expanded["batch_size"].to_numpy(), input_tokens=expanded["input_tokens"].to_numpy(),
                  output_tokens=expanded["output_tokens"].to_numpy(), tp=expanded["tp"].to_numpy(),
                  coefficients=coefficient_arrays(calibration, list(expanded["gpu"])))
@@ -296,16 +290,37 @@ def prune_configs(rows: pd.DataFrame) -> pd.DataFrame:
     """Per sharing group and GPU config (gpu, gpu_count), drop (tp, batch, offload) settings dominated by a
     setting with no offload: that one serves every demand of the group at least as fast on every offering with
     that hardware and needs no host memory, so it can replace the other on any VM (exact)."""
+    single = rows.groupby("group")["demand"].transform("nunique") == 1
+    parts = [_configs_single_demand(rows[single])]
+    for _, block in rows[~single].groupby("group", sort=False):
+        parts.append(_configs_shared(block))
+    return pd.concat(parts).sort_index()
+
+
+def _configs_single_demand(rows: pd.DataFrame) -> pd.DataFrame:
+    """One demand: keep the fastest no-offload setting per GPU config, and offload settings only if faster."""
+    key = ["group", "gpu", "gpu_count"]
+    rps = rows["requests_per_s_per_vm"]
+    best_plain = rps.where(rows["offload_ratio"] == 0.0, -np.inf).groupby([rows[k] for k in key]).transform("max")
+    plain = rows[rows["offload_ratio"] == 0.0]
+    best = plain.sort_values(["requests_per_s_per_vm", "tp", "batch_size"], ascending=[False, True, True],
+                             kind="stable").drop_duplicates(key)
+    faster_offload = rows.index[(rows["offload_ratio"] > 0.0) & (rps > best_plain)]
+    return rows.loc[sorted(set(best.index) | set(faster_offload))]
+
+
+def _configs_shared(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows.assign(config=rows["tp"].astype(str) + "|" + rows["batch_size"].astype(str) + "|" +
                        rows["offload_ratio"].map("{:.2f}".format))
-    key = ["group", "gpu", "gpu_count"]
+    key = ["gpu", "gpu_count"]
     wide = rows.pivot_table(index=key + ["config"], columns="demand", values="requests_per_s_per_vm",
                             fill_value=0.0, aggfunc="max")
+    values_all = wide.to_numpy()
     no_offload = wide.index.get_level_values("config").str.endswith("|0.00")
     keep: list[tuple] = []
     for _, idx in pd.Series(range(len(wide)), index=wide.index).groupby(level=key, sort=False):
         positions = idx.to_numpy()
-        values = wide.to_numpy()[positions]
+        values = values_all[positions]
         can = no_offload[positions]
         order = np.lexsort((np.arange(len(positions)), -values.sum(axis=1)))
         kept: list[int] = []

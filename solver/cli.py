@@ -29,6 +29,7 @@ class Backend(str, enum.Enum):
     highs = "highs"
     cbc = "cbc"
     ortools = "ortools"
+    highs_pulp = "highs-pulp"
 
 
 def _fail(message: str, code: int) -> None:

@@ -188,7 +188,7 @@ def add_type_limit_constraints(p: Problem, scenario: Scenario) -> None:
     z = p.model.add_vars("use", types, 0.0, 1.0, True)
     p.z = dict(zip(types, z.tolist()))
     for k, pool in p.pools.iterrows():
-        p.model.add_row(f"link[{pool['pool']}]", np.array([p.n[k], p.z[pool['instance_type']]]),
+        p.model.add_row(f"uses[{pool['pool']}]", np.array([p.n[k], p.z[pool['instance_type']]]),
                         np.array([1.0, -pool["max_vms"]]), -math.inf, 0.0)
     p.model.add_row("types", z, np.ones(len(z)), -math.inf, float(scenario.max_instance_types))
 

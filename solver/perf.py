@@ -72,6 +72,13 @@ class Hardware:
     interconnect_bytes_per_s: np.ndarray
 
     @classmethod
+    def for_rows(cls, gpus: np.ndarray, dtype: str, lookup) -> Hardware:
+        """Per-row hardware for a column of GPU names, looking each distinct name up once."""
+        names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)
+        unique = cls.from_specs([lookup(n) for n in names], dtype)
+        return cls(**{k: getattr(unique, k)[inverse] for k in cls.__dataclass_fields__})
+
+    @classmethod
     def from_specs(cls, specs: list[GPUSpec], dtype: str | list[str]) -> Hardware:
         dtypes = [dtype] * len(specs) if isinstance(dtype, str) else dtype
         return cls(
@@ -226,6 +233,9 @@ def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch
 
 def coefficient_arrays(calibration: Calibration, gpus: list[str]) -> dict[str, np.ndarray]:
     """CTCF coefficients laid out per candidate row."""
+    names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)
+    if len(names) < len(gpus):
+        return {k: v[inverse] for k, v in coefficient_arrays(calibration, list(names)).items()}
     coeffs = [calibration.for_gpu(g) for g in gpus]
     return {
         "prefill_alpha": np.array([c.prefill_alpha for c in coeffs]),
