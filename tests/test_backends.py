@@ -1,0 +1,68 @@
+"""Solver boundary: fallback when a back end crashes, time-limited incumbents, exact block decomposition."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from solver import backends
+from solver.backends import Status, components, solve
+from solver.errors import SolverFailure
+from solver.milp import LinearModel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def two_knapsacks() -> LinearModel:
+    """Two independent covering problems: min 3a + 5b s.t. 2a + 4b >= 7; min 2c + 2d s.t. c + 3d >= 4."""
+    m = LinearModel()
+    v = m.add_vars("v", ["a", "b", "c", "d"], 0.0, 10.0, True, np.array([3.0, 5.0, 2.0, 2.0]))
+    m.add_row("k1", v[:2], np.array([2.0, 4.0]), 7.0, np.inf)
+    m.add_row("k2", v[2:], np.array([1.0, 3.0]), 4.0, np.inf)
+    return m
+
+
+def test_blocks_are_found_and_solved_exactly():
+    model = two_knapsacks()
+    assert sorted(len(b) for b in components(model)) == [2, 2]
+    # by hand: block 1 -> a=0,b=2 (10) vs a=2,b=1 (11) vs a=4 (12): 10; block 2 -> d=2 (4) vs c=1,d=1 (4): 4
+    for backend in ("highs", "cbc", "ortools", "highs-pulp"):
+        result = solve(model, backend)
+        assert result.status is Status.OPTIMAL
+        assert result.objective == pytest.approx(14.0)
+        assert solve(model, backend, decompose=False).objective == pytest.approx(14.0)
+
+
+def test_crashing_back_end_falls_back_and_says_so(monkeypatch):
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(backends, "_solve_highspy", crash)
+    result = solve(two_knapsacks(), "highs")
+    assert result.backend != "highs" and result.objective == pytest.approx(14.0)
+    assert "fell back from highs" in result.note and "simulated crash" in result.note
+
+
+def test_every_back_end_failing_is_a_solver_failure(monkeypatch):
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("down")
+
+    for name in ("_solve_highspy", "_solve_pulp", "_solve_ortools"):
+        monkeypatch.setattr(backends, name, crash)
+    with pytest.raises(SolverFailure, match="every solver back end failed"):
+        solve(two_knapsacks(), "cbc")
+
+
+def test_time_limit_returns_incumbent_with_gap():
+    spec = importlib.util.spec_from_file_location("melange_class", ROOT / "benchmarks" / "melange_class.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from solver.melange import solve_melange
+
+    big = bench.instance(30, 6, 16, seed=0, rate=2000.0)
+    plan = solve_melange(big, time_limit_s=0.2)
+    assert plan.status == "time_limit"
+    assert plan.gap is not None and 0 < plan.gap < 0.1
+    assert plan.bound is not None and plan.bound <= plan.objective
