@@ -97,7 +97,7 @@ def plan_text(plan: Plan) -> str:
     s = plan.solver
     footer = (f"solver {s.backend}: {s.variables} variables ({s.integer_variables} integer), {s.constraints} "
               f"constraints, gap {gap}" + (f", {s.wall_s:.2f} s" if s.wall_s is not None else "") +
-              f"; pruning {plan.pruning}")
+              f"; pruning {plan.pruning}" + (f"\nnote: {s.note}" if s.note else ""))
     return render_text(table) + footer + "\n"
 
 
