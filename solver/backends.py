@@ -236,11 +236,15 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
     objective = bound = wall = 0.0
     statuses, notes, used = [], [], set()
     deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
-    for block, rows in zip(blocks, rows_of):
+    # small blocks first; under a time limit each block gets an equal share of what is left, so one hard
+    # block cannot starve the others
+    order = sorted(range(len(blocks)), key=lambda k: len(blocks[k]))
+    for position, k in enumerate(order):
+        block, rows = blocks[k], rows_of[k]
         sub = LinearModel(names=[model.names[v] for v in block], lower=[model.lower[v] for v in block],
                           upper=[model.upper[v] for v in block], integer=[model.integer[v] for v in block],
                           cost=[model.cost[v] for v in block], rows=rows)
-        left = None if deadline is None else max(0.1, deadline - time.perf_counter())
+        left = None if deadline is None else max(0.1, (deadline - time.perf_counter()) / (len(order) - position))
         result = solve_block(sub, backend, time_limit_s=left, mip_gap=mip_gap, threads=threads, fallback=fallback)
         statuses.append(result.status)
         used.add(result.backend)
