@@ -17,11 +17,12 @@ def subset(terms: Terms, idx: np.ndarray) -> Terms:
                  terms.rows.iloc[idx].reset_index(drop=True))
 
 
-def error_table(terms: Terms, calibrations: dict[str, Calibration]) -> pd.DataFrame:
-    """Median and p90 absolute % error per GPU (and overall) for each calibration."""
+def error_table(terms: Terms, calibrations: dict[str, Calibration],
+                forms: dict[str, str] | None = None) -> pd.DataFrame:
+    """Median and p90 absolute % error per GPU (and overall) for each calibration (``forms``: its CTCF form)."""
     frame = terms.rows[["gpu"]].copy()
     for name, calib in calibrations.items():
-        frame[name] = metric_error(terms, predict_times(terms, calib))
+        frame[name] = metric_error(terms, predict_times(terms, calib, (forms or {}).get(name, "per_layer")))
     rows = []
     for gpu, g in [*sorted(frame.groupby("gpu")), ("ALL", frame)]:
         row = {"gpu": gpu, "rows": len(g)}
@@ -45,11 +46,15 @@ def usable_terms(path: Path, scope: bool = True) -> Terms:
 def calibrate_report(path: Path, *, test_fraction: float = 0.3, seed: int = 0) -> tuple[str, Calibration]:
     terms = usable_terms(path)
     train, test = split_train_test(terms.rows, test_fraction, seed)
-    fitted = fit(subset(terms, train), source=f"CTCF fitted on {path.name} (train split)")
-    table = error_table(subset(terms, test), {"roofline": UNCALIBRATED, "ctcf": fitted})
+    train_terms = subset(terms, train)
+    paper = fit(train_terms, form="paper", source="paper form: alpha*t + beta (beta in seconds)")
+    fitted = fit(train_terms, source=f"CTCF fitted on {path.name} (train split)")
+    table = error_table(subset(terms, test), {"roofline": UNCALIBRATED, "paper_ctcf": paper, "ctcf": fitted},
+                        {"paper_ctcf": "paper"})
     final = fit(terms, source=f"CTCF fitted on {path.name} ({len(terms.measured_time)} rows)")
     coeffs = pd.DataFrame([{"gpu": g, **vars(c)} for g, c in sorted(final.per_gpu.items())])
     text = (f"CTCF error on the held-out {test_fraction:.0%} of {len(terms.measured_time)} usable rows "
-            f"(seed {seed}; absolute % error of each published metric):\n{table.to_string(index=False)}\n\n"
+            f"(seed {seed}; absolute % error of each published metric; paper_ctcf = the paper's Eq. 7 with a "
+            f"constant offset, ctcf = offset per layer, the form the planner uses):\n{table.to_string(index=False)}\n\n"
             f"coefficients fitted on all rows (alpha, beta per layer in seconds):\n{coeffs.to_string(index=False)}")
     return text, final
