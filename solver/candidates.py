@@ -97,6 +97,8 @@ def offering_table(scenario: Scenario, instances: list) -> pd.DataFrame:
         return offers
     offers["offer"] = offers["cloud"] + ":" + offers["region"] + ":" + offers["instance_type"] + ":" + offers["pricing"]
     constrained = np.zeros(len(offers), dtype=bool)
+    if scenario.max_spot_share is not None:  # a spot VM counts against the spot share: never a free substitute
+        constrained |= (offers["pricing"] == "spot").to_numpy()
     for quota in scenario.quotas:
         constrained |= quota_matches(quota, offers)
     offers["constrained"] = constrained

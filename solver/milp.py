@@ -15,6 +15,7 @@ VMs running one model with one tensor-parallel degree, batch size and KV offload
           (quota)     sum_{p in q} n_p (or gpus_p n_p) <= Q_q                           for all quotas q
           (budget)    sum_{p online} c_p n_p <= B_hour;  objective <= B_usd
           (types)     n_p <= U_p z_k(p),  sum_k z_k <= K                                 z binary per type
+          (spot)      sum_{p spot} g_p n_p <= s sum_p g_p n_p                          GPUs g_p per VM
           (slices)    S x_i = k_i, k_i in {0..S} integer (optional: Melange's slice rule)
           x in [0, 1], n in Z>=0, t >= 0 (integer with hourly billing), H = horizon hours.
 
@@ -202,6 +203,15 @@ def add_slice_constraints(p: Problem, slices: int) -> None:
         p.model.add_row(f"slice[{key}]", np.array([xi, ki]), np.array([float(slices), -1.0]), 0.0, 0.0)
 
 
+def add_spot_share_constraints(p: Problem, scenario: Scenario) -> None:
+    """(spot) sum_{p spot} g_p n_p <= s * sum_p g_p n_p: at most a share s of the fleet's GPUs on spot VMs."""
+    if scenario.max_spot_share is None:
+        return
+    gpus = p.pools["gpu_count"].to_numpy(float)
+    spot = (p.pools["pricing"] == "spot").to_numpy(float)
+    p.model.add_row("spot_share", p.n, gpus * (spot - scenario.max_spot_share), -math.inf, 0.0)
+
+
 def demand_load(rows: pd.DataFrame) -> np.ndarray:
     """VMs (online) or VM-hours (offline) a row needs to carry its whole demand."""
     rps = rows["requests_per_s_per_vm"].to_numpy(float)
@@ -239,5 +249,6 @@ def build_problem(rows: pd.DataFrame, scenario: Scenario, slices: int | None = N
         add_slice_constraints(problem, slices)
     add_quota_constraints(problem, scenario)
     add_type_limit_constraints(problem, scenario)
+    add_spot_share_constraints(problem, scenario)
     add_budget_constraints(problem, scenario)
     return problem

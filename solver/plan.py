@@ -125,7 +125,7 @@ def nearest_miss(cands: Candidates, demand: str) -> str:
 def diagnose(rows: pd.DataFrame, scenario: Scenario, backend: str) -> str:
     """Name the constraint families whose removal makes the problem feasible (deletion filter)."""
     relaxations = {"quota": {"quotas": []}, "budget": {"budget_usd_per_hour": None, "budget_usd": None},
-                   "distinct instance types": {"max_instance_types": None}}
+                   "distinct instance types": {"max_instance_types": None}, "spot share": {"max_spot_share": None}}
     culprits = []
     for family, change in relaxations.items():
         if all(not getattr(scenario, k) for k in change):

@@ -267,6 +267,8 @@ class Scenario(Frozen):
     budget_usd_per_hour: float | None = Field(default=None, gt=0)
     budget_usd: float | None = Field(default=None, gt=0)
     max_instance_types: int | None = Field(default=None, gt=0)
+    max_spot_share: float | None = Field(default=None, ge=0, le=1,
+                                         description="at most this fraction of the fleet's GPUs on spot VMs")
     calibration: str | None = None
     settings: Settings = Field(default_factory=Settings)
 

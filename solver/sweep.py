@@ -18,6 +18,8 @@ Axes (every value list is non-empty; the sweep is the product of all of them, in
 ``price.type.<type>``      ... of one instance type (``p5.4xlarge``)
 ``price_multiplier``       ... of every instance
 ``reserved_discount``      multiply on-demand prices by ``1 - d`` (``0 <= d < 1``); spot prices unchanged
+``spot_share``             at most this share of the fleet's GPUs on spot VMs (sets ``pricing: both``
+                           unless a ``pricing`` axis says otherwise)
 ``pricing``                the scenario's ``on_demand`` / ``spot`` / ``both`` (workloads that pin their own
                            ``pricing`` keep it)
 ``slo_scale``              multiply every TTFT/TPOT/E2E bound; divide every min-TPS bound (deadlines of
@@ -56,7 +58,8 @@ from .schema import SLO, Instance, Scenario, Workload
 
 AXIS_PREFIX = "axis."
 PRICE_KEYS = ("gpu", "cloud", "family", "type")
-PLAIN_AXES = ("price_multiplier", "reserved_discount", "pricing", "slo_scale", "demand_growth", "regions")
+PLAIN_AXES = ("price_multiplier", "reserved_discount", "pricing", "spot_share", "slo_scale", "demand_growth",
+              "regions")
 PRICINGS = ("on_demand", "spot", "both")
 POINT_FIELDS = ["status", "objective", "online_usd_per_hour", "offline_usd", "horizon_hours", "message", "wall_s"]
 ASSIGNMENT_FIELDS = ["workload", "demand", "model", "pool", "cloud", "instance_type", "region", "pricing", "gpu",
@@ -160,6 +163,8 @@ def _check_axis(name: str, values: list[Any], instances: list[Instance], fail: C
         x = _number(v)
         if kind in ("multiplier", "slo_scale", "demand_growth") and (x is None or x <= 0):
             raise fail(f"expected a positive number, got {v!r}", name, i)
+        if kind == "spot_share" and (x is None or not 0 <= x <= 1):
+            raise fail(f"expected a share 0 <= s <= 1, got {v!r}", name, i)
         if kind == "reserved_discount" and (x is None or not 0 <= x < 1):
             raise fail(f"expected a discount 0 <= d < 1, got {v!r}", name, i)
         if kind == "pricing" and v not in PRICINGS:
@@ -257,6 +262,9 @@ def apply_point(base: Resolved, values: dict[str, Any]) -> Resolved:
                 on_demand_factor[k] = on_demand_factor.get(k, 1.0) * (1.0 - float(v))
         elif name == "pricing":
             update["pricing"] = v
+        elif name == "spot_share":
+            update["max_spot_share"] = float(v)
+            update.setdefault("pricing", "both")
         elif name == "slo_scale":
             workloads = [w.model_copy(update={"slo": _scale_slo(w.slo, float(v))}) for w in workloads]
         elif name == "demand_growth":

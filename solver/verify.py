@@ -138,6 +138,11 @@ def _check_limits(plan, resolved: Resolved) -> list[str]:
         bad.append(f"budget[usd_per_hour]: {hourly:.4f} exceeds {sc.budget_usd_per_hour:g}")
     if sc.budget_usd is not None and plan.objective > sc.budget_usd * (1 + REL_TOL):
         bad.append(f"budget[usd]: {plan.objective:.4f} exceeds {sc.budget_usd:g}")
+    if sc.max_spot_share is not None:
+        total = sum(p.gpu_count * p.count for p in plan.pools)
+        spot = sum(p.gpu_count * p.count for p in plan.pools if p.pricing == "spot")
+        if spot > sc.max_spot_share * total + 1e-9:
+            bad.append(f"spot_share: {spot} of {total} GPUs on spot exceeds {sc.max_spot_share:.0%}")
     types = {p.instance_type for p in plan.pools if p.count > 0}
     if sc.max_instance_types is not None and len(types) > sc.max_instance_types:
         bad.append(f"types: {len(types)} distinct instance types exceed {sc.max_instance_types}")

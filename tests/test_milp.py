@@ -260,3 +260,24 @@ def test_plan_json_is_byte_identical_across_runs(name):
     assert first.stdout == second.stdout
     payload = json.loads(first.stdout)
     assert payload["solver"]["wall_s"] is None
+
+
+def test_spot_share_limits_spot_gpus(mu_l4):
+    # l4.small in r1: on-demand 0.8, spot 0.3; 3.5 mu needs 4 L4 VMs
+    base = dict(instance_types=["l4.small"], regions=["r1"], pricing="both")
+    free = plan(scenario([workload("a", rate=3.5 * mu_l4)], **base))
+    assert free.objective == pytest.approx(4 * 0.3)  # all spot
+    p = plan(scenario([workload("a", rate=3.5 * mu_l4)], max_spot_share=0.5, **base))
+    # by hand: s spot + o on-demand VMs, s + o >= 4, s <= 0.5 (s + o): cheapest is 2 + 2
+    best = min(0.3 * s + L4_PRICE * o for s in range(6) for o in range(6) if s + o >= 4 and s <= 0.5 * (s + o))
+    assert best == pytest.approx(2 * 0.3 + 2 * L4_PRICE)
+    assert p.objective == pytest.approx(best, rel=1e-9)
+    spot = sum(pool.count for pool in p.pools if pool.pricing == "spot")
+    assert spot == 2 and sum(pool.count for pool in p.pools) == 4
+    tampered = p.model_copy(update={"pools": [pool.model_copy(update={"count": pool.count + 1})
+                                              if pool.pricing == "spot" else pool for pool in p.pools]})
+    from solver.scenario import resolve
+    from solver.verify import verify
+
+    assert any(v.startswith("spot_share") for v in verify(resolve(scenario([workload("a", rate=3.5 * mu_l4)],
+                                                                            max_spot_share=0.5, **base)), tampered))

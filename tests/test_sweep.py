@@ -230,3 +230,18 @@ def test_dask_distributed_matches_local(tiny):
             as cluster:
         remote = run_sweep(loaded, scheduler=cluster.scheduler_address, progress=False)
     pd.testing.assert_frame_equal(comparable(remote), comparable(df))
+
+
+def test_spot_share_axis_bounds_spot_gpus(base):
+    from solver.plan import plan
+
+    changed = apply_point(base, {"spot_share": 0.25})
+    assert changed.scenario.max_spot_share == 0.25 and changed.scenario.pricing == "both"
+    pinned = apply_point(base, {"spot_share": 0.25, "pricing": "spot"})
+    assert pinned.scenario.pricing == "spot"
+    result = plan(changed)
+    gpus = sum(p.gpu_count * p.count for p in result.pools)
+    spot = sum(p.gpu_count * p.count for p in result.pools if p.pricing == "spot")
+    assert spot <= 0.25 * gpus
+    # more spot allowed never costs more
+    assert plan(apply_point(base, {"spot_share": 1.0})).objective <= result.objective + 1e-9
