@@ -122,6 +122,29 @@ def nearest_miss(cands: Candidates, demand: str) -> str:
             f"(batch {best['batch_size']}, tp {best['tp']}) at {best[column] * scale:.4g} {unit}")
 
 
+MAX_VMS_PER_DEMAND = 100_000
+
+
+def check_scale(cands: Candidates, resolved: Resolved) -> None:
+    """Refuse demands that need more VMs than any real fleet, even on their best candidate: such numbers are
+    almost always a unit slip, and they push solvers into numerical trouble."""
+    from .milp import demand_load
+
+    rows = cands.table
+    load = pd.Series(demand_load(rows), index=rows.index)
+    hours = rows["deadline_hours"].where(rows["mode"] == "offline", 1.0)
+    best = (load / hours).groupby(rows["demand"]).min()
+    for demand, vms in best.items():
+        if vms > MAX_VMS_PER_DEMAND:
+            w = cands.demands.set_index("demand").loc[demand, "workload"]
+            index = [x.name for x in resolved.scenario.workloads].index(w)
+            field = "request_rate_per_s" if rows.loc[rows["demand"] == demand, "mode"].iat[0] == "online" \
+                else "num_requests"
+            raise ScenarioError(f"needs at least {vms:,.0f} VMs even on its best instance (limit "
+                                f"{MAX_VMS_PER_DEMAND:,}); check the units", path=resolved.path,
+                                field=f"workloads.{index}.{field}")
+
+
 def diagnose(rows: pd.DataFrame, scenario: Scenario, backend: str) -> str:
     """Name the constraint families whose removal makes the problem feasible (deletion filter)."""
     relaxations = {"quota": {"quotas": []}, "budget": {"budget_usd_per_hour": None, "budget_usd": None},
@@ -207,6 +230,7 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
     missing = [d for d in cands.demands["demand"] if d not in served]
     if missing:
         raise NoCandidatesError("; ".join(nearest_miss(cands, d) for d in missing))
+    check_scale(cands, resolved)
     problem = build_problem(cands.table, sc)
     result = solve(problem.model, solver, time_limit_s=time_limit_s, mip_gap=mip_gap)
     if result.status is Status.INFEASIBLE:

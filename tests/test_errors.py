@@ -66,6 +66,8 @@ CASES = [
               ["workloads.0", "input_tokens"]),
     plan_case("rate-zero", "request rate 0", scenario(rate="    request_rate_per_s: 0\n"),
               ["line 9", "workloads.0.request_rate_per_s", "greater than 0"]),
+    plan_case("rate-absurd", "request rate 1e16/s (a unit slip)", scenario(rate="    request_rate_per_s: 1e16\n"),
+              ["workloads.0.request_rate_per_s", "VMs", "check the units"]),
     plan_case("rate-negative", "negative request rate", scenario(rate="    request_rate_per_s: -3\n"),
               ["line 9", "request_rate_per_s", "greater than 0"]),
     plan_case("rate-nan", "request rate .nan", scenario(rate="    request_rate_per_s: .nan\n"),
