@@ -109,10 +109,19 @@ def _solve_pulp(model: LinearModel, backend: str, time_limit_s: float | None, mi
         if not math.isfinite(bound):
             bound = objective
     optimal = sol == pulp.LpSolutionOptimal
-    if backend == "cbc" and optimal:
-        bound = objective * (1 - mip_gap)  # CBC stopped within its relative gap; PuLP does not return the bound
+    if backend == "cbc":
+        # PuLP does not return CBC's bound: an optimal solve is within the requested gap; a time-limited one is
+        # bounded by the LP relaxation (a weaker but valid bound)
+        bound = objective * (1 - mip_gap) if optimal else lp_relaxation_bound(model)
     status = Status.OPTIMAL if optimal else Status.TIME_LIMIT
     return SolveResult(status, objective, bound, values, backend, wall)
+
+
+def lp_relaxation_bound(model: LinearModel) -> float | None:
+    """Optimal value of the model with integrality dropped (a lower bound on the MILP), or None."""
+    relaxed = LinearModel(model.names, model.lower, model.upper, [False] * len(model.names), model.cost, model.rows)
+    result = _solve_highspy(relaxed, None, 0.0, None)
+    return result.objective if result.status is Status.OPTIMAL else None
 
 
 def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: float,

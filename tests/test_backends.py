@@ -66,3 +66,15 @@ def test_time_limit_returns_incumbent_with_gap():
     assert plan.status == "time_limit"
     assert plan.gap is not None and 0 < plan.gap < 0.1
     assert plan.bound is not None and plan.bound <= plan.objective
+
+
+def test_cbc_time_limit_reports_a_valid_gap():
+    from solver.plan import plan
+
+    result = plan(ROOT / "scenarios" / "mixed_spot_quota.yaml", solver="cbc", time_limit_s=0.3)
+    exact = plan(ROOT / "scenarios" / "mixed_spot_quota.yaml", solver="highs")
+    if result.status == "time_limit":
+        assert result.gap is not None and result.bound is not None
+        assert result.bound <= exact.objective + 1e-6 <= result.objective + 1e-6
+    else:
+        assert result.objective == pytest.approx(exact.objective)
