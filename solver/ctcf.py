@@ -68,12 +68,6 @@ def predict_times(terms: Terms, calibration: Calibration, form: str = "per_layer
     return (A * theta).sum(axis=1) + terms.c
 
 
-def abs_pct_error(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
-    """|predicted - measured| / measured, in percent (times and throughputs alike: rates invert, |1/x-1|
-    differs, so every metric is scored in its own published unit by the caller)."""
-    return 100.0 * np.abs(predicted - measured) / measured
-
-
 def metric_error(terms: Terms, predicted_time: np.ndarray) -> np.ndarray:
     """Error in the unit the metric was published in (throughput rows scored as throughput)."""
     is_rate = terms.rows["metric"].str.endswith("_per_s").to_numpy()

@@ -6,7 +6,7 @@ import math
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from .catalog import find_gpu, find_model, gpu_specs, load_catalog, suggest
+from .catalog import find_gpu, find_model, load_catalog, suggest
 from .ctcf import load_calibration
 from .errors import InputError, UnknownNameError
 from .perf import GIB, Hardware, coefficient_arrays, estimate
@@ -95,6 +95,3 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
         calibration=calib.source,
     )
 
-
-def known_gpus() -> list[str]:
-    return sorted(gpu_specs())

@@ -11,13 +11,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .catalog import ROOT, find_model, load_catalog, suggest
+from .catalog import find_model, load_catalog, suggest
 from .ctcf import load_calibration
 from .errors import ScenarioError, UnknownNameError
 from .perf import Calibration
 from .schema import Instance, ModelCard, Scenario
 
-DEFAULT_SCENARIO = ROOT / "scenarios" / "chat_fleet.yaml"
 
 
 @dataclass(frozen=True)
