@@ -232,8 +232,7 @@ def prune_pools(table: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     quota names it, no limit on distinct types): moving a's VMs to b then never costs more or breaks a limit.
     """
     single = table.groupby("group")["demand"].transform("nunique") == 1
-    fast = single & (~table["constrained"] if scenario.max_instance_types is None else False)
-    fast &= ~table.groupby("group")["constrained"].transform("any")
+    fast = single & ~table.groupby("group")["constrained"].transform("any") & (scenario.max_instance_types is None)
     kept_fast = _pareto_single_demand(table[fast])
     rest = table[~fast]
     if rest.empty:
@@ -264,17 +263,23 @@ def _prune_pools_general(table: pd.DataFrame, scenario: Scenario) -> pd.DataFram
         free = ~attrs.loc[pools, "constrained"].to_numpy(bool)
         offer = attrs.loc[pools, "offer"].to_numpy()
         order = np.lexsort((np.asarray(pools), -values.sum(axis=1), price))
-        kept: list[int] = []
-        for a in order:
-            if kept:
-                k = np.asarray(kept)
-                dominated = (values[k] >= values[a]).all(axis=1) & (price[k] <= price[a])
-                dominated &= (offer[k] == offer[a]) | (free[k] & cross_ok)
-                if dominated.any():
-                    continue
-            kept.append(a)
-        keep.extend(pools[sorted(kept)])
+        kept = _undominated(values, order, lambda k, a: (price[k] <= price[a]) &
+                            ((offer[k] == offer[a]) | (free[k] & cross_ok)))
+        keep.extend(pools[kept])
     return table[table["pool"].isin(keep)]
+
+
+def _undominated(values: np.ndarray, order: np.ndarray, may_replace) -> list[int]:
+    """Rows of ``values`` (row x demand throughputs) that survive a greedy dominance sweep in ``order``: a row is
+    dropped when an earlier kept row k is at least as fast for every demand and ``may_replace(k, a)`` (a mask
+    over the kept rows) says k can take its place."""
+    kept: list[int] = []
+    for a in order:
+        k = np.asarray(kept, dtype=int)
+        if len(k) and ((values[k] >= values[a]).all(axis=1) & may_replace(k, a)).any():
+            continue
+        kept.append(int(a))
+    return sorted(kept)
 
 
 def _hardware_reason(rows: pd.DataFrame) -> pd.Series:
@@ -325,13 +330,8 @@ def _configs_shared(rows: pd.DataFrame) -> pd.DataFrame:
         values = values_all[positions]
         can = no_offload[positions]
         order = np.lexsort((np.arange(len(positions)), -values.sum(axis=1)))
-        kept: list[int] = []
-        for a in order:
-            k = np.asarray([j for j in kept if can[j]], dtype=int)
-            if len(k) and (values[k] >= values[a]).all(axis=1).any():
-                continue
-            kept.append(a)
-        keep.extend(wide.index[positions[sorted(kept)]])
+        kept = _undominated(values, order, lambda k, _a: can[k])
+        keep.extend(wide.index[positions[kept]])
     kept_index = pd.MultiIndex.from_tuples(keep, names=key + ["config"])
     mask = pd.MultiIndex.from_frame(rows[key + ["config"]]).isin(kept_index)
     return rows[mask].drop(columns="config")

@@ -134,12 +134,12 @@ def check_scale(cands: Candidates, resolved: Resolved) -> None:
     load = pd.Series(demand_load(rows), index=rows.index)
     hours = rows["deadline_hours"].where(rows["mode"] == "offline", 1.0)
     best = (load / hours).groupby(rows["demand"]).min()
+    demands = cands.demands.set_index("demand")
     for demand, vms in best.items():
         if vms > MAX_VMS_PER_DEMAND:
-            w = cands.demands.set_index("demand").loc[demand, "workload"]
-            index = [x.name for x in resolved.scenario.workloads].index(w)
-            field = "request_rate_per_s" if rows.loc[rows["demand"] == demand, "mode"].iat[0] == "online" \
-                else "num_requests"
+            d = demands.loc[demand]
+            index = [x.name for x in resolved.scenario.workloads].index(d["workload"])
+            field = "request_rate_per_s" if d["mode"] == "online" else "num_requests"
             raise ScenarioError(f"needs at least {vms:,.0f} VMs even on its best instance (limit "
                                 f"{MAX_VMS_PER_DEMAND:,}); check the units", path=resolved.path,
                                 field=f"workloads.{index}.{field}")
