@@ -1,0 +1,160 @@
+"""Calibrated coefficients of the per-operator roofline, per (engine, GPU), and their priors.
+
+``theta = (k_compute, k_memory, k_kv, k_comm, step_s, layer_s)`` (see ``roofline``). Lookup order for an
+(engine, GPU) pair: its own fit; else the GPU's efficiencies (its fit, else the prior of its GPU or
+architecture) with the engine's overheads (its fit, else the engine profile's prior). The prior of a GPU's
+efficiencies is the achieved fraction of datasheet FLOPS and bandwidth in ``catalogs/gpu_efficiency.csv``
+(measured GEMM / copy rates), else the mean of its architecture's rows, else ``DEFAULT_EFFICIENCY``.
+Loading a calibration never imports the fitting code.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import CATALOG_DIR, find_gpu, read_csv_rows
+from .engines import EngineProfile
+from .errors import CatalogError
+from .roofline import N_COEF
+
+DEFAULT_CALIBRATION = CATALOG_DIR / "calibration.json"
+EFFICIENCY_FILE = CATALOG_DIR / "gpu_efficiency.csv"
+FORM = "per-operator-v2"
+# Assumed where neither the GPU nor its architecture has a measured row: large bf16 GEMMs reach ~60 % of the
+# dense tensor peak and streaming reads ~80 % of datasheet bandwidth; attention and all-reduce as memory.
+DEFAULT_EFFICIENCY = (0.60, 0.80)
+UNCALIBRATED_THETA = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+
+
+@lru_cache(maxsize=None)
+def efficiency_priors(path: Path = EFFICIENCY_FILE) -> dict[str, tuple[float, float]]:
+    """(GEMM, HBM) efficiency per GPU name, with architecture means under ``arch:<name>`` keys."""
+    if not path.exists():
+        return {}
+    _, rows = read_csv_rows(path)
+    out: dict[str, tuple[float, float]] = {}
+    by_arch: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        try:
+            pair = (float(row["gemm_fp16_efficiency"]), float(row["hbm_efficiency"]))
+        except (KeyError, ValueError):
+            raise CatalogError("expected numbers in gemm_fp16_efficiency and hbm_efficiency", path=str(path),
+                               where=f"row {row['__row__']}") from None
+        if not all(0 < v <= 1 for v in pair):
+            raise CatalogError("efficiencies must lie in (0, 1]", path=str(path), where=f"row {row['__row__']}")
+        out[row["gpu"]] = pair
+        by_arch.setdefault(row.get("architecture", ""), []).append(pair)
+    for arch, pairs in by_arch.items():
+        out[f"arch:{arch}"] = (float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs])))
+    return out
+
+
+def prior_theta(gpu: str, engine: EngineProfile) -> np.ndarray:
+    """Coefficients before any serving measurement: 1 / achieved efficiency, the engine's overhead priors."""
+    priors = efficiency_priors()
+    try:
+        arch = find_gpu(gpu).architecture
+    except Exception:  # noqa: BLE001 - an unknown GPU has no architecture prior
+        arch = ""
+    gemm, hbm = priors.get(gpu, priors.get(f"arch:{arch}", DEFAULT_EFFICIENCY))
+    return np.array([1.0 / gemm, 1.0 / hbm, 1.0 / hbm, 1.0 / hbm, engine.step_overhead_us * 1e-6,
+                     engine.layer_overhead_us * 1e-6])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Fitted coefficient vectors at each level of the hierarchy, plus the measured error of the fit."""
+
+    global_theta: np.ndarray | None = None
+    per_gpu: dict[str, np.ndarray] = field(default_factory=dict)
+    per_engine: dict[str, np.ndarray] = field(default_factory=dict)
+    per_engine_gpu: dict[str, np.ndarray] = field(default_factory=dict)
+    # error quantiles of predicted/measured - 1 per "engine|gpu_class|metric" (leave-one-source-out residuals)
+    error_quantiles: dict[str, dict[str, float]] = field(default_factory=dict)
+    source: str = "roofline priors (no serving measurement)"
+    uncalibrated: bool = False
+
+    def theta(self, engine: EngineProfile, gpu: str, dtype: str = "fp16") -> np.ndarray:
+        """Coefficients for one (engine, GPU, weight precision)."""
+        if self.uncalibrated:
+            return UNCALIBRATED_THETA.copy()
+        key = f"{engine.engine}|{gpu}"
+        if key in self.per_engine_gpu:
+            theta = self.per_engine_gpu[key].copy()
+        else:
+            prior = prior_theta(gpu, engine)
+            theta = np.concatenate([self.per_gpu.get(gpu, prior)[:4], self.per_engine.get(engine.engine, prior)[4:]])
+        # quantised weight kernels reach a smaller fraction of the roofline than fp16 ones
+        theta[:2] = theta[:2] / engine.kernel_efficiency(dtype)
+        return theta
+
+    def theta_rows(self, engine: EngineProfile, gpus: list[str] | np.ndarray, dtype: str) -> np.ndarray:
+        names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)
+        table = np.array([self.theta(engine, g, dtype) for g in names]).reshape(-1, N_COEF)
+        return table[inverse]
+
+
+UNCALIBRATED = Calibration(source="uncalibrated roofline (datasheet peaks, no overheads)", uncalibrated=True)
+PRIORS = Calibration()
+
+
+def _vector(value: object, path: Path, where: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=float) if isinstance(value, list) else np.array([])
+    if arr.shape != (N_COEF,) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise CatalogError(f"expected {N_COEF} finite non-negative coefficients", path=str(path), field=where)
+    if np.any(arr[:4] <= 0):
+        raise CatalogError("efficiency factors must be positive", path=str(path), field=where)
+    return arr
+
+
+def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
+    """``None`` -> the shipped calibration (priors if absent); ``"none"`` -> uncalibrated; else a JSON path."""
+    if name == "none":
+        return UNCALIBRATED
+    if name == "priors":
+        return PRIORS
+    path = DEFAULT_CALIBRATION if name is None else Path(name)
+    if name is not None and base is not None and not path.is_absolute() and not path.exists():
+        path = base / name
+    if name is None and not path.exists():
+        return PRIORS
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"bad calibration file: {type(exc).__name__}: {exc}", path=str(path)) from None
+    if not isinstance(data, dict) or data.get("form") != FORM:
+        raise CatalogError(f"not a calibration of form {FORM!r} (refit with `infersave calibrate`)",
+                           path=str(path), field="form")
+    levels = {}
+    for level in ("per_gpu", "per_engine", "per_engine_gpu"):
+        raw = data.get(level, {})
+        if not isinstance(raw, dict):
+            raise CatalogError("expected a mapping", path=str(path), field=level)
+        levels[level] = {str(k): _vector(v, path, f"{level}.{k}") for k, v in raw.items()}
+    for gpu in levels["per_gpu"]:
+        find_gpu(gpu)  # a misspelt GPU would otherwise be ignored silently
+    quantiles = data.get("error_quantiles", {})
+    if not isinstance(quantiles, dict):
+        raise CatalogError("expected a mapping", path=str(path), field="error_quantiles")
+    glob = data.get("global")
+    return Calibration(global_theta=None if glob is None else _vector(glob, path, "global"),
+                       error_quantiles={str(k): {str(q): float(v) for q, v in d.items()} for k, d in quantiles.items()},
+                       source=str(data.get("source", path)), **levels)
+
+
+def calibration_payload(calibration: Calibration, meta: dict | None = None) -> dict:
+    """The JSON form of a calibration (``load_calibration`` reads it back)."""
+    def vec(v: np.ndarray) -> list[float]:
+        return [float(x) for x in v]
+
+    return {"form": FORM, "source": calibration.source, **(meta or {}),
+            "coefficients": list(("k_compute", "k_memory", "k_kv", "k_comm", "step_s", "layer_s")),
+            "global": None if calibration.global_theta is None else vec(calibration.global_theta),
+            "per_gpu": {k: vec(v) for k, v in sorted(calibration.per_gpu.items())},
+            "per_engine": {k: vec(v) for k, v in sorted(calibration.per_engine.items())},
+            "per_engine_gpu": {k: vec(v) for k, v in sorted(calibration.per_engine_gpu.items())},
+            "error_quantiles": calibration.error_quantiles}

@@ -1,0 +1,225 @@
+"""Latency of a replica in its serving mode: static batches (offline) or continuous batching (online).
+
+Both modes are sums of engine iterations priced by ``roofline.time_s``, so they share one calibration.
+
+**Static batches** (the paper's model; offline jobs, FlexGen-style engines): the whole batch of ``B`` prompts is
+prefilled (in chunks of the engine's prefill size), then decoded together:
+``TTFT = prefill(B * L_in)``, ``TPOT = iteration(B decodes at mean context L_in + L_out / 2)``.
+
+**Continuous batching** (vLLM, SGLang, TensorRT-LLM, TGI): every iteration decodes all running sequences and
+mixes in prompt chunks within a token budget. At request rate ``lam`` the steady state is a fixed point:
+
+    t = iteration(n decodes, n * (L_in + L_out / 2) context, p prompt tokens),
+    n = lam * t * L_out,  p = lam * t * L_in                      (Little's law per iteration)
+
+``t`` is affine in (n, p) on each GEMM branch, so the fixed point is closed-form per branch, and the larger
+one holds (the iteration time is the max of two affine maps). Then
+
+* ``TPOT`` = the iteration time with the decodes at a quantile of their (Poisson) count;
+* ``TTFT`` = admission wait (Erlang C over ``max_num_seqs`` slots when the cap binds) + wait for the token
+  budget (M/D/1 over the prompt work) + the rest of the running iteration + the request's own chunked prefill
+  beside the running decodes; an idle replica's TTFT is exactly its own prefill;
+* capacity = the highest rate at which every SLO of the demand holds at its percentile, by bisection.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engines import EngineProfile
+from .roofline import Hardware, IterationWork, Phases, iteration_work, phases_time_s, time_s
+from .schema import ModelCard
+
+# One-sided normal quantiles, and how a named statistic maps to a probability.
+QUANTILE = {"mean": None, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+Z = {None: 0.0, 0.5: 0.0, 0.9: 1.2816, 0.95: 1.6449, 0.99: 2.3263}
+MAX_UTILISATION = 0.98  # of the concurrency cap: beyond it the queue of a finite simulation never drains
+BISECTION_STEPS = 40
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one replica serves: model, precision, tensor parallelism and request lengths (arrays per row)."""
+
+    model: ModelCard
+    hw: Hardware
+    dtype: str
+    kv_dtype: str
+    tp: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    offload_ratio: np.ndarray
+
+    def work(self, decode_seqs: np.ndarray | float, prefill_tokens: np.ndarray | float,
+             prefill_pairs: np.ndarray | float, runs: np.ndarray | None = None) -> IterationWork:
+        ctx = self.mean_context
+        return iteration_work(self.model, self.hw, dtype=self.dtype, kv_dtype=self.kv_dtype, tp=self.tp,
+                              decode_seqs=decode_seqs, decode_context_tokens=np.asarray(decode_seqs, float) * ctx,
+                              prefill_tokens=prefill_tokens, prefill_attention_pairs=prefill_pairs,
+                              offload_ratio=self.offload_ratio, runs=runs)
+
+    @property
+    def mean_context(self) -> np.ndarray:
+        """Average context over the decode steps (FlexGen's s + n/2)."""
+        return np.asarray(self.input_tokens, float) + np.asarray(self.output_tokens, float) / 2.0
+
+
+def prefill_phases(shape: Shape, batch: np.ndarray, chunk_tokens: int, decode_seqs: np.ndarray | float = 0.0
+                   ) -> Phases:
+    """Prefill of ``batch`` prompts in chunks of at most ``chunk_tokens``, beside ``decode_seqs`` decodes."""
+    tokens = np.asarray(batch, float) * shape.input_tokens
+    chunks = np.maximum(np.ceil(tokens / chunk_tokens), 1.0)
+    pairs = np.asarray(batch, float) * np.square(shape.input_tokens.astype(float)) / 2.0
+    return [(shape.work(decode_seqs, tokens / chunks, pairs / chunks), chunks)]
+
+
+def static_latency(shape: Shape, theta: np.ndarray, batch: np.ndarray, chunk_tokens: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(TTFT, TPOT) of a static batch: whole-batch prefill, then one decode iteration per token."""
+    ttft = phases_time_s(prefill_phases(shape, batch, chunk_tokens), theta)
+    tpot = time_s(shape.work(batch, 0.0, 0.0), theta)
+    return ttft, tpot
+
+
+# ---- continuous batching ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OnlineState:
+    """Steady state of one replica at a request rate (arrays per row; inf where unstable)."""
+
+    rate_per_s: np.ndarray
+    iteration_s: np.ndarray
+    decode_seqs: np.ndarray  # mean running decodes
+    occupancy: np.ndarray  # mean slots held (prefill + decode), what max_num_seqs caps
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    e2e_s: np.ndarray
+
+
+def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """Smallest t with t = iteration(rate*t*L_out decodes, rate*t*L_in prompt tokens); inf if none."""
+    l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
+    pairs_per_token = l_in / 2.0
+
+    def parts(t: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n, p = rate * t * l_out, rate * t * l_in
+        w = shape.work(n, p, p * pairs_per_token, runs=np.ones_like(rate))
+        rest = theta[..., 2] * w.kv_s + theta[..., 3] * w.comm_s + w.host_s + theta[..., 4] * w.steps \
+            + theta[..., 5] * w.layer_steps
+        return theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s, rest
+
+    # affine per branch: value at 0 and slope from a second point (exact for dense models)
+    t1 = 1.0
+    c0, m0, r0 = parts(0.0)
+    c1, m1, r1 = parts(t1)
+    best = np.zeros_like(rate, dtype=float)
+    for a0, a1 in ((c0, c1), (m0, m1)):
+        slope = (a1 + r1 - a0 - r0) / t1
+        fixed = np.where(slope < 1.0, (a0 + r0) / np.maximum(1.0 - slope, 1e-12), np.inf)
+        best = np.maximum(best, fixed)
+    for _ in range(3):  # polish where the weight bytes are not affine in tokens (MoE expert touching)
+        c, m, r = parts(np.where(np.isfinite(best), best, 0.0))
+        best = np.where(np.isfinite(best), np.maximum(c, m) + r, best)
+    return best
+
+
+def _erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
+    """Probability that an arrival waits in M/M/c with ``servers`` slots and offered ``load`` (Erlang C)."""
+    servers = np.asarray(servers, int)
+    b = np.ones_like(load, dtype=float)
+    for k in range(1, int(servers.max()) + 1):
+        nb = load * b / (k + load * b)
+        b = np.where(k <= servers, nb, b)
+    rho = load / servers
+    return np.where(rho < 1.0, b / np.maximum(1.0 - rho * (1.0 - b), 1e-12), 1.0)
+
+
+def _wait_quantile(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray, q: float | None) -> np.ndarray:
+    """Quantile (or mean) of a wait that is 0 with probability 1 - p_wait and exponential otherwise."""
+    if q is None:
+        return p_wait * mean_wait_given_wait
+    tail = 1.0 - q
+    return np.where(p_wait > tail, mean_wait_given_wait * np.log(np.maximum(p_wait, 1e-300) / tail), 0.0)
+
+
+def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
+                 rate: np.ndarray, percentiles: dict[str, str]) -> OnlineState:
+    """Steady-state latencies of a continuous-batching replica at ``rate`` requests/s.
+
+    ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``.
+    """
+    rate = np.asarray(rate, float)
+    l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
+    budget = float(engine.max_num_batched_tokens)
+    chunk = float(min(engine.prefill_chunk_tokens, engine.max_num_batched_tokens))
+    t = _iteration_fixed_point(shape, theta, rate)
+    finite = np.isfinite(t)
+    t_ok = np.where(finite, t, 0.0)
+    n = rate * t_ok * l_out
+    prompt_per_iter = rate * t_ok * l_in
+    own_chunks = np.maximum(np.ceil(l_in / chunk), 1.0)
+    occupancy = rate * t_ok * (l_out + own_chunks)
+    cap = np.asarray(max_seqs, float)
+
+    # TPOT: a request decodes beside the others running, whose count fluctuates (Poisson) around n
+    def tpot_at(q: float | None) -> np.ndarray:
+        n_q = np.minimum(1.0 + n + Z[q] * np.sqrt(np.maximum(n, 0.0)), cap)
+        w = shape.work(n_q, prompt_per_iter, prompt_per_iter * l_in / 2.0)
+        return time_s(w, theta)
+
+    # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
+    service = t_ok * (l_out + own_chunks)
+    p_wait = _erlang_c(np.maximum(cap, 1), np.minimum(occupancy, cap))
+    slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9)
+    room = np.maximum(budget - n, 1.0)
+    rho_prompt = np.minimum(prompt_per_iter / room, 0.999)
+    own_prefill = phases_time_s([(shape.work(n, l_in / own_chunks, l_in * l_in / 2.0 / own_chunks), own_chunks)],
+                                theta)
+    prompt_service = own_chunks * t_ok
+    budget_wait_mean = rho_prompt / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
+    busy = 1.0 - np.exp(-occupancy)
+
+    def ttft_at(q: float | None) -> np.ndarray:
+        slot = _wait_quantile(p_wait, slot_wait_mean, q)
+        prompt = _wait_quantile(rho_prompt, budget_wait_mean / np.maximum(rho_prompt, 1e-9), q)
+        residual = busy * t_ok * (0.5 if q is None or q <= 0.5 else 1.0)
+        return slot + prompt + residual + own_prefill
+
+    quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
+    ttft, tpot = ttft_at(quant["ttft"]), tpot_at(quant["tpot"])
+    e2e = ttft_at(quant["e2e"]) + (l_out - 1.0) * tpot_at(quant["e2e"])
+    unstable = ~finite | (occupancy >= MAX_UTILISATION * cap)
+    inf = np.inf
+    return OnlineState(rate_per_s=rate, iteration_s=np.where(finite, t, inf), decode_seqs=n,
+                       occupancy=occupancy, ttft_s=np.where(unstable, inf, ttft),
+                       tpot_s=np.where(unstable, inf, tpot), e2e_s=np.where(unstable, inf, e2e))
+
+
+def online_capacity(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
+                    bounds: dict[str, np.ndarray], percentiles: dict[str, str]) -> np.ndarray:
+    """Highest request rate per replica at which every bound holds (NaN bound = none); 0 where none does.
+
+    ``bounds`` maps ``ttft``, ``tpot``, ``e2e`` to arrays of seconds. Latencies rise with the rate, so the
+    feasible rates are an interval from 0 and bisection finds its end.
+    """
+    cap = np.asarray(max_seqs, float)
+    idle_iter = time_s(shape.work(np.ones_like(cap), 0.0, 0.0), theta)
+    hi = cap / np.maximum(idle_iter * shape.output_tokens, 1e-12)  # cap slots at the fastest iteration
+    lo = np.zeros_like(hi)
+
+    def holds(rate: np.ndarray) -> np.ndarray:
+        state = online_state(shape, theta, engine, cap, rate, percentiles)
+        ok = np.isfinite(state.e2e_s)
+        for key, value in (("ttft", state.ttft_s), ("tpot", state.tpot_s), ("e2e", state.e2e_s)):
+            bound = np.asarray(bounds.get(key, np.nan), float)
+            ok &= np.isnan(bound) | (value <= bound)
+        return ok
+
+    idle_ok = holds(np.full_like(hi, 1e-9))
+    for _ in range(BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        good = holds(mid)
+        lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
+    return np.where(idle_ok, lo, 0.0)
