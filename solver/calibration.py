@@ -53,6 +53,20 @@ def efficiency_priors(path: Path = EFFICIENCY_FILE) -> dict[str, tuple[float, fl
     return out
 
 
+GDDR_ARCHITECTURES = ("Turing", "Ada Lovelace")
+
+
+def gpu_class(gpu: str) -> str:
+    """``hbm`` (data-centre GPUs with HBM) or ``gddr`` (T4, A10G, L4, L40S, workstation cards): the two
+    populations whose prediction errors differ."""
+    try:
+        spec = find_gpu(gpu)
+    except Exception:  # noqa: BLE001 - unknown GPUs are scored with the wider class
+        return "gddr"
+    hbm = spec.architecture in ("Volta", "Hopper") or spec.hbm_bandwidth_gb_s >= 1500
+    return "hbm" if hbm and spec.architecture not in GDDR_ARCHITECTURES else "gddr"
+
+
 def prior_theta(gpu: str, engine: EngineProfile) -> np.ndarray:
     """Coefficients before any serving measurement: 1 / achieved efficiency, the engine's overhead priors."""
     priors = efficiency_priors()
@@ -69,7 +83,7 @@ def prior_theta(gpu: str, engine: EngineProfile) -> np.ndarray:
 class Calibration:
     """Fitted coefficient vectors at each level of the hierarchy, plus the measured error of the fit."""
 
-    global_theta: np.ndarray | None = None
+    global_theta: np.ndarray | None = None  # pooled multiplier of the priors
     per_gpu: dict[str, np.ndarray] = field(default_factory=dict)
     per_engine: dict[str, np.ndarray] = field(default_factory=dict)
     per_engine_gpu: dict[str, np.ndarray] = field(default_factory=dict)
@@ -86,11 +100,25 @@ class Calibration:
         if key in self.per_engine_gpu:
             theta = self.per_engine_gpu[key].copy()
         else:
-            prior = prior_theta(gpu, engine)
+            # a level without its own fit keeps its prior, scaled by the pooled multiplier
+            prior = prior_theta(gpu, engine) * (1.0 if self.global_theta is None else self.global_theta)
             theta = np.concatenate([self.per_gpu.get(gpu, prior)[:4], self.per_engine.get(engine.engine, prior)[4:]])
         # quantised weight kernels reach a smaller fraction of the roofline than fp16 ones
         theta[:2] = theta[:2] / engine.kernel_efficiency(dtype)
         return theta
+
+    def error_factor(self, engine: str, gpu: str, metric: str, confidence: float) -> float:
+        """Factor to inflate a predicted time by so it holds with ``confidence`` given the measured error
+        (1 at confidence 0.5 or below, never below 1: headroom is only ever added)."""
+        if confidence <= 0.5:
+            return 1.0
+        for key in (f"{engine}|{gpu_class(gpu)}|{metric}", f"{engine}|*|{metric}", f"*|*|{metric}"):
+            if key in self.error_quantiles:
+                table = {float(q): v for q, v in self.error_quantiles[key].items()}
+                qs = sorted(table)
+                value = float(np.interp(confidence, qs, [table[q] for q in qs]))
+                return float(max(1.0, np.exp(value)))
+        return 1.0
 
     def theta_rows(self, engine: EngineProfile, gpus: list[str] | np.ndarray, dtype: str) -> np.ndarray:
         names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)

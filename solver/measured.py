@@ -1,0 +1,195 @@
+"""Published (or users') measurements -> the engine iterations each measured number is made of.
+
+Every measured metric is a time: TTFT, TPOT and E2E directly; a throughput is inverted into the time of the
+work it counts (prefill tok/s -> the prefill of the batch, decode tok/s -> one decode iteration, output or total
+tok/s -> the whole batch). How a row was run decides its iterations:
+
+* ``batch_size`` given: a static batch (the paper's model; 2023-24 benchmark tables, offline runs);
+* ``concurrency`` given: a closed loop of N clients on a continuous-batching engine: every iteration decodes
+  ~N sequences and mixes in N * L_in / L_out prompt tokens; a new request's TTFT is its own prefill beside the
+  running decodes plus half an iteration;
+* ``request_rate_per_s`` given: an open loop; the iteration mix comes from the analytic steady state at the
+  current coefficients (re-linearised at every fitting pass);
+* none: saturated throughput of a continuous-batching engine, at the largest concurrency whose KV fits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .catalog import find_gpu, find_model
+from .engines import EngineProfile, engine_profiles
+from .errors import PlannerError
+from .roofline import GIB, Hardware, Phases, features, phases_time_s, weight_bytes
+from .serving import Shape, online_state, prefill_phases
+
+# engine names as measurement sources print them -> profile names
+ENGINE_ALIASES = {"tensorrt-llm": "trtllm", "trt-llm": "trtllm", "text-generation-inference": "tgi",
+                  "hf-accelerate": "flexgen", "deepspeed-zero-inference": "flexgen"}
+SATURATED_BATCH_CAP = 2048  # TensorRT-LLM's default max_batch_size for saturated-throughput benchmarks
+MEMORY_UTILIZATION = 0.9
+RATE_METRICS = ("prefill_tokens_per_s", "decode_tokens_per_s", "output_tokens_per_s", "tokens_per_s")
+PHASE = {"ttft_s": "ttft", "prefill_tokens_per_s": "ttft", "tpot_s": "tpot", "decode_tokens_per_s": "tpot",
+         "e2e_s": "throughput", "output_tokens_per_s": "throughput", "tokens_per_s": "throughput"}
+
+
+def engine_of(name: str) -> EngineProfile | None:
+    key = ENGINE_ALIASES.get(str(name).lower(), str(name).lower())
+    return engine_profiles().get(key)
+
+
+def serving_mode(row: pd.Series) -> str:
+    """static | closed_loop | open_loop | saturated: how the measured run was driven."""
+    def given(col: str) -> bool:
+        value = row.get(col, np.nan)
+        return value is not None and not (isinstance(value, float) and np.isnan(value)) and value != ""
+
+    if given("concurrency"):
+        return "closed_loop"
+    if given("request_rate_per_s"):
+        return "open_loop"
+    return "static" if given("batch_size") else "saturated"
+
+
+@dataclass(frozen=True)
+class RowModel:
+    """One measurement as iterations: its phases (a function of theta for open-loop rows) and measured time."""
+
+    shape: Shape
+    engine: EngineProfile
+    mode: str
+    metric: str
+    measured_time_s: float
+    batch: float  # sequences in flight (static batch, concurrency or saturated batch)
+    rate: float
+
+    def phases(self, theta: np.ndarray) -> Phases:
+        s, eng, b = self.shape, self.engine, np.array([self.batch])
+        l_in, l_out = float(s.input_tokens[0]), float(s.output_tokens[0])
+        chunk = min(eng.prefill_chunk_tokens, eng.max_num_batched_tokens)
+        if self.mode == "static" or eng.scheduling == "static":
+            prefill = prefill_phases(s, b, chunk)
+            decode = s.work(b, 0.0, 0.0)
+        elif self.mode == "open_loop":
+            state = online_state(s, theta, eng, np.array([float(eng.max_num_seqs_default)]),
+                                 np.array([self.rate]), {})
+            n, t = float(state.decode_seqs[0]), float(state.iteration_s[0])
+            p = self.rate * t * l_in if np.isfinite(t) else 0.0
+            prefill = prefill_phases(s, np.array([1.0]), chunk, decode_seqs=n)
+            decode = s.work(np.array([1.0 + n]), p, p * l_in / 2.0, runs=np.ones(1))
+        else:  # closed loop or saturated: ~b decodes, each iteration mixing in b * L_in / L_out prompt tokens
+            p = self.batch * l_in / max(l_out, 1.0)
+            prefill = prefill_phases(s, np.array([1.0]), chunk, decode_seqs=max(self.batch - 1.0, 0.0))
+            decode = s.work(b, p, p * l_in / 2.0, runs=np.ones(1))
+        steps = max(l_out - 1.0, 0.0)
+        phase = PHASE[self.metric]
+        if phase == "ttft":
+            if self.mode in ("closed_loop", "open_loop"):  # plus half of the iteration it arrives in
+                return [*prefill, (decode, 0.5)]
+            return prefill
+        if phase == "tpot":
+            return [(decode, 1.0)]
+        if self.mode in ("static",) or eng.scheduling == "static":
+            return [*prefill, (decode, steps)]
+        # continuous, throughput: L_out mixed iterations produce b * L_out tokens
+        return [(decode, l_out)]
+
+
+def row_model(row: pd.Series) -> RowModel | None:
+    """The iterations of one measurement row; None when the model, GPU or engine is unknown, or the weights do
+    not fit the GPUs (layer-split or weight-offloaded runs the planner does not describe)."""
+    engine = engine_of(row["engine"])
+    try:
+        model, spec = find_model(str(row["model"])), find_gpu(str(row["gpu"]))
+    except PlannerError:
+        return None
+    if engine is None:
+        return None
+    dtype = str(row["dtype"])
+    kv_dtype = str(row["kv_dtype"]) if isinstance(row.get("kv_dtype"), str) and row["kv_dtype"] else dtype
+    kv_dtype = "fp16" if kv_dtype in ("int4", "int8") else kv_dtype
+    tp, l_in, l_out = int(row["gpu_count"]), float(row["input_tokens"]), float(row["output_tokens"])
+    if weight_bytes(model, dtype) / tp > spec.memory_gib * GIB * MEMORY_UTILIZATION:
+        return None
+    mode = serving_mode(row)
+    hw = Hardware.from_specs([spec], dtype)
+    shape = Shape(model, hw, dtype, kv_dtype, np.array([float(tp)]), np.array([max(l_in, 1.0)]),
+                  np.array([max(l_out, 1.0)]), np.array([0.0]))
+    if mode == "static":
+        batch = float(row["batch_size"])
+    elif mode == "closed_loop":
+        batch = float(row["concurrency"])
+    elif mode == "saturated":
+        usable = spec.memory_gib * GIB * MEMORY_UTILIZATION - weight_bytes(model, dtype) / tp
+        per_seq = model.kv_bytes_per_token(kv_dtype) * (l_in + l_out) / tp
+        batch = float(max(1, min(SATURATED_BATCH_CAP, usable // max(per_seq, 1.0))))
+    else:
+        batch = float("nan")
+    rate = float(row["request_rate_per_s"]) if mode == "open_loop" else 0.0
+    metric, value = str(row["metric"]), float(row["value"])
+    b = 1.0 if mode in ("closed_loop", "open_loop") and PHASE[metric] == "ttft" else batch
+    if metric == "prefill_tokens_per_s":
+        time = b * l_in / value
+    elif metric == "decode_tokens_per_s":
+        time = (b if np.isfinite(b) else 1.0) / value
+    elif metric in ("output_tokens_per_s", "tokens_per_s"):
+        if mode == "open_loop":
+            return None  # an open loop's throughput is its arrival rate, not a timing
+        tokens = l_out if metric == "output_tokens_per_s" else l_in + l_out
+        time = batch * tokens / value
+    else:
+        time = value
+    return RowModel(shape, engine, mode, metric, time, batch, rate)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The usable rows and their iteration models, aligned."""
+
+    rows: pd.DataFrame
+    models: list[RowModel]
+
+    @property
+    def measured(self) -> np.ndarray:
+        return np.array([m.measured_time_s for m in self.models])
+
+    def subset(self, idx: np.ndarray) -> Dataset:
+        return Dataset(self.rows.iloc[idx].reset_index(drop=True), [self.models[i] for i in idx])
+
+
+def dataset(frame: pd.DataFrame) -> Dataset:
+    kept, models = [], []
+    for i, row in frame.iterrows():
+        m = row_model(row)
+        if m is not None:
+            kept.append(i)
+            models.append(m)
+    rows = frame.loc[kept].reset_index(drop=True)
+    rows["serving_mode"] = [m.mode for m in models]
+    rows["profile"] = [m.engine.engine for m in models]
+    return Dataset(rows, models)
+
+
+def predict_times(data: Dataset, thetas: np.ndarray) -> np.ndarray:
+    """Predicted time of every row under per-row coefficients (rows x 6)."""
+    return np.array([float(phases_time_s(m.phases(th), th)[0]) for m, th in zip(data.models, thetas)])
+
+
+def linear_system(data: Dataset, thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A, c) with predicted time = A @ theta + c, linearised at ``thetas`` (rows x 6)."""
+    A, c = [], []
+    for m, th in zip(data.models, thetas):
+        a, k = features(m.phases(th), th)
+        A.append(np.asarray(a).reshape(-1)[:6])
+        c.append(float(np.asarray(k).reshape(-1)[0]))
+    return np.array(A), np.array(c)
+
+
+def metric_error(data: Dataset, predicted_time: np.ndarray) -> np.ndarray:
+    """Absolute % error in the unit the metric was published in (a throughput is scored as a throughput)."""
+    is_rate = data.rows["metric"].isin(RATE_METRICS).to_numpy()
+    measured = data.measured
+    pred = np.where(is_rate, measured / predicted_time, predicted_time / measured)
+    return 100.0 * np.abs(pred - 1.0)
