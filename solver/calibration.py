@@ -39,8 +39,9 @@ def efficiency_priors(path: Path = EFFICIENCY_FILE) -> dict[str, tuple[float, fl
     out: dict[str, tuple[float, float]] = {}
     by_arch: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
-        try:
-            pair = (float(row["gemm_fp16_efficiency"]), float(row["hbm_efficiency"]))
+        try:  # an empty cell keeps the default for that figure
+            pair = (float(row["gemm_fp16_efficiency"] or DEFAULT_EFFICIENCY[0]),
+                    float(row["hbm_efficiency"] or DEFAULT_EFFICIENCY[1]))
         except (KeyError, ValueError):
             raise CatalogError("expected numbers in gemm_fp16_efficiency and hbm_efficiency", path=str(path),
                                where=f"row {row['__row__']}") from None

@@ -19,6 +19,8 @@ from .schema import Frozen
 
 ENGINE_FILE = CATALOG_DIR / "engines.csv"
 DEFAULT_ENGINE = "vllm"
+UNLIMITED_TOKENS = 1 << 30
+FALLBACK_MAX_SEQS = 256  # where an engine's cap depends on memory (SGLang): vLLM's default
 
 
 class EngineProfile(Frozen):
@@ -29,22 +31,36 @@ class EngineProfile(Frozen):
     cuda_graphs: bool
     step_overhead_us: float = Field(ge=0, description="prior: fixed cost per iteration (scheduler, sampling)")
     layer_overhead_us: float = Field(ge=0, description="prior: per layer per iteration (kernel launches)")
-    max_num_batched_tokens: int = Field(gt=0, description="token budget of one iteration")
-    prefill_chunk_tokens: int = Field(gt=0, description="largest prompt chunk prefilled in one iteration")
-    max_num_seqs_default: int = Field(gt=0)
+    max_num_batched_tokens: int | None = Field(default=None, gt=0,
+                                               description="token budget of one iteration (empty: unlimited)")
+    prefill_chunk_tokens: int | None = Field(default=None, gt=0, description="largest prompt chunk per iteration")
+    max_num_seqs_default: int | None = Field(default=None, gt=0)
     supports_kv_offload: bool
     int4_weight_kernel_efficiency: float = Field(gt=0, le=1)
-    fp8_kernel_efficiency: float = Field(gt=0, le=1)
+    fp8_kernel_efficiency: float | None = Field(default=None, gt=0, le=1)
     source: str = Field(min_length=1)
     date: str = ""
     notes: str = ""
+
+    @property
+    def token_budget(self) -> int:
+        """Tokens one iteration may carry; a static engine prefills the whole batch in one pass."""
+        return self.max_num_batched_tokens or UNLIMITED_TOKENS
+
+    @property
+    def chunk_tokens(self) -> int:
+        return min(self.prefill_chunk_tokens or self.token_budget, self.token_budget)
+
+    @property
+    def default_max_seqs(self) -> int:
+        return self.max_num_seqs_default or FALLBACK_MAX_SEQS
 
     def kernel_efficiency(self, dtype: str) -> float:
         """Achieved fraction of the roofline of quantised weight kernels relative to fp16 ones."""
         if dtype in ("int4", "int8"):
             return self.int4_weight_kernel_efficiency
         if dtype == "fp8":
-            return self.fp8_kernel_efficiency
+            return self.fp8_kernel_efficiency or 1.0
         return 1.0
 
 
@@ -66,6 +82,8 @@ def load_engines(path: Path = ENGINE_FILE) -> dict[str, EngineProfile]:
         data: dict[str, object] = {}
         for key, raw in row.items():
             if key == "__row__" or key not in fields:
+                continue
+            if raw == "":
                 continue
             try:
                 data[key] = _bool(raw) if key in ("cuda_graphs", "supports_kv_offload") else raw

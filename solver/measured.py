@@ -43,8 +43,10 @@ def engine_of(name: str) -> EngineProfile | None:
 def serving_mode(row: pd.Series) -> str:
     """static | closed_loop | open_loop | saturated: how the measured run was driven."""
     def given(col: str) -> bool:
-        value = row.get(col, np.nan)
-        return value is not None and not (isinstance(value, float) and np.isnan(value)) and value != ""
+        try:  # an infinite rate ("inf": every request sent at once) is a closed loop or saturation, not a rate
+            return np.isfinite(float(row.get(col, np.nan)))
+        except (TypeError, ValueError):
+            return False
 
     if given("concurrency"):
         return "closed_loop"
@@ -68,12 +70,12 @@ class RowModel:
     def phases(self, theta: np.ndarray) -> Phases:
         s, eng, b = self.shape, self.engine, np.array([self.batch])
         l_in, l_out = float(s.input_tokens[0]), float(s.output_tokens[0])
-        chunk = min(eng.prefill_chunk_tokens, eng.max_num_batched_tokens)
+        chunk = eng.chunk_tokens
         if self.mode == "static" or eng.scheduling == "static":
             prefill = prefill_phases(s, b, chunk)
             decode = s.work(b, 0.0, 0.0)
         elif self.mode == "open_loop":
-            state = online_state(s, theta, eng, np.array([float(eng.max_num_seqs_default)]),
+            state = online_state(s, theta, eng, np.array([float(eng.default_max_seqs)]),
                                  np.array([self.rate]), {})
             n, t = float(state.decode_seqs[0]), float(state.iteration_s[0])
             p = self.rate * t * l_in if np.isfinite(t) else 0.0

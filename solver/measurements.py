@@ -26,6 +26,12 @@ from .perf import GIB, Hardware, activation_peak_bytes, allreduce_s, decode_cont
 DEFAULT_MEASUREMENTS = CATALOG_DIR / "measurements" / "published.csv"
 COLUMNS = ("source_id", "model", "gpu", "gpu_count", "engine", "dtype", "kv_dtype", "batch_size", "input_tokens",
            "output_tokens", "metric", "value", "unit", "source", "date")
+# Optional columns (a file without them loads as if they were empty). Online (continuous-batching) rows leave
+# batch_size empty and give the offered load instead: request_rate_per_s (requests/s; empty or "inf" = all requests
+# sent at once) and/or concurrency (max requests in flight). statistic says what a ttft_s/tpot_s/e2e_s value is:
+# mean, median, p90 or p99 (empty = mean).
+OPTIONAL_COLUMNS = ("notes", "request_rate_per_s", "concurrency", "statistic")
+STATISTICS = ("mean", "median", "p90", "p99")
 METRICS = {"ttft_s": "s", "tpot_s": "s", "e2e_s": "s", "prefill_tokens_per_s": "tokens/s",
            "decode_tokens_per_s": "tokens/s", "output_tokens_per_s": "tokens/s", "tokens_per_s": "tokens/s"}
 PHASE = {"ttft_s": "ttft", "prefill_tokens_per_s": "ttft", "tpot_s": "tpot", "decode_tokens_per_s": "tpot",
@@ -46,6 +52,17 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise CatalogError(f"missing column(s) {missing}", path=str(path), where="row 1")
+    for col in OPTIONAL_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = np.nan
+    for col in ("request_rate_per_s", "concurrency"):
+        try:
+            frame[col] = pd.to_numeric(frame[col], errors="raise").astype("float64")
+        except (ValueError, TypeError):
+            bad = frame[col][pd.to_numeric(frame[col], errors="coerce").isna() & frame[col].notna()]
+            where = f"row {int(bad.index[0]) + 2}" if len(bad) else None
+            raise CatalogError("expected a number (or empty)", path=str(path), where=where, field=col) from None
+    frame["statistic"] = frame["statistic"].astype("object")
     for i, row in frame.iterrows():
         where = f"row {int(i) + 2}"
         if row["metric"] not in METRICS:
@@ -59,6 +76,14 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
                                    field=col)
         if not row["value"] > 0:
             raise CatalogError("value must be positive", path=str(path), where=where, field="value")
+        for col in ("request_rate_per_s", "concurrency"):
+            v = row[col]
+            if np.isfinite(v) and not v > 0:
+                raise CatalogError("expected a positive number (or empty)", path=str(path), where=where, field=col)
+        stat = row["statistic"]
+        if isinstance(stat, str) and stat not in STATISTICS:
+            raise CatalogError(f"statistic must be one of {list(STATISTICS)} or empty", path=str(path), where=where,
+                               field="statistic")
         if not isinstance(row["source"], str) or not row["source"]:
             raise CatalogError("every measurement needs a source", path=str(path), where=where, field="source")
     return frame
@@ -71,8 +96,20 @@ OUT_OF_SCOPE_ENGINES = ("llama.cpp",)
 OUT_OF_SCOPE_NOTES = r"SUSPECT|OFFLOADED|offloading: (?:cpu|disk)"
 
 
+def is_online(frame: pd.DataFrame) -> pd.Series:
+    """Rows measured under an offered load (continuous batching: request rate and/or concurrency, no batch)."""
+    online = pd.Series(False, index=frame.index)
+    for col in ("request_rate_per_s", "concurrency"):
+        if col in frame.columns:
+            online |= pd.to_numeric(frame[col], errors="coerce").notna()
+    if "request_rate_per_s" in frame.columns:  # "inf" = every request sent at t=0 (an online run too)
+        online |= frame["request_rate_per_s"].astype(str).str.lower().isin(("inf", "infinity"))
+    return online
+
+
 def in_scope(frame: pd.DataFrame) -> pd.Series:
-    """Rows that describe a serving engine with weights and KV cache in GPU memory."""
+    """Rows that describe a serving engine with weights and KV cache in GPU memory: static batches, saturated
+    throughput and online runs under load alike (the serving model describes all three)."""
     notes = frame.get("notes", pd.Series("", index=frame.index)).fillna("")
     return ~frame["engine"].isin(OUT_OF_SCOPE_ENGINES) & ~notes.str.contains(OUT_OF_SCOPE_NOTES, regex=True)
 

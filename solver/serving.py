@@ -152,8 +152,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     """
     rate = np.asarray(rate, float)
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
-    budget = float(engine.max_num_batched_tokens)
-    chunk = float(min(engine.prefill_chunk_tokens, engine.max_num_batched_tokens))
+    budget = float(engine.token_budget)
+    chunk = float(engine.chunk_tokens)
     t = _iteration_fixed_point(shape, theta, rate)
     finite = np.isfinite(t)
     t_ok = np.where(finite, t, 0.0)

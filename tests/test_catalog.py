@@ -13,7 +13,8 @@ from solver.catalog import CATALOG_DIR, MODEL_DIR, find_gpu, gpu_specs, load_gpu
 from solver.ctcf import load_calibration
 from solver.measurements import load_measurements
 
-INSTANCE_CSVS = sorted(p for p in CATALOG_DIR.glob("*.csv") if p.name != "gpus.csv")
+PROFILE_CSVS = ("gpus.csv", "engines.csv", "gpu_efficiency.csv")  # not instance catalogs
+INSTANCE_CSVS = sorted(p for p in CATALOG_DIR.glob("*.csv") if p.name not in PROFILE_CSVS)
 GPU_CSVS = [CATALOG_DIR / "gpus.csv", CATALOG_DIR / "measurements" / "gpus_extra.csv"]
 MODEL_CARDS = sorted(MODEL_DIR.rglob("*.yaml"))
 MEASUREMENT_CSVS = sorted((CATALOG_DIR / "measurements").glob("*.csv"))
@@ -119,3 +120,42 @@ def test_cli_predict_answers_for_every_gpu(gpu):
     assert payload["gpu"] == gpu and payload["fits"] is True
     assert payload["ttft_s"] > 0 and payload["tpot_s"] > 0 and payload["tokens_per_s"] > 0
     assert 0 < payload["gpu_mem_gib"] <= payload["gpu_mem_usable_gib"]
+
+
+ENGINE_COLUMNS = ["engine", "cuda_graphs", "step_overhead_us", "layer_overhead_us", "max_num_batched_tokens",
+                  "prefill_chunk_tokens", "max_num_seqs_default", "supports_kv_offload",
+                  "int4_weight_kernel_efficiency", "fp8_kernel_efficiency", "scheduling", "source", "date", "notes"]
+
+
+def test_engine_profiles_have_sources_and_sane_values():
+    path = CATALOG_DIR / "engines.csv"
+    with path.open(encoding="utf-8", newline="") as fh:
+        assert next(csv.reader(fh)) == ENGINE_COLUMNS
+    rows = raw_rows(path)
+    assert {r["engine"] for r in rows} >= {"vllm", "sglang", "trtllm", "tgi", "flexgen"}
+    assert len({r["engine"] for r in rows}) == len(rows)
+    for r in rows:
+        assert r["source"].startswith("http") and r["date"], r["engine"]
+        assert r["cuda_graphs"] in ("true", "false") and r["supports_kv_offload"] in ("true", "false")
+        assert r["scheduling"] in ("continuous", "static")
+        assert float(r["step_overhead_us"]) >= 0 and float(r["layer_overhead_us"]) >= 0
+        for col in ("int4_weight_kernel_efficiency", "fp8_kernel_efficiency"):
+            if r[col]:
+                assert 0 < float(r[col]) <= 1
+        for col in ("max_num_batched_tokens", "prefill_chunk_tokens", "max_num_seqs_default"):
+            if r[col]:
+                assert int(r[col]) > 0
+
+
+def test_gpu_efficiency_rows_cite_sources_and_name_known_gpus():
+    path = CATALOG_DIR / "gpu_efficiency.csv"
+    rows = raw_rows(path)
+    known = {r["gpu"] for p in GPU_CSVS for r in raw_rows(p)}
+    assert len({r["gpu"] for r in rows}) == len(rows)
+    for r in rows:
+        assert r["gpu"] in known
+        assert r["source"].startswith("http") and r["date"] and r["notes"]
+        assert r["gemm_fp16_efficiency"] or r["hbm_efficiency"]
+        for col in ("gemm_fp16_efficiency", "hbm_efficiency"):
+            if r[col]:
+                assert 0 < float(r[col]) <= 1
