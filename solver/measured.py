@@ -66,6 +66,7 @@ class RowModel:
     measured_time_s: float
     batch: float  # sequences in flight (static batch, concurrency or saturated batch)
     rate: float
+    statistic: str = "mean"
 
     def phases(self, theta: np.ndarray) -> Phases:
         s, eng, b = self.shape, self.engine, np.array([self.batch])
@@ -81,14 +82,23 @@ class RowModel:
             p = self.rate * t * l_in if np.isfinite(t) else 0.0
             prefill = prefill_phases(s, np.array([1.0]), chunk, decode_seqs=n)
             decode = s.work(np.array([1.0 + n]), p, p * l_in / 2.0, runs=np.ones(1))
-        else:  # closed loop or saturated: ~b decodes, each iteration mixing in b * L_in / L_out prompt tokens
+        elif self.mode == "closed_loop":
+            # N clients with equal lengths start together and stay in waves: each wave's N prompts are prefilled
+            # in chunks of the token budget, then decoded together; a request waits for the chunks before its own
+            work, chunks = prefill_phases(s, b, eng.token_budget)[0]
+            position = 1.0 if self.statistic in ("p90", "p95", "p99") else 0.5
+            prefill = [(work, np.maximum(position * chunks, 1.0))]
+            if PHASE[self.metric] == "throughput":
+                return [(work, chunks), (s.work(b, 0.0, 0.0), max(l_out - 1.0, 0.0))]
+            decode = s.work(b, 0.0, 0.0)
+        else:  # saturated: ~b decodes, each iteration mixing in b * L_in / L_out prompt tokens
             p = self.batch * l_in / max(l_out, 1.0)
             prefill = prefill_phases(s, np.array([1.0]), chunk, decode_seqs=max(self.batch - 1.0, 0.0))
             decode = s.work(b, p, p * l_in / 2.0, runs=np.ones(1))
         steps = max(l_out - 1.0, 0.0)
         phase = PHASE[self.metric]
         if phase == "ttft":
-            if self.mode in ("closed_loop", "open_loop"):  # plus half of the iteration it arrives in
+            if self.mode == "open_loop":  # plus half of the iteration it arrives in
                 return [*prefill, (decode, 0.5)]
             return prefill
         if phase == "tpot":
@@ -143,7 +153,8 @@ def row_model(row: pd.Series) -> RowModel | None:
         time = batch * tokens / value
     else:
         time = value
-    return RowModel(shape, engine, mode, metric, time, batch, rate)
+    stat = row.get("statistic", "mean")
+    return RowModel(shape, engine, mode, metric, time, batch, rate, stat if isinstance(stat, str) and stat else "mean")
 
 
 @dataclass(frozen=True)
