@@ -25,7 +25,9 @@ import pandas as pd
 
 from .catalog import find_gpu
 from .errors import ScenarioError
-from .perf import GIB, Calibration, Hardware, coefficient_arrays, estimate
+from .calibration import Calibration
+from .engines import find_engine
+from .perf import GIB, Hardware, Serving, estimate, make_serving, memory
 from .schema import ModelCard, Quota, Scenario, Workload
 
 
@@ -58,7 +60,7 @@ def demand_table(scenario: Scenario, *, planning: bool = True) -> pd.DataFrame:
                 demand=w.name if w.buckets is None else f"{w.name}#{b_index}", workload=w.name, model=w.model,
                 mode=w.mode, input_tokens=bucket.input_tokens, output_tokens=bucket.output_tokens,
                 fraction=bucket.fraction,
-                rate_per_s=(w.request_rate_per_s or 0.0) * bucket.fraction,
+                rate_per_s=(w.request_rate_per_s or 0.0) * bucket.fraction * (w.peak_factor or scenario.peak_factor),
                 num_requests=(w.num_requests or 0) * bucket.fraction,
                 deadline_hours=w.deadline_hours or math.nan,
                 group=(w.model if (w.mode == "online" and scenario.share_replicas) else w.name),
@@ -165,40 +167,52 @@ def evaluate_model(model: ModelCard, demands: pd.DataFrame, hw_configs: pd.DataF
              for b in (workloads[name].batch_sizes or s.batch_sizes)]
     demand_batches = pd.DataFrame(pairs, columns=["demand", "batch_size"])
     base = demand_batches.merge(hw_configs, how="cross").merge(demands, on="demand")
-    dtypes = {name: (workloads[name].dtype, workloads[name].effective_kv_dtype) for name in base["workload"].unique()}
+    # rows evaluated together share precision, engine, serving mode and SLO statistics
+    keys = {name: (w.dtype, w.effective_kv_dtype, w.engine, w.mode, ",".join(f"{k}={v}" for k, v in sorted(w.slo.percentiles().items())))
+            for name, w in workloads.items() if name in set(base["workload"])}
     out = []
-    for (dtype, kv_dtype), frame in base.groupby(base["workload"].map(dtypes), sort=True):
-        out.append(_evaluate_dtype(model, frame.reset_index(drop=True), dtype, kv_dtype, scenario, calibration, prune))
+    for key, frame in base.groupby(base["workload"].map(keys), sort=True):
+        out.append(_evaluate_dtype(model, frame.reset_index(drop=True), key, scenario, calibration, prune))
     return pd.concat(out, ignore_index=True)
 
 
-def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, dtype: str, kv_dtype: str, scenario: Scenario,
+def _serving(frame: pd.DataFrame, key: tuple, scenario: Scenario, calibration: Calibration) -> Serving:
+    """How these rows are served: engine coefficients per GPU, mode, SLO bounds and error headroom."""
+    dtype, _, engine, mode, percentiles = key
+    bounds = {"ttft": frame["max_ttft_s"].to_numpy(float), "tpot": frame["max_tpot_s"].to_numpy(float),
+              "e2e": frame["max_e2e_s"].to_numpy(float)}
+    return make_serving(calibration, engine=engine, dtype=dtype, mode=mode, percentiles=dict(kv.split("=") for kv in percentiles.split(",")),
+                        gpus=frame["gpu"].to_numpy(), bounds=bounds, confidence=scenario.confidence)
+
+
+def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, key: tuple, scenario: Scenario,
                     calibration: Calibration, prune: bool) -> pd.DataFrame:
     s = scenario.settings
+    dtype, kv_dtype, engine_name = key[0], key[1], key[2]
+    allow_offload = s.allow_offload and find_engine(engine_name).supports_kv_offload
     hw = Hardware.for_rows(frame["gpu"].to_numpy(), dtype, find_gpu)
-    coeffs = coefficient_arrays(calibration, list(frame["gpu"]))
     args = dict(dtype=dtype, kv_dtype=kv_dtype, batch=frame["batch_size"].to_numpy(),
                 input_tokens=frame["input_tokens"].to_numpy(), output_tokens=frame["output_tokens"].to_numpy(),
-                tp=frame["tp"].to_numpy(), coefficients=coeffs, gpu_memory_utilization=s.gpu_memory_utilization,
-                prefill_chunk_tokens=s.prefill_chunk_tokens)
-    probe = estimate(model, hw, offload_ratio=0.0, **args)
-    frame = frame.assign(min_offload_ratio=probe.min_offload_ratio,
-                         level=_offload_levels(probe.min_offload_ratio, s.offload_step, s.allow_offload))
+                tp=frame["tp"].to_numpy(), serving=_serving(frame, key, scenario, calibration),
+                gpu_memory_utilization=s.gpu_memory_utilization, prefill_chunk_tokens=s.prefill_chunk_tokens)
+    mem_args = {k: v for k, v in args.items() if k != "serving"}
+    min_r = memory(model, hw, offload_ratio=0.0, **mem_args)["min_offload_ratio"]
+    frame = frame.assign(min_offload_ratio=min_r, level=_offload_levels(min_r, s.offload_step, allow_offload))
     if prune:
         # exact: keep, per (GPU config, batch), the distinct minimal levels of the group's demands
-        key = ["group", "gpu", "gpu_count", "tp", "batch_size"]
-        level_sets = (frame.loc[np.isfinite(frame["level"]), key + ["level"]].drop_duplicates()
+        config = ["group", "gpu", "gpu_count", "tp", "batch_size"]
+        level_sets = (frame.loc[np.isfinite(frame["level"]), config + ["level"]].drop_duplicates()
                       .rename(columns={"level": "offload_ratio"}))
-        expanded = frame.merge(level_sets, on=key, how="left")
+        expanded = frame.merge(level_sets, on=config, how="left")
         expanded["offload_ratio"] = expanded["offload_ratio"].fillna(0.0).astype(float)
     else:
-        n_levels = int(round(1 / s.offload_step)) + 1 if s.allow_offload else 1
+        n_levels = int(round(1 / s.offload_step)) + 1 if allow_offload else 1
         grid = pd.DataFrame({"offload_ratio": np.round(np.arange(n_levels) * s.offload_step, 9).clip(max=1.0)})
         expanded = frame.merge(grid, how="cross")
     hw = Hardware.for_rows(expanded["gpu"].to_numpy(), dtype, find_gpu)
     args |= dict(batch=expanded["batch_size"].to_numpy(), input_tokens=expanded["input_tokens"].to_numpy(),
                  output_tokens=expanded["output_tokens"].to_numpy(), tp=expanded["tp"].to_numpy(),
-                 coefficients=coefficient_arrays(calibration, list(expanded["gpu"])))
+                 serving=_serving(expanded, key, scenario, calibration))
     est = estimate(model, hw, offload_ratio=expanded["offload_ratio"].to_numpy(), **args)
     replicas = expanded["gpu_count"].to_numpy() // expanded["tp"].to_numpy()
     return expanded.drop(columns=["level"]).assign(

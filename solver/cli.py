@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import logging
 import sys
 from pathlib import Path
@@ -191,19 +192,37 @@ def predict(model: str = typer.Option(..., help="model name, HF id or config.jso
 
 @app.command()
 @guarded
-def calibrate(measurements: Path = typer.Argument(..., help="measurements CSV"),
+def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements: our CSV schema, or vLLM "
+                                                        "benchmark_serving / GuideLLM result JSON"),
               out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the fitted calibration JSON"),
-              test_fraction: float = typer.Option(0.3, min=0.05, max=0.9),
-              seed: int = typer.Option(0)) -> None:
-    """Fit the CTCF per GPU and phase; print error before/after on a held-out split, then fit on all rows."""
+              model: Optional[str] = typer.Option(None, help="model of the JSON results (they do not record it)"),
+              gpu: Optional[str] = typer.Option(None, help="GPU of the JSON results"),
+              gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs (tensor parallel) of the JSON results"),
+              engine: str = typer.Option("vllm", help="engine of the JSON results"),
+              dtype: str = typer.Option("fp16", help="weight precision of the JSON results"),
+              with_published: bool = typer.Option(False, "--with-published",
+                                                  help="add the shipped published measurements to yours")) -> None:
+    """Fit the serving model per (engine, GPU); print held-out error (one source document out at a time)."""
     from .calibrate import calibrate_report
+    from .calibration import calibration_payload
+    from .io import atomic_write_text
+    from .measurements import DEFAULT_MEASUREMENTS, load_measurements
+    from .userbench import read_user_benchmark
 
-    text, calibration = calibrate_report(measurements, test_fraction=test_fraction, seed=seed)
+    frames, paths = [], list(measurements) + ([DEFAULT_MEASUREMENTS] if with_published else [])
+    for path in paths:
+        if path.suffix.lower() == ".json":
+            if model is None or gpu is None:
+                raise InputError("benchmark JSON does not record the model and GPU: give --model and --gpu",
+                                 path=str(path), field="--model")
+            frames.append(read_user_benchmark(path, model=model, gpu=gpu, gpu_count=gpus, engine=engine, dtype=dtype))
+        else:
+            frames.append(load_measurements(path))
+    text, calibration = calibrate_report(paths, frames)
     typer.echo(text)
     if out is not None:
-        from .ctcf import save_calibration
-
-        save_calibration(calibration, out, {"measurements": str(measurements)})
+        payload = calibration_payload(calibration, {"measurements": [str(p) for p in paths]})
+        atomic_write_text(out, json.dumps(payload, indent=2, sort_keys=True) + "\n")
         typer.echo(f"wrote {out}", err=True)
 
 

@@ -1,27 +1,16 @@
-"""Published measurements -> the linear terms the CTCF is fitted on, and predictions to score against them.
+"""Published measurements: load and validate the CSV, and say which rows the serving model describes.
 
-Each measured metric is turned into a time that is linear in the five CTCF coefficients
-(prefill alpha, prefill beta per layer, decode alpha, decode beta per layer, all-reduce factor g):
-
-    TTFT        = ap*P + bp*n + g*cP                     (P: roofline prefill, n: layers, cP: all-reduce)
-    TPOT        = ad*D + bd*n + g*cD                     (D: roofline decode step at mean context)
-    E2E         = TTFT + (L_out - 1) * TPOT
-and throughputs are inverted into those times (prefill tok/s -> TTFT, decode tok/s -> TPOT, output or total
-tok/s -> E2E). Rows without a batch size are saturated-throughput runs: they are predicted at the largest batch
-whose KV cache fits, capped at ``SATURATED_BATCH_CAP``.
+``solver.measured`` turns each row into the engine iterations it is made of; ``solver.fitting`` fits them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .catalog import CATALOG_DIR, find_gpu, find_model
-from .errors import CatalogError, PlannerError
-from .perf import GIB, Hardware, activation_peak_bytes, allreduce_s, decode_context, decode_theory_s, \
-    prefill_theory_s, weight_bytes
+from .catalog import CATALOG_DIR
+from .errors import CatalogError
 
 DEFAULT_MEASUREMENTS = CATALOG_DIR / "measurements" / "published.csv"
 COLUMNS = ("source_id", "model", "gpu", "gpu_count", "engine", "dtype", "kv_dtype", "batch_size", "input_tokens",
@@ -112,67 +101,3 @@ def in_scope(frame: pd.DataFrame) -> pd.Series:
     throughput and online runs under load alike (the serving model describes all three)."""
     notes = frame.get("notes", pd.Series("", index=frame.index)).fillna("")
     return ~frame["engine"].isin(OUT_OF_SCOPE_ENGINES) & ~notes.str.contains(OUT_OF_SCOPE_NOTES, regex=True)
-
-
-@dataclass(frozen=True)
-class Terms:
-    """Per-row linear terms: measured_time = A @ (ap, bp, ad, bd, comm) + c."""
-
-    A: np.ndarray
-    c: np.ndarray
-    measured_time: np.ndarray
-    batch: np.ndarray
-    rows: pd.DataFrame
-
-
-def _saturated_batch(model, spec, dtype, kv_dtype, tp, input_tokens, output_tokens) -> int:
-    usable = spec.memory_gib * GIB * MEMORY_UTILIZATION
-    free = usable - weight_bytes(model, dtype) / tp
-    per_seq = model.kv_bytes_per_token(kv_dtype) * (input_tokens + output_tokens) / tp
-    act = float(activation_peak_bytes(model, np.array(1.0), np.array(float(input_tokens)), 8192, np.array(tp)))
-    return int(max(1, min(SATURATED_BATCH_CAP, (free - act) // max(per_seq, 1.0))))
-
-
-def linear_terms(frame: pd.DataFrame) -> Terms:
-    """Linear CTCF terms for every usable row (rows whose model or GPU is unknown are dropped)."""
-    A, c, measured, batches, kept = [], [], [], [], []
-    for i, row in frame.iterrows():
-        try:
-            model, spec = find_model(row["model"]), find_gpu(row["gpu"])
-        except PlannerError:
-            continue
-        dtype = str(row["dtype"])
-        kv_dtype = str(row["kv_dtype"]) if isinstance(row["kv_dtype"], str) else dtype
-        kv_dtype = "fp16" if kv_dtype in ("int4", "int8") and dtype in ("int4", "int8") else kv_dtype
-        tp, l_in, l_out = int(row["gpu_count"]), float(row["input_tokens"]), float(row["output_tokens"])
-        if weight_bytes(model, dtype) / tp > spec.memory_gib * GIB:
-            continue  # layer-split or offloaded runs our single-node model does not describe
-        b = row["batch_size"]
-        batch = float(b) if np.isfinite(b) else float(_saturated_batch(model, spec, dtype, kv_dtype, tp, l_in, l_out))
-        hw = Hardware.from_specs([spec], dtype)
-        n = model.num_layers
-        P = float(prefill_theory_s(model, dtype, hw, np.array(batch), np.array(max(l_in, 1.0)), np.array(tp))[0])
-        ctx = decode_context(np.array(l_in), np.array(l_out))
-        D = float(decode_theory_s(model, dtype, kv_dtype, hw, np.array(batch), ctx, np.array(tp))[0])
-        cP = float(allreduce_s(model, hw, np.array(batch * l_in), np.array(tp))[0])
-        cD = float(allreduce_s(model, hw, np.array(batch), np.array(tp))[0])
-        metric, value = row["metric"], float(row["value"])
-        phase = PHASE[metric]
-        if phase == "ttft":
-            a, const = [P, n, 0.0, 0.0, cP], 0.0
-            time = value if metric == "ttft_s" else batch * l_in / value
-        elif phase == "tpot":
-            a, const = [0.0, 0.0, D, n, cD], 0.0
-            time = value if metric == "tpot_s" else batch / value
-        else:
-            steps = max(l_out - 1.0, 0.0)
-            a, const = [P, n, steps * D, steps * n, cP + steps * cD], 0.0
-            tokens = l_out if metric == "output_tokens_per_s" else l_in + l_out
-            time = value if metric == "e2e_s" else batch * tokens / value
-        A.append(a)
-        c.append(const)
-        measured.append(time)
-        batches.append(batch)
-        kept.append(i)
-    return Terms(np.array(A, float).reshape(-1, 5), np.array(c, float), np.array(measured, float),
-                 np.array(batches, float), frame.loc[kept].reset_index(drop=True))

@@ -272,7 +272,7 @@ def solve_melange(m: Melange | str | Path, *, fractional: bool = False, solver: 
     """
     from .backends import Status, solve
     from .milp import build_problem
-    from .perf import Calibration
+    from .calibration import Calibration
     from .plan import extract_plan
     from .scenario import Resolved
 

@@ -1,98 +1,31 @@
-"""The model of the machine: memory, KV offloading and latency, vectorised over candidates.
+"""The model of the machine for one candidate table: memory, KV offloading and latency, vectorised.
 
-Structure follows the InferSave paper (arXiv 2504.11816, Eqs. 4-7) with a serving engineer's corrections:
+* memory per GPU = weights / tp + resident KV cache (GQA-aware) + activation peak <= usable GPU memory; the KV
+  that does not fit stays in host memory (offload ratio ``r``), but one layer's KV must stay resident
+  (paper Algorithm 1, case 2);
+* latency comes from ``serving``: static batches for offline work, continuous batching for online traffic,
+  every iteration priced by the per-operator roofline (``roofline``) with calibrated coefficients;
+* an online replica's throughput is its *capacity*: the highest request rate at which every SLO holds at its
+  percentile (this is what the MILP divides demand by); an offline replica's is ``batch / E2E``.
 
-* memory = weights + KV cache (GQA-aware: 2 * layers * kv_heads * head_dim * bytes per token) + activation peak;
-  the part of the KV that does not fit stays in host memory (offload ratio ``r``), but at least one layer's KV
-  must be resident for attention to run (paper Algorithm 1, case 2);
-* prefill and decode times are rooflines per GPU: max(FLOPs / peak, bytes / HBM bandwidth). The paper's decode
-  term counts FLOPs only and overshoots throughput 3-12x because decode is bandwidth-bound;
-* tensor parallelism divides FLOPs and bytes by ``tp`` and adds two ring all-reduces per layer;
-* the CTCF corrects the theoretical compute time per GPU and phase: ``alpha * t + beta * layers`` (paper Eq. 7
-  with the offset per layer, so it transfers across model depths);
-* offloaded KV moves over the host link: written during prefill overlapped with compute (Eq. 5, max) and read
-  back every decode step before attention (Eq. 6, additive).
-
-All functions are pure and broadcast over numpy arrays, so one call evaluates a whole candidate table.
+Pure functions over numpy arrays: one call evaluates a whole candidate table.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import DTYPE_BYTES, GPUSpec, ModelCard
+from .calibration import Calibration
+from .engines import EngineProfile, find_engine
+from .roofline import GIB, Hardware, weight_bytes
+from .schema import ModelCard
+from .serving import Shape, online_capacity, online_state, static_latency
 
-GB = 1e9
-GIB = 2**30
-# Ring all-reduce start-up cost per call (NCCL small-message latency is of order 10 us on NVLink);
-# a modelling assumption, absorbed by the CTCF offset where measurements exist.
-ALLREDUCE_LATENCY_S = 10e-6
-# Pinned-memory copies reach about three quarters of the PCIe theoretical rate (e.g. ~24 of 32 GB/s on gen4).
-HOST_LINK_EFFICIENCY = 0.75
+__all__ = ["GIB", "Estimate", "Hardware", "activation_peak_bytes", "estimate", "kv_cache_bytes", "weight_bytes"]
 ACTIVATION_BYTES = 2.0
 LOGIT_BYTES = 4.0
-
-
-@dataclass(frozen=True)
-class PhaseCoefficients:
-    """CTCF for one GPU: measured = alpha * theoretical + beta_per_layer_s * layers, per phase, plus a
-    factor on the all-reduce time of tensor parallelism."""
-
-    prefill_alpha: float = 1.0
-    prefill_beta_per_layer_s: float = 0.0
-    decode_alpha: float = 1.0
-    decode_beta_per_layer_s: float = 0.0
-    comm_alpha: float = 1.0  # scales the tensor-parallel all-reduce time (achieved vs nominal link rate)
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Per-GPU CTCF coefficients; GPUs without their own fit use ``default``."""
-
-    per_gpu: dict[str, PhaseCoefficients] = field(default_factory=dict)
-    default: PhaseCoefficients = PhaseCoefficients()
-    source: str = "uncalibrated roofline"
-
-    def for_gpu(self, gpu: str) -> PhaseCoefficients:
-        return self.per_gpu.get(gpu, self.default)
-
-
-UNCALIBRATED = Calibration()
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """Per-GPU figures as arrays (one entry per candidate) so the model broadcasts over a table."""
-
-    memory_bytes: np.ndarray
-    hbm_bytes_per_s: np.ndarray
-    peak_flops: np.ndarray
-    host_link_bytes_per_s: np.ndarray
-    interconnect_bytes_per_s: np.ndarray
-
-    @classmethod
-    def for_rows(cls, gpus: np.ndarray, dtype: str, lookup) -> Hardware:
-        """Per-row hardware for a column of GPU names, looking each distinct name up once."""
-        names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)
-        unique = cls.from_specs([lookup(n) for n in names], dtype)
-        return cls(**{k: getattr(unique, k)[inverse] for k in cls.__dataclass_fields__})
-
-    @classmethod
-    def from_specs(cls, specs: list[GPUSpec], dtype: str | list[str]) -> Hardware:
-        dtypes = [dtype] * len(specs) if isinstance(dtype, str) else dtype
-        return cls(
-            memory_bytes=np.array([s.memory_gib * GIB for s in specs]),
-            hbm_bytes_per_s=np.array([s.hbm_bandwidth_gb_s * GB for s in specs]),
-            peak_flops=np.array([s.peak_tflops(d) * 1e12 for s, d in zip(specs, dtypes)]),
-            host_link_bytes_per_s=np.array([s.host_link_gb_s * GB * HOST_LINK_EFFICIENCY for s in specs]),
-            interconnect_bytes_per_s=np.array([s.interconnect_gb_s * GB for s in specs]),
-        )
-
-
-def weight_bytes(model: ModelCard, dtype: str) -> float:
-    """All parameters at the weight precision (MoE: every expert is resident)."""
-    return model.total_params * DTYPE_BYTES[dtype]
+IDLE_RATE = 1e-9
 
 
 def kv_cache_bytes(model: ModelCard, kv_dtype: str, batch: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -110,62 +43,6 @@ def activation_peak_bytes(model: ModelCard, batch: np.ndarray, input_tokens: np.
     ffn_width = (2 if model.ffn_gated else 1) * model.intermediate_size * model.num_experts_per_token
     hidden = chunk * (4 * model.hidden_size + 2 * ffn_width) * ACTIVATION_BYTES / tp
     return hidden + np.asarray(batch, float) * model.vocab_size * LOGIT_BYTES
-
-
-def decode_weight_bytes(model: ModelCard, dtype: str, batch: np.ndarray) -> np.ndarray:
-    """Weights streamed per decode step: the embedding lookup is skipped; for MoE only the experts the batch
-    routes to are read, an expected fraction 1 - (1 - k/E)^batch of them."""
-    lookup = model.vocab_size * model.hidden_size if not model.tie_word_embeddings else 0
-    dense = model.total_params - lookup - model.expert_params_total
-    if model.is_moe:
-        touched = 1.0 - (1.0 - model.num_experts_per_token / model.num_experts) ** np.asarray(batch, float)
-    else:
-        touched = np.zeros_like(np.asarray(batch, float))
-    return (dense + touched * model.expert_params_total) * DTYPE_BYTES[dtype]
-
-
-def prefill_theory_s(model: ModelCard, dtype: str, hw: Hardware, batch: np.ndarray, input_tokens: np.ndarray,
-                     tp: np.ndarray) -> np.ndarray:
-    """Roofline prefill time per GPU: max(2*P_active*T + 2*B*L_in^2*d_attn*layers (causal), weights) / tp."""
-    tokens = np.asarray(batch, float) * input_tokens
-    d_attn = model.num_attention_heads * model.head_dim
-    flops = 2.0 * model.matmul_params_per_token * tokens
-    flops = flops + 2.0 * np.asarray(batch, float) * np.square(input_tokens, dtype=float) * d_attn * model.num_layers
-    bytes_moved = weight_bytes(model, dtype)
-    return np.maximum(flops / hw.peak_flops, bytes_moved / hw.hbm_bytes_per_s) / tp
-
-
-def decode_context(input_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
-    """Average context length over the decode steps (FlexGen's s + n/2)."""
-    return np.asarray(input_tokens, float) + np.asarray(output_tokens, float) / 2.0
-
-
-def decode_theory_s(model: ModelCard, dtype: str, kv_dtype: str, hw: Hardware, batch: np.ndarray,
-                    context: np.ndarray, tp: np.ndarray, offload_ratio: np.ndarray | float = 0.0) -> np.ndarray:
-    """Roofline decode step per GPU: max(FLOPs, weights read + resident KV read) / tp.
-
-    FLOPs = 2*P_active*B + 4*B*ctx*d_attn*layers; bytes = weights + (1 - r) * B*ctx*kv_per_token.
-    """
-    batch = np.asarray(batch, float)
-    d_attn = model.num_attention_heads * model.head_dim
-    flops = 2.0 * model.matmul_params_per_token * batch + 4.0 * batch * context * d_attn * model.num_layers
-    kv_read = (1.0 - np.asarray(offload_ratio, float)) * kv_cache_bytes(model, kv_dtype, batch, context)
-    bytes_moved = decode_weight_bytes(model, dtype, batch) + kv_read
-    return np.maximum(flops / hw.peak_flops, bytes_moved / hw.hbm_bytes_per_s) / tp
-
-
-def allreduce_s(model: ModelCard, hw: Hardware, tokens: np.ndarray, tp: np.ndarray) -> np.ndarray:
-    """Two ring all-reduces of tokens*h activations per layer; zero without tensor parallelism."""
-    tp = np.asarray(tp, float)
-    message = np.asarray(tokens, float) * model.hidden_size * ACTIVATION_BYTES
-    one = 2.0 * (tp - 1.0) / tp * message / hw.interconnect_bytes_per_s + ALLREDUCE_LATENCY_S
-    return np.where(tp > 1, 2.0 * model.num_layers * one, 0.0)
-
-
-def ctcf(theory_s: np.ndarray, alpha: np.ndarray | float, beta_per_layer_s: np.ndarray | float,
-         layers: int) -> np.ndarray:
-    """Paper Eq. 7: calibrated compute time = alpha * theoretical + beta (here beta per layer)."""
-    return np.asarray(alpha) * theory_s + np.asarray(beta_per_layer_s) * layers
 
 
 @dataclass(frozen=True)
@@ -188,18 +65,38 @@ class Estimate:
     requests_per_s: np.ndarray
 
 
-def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: np.ndarray,
-             input_tokens: np.ndarray, output_tokens: np.ndarray, tp: np.ndarray,
-             offload_ratio: np.ndarray | float, coefficients: dict[str, np.ndarray],
-             gpu_memory_utilization: float = 0.9, prefill_chunk_tokens: int = 8192) -> Estimate:
-    """Memory and latency of one engine replica (``tp`` GPUs) serving ``batch`` sequences at once.
+@dataclass(frozen=True)
+class Serving:
+    """How the rows are served: engine, coefficients, mode and (online) the SLO the capacity must keep."""
 
-    ``coefficients`` holds CTCF arrays ``prefill_alpha``, ``prefill_beta``, ``decode_alpha``, ``decode_beta``,
-    ``comm_alpha``.
-    """
-    batch = np.asarray(batch, float)
-    tp = np.asarray(tp, float)
-    r = np.asarray(offload_ratio, float)
+    engine: EngineProfile
+    theta: np.ndarray  # rows x 6 calibrated coefficients
+    online: bool = False
+    bounds: dict[str, np.ndarray] | None = None  # ttft/tpot/e2e seconds, NaN = none (online capacity)
+    percentiles: dict[str, str] | None = None  # ttft/tpot/e2e -> mean|p50|p90|p99
+    error_factors: dict[str, np.ndarray] | None = None  # ttft/tpot/e2e: inflate predictions by (confidence)
+
+
+def make_serving(calibration: Calibration, *, engine: str, dtype: str, mode: str, percentiles: dict[str, str],
+                 gpus: np.ndarray, bounds: dict[str, np.ndarray], confidence: float) -> Serving:
+    """Serving description of rows on ``gpus``: coefficients per GPU, and the error headroom at ``confidence``
+    (TTFT and TPOT from their own residuals, E2E from the throughput residuals)."""
+    profile = find_engine(engine)
+    gpus = np.asarray(gpus).astype(str)
+    names, inverse = np.unique(gpus, return_inverse=True)
+    factors = {metric: np.array([calibration.error_factor(profile.engine, g, kind, confidence) for g in names]
+                                )[inverse].astype(float)
+               for metric, kind in (("ttft", "ttft"), ("tpot", "tpot"), ("e2e", "throughput"))}
+    return Serving(engine=profile, theta=calibration.theta_rows(profile, gpus, dtype),
+                   online=(mode == "online" and profile.scheduling == "continuous"), bounds=bounds,
+                   percentiles=percentiles, error_factors=factors)
+
+
+def memory(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: np.ndarray,
+           input_tokens: np.ndarray, output_tokens: np.ndarray, tp: np.ndarray, offload_ratio: np.ndarray | float,
+           gpu_memory_utilization: float, prefill_chunk_tokens: int) -> dict[str, np.ndarray]:
+    """Memory per GPU and the smallest offload ratio that fits (inf where nothing fits)."""
+    batch, tp, r = np.asarray(batch, float), np.asarray(tp, float), np.asarray(offload_ratio, float)
     seq = np.asarray(input_tokens, float) + output_tokens
     kv_total = kv_cache_bytes(model, kv_dtype, batch, seq)
     weights = weight_bytes(model, dtype) / tp
@@ -210,37 +107,40 @@ def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch
     avail = usable - weights - act
     min_r = np.where(avail >= kv_total / tp, 0.0, 1.0 - np.maximum(avail, 0.0) * tp / np.maximum(kv_total, 1.0))
     min_r = np.where((avail < layer_kv) | (weights >= usable), np.inf, min_r)
-
-    ctx = decode_context(input_tokens, output_tokens)
-    prefill = ctcf(prefill_theory_s(model, dtype, hw, batch, input_tokens, tp), coefficients["prefill_alpha"],
-                   coefficients["prefill_beta"], model.num_layers)
-    prefill = prefill + coefficients["comm_alpha"] * allreduce_s(model, hw, batch * input_tokens, tp)
-    kv_write = r * kv_cache_bytes(model, kv_dtype, batch, np.asarray(input_tokens, float) + 1) / tp
-    ttft = np.maximum(prefill, kv_write / hw.host_link_bytes_per_s)
-    step = ctcf(decode_theory_s(model, dtype, kv_dtype, hw, batch, ctx, tp, r), coefficients["decode_alpha"],
-                coefficients["decode_beta"], model.num_layers)
-    kv_read = r * kv_cache_bytes(model, kv_dtype, batch, ctx) / tp
-    tpot = step + coefficients["comm_alpha"] * allreduce_s(model, hw, batch, tp) + kv_read / hw.host_link_bytes_per_s
-    e2e = ttft + (np.asarray(output_tokens, float) - 1.0) * tpot
-    return Estimate(
-        weights_per_gpu=np.broadcast_to(weights, batch.shape).astype(float), kv_total=kv_total,
-        kv_resident_per_gpu=resident, activation_per_gpu=act, gpu_mem_required=weights + resident + act,
-        gpu_mem_usable=usable, min_offload_ratio=min_r, host_kv_bytes=r * kv_total, ttft_s=ttft, tpot_s=tpot,
-        e2e_s=e2e, tokens_per_s=batch * seq / e2e, output_tokens_per_s=batch * output_tokens / e2e,
-        requests_per_s=batch / e2e,
-    )
+    return dict(weights_per_gpu=np.broadcast_to(weights, batch.shape).astype(float), kv_total=kv_total,
+                kv_resident_per_gpu=resident, activation_per_gpu=act, gpu_mem_required=weights + resident + act,
+                gpu_mem_usable=usable, min_offload_ratio=min_r, host_kv_bytes=r * kv_total)
 
 
-def coefficient_arrays(calibration: Calibration, gpus: list[str]) -> dict[str, np.ndarray]:
-    """CTCF coefficients laid out per candidate row."""
-    names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)
-    if len(names) < len(gpus):
-        return {k: v[inverse] for k, v in coefficient_arrays(calibration, list(names)).items()}
-    coeffs = [calibration.for_gpu(g) for g in gpus]
-    return {
-        "prefill_alpha": np.array([c.prefill_alpha for c in coeffs]),
-        "prefill_beta": np.array([c.prefill_beta_per_layer_s for c in coeffs]),
-        "decode_alpha": np.array([c.decode_alpha for c in coeffs]),
-        "decode_beta": np.array([c.decode_beta_per_layer_s for c in coeffs]),
-        "comm_alpha": np.array([c.comm_alpha for c in coeffs]),
-    }
+def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: np.ndarray,
+             input_tokens: np.ndarray, output_tokens: np.ndarray, tp: np.ndarray,
+             offload_ratio: np.ndarray | float, serving: Serving, gpu_memory_utilization: float = 0.9,
+             prefill_chunk_tokens: int = 8192) -> Estimate:
+    """Memory and latency of one engine replica (``tp`` GPUs); ``batch`` is the static batch (offline) or the
+    concurrency cap, max running sequences (online)."""
+    batch = np.asarray(batch, float)
+    l_in, l_out = np.asarray(input_tokens, float), np.asarray(output_tokens, float)
+    r = np.broadcast_to(np.asarray(offload_ratio, float), batch.shape)
+    mem = memory(model, hw, dtype=dtype, kv_dtype=kv_dtype, batch=batch, input_tokens=l_in, output_tokens=l_out,
+                 tp=tp, offload_ratio=r, gpu_memory_utilization=gpu_memory_utilization,
+                 prefill_chunk_tokens=prefill_chunk_tokens)
+    shape = Shape(model, hw, dtype, kv_dtype, np.asarray(tp, float) * np.ones_like(batch), l_in * np.ones_like(batch),
+                  l_out * np.ones_like(batch), r)
+    ones = np.ones_like(batch)
+    factors = {k: np.asarray((serving.error_factors or {}).get(k, 1.0), float) * ones for k in ("ttft", "tpot", "e2e")}
+    if serving.online:
+        pct = serving.percentiles or {}
+        bounds = {k: np.asarray((serving.bounds or {}).get(k, np.nan), float) / factors[k] for k in factors}
+        capacity = online_capacity(shape, serving.theta, serving.engine, batch, bounds, pct)
+        state = online_state(shape, serving.theta, serving.engine, batch, np.maximum(capacity, IDLE_RATE), pct)
+        ttft, tpot, e2e = state.ttft_s, state.tpot_s, state.e2e_s
+        rps = capacity
+        tokens_per_s, out_per_s = capacity * (l_in + l_out), capacity * l_out
+    else:
+        ttft, tpot = static_latency(shape, serving.theta, batch, serving.engine.chunk_tokens)
+        e2e = ttft + (l_out - 1.0) * tpot
+        e2e_f = e2e * factors["e2e"]
+        rps = batch / e2e_f
+        tokens_per_s, out_per_s = batch * (l_in + l_out) / e2e_f, batch * l_out / e2e_f
+    return Estimate(**mem, ttft_s=ttft * factors["ttft"], tpot_s=tpot * factors["tpot"], e2e_s=e2e * factors["e2e"],
+                    tokens_per_s=tokens_per_s, output_tokens_per_s=out_per_s, requests_per_s=rps)

@@ -7,10 +7,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from .catalog import find_gpu, find_model, load_catalog, suggest
-from .ctcf import load_calibration
+from .calibration import load_calibration
 from .errors import InputError, UnknownNameError
-from .perf import GIB, Hardware, coefficient_arrays, estimate
-from .schema import DTYPE_BYTES
+from .perf import GIB, Hardware, estimate, make_serving
+from .schema import DTYPE_BYTES, Settings
 
 
 class Prediction(BaseModel):
@@ -40,7 +40,8 @@ class Prediction(BaseModel):
 def predict(*, model: str, gpu: str | None = None, instance: str | None = None, gpu_count: int | None = None,
             batch_size: int = 1, input_tokens: int, output_tokens: int, dtype: str = "fp16",
             kv_dtype: str | None = None, offload_ratio: float | None = None,
-            calibration: str | None = None, gpu_memory_utilization: float = 0.9) -> Prediction:
+            calibration: str | None = None, gpu_memory_utilization: float = 0.9,
+            engine: str = "vllm") -> Prediction:
     """Predict one configuration. ``offload_ratio=None`` picks the smallest ratio that fits GPU memory.
 
     ``gpu_count`` is the tensor-parallel degree (default: 1 for a GPU, all the instance's GPUs for an instance).
@@ -59,20 +60,27 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
             types = sorted({i.instance_type for i in load_catalog()})
             raise UnknownNameError(f"unknown instance type {instance!r}{suggest(instance, types)}", field="instance")
         spec, gpu_count = find_gpu(matches[0].gpu), gpu_count or matches[0].gpu_count
+        host_gib, vm_gpus = matches[0].host_mem_gib, matches[0].gpu_count
     else:
         spec, gpu_count = find_gpu(str(gpu)), gpu_count or 1
+        host_gib, vm_gpus = None, gpu_count
     kv = kv_dtype or ("fp16" if dtype in ("int8", "int4") else dtype)
     if input_tokens + output_tokens > card.max_position_embeddings:
         raise InputError(f"{input_tokens + output_tokens} tokens exceed {card.name}'s context window of "
                          f"{card.max_position_embeddings}", field="input_tokens")
     calib = load_calibration(calibration)
+    serving = make_serving(calib, engine=engine, dtype=dtype, mode="offline", percentiles={},
+                           gpus=np.array([spec.gpu]), bounds={}, confidence=0.5)
     args = dict(dtype=dtype, kv_dtype=kv, batch=np.array([batch_size]), input_tokens=np.array([input_tokens]),
-                output_tokens=np.array([output_tokens]), tp=np.array([gpu_count]),
-                coefficients=coefficient_arrays(calib, [spec.gpu]), gpu_memory_utilization=gpu_memory_utilization)
+                output_tokens=np.array([output_tokens]), tp=np.array([gpu_count]), serving=serving,
+                gpu_memory_utilization=gpu_memory_utilization)
     hw = Hardware.from_specs([spec], dtype)
     probe = estimate(card, hw, offload_ratio=0.0, **args)
     min_r = float(probe.min_offload_ratio[0])
-    ratio = min_r if offload_ratio is None else offload_ratio
+    # the planner's offload levels: the smallest multiple of the step at or above the minimum
+    step = Settings().offload_step
+    ratio = min(math.ceil(round(min_r / step, 9)) * step, 1.0) if offload_ratio is None and math.isfinite(min_r) \
+        else (min_r if offload_ratio is None else offload_ratio)
     fits = math.isfinite(min_r) and ratio + 1e-9 >= min_r
     why = ""
     if not math.isfinite(min_r):
@@ -82,6 +90,10 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
     elif not fits:
         why = f"needs at least {min_r:.0%} of the KV cache offloaded to host memory"
     est = estimate(card, hw, offload_ratio=ratio if math.isfinite(ratio) else 0.0, **args)
+    host_need_gib = float(est.host_kv_bytes[0]) * (vm_gpus // gpu_count) / GIB
+    if fits and host_gib is not None and host_need_gib > host_gib * Settings().host_memory_utilization:
+        fits, why = False, (f"offloaded KV needs {host_need_gib:.1f} GiB of host memory; the instance has "
+                            f"{host_gib:g} GiB ({Settings().host_memory_utilization:.0%} usable)")
 
     def val(x: np.ndarray) -> float | None:
         return float(x[0]) if fits else None

@@ -12,9 +12,9 @@ import yaml
 from pydantic import ValidationError
 
 from .catalog import find_model, load_catalog, suggest
-from .ctcf import load_calibration
 from .errors import ScenarioError, UnknownNameError
-from .perf import Calibration
+from .calibration import Calibration, load_calibration
+from .engines import find_engine
 from .schema import Instance, ModelCard, Scenario
 
 
@@ -94,6 +94,10 @@ def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = No
         except UnknownNameError as exc:
             raise UnknownNameError(str(exc).split(": ", 1)[-1], path=path, field=f"workloads.{i}.model") from None
         models[w.model] = card
+        try:
+            find_engine(w.engine)
+        except UnknownNameError as exc:
+            raise UnknownNameError(str(exc).split(": ", 1)[-1], path=path, field=f"workloads.{i}.engine") from None
         for bucket in w.size_mix():
             total = bucket.input_tokens + bucket.output_tokens
             if total > card.max_position_embeddings:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 Pricing = Literal["on_demand", "spot", "both"]
+Statistic = Literal["mean", "p50", "p90", "p95", "p99"]
 Billing = Literal["per_second", "hourly"]
 
 
@@ -156,6 +157,15 @@ class SLO(Frozen):
     max_tpot_s: float | None = Field(default=None, gt=0)
     max_e2e_s: float | None = Field(default=None, gt=0)
     min_tokens_per_s: float | None = Field(default=None, gt=0, description="per replica, input+output (paper's TPS)")
+    percentile: Statistic = Field(default="mean", description="statistic every latency bound applies to")
+    ttft_percentile: Statistic | None = None
+    tpot_percentile: Statistic | None = None
+    e2e_percentile: Statistic | None = None
+
+    def percentiles(self) -> dict[str, str]:
+        """ttft/tpot/e2e -> the statistic each bound applies to (per-metric fields override ``percentile``)."""
+        return {"ttft": self.ttft_percentile or self.percentile, "tpot": self.tpot_percentile or self.percentile,
+                "e2e": self.e2e_percentile or self.percentile}
 
 
 class Bucket(Frozen):
@@ -179,6 +189,9 @@ class Workload(Frozen):
     num_requests: int | None = Field(default=None, gt=0)
     deadline_hours: float | None = Field(default=None, gt=0)
     slo: SLO = Field(default_factory=SLO)
+    engine: str = Field(default="vllm", min_length=1, description="serving engine profile (catalogs/engines.csv)")
+    peak_factor: float | None = Field(default=None, ge=1, le=100,
+                                      description="plan for this multiple of the mean rate (default: scenario's)")
     dtype: Dtype = "fp16"
     kv_dtype: Dtype | None = None
     batch_sizes: list[int] | None = None
@@ -270,6 +283,9 @@ class Scenario(Frozen):
     max_spot_share: float | None = Field(default=None, ge=0, le=1,
                                          description="at most this fraction of the fleet's GPUs on spot VMs")
     calibration: str | None = None
+    confidence: float = Field(default=0.5, ge=0.5, lt=1.0,
+                              description="probability, given the model's measured error, that each SLO holds")
+    peak_factor: float = Field(default=1.0, ge=1, le=100, description="plan online rates at peak = factor x mean")
     settings: Settings = Field(default_factory=Settings)
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 
 from .catalog import find_gpu
-from .perf import GIB, Hardware, coefficient_arrays, estimate
+from .perf import GIB, Hardware, estimate, make_serving
 from .scenario import Resolved
 
 REL_TOL = 1e-6
@@ -33,9 +33,19 @@ def _predict(resolved: Resolved, workload, a) -> object:
                     kv_dtype=workload.effective_kv_dtype, batch=np.array([a.batch_size]),
                     input_tokens=np.array([bucket.input_tokens]), output_tokens=np.array([bucket.output_tokens]),
                     tp=np.array([a.tensor_parallel]), offload_ratio=np.array([a.offload_ratio]),
-                    coefficients=coefficient_arrays(resolved.calibration, [a.gpu]),
+                    serving=_serving(resolved, workload, a.gpu),
                     gpu_memory_utilization=s.gpu_memory_utilization,
                     prefill_chunk_tokens=s.prefill_chunk_tokens), bucket
+
+
+def _serving(resolved: Resolved, workload, gpu: str):
+    """The workload's SLO as the online capacity must keep it (the offline deadline is checked separately)."""
+    slo = workload.slo
+    bounds = {k: np.array([v if v is not None else np.nan], float)
+              for k, v in (("ttft", slo.max_ttft_s), ("tpot", slo.max_tpot_s), ("e2e", slo.max_e2e_s))}
+    return make_serving(resolved.calibration, engine=workload.engine, dtype=workload.dtype, mode=workload.mode,
+                        percentiles=slo.percentiles(), gpus=np.array([gpu]), bounds=bounds,
+                        confidence=resolved.scenario.confidence)
 
 
 def verify(resolved: Resolved, plan) -> list[str]:
