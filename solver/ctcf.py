@@ -1,4 +1,6 @@
-"""Compute Time Calibration Function: fit, score, save and load per-GPU, per-phase corrections.
+"""Compute Time Calibration Function: fit and score per-GPU, per-phase corrections (scipy's NNLS).
+
+Saving and loading a calibration lives in ``calibration.py``, so planning never imports the fitting code.
 
 The paper (Eq. 7) fits ``measured = alpha * theoretical + beta`` by least squares per instance. We fit the same
 linear form per GPU and phase, with the offset per layer (``form="per_layer"``; ``form="paper"`` keeps a constant
@@ -7,19 +9,13 @@ non-negative, and shrunk towards the all-GPU fit so that a GPU with few rows bor
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-from .catalog import CATALOG_DIR
-from .errors import CatalogError
 from .measurements import Terms
 from .perf import UNCALIBRATED, Calibration, PhaseCoefficients
 
-DEFAULT_CALIBRATION = CATALOG_DIR / "calibration.json"
 SHRINK_ROWS = 4.0  # the prior weighs like this many measurements
 BETA_SCALE_S = 1e-4  # typical per-layer offset, to put alpha and beta on one scale in the prior
 
@@ -73,36 +69,6 @@ def metric_error(terms: Terms, predicted_time: np.ndarray) -> np.ndarray:
     is_rate = terms.rows["metric"].str.endswith("_per_s").to_numpy()
     pred = np.where(is_rate, terms.measured_time / predicted_time, predicted_time / terms.measured_time)
     return 100.0 * np.abs(pred - 1.0)
-
-
-def save_calibration(calibration: Calibration, path: Path, meta: dict | None = None) -> None:
-    payload = {"source": calibration.source, "form": "per_layer", **(meta or {}),
-               "default": vars(calibration.default),
-               "per_gpu": {g: vars(c) for g, c in sorted(calibration.per_gpu.items())}}
-    from .io import atomic_write_text
-
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
-    """``None`` -> the shipped default (if present); ``"none"`` -> uncalibrated roofline; else a JSON path."""
-    if name == "none":
-        return UNCALIBRATED
-    path = DEFAULT_CALIBRATION if name is None else Path(name)
-    if name is not None and base is not None and not path.is_absolute() and not path.exists():
-        path = base / name
-    if name is None and not path.exists():
-        return UNCALIBRATED
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        per_gpu = {g: PhaseCoefficients(**c) for g, c in data["per_gpu"].items()}
-        calib = Calibration(per_gpu, PhaseCoefficients(**data["default"]), data.get("source", str(path)))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CatalogError(f"bad calibration file: {type(exc).__name__}: {exc}", path=str(path)) from None
-    for gpu, coeffs in [("default", calib.default), *per_gpu.items()]:
-        if not all(np.isfinite(v) and v >= 0 for v in vars(coeffs).values()):
-            raise CatalogError("coefficients must be finite and non-negative", path=str(path), field=gpu)
-    return calib
 
 
 def split_train_test(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

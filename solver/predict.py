@@ -4,18 +4,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from .catalog import find_gpu, find_model, load_catalog, suggest
-from .ctcf import load_calibration
+from .calibration import load_calibration
 from .errors import InputError, UnknownNameError
 from .perf import GIB, Hardware, coefficient_arrays, estimate
-from .schema import DTYPE_BYTES
+from .schema import DTYPE_BYTES, Frozen, default_kv_dtype
+from .table import offload_fits
 
 
-class Prediction(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Prediction(Frozen):
     model: str
     gpu: str
     gpu_count: int
@@ -61,7 +59,7 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
         spec, gpu_count = find_gpu(matches[0].gpu), gpu_count or matches[0].gpu_count
     else:
         spec, gpu_count = find_gpu(str(gpu)), gpu_count or 1
-    kv = kv_dtype or ("fp16" if dtype in ("int8", "int4") else dtype)
+    kv = default_kv_dtype(dtype, kv_dtype)
     if input_tokens + output_tokens > card.max_position_embeddings:
         raise InputError(f"{input_tokens + output_tokens} tokens exceed {card.name}'s context window of "
                          f"{card.max_position_embeddings}", field="input_tokens")
@@ -73,7 +71,7 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
     probe = estimate(card, hw, offload_ratio=0.0, **args)
     min_r = float(probe.min_offload_ratio[0])
     ratio = min_r if offload_ratio is None else offload_ratio
-    fits = math.isfinite(min_r) and ratio + 1e-9 >= min_r
+    fits = bool(offload_fits(ratio, min_r))
     why = ""
     if not math.isfinite(min_r):
         why = (f"weights alone need {probe.weights_per_gpu[0] / GIB:.1f} GiB per GPU of "
