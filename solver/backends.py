@@ -3,8 +3,10 @@
 ``cbc`` and ``highs-pulp`` go through PuLP (pinned below 4, which dropped the bundled CBC class; only this
 module names a PuLP solver class), ``highs`` passes the arrays straight to highspy (the same HiGHS, without
 PuLP's per-variable Python objects, which dominate on many small blocks), ``ortools`` goes through OR-Tools'
-linear solver wrapper with SCIP. Statuses are mapped
-to one enum; a time-limited incumbent is ``TIME_LIMIT``, never ``OPTIMAL``.
+linear solver wrapper with SCIP. Statuses are mapped to one enum: ``OPTIMAL``; ``FEASIBLE`` (an incumbent
+with a gap, e.g. at a time limit; never reported as optimal); ``INFEASIBLE``; ``NO_SOLUTION`` (a limit was
+reached with nothing to show); ``ERROR``. Every back end receives the model's variable and row names
+(sanitised once, ``LinearModel.safe_names``), so ``write_lp`` dumps a model that reads back to candidate ids.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +32,9 @@ BACKENDS = ("highs", "cbc", "ortools", "highs-pulp")
 
 class Status(str, enum.Enum):
     OPTIMAL = "optimal"
-    FEASIBLE = "feasible"
+    FEASIBLE = "feasible"        # a solution, not proven optimal within the requested gap (limit reached)
     INFEASIBLE = "infeasible"
-    TIME_LIMIT = "time_limit"
+    NO_SOLUTION = "no_solution"  # a limit was reached before any solution was found
     ERROR = "error"
 
 
@@ -70,24 +74,45 @@ def _quiet_stdout():
         os.close(saved)
 
 
+def to_pulp(model: LinearModel) -> tuple[Any, list[Any]]:
+    """The model as a ``pulp.LpProblem`` with its variables, every variable and row under its own name."""
+    import pulp
+
+    var_names, row_names = model.safe_names()
+    prob = pulp.LpProblem("fleet", pulp.LpMinimize)
+    cats = [pulp.LpInteger if i else pulp.LpContinuous for i in model.integer]
+    variables = [pulp.LpVariable(name, lowBound=lo, upBound=None if math.isinf(hi) else hi, cat=c)
+                 for name, lo, hi, c in zip(var_names, model.lower, model.upper, cats)]
+    prob += pulp.LpAffineExpression([(variables[j], c) for j, c in enumerate(model.cost) if c])
+    for name, (_name, idx, coef, lo, hi) in zip(row_names, model.rows):
+        expr = pulp.LpAffineExpression([(variables[j], c) for j, c in zip(idx.tolist(), coef.tolist())])
+        if lo == hi:
+            prob += (expr == lo, name)
+        else:
+            if not math.isinf(hi):
+                prob += (expr <= hi, name if math.isinf(lo) else f"{name}_hi")
+            if not math.isinf(lo):
+                prob += (expr >= lo, name if math.isinf(hi) else f"{name}_lo")
+    return prob, variables
+
+
+def write_lp(model: LinearModel, path: str | Path) -> Path:
+    """Write the model to ``path``: MPS when it ends in ``.mps``, else CPLEX LP format (both readable)."""
+    path = Path(path)
+    prob, _ = to_pulp(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".mps":
+        prob.writeMPS(str(path))
+    else:
+        prob.writeLP(str(path))
+    return path
+
+
 def _solve_pulp(model: LinearModel, backend: str, time_limit_s: float | None, mip_gap: float,
                 threads: int | None) -> SolveResult:
     import pulp
 
-    prob = pulp.LpProblem("fleet", pulp.LpMinimize)
-    cats = [pulp.LpInteger if i else pulp.LpContinuous for i in model.integer]
-    variables = [pulp.LpVariable(f"v{j}", lowBound=lo, upBound=None if math.isinf(hi) else hi, cat=c)
-                 for j, (lo, hi, c) in enumerate(zip(model.lower, model.upper, cats))]
-    prob += pulp.LpAffineExpression([(variables[j], c) for j, c in enumerate(model.cost) if c])
-    for k, (_name, idx, coef, lo, hi) in enumerate(model.rows):
-        expr = pulp.LpAffineExpression([(variables[j], c) for j, c in zip(idx.tolist(), coef.tolist())])
-        if lo == hi:
-            prob += (expr == lo, f"r{k}")
-        else:
-            if not math.isinf(hi):
-                prob += (expr <= hi, f"r{k}u")
-            if not math.isinf(lo):
-                prob += (expr >= lo, f"r{k}l")
+    prob, variables = to_pulp(model)
     if backend == "cbc":
         solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=mip_gap, threads=threads)
     else:
@@ -99,7 +124,8 @@ def _solve_pulp(model: LinearModel, backend: str, time_limit_s: float | None, mi
     if prob.status == pulp.LpStatusInfeasible or sol == pulp.LpSolutionInfeasible:
         return SolveResult(Status.INFEASIBLE, None, None, None, backend, wall)
     if sol not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-        status = Status.TIME_LIMIT if time_limit_s and wall >= 0.95 * time_limit_s else Status.ERROR
+        # PuLP reports a limit reached without a solution as "Not Solved"; anything else is a failure
+        status = Status.NO_SOLUTION if prob.status == pulp.LpStatusNotSolved else Status.ERROR
         return SolveResult(status, None, None, None, backend, wall, note=pulp.LpStatus[prob.status])
     values = np.array([v.varValue or 0.0 for v in variables])
     objective = float(np.dot(model.cost, values))
@@ -113,7 +139,7 @@ def _solve_pulp(model: LinearModel, backend: str, time_limit_s: float | None, mi
         # PuLP does not return CBC's bound: an optimal solve is within the requested gap; a time-limited one is
         # bounded by the LP relaxation (a weaker but valid bound)
         bound = objective * (1 - mip_gap) if optimal else lp_relaxation_bound(model)
-    status = Status.OPTIMAL if optimal else Status.TIME_LIMIT
+    status = Status.OPTIMAL if optimal else Status.FEASIBLE
     return SolveResult(status, objective, bound, values, backend, wall)
 
 
@@ -150,6 +176,11 @@ def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: floa
         index = np.concatenate([r[1] for r in model.rows]).astype(np.int32)
         value = np.concatenate([r[2] for r in model.rows]).astype(float)
         h.addRows(len(model.rows), lo, hi, len(index), starts, index, value)
+    var_names, row_names = model.safe_names()
+    for j, name in enumerate(var_names):
+        h.passColName(j, name)
+    for k, name in enumerate(row_names):
+        h.passRowName(k, name)
     start = time.perf_counter()
     h.run()
     wall = time.perf_counter() - start
@@ -160,7 +191,7 @@ def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: floa
         return SolveResult(Status.INFEASIBLE, None, None, None, "highs", wall)
     if not has_solution:
         limited = status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit)
-        return SolveResult(Status.TIME_LIMIT if limited else Status.ERROR, None, None, None, "highs", wall,
+        return SolveResult(Status.NO_SOLUTION if limited else Status.ERROR, None, None, None, "highs", wall,
                            note=h.modelStatusToString(status))
     values = np.asarray(h.getSolution().col_value, float)
     objective = float(np.dot(model.cost, values))
@@ -168,7 +199,7 @@ def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: floa
     if not math.isfinite(bound):
         bound = objective
     optimal = status == highspy.HighsModelStatus.kOptimal
-    return SolveResult(Status.OPTIMAL if optimal else Status.TIME_LIMIT, objective, bound, values, "highs", wall)
+    return SolveResult(Status.OPTIMAL if optimal else Status.FEASIBLE, objective, bound, values, "highs", wall)
 
 
 def _solve_ortools(model: LinearModel, time_limit_s: float | None, mip_gap: float,
@@ -179,11 +210,12 @@ def _solve_ortools(model: LinearModel, time_limit_s: float | None, mip_gap: floa
     if solver is None:
         raise SolverFailure("OR-Tools was built without SCIP")
     inf = solver.infinity()
-    variables = [solver.IntVar(lo, inf if math.isinf(hi) else hi, f"v{j}") if integer else
-                 solver.NumVar(lo, inf if math.isinf(hi) else hi, f"v{j}")
-                 for j, (lo, hi, integer) in enumerate(zip(model.lower, model.upper, model.integer))]
-    for _name, idx, coef, lo, hi in model.rows:
-        row = solver.RowConstraint(-inf if math.isinf(lo) else lo, inf if math.isinf(hi) else hi, "")
+    var_names, row_names = model.safe_names()
+    variables = [solver.IntVar(lo, inf if math.isinf(hi) else hi, name) if integer else
+                 solver.NumVar(lo, inf if math.isinf(hi) else hi, name)
+                 for name, lo, hi, integer in zip(var_names, model.lower, model.upper, model.integer)]
+    for row_name, (_name, idx, coef, lo, hi) in zip(row_names, model.rows):
+        row = solver.RowConstraint(-inf if math.isinf(lo) else lo, inf if math.isinf(hi) else hi, row_name)
         for j, c in zip(idx.tolist(), coef.tolist()):
             row.SetCoefficient(variables[j], c)
     objective = solver.Objective()
@@ -203,10 +235,10 @@ def _solve_ortools(model: LinearModel, time_limit_s: float | None, mip_gap: floa
     if code == pywraplp.Solver.INFEASIBLE:
         return SolveResult(Status.INFEASIBLE, None, None, None, "ortools", wall)
     if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-        status = Status.TIME_LIMIT if code == pywraplp.Solver.NOT_SOLVED and time_limit_s else Status.ERROR
+        status = Status.NO_SOLUTION if code == pywraplp.Solver.NOT_SOLVED and time_limit_s else Status.ERROR
         return SolveResult(status, None, None, None, "ortools", wall, note=f"code {code}")
     values = np.array([v.solution_value() for v in variables])
-    status = Status.OPTIMAL if code == pywraplp.Solver.OPTIMAL else Status.TIME_LIMIT
+    status = Status.OPTIMAL if code == pywraplp.Solver.OPTIMAL else Status.FEASIBLE
     return SolveResult(status, float(np.dot(model.cost, values)), float(objective.BestBound()), values,
                        "ortools", wall)
 
@@ -264,7 +296,7 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
         values[block] = result.values
         objective += result.objective or 0.0
         bound += result.bound if result.bound is not None else (result.objective or 0.0)
-    status = Status.OPTIMAL if all(s is Status.OPTIMAL for s in statuses) else Status.TIME_LIMIT
+    status = Status.OPTIMAL if all(s is Status.OPTIMAL for s in statuses) else Status.FEASIBLE
     return SolveResult(status, float(np.dot(model.cost, values)), bound, values, "+".join(sorted(used)), wall,
                        "; ".join(notes))
 

@@ -12,7 +12,20 @@ from typing import Callable, Optional
 
 import typer
 
-from .errors import InputError, PlannerError
+from pydantic import ValidationError
+
+from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
+from .io import atomic_write_text
+from .melange import load_melange, solve_melange
+from .plan import plan as solver_plan
+from .plan_types import Plan
+from .predict import predict as solver_predict
+from .recommend import recommend as solver_recommend
+from .report import (plan_csv, plan_payload, plan_text, prediction_csv, prediction_text, recommendation_csv,
+                     recommendation_payload, recommendation_text, summary_text, to_json)
+from .scenario import load_scenario
+from .sweep import SOLVED, exit_code, load_sweep, output_kind, read_results, run_sweep, summary_table, write_results
+from .verify import verify as solver_verify
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "chat_fleet.yaml"
 
@@ -62,8 +75,6 @@ def emit(text: str, out: Optional[Path]) -> None:
     if out is None:
         sys.stdout.write(text)
         return
-    from .io import atomic_write_text
-
     atomic_write_text(out, text)
     typer.echo(f"wrote {out}", err=True)
 
@@ -75,11 +86,7 @@ def recommend(scenario: Path = typer.Argument(..., help="scenario YAML (its firs
               format: Format = typer.Option(Format.table, "--format", "-f"),
               out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
     """Rank every instance for one workload and pick the cheapest that meets its SLO (the paper's pipeline)."""
-    from .recommend import recommend as run
-    from .report import recommendation_csv, recommendation_payload, recommendation_text, to_json
-    from .scenario import load_scenario
-
-    rec = run(load_scenario(scenario), workload)
+    rec = solver_recommend(load_scenario(scenario), workload)
     text = {Format.json: lambda: to_json(recommendation_payload(rec)), Format.csv: lambda: recommendation_csv(rec),
             Format.table: lambda: recommendation_text(rec)}[format]()
     emit(text, out)
@@ -98,25 +105,18 @@ def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario 
          from_melange: bool = typer.Option(False, "--from-melange", help="SCENARIO is a Melange input JSON"),
          melange_fractional: bool = typer.Option(False, "--melange-fractional",
                                                  help="with --from-melange: split buckets freely, not by slices"),
+         dump_lp: Optional[Path] = typer.Option(None, "--dump-lp", metavar="FILE",
+                                                help="write the MILP there (.mps: MPS, else LP format)"),
          format: Format = typer.Option(Format.table, "--format", "-f"),
          out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
     """Solve the fleet MILP: which VMs to rent, with what batch and KV offload, at minimum cost."""
-    from .errors import InfeasibleError, NoCandidatesError
-    from .plan import plan as run
-    from .report import plan_csv, plan_payload, plan_text, to_json
-
-    if from_melange:
-        from .melange import load_melange, solve_melange
-
-        target = load_melange(scenario)
-        run = functools.partial(solve_melange, fractional=melange_fractional)
-    else:
-        from .scenario import load_scenario
-
-        target = load_scenario(scenario)
+    options = dict(solver=solver.value, time_limit_s=time_limit, mip_gap=mip_gap, prune=not no_prune,
+                   timings=not no_timings, dump_lp=dump_lp)
     try:
-        result = run(target, solver=solver.value, time_limit_s=time_limit, mip_gap=mip_gap, prune=not no_prune,
-                     timings=not no_timings)
+        if from_melange:
+            result = solve_melange(load_melange(scenario), fractional=melange_fractional, **options)
+        else:
+            result = solver_plan(load_scenario(scenario), **options)
     except (InfeasibleError, NoCandidatesError) as exc:
         if format is Format.json:
             emit(to_json({"status": "infeasible", "objective": None, "gap": None, "message": str(exc),
@@ -132,21 +132,13 @@ def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario 
 @guarded
 def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argument(..., metavar="PLAN.json")) -> None:
     """Re-check a JSON plan against its scenario, independently of the MILP; exit 1 listing violations."""
-    import json
-
-    from pydantic import ValidationError
-
-    from .plan import Plan
-    from .scenario import load_scenario
-    from .verify import verify as run
-
     resolved = load_scenario(scenario)
     try:
         data = json.loads(plan_file.read_text(encoding="utf-8"))
         plan_obj = Plan.model_validate(data)
     except (OSError, json.JSONDecodeError, ValidationError) as exc:
         raise InputError(f"not a plan: {str(exc).splitlines()[0]}", path=str(plan_file)) from None
-    violations = run(resolved, plan_obj)
+    violations = solver_verify(resolved, plan_obj)
     if violations:
         for v in violations:
             typer.echo(f"violated: {v}")
@@ -167,27 +159,12 @@ def predict(model: str = typer.Option(..., help="model name, HF id or config.jso
             calibration: Optional[str] = typer.Option(None, help="calibration JSON, or 'none' for the roofline"),
             format: Format = typer.Option(Format.table, "--format", "-f")) -> None:
     """Predict TTFT, TPOT, throughput and memory for one configuration (the planner's own numbers)."""
-    from .predict import predict as run
-    from .report import render_text, to_json
-
-    p = run(model=model, gpu=gpu, instance=instance, gpu_count=gpus, batch_size=batch, input_tokens=input,
-            output_tokens=output, dtype=dtype, kv_dtype=kv_dtype, offload_ratio=offload, calibration=calibration)
-    if format is Format.json:
-        sys.stdout.write(to_json(p.model_dump()))
-    elif format is Format.csv:
-        import pandas as pd
-
-        sys.stdout.write(pd.DataFrame([p.model_dump()]).to_csv(index=False))
-    else:
-        from rich.table import Table
-
-        table = Table(title=f"{p.model} on {p.gpu_count}x{p.gpu}, batch {p.batch_size}, {p.input_tokens} in / "
-                            f"{p.output_tokens} out, {p.dtype}")
-        table.add_column("quantity")
-        table.add_column("value", justify="right")
-        for key, value in p.model_dump().items():
-            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
-        sys.stdout.write(render_text(table))
+    p = solver_predict(model=model, gpu=gpu, instance=instance, gpu_count=gpus, batch_size=batch, input_tokens=input,
+                       output_tokens=output, dtype=dtype, kv_dtype=kv_dtype, offload_ratio=offload,
+                       calibration=calibration)
+    text = {Format.json: lambda: to_json(p.model_dump()), Format.csv: lambda: prediction_csv(p),
+            Format.table: lambda: prediction_text(p)}[format]()
+    sys.stdout.write(text)
 
 
 @app.command()
@@ -241,9 +218,6 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
 
     Exit 0 when every point has a plan, 1 when some point is infeasible (the results are still written),
     2 bad input, 3 a point hit a solver failure."""
-    from .sweep import (SOLVED, exit_code, load_sweep, output_kind, run_sweep, summary_table, summary_text,
-                        write_results)
-
     output_kind(out)  # a bad suffix is exit 2 before any solving
     loaded = load_sweep(sweep_file)
     df = run_sweep(loaded, workers=workers, scheduler=scheduler, solver=solver.value, time_limit_s=time_limit,
@@ -264,8 +238,7 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
 def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep results (.parquet or .csv)"),
          out: Path = typer.Option(..., "--out", "-o", help="directory for the PNG files")) -> None:
     """Draw PNGs from sweep results: cost vs SLO, fleet composition per point, cost vs price shock."""
-    from .plots import plot_all
-    from .sweep import read_results
+    from .plots import plot_all  # lazy: matplotlib is slow to import
 
     written, skipped = plot_all(read_results(results), out)
     for path in written:

@@ -39,25 +39,30 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from .backends import SolveResult
+from .candidates import Candidates
 from .errors import NoCandidatesError, ScenarioError, SolverFailure
+from .extract import SolveOptions, solve_plan
+from .milp import build_problem
+from .perf import Calibration
+from .plan_types import Plan
+from .scenario import Resolved
+from .schema import Frozen, Scenario, Workload
+from .table import complete
 
 FRACTION_TOL = 1e-6
 CAPACITY_TOL = 1e-6
 WORKLOAD = "melange"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class GpuProfile(_Strict):
+class GpuProfile(Frozen):
     cost: float = Field(gt=0, description="USD per hour of one GPU")
     tputs: list[list[float]] = Field(description="max requests/s per bucket, input rows x output columns")
 
 
-class MelangeInput(_Strict):
+class MelangeInput(Frozen):
     gpu_info: dict[str, GpuProfile]
     workload_distribution: list[list[float]]
     total_request_rate: float = Field(gt=0, description="requests/s over all buckets")
@@ -213,12 +218,10 @@ def dominated_gpus(m: Melange) -> set[str]:
     return out
 
 
-def candidate_table(m: Melange, *, prune: bool = True):
+def candidate_table(m: Melange, *, prune: bool = True) -> Candidates:
     """A ``Candidates`` in the shape ``build_problem`` expects: one online demand per bucket with traffic, one
-    pool per GPU type (shared by all buckets), ``requests_per_s_per_vm = tput``, ``usd_per_hour = cost``.
+    pool per GPU type (shared by all buckets), ``requests_per_s_per_vm = tput``, ``unit_usd_per_hour = cost``.
     Zero-tput cells get no row. Raises ``NoCandidatesError`` if a bucket with traffic has no GPU at all."""
-    from .candidates import Candidates
-
     s = m.spec
     skip = dominated_gpus(m) if prune else set()
     rows, demands, zero = [], [], 0
@@ -239,20 +242,17 @@ def candidate_table(m: Melange, *, prune: bool = True):
                 demand=d, workload=WORKLOAD, model=WORKLOAD, mode="online", group=WORKLOAD, input_bucket=i,
                 output_bucket=j, fraction=f, rate_per_s=rate, num_requests=0.0, deadline_hours=math.nan,
                 pool=g, offer=g, cloud=WORKLOAD, region="-", instance_type=g, gpu=g, gpu_count=1,
-                pricing="on_demand", usd_per_hour=p.cost, requests_per_s_per_vm=float(p.tputs[i][j]), tp=1,
-                batch_size=0, offload_ratio=0.0, min_offload_ratio=0.0, gpu_mem_gib=0.0, gpu_mem_usable_gib=0.0,
-                host_kv_gib_per_vm=0.0, host_mem_gib=0.0, ttft_s=0.0, tpot_s=0.0, e2e_s=0.0, tokens_per_s=0.0,
-                max_ttft_s=math.nan, max_tpot_s=math.nan, max_e2e_s=math.nan, min_tokens_per_s=math.nan))
-    table = pd.DataFrame(rows).sort_values(["demand", "pool"]).reset_index(drop=True)
+                pricing="on_demand", unit_usd_per_hour=p.cost, requests_per_s_per_vm=float(p.tputs[i][j]),
+                tensor_parallel=1, batch_size=0, offload_ratio=0.0))
+    table = complete(pd.DataFrame(rows).sort_values(["demand", "pool"]).reset_index(drop=True))
     stats = {"buckets": len(demands), "gpu_types": len(s.gpu_info), "gpu_types_kept": len(s.gpu_info) - len(skip),
              "cells_zero_tput": zero, "rows_kept": len(table)}
-    return Candidates(table, table.iloc[0:0].assign(reason=pd.Series(dtype=object)), pd.DataFrame(demands), stats)
+    rejected = table.iloc[0:0].assign(rejection=pd.Series(dtype=object), rejection_bound=pd.Series(dtype=float))
+    return Candidates(table, rejected, pd.DataFrame(demands), stats)
 
 
-def melange_scenario(m: Melange):
+def melange_scenario(m: Melange) -> Scenario:
     """The engine scenario a Mélange instance stands for: one online workload, a one-hour horizon (USD/h)."""
-    from .schema import Scenario, Workload
-
     w = Workload(name=WORKLOAD, model=WORKLOAD, input_tokens=1, output_tokens=1,
                  request_rate_per_s=m.spec.total_request_rate)
     return Scenario(name=m.name, description=f"Melange config {m.path}", workloads=[w], horizon_hours=1.0)
@@ -263,42 +263,38 @@ def melange_scenario(m: Melange):
 
 def solve_melange(m: Melange | str | Path, *, fractional: bool = False, solver: str = "highs",
                   time_limit_s: float | None = None, mip_gap: float = 1e-6, prune: bool = True,
-                  timings: bool = True, check: bool = True, threads: int | None = None):
+                  timings: bool = True, check: bool = True, threads: int | None = None,
+                  dump_lp: str | Path | None = None) -> Plan:
     """Cheapest GPU mix for a Mélange instance, as a ``Plan`` (objective in USD/h).
 
     ``fractional=False`` honours the slice rule (same optimum as Mélange's ILP); ``True`` lets every bucket
-    split freely across GPU types. A time-limited solve returns the best plan found, status ``time_limit``,
+    split freely across GPU types. A time-limited solve returns the best plan found, status ``feasible``,
     with its bound and gap. Raises ``NoCandidatesError``, ``SolverFailure``.
     """
-    from .backends import Status, solve
-    from .milp import build_problem
-    from .calibration import Calibration
-    from .plan import extract_plan
-    from .scenario import Resolved
-
     if not isinstance(m, Melange):
         m = load_melange(m)
     cands = candidate_table(m, prune=prune)
     scenario = melange_scenario(m)
     slices = None if fractional else m.spec.slice_factor
     problem = build_problem(cands.table, scenario, slices=slices)
-    result = solve(problem.model, solver, time_limit_s=time_limit_s, mip_gap=mip_gap, threads=threads)
-    if result.status is Status.INFEASIBLE:  # cannot happen: every bucket has a pool and pools are unbounded
-        raise SolverFailure(f"{m.path}: the solver reports the Melange instance infeasible")
-    if result.values is None:
-        raise SolverFailure(f"{result.backend} stopped ({result.status.value}) without a feasible plan; "
-                            "raise --time-limit")
     mode = "fractional split" if fractional else f"slice rule, slice_factor {m.spec.slice_factor}"
     resolved = Resolved(scenario, {}, [], Calibration(source=f"Melange profile ({mode})"), m.path)
-    out = extract_plan(problem, result, resolved, cands, timings)
-    if check:
-        violations = check_plan(m, out, slices=slices)
-        if violations:
-            raise SolverFailure("the solver's plan fails the Melange check: " + "; ".join(violations[:5]))
-    return out
+    options = SolveOptions(solver, time_limit_s, mip_gap, threads, timings,
+                           None if dump_lp is None else Path(dump_lp))
+    melange = m
+
+    def infeasible(_result: SolveResult) -> SolverFailure:
+        # cannot happen: every bucket has a pool and pools are unbounded
+        return SolverFailure(f"{melange.path}: the solver reports the Melange instance infeasible")
+
+    def checker(plan: Plan) -> list[str]:
+        return check_plan(melange, plan, slices=slices)
+
+    return solve_plan(problem, resolved, cands, options, check=checker if check else None,
+                      check_name="the Melange check", on_infeasible=infeasible)
 
 
-def gpu_counts(plan) -> dict[str, int]:
+def gpu_counts(plan: Plan) -> dict[str, int]:
     """GPUs per type in a plan (types with none are left out)."""
     out: dict[str, int] = defaultdict(int)
     for p in plan.pools:
@@ -309,12 +305,10 @@ def gpu_counts(plan) -> dict[str, int]:
 # ---- independent check -----------------------------------------------------------------------------------
 
 
-def check_plan(m: Melange, plan, *, slices: int | None = None, tol: float = CAPACITY_TOL) -> list[str]:
+def check_plan(m: Melange, plan: Plan | dict[str, Any], *, slices: int | None = None, tol: float = CAPACITY_TOL) -> list[str]:
     """Violations of a plan (``Plan`` or its JSON dict) against the Mélange instance, by plain arithmetic:
     every bucket with traffic served in full, no share on a zero-tput cell or unknown GPU, shares on the slice
     grid ``k/slices`` when given, per GPU type ``sum share * rate / tput <= count``, and the reported costs."""
-    from .plan import Plan
-
     plan = plan if isinstance(plan, Plan) else Plan.model_validate(plan)
     s = m.spec
     rate = {demand_name(i, j): (i, j, r) for i, j, _f, r in buckets(m)}
@@ -329,8 +323,9 @@ def check_plan(m: Melange, plan, *, slices: int | None = None, tol: float = CAPA
             continue
         if abs(p.unit_usd_per_hour - s.gpu_info[p.gpu].cost) > 1e-9:
             bad.append(f"pool {p.pool}: price {p.unit_usd_per_hour} but {p.gpu} costs {s.gpu_info[p.gpu].cost}")
-        if abs(p.usd_per_hour - p.count * s.gpu_info[p.gpu].cost) > 1e-6 * max(1.0, p.usd_per_hour):
-            bad.append(f"pool {p.pool}: usd_per_hour {p.usd_per_hour} != {p.count} x {s.gpu_info[p.gpu].cost}")
+        if abs(p.pool_usd_per_hour - p.count * s.gpu_info[p.gpu].cost) > 1e-6 * max(1.0, p.pool_usd_per_hour):
+            bad.append(f"pool {p.pool}: pool_usd_per_hour {p.pool_usd_per_hour} != {p.count} x "
+                       f"{s.gpu_info[p.gpu].cost}")
     for a in plan.assignments:
         if a.demand not in rate:
             bad.append(f"{a.demand}: not a bucket with traffic")

@@ -9,9 +9,6 @@ VMs running one model with one tensor-parallel degree, batch size and KV offload
           (link)      x_i <= n_p(i)                                                    (valid; tightens the LP)
                       sum_{i in p} (N_d / (3600 mu_i)) x_i <= min(t_p, D_p n_p)          offline p
           (billing)   t_p <= W_p n_p   (W_p = D_p, or ceil(D_p) with hourly billing, t_p then integer)
-          (memory)    x_i = 0 unless weights + resident KV + activations <= usable GPU memory
-                      and offloaded KV <= usable host memory
-          (slo)       x_i = 0 unless TTFT_i, TPOT_i, E2E_i, TPS_i meet demand d's bounds
           (quota)     sum_{p in q} n_p (or gpus_p n_p) <= Q_q                           for all quotas q
           (budget)    sum_{p online} c_p n_p <= B_hour;  objective <= B_usd
           (types)     n_p <= U_p z_k(p),  sum_k z_k <= K                                 z binary per type
@@ -22,19 +19,41 @@ VMs running one model with one tensor-parallel degree, batch size and KV offload
 lambda_d is the demand's request rate, mu_i the requests/s one VM of the pool sustains for that demand's sizes,
 N_d the offline request count, D_p the deadline in hours. Batch size and offload ratio are chosen by which
 pools carry load (a documented discretisation: batch from a candidate set, offload in steps of 10 %).
+
+Memory and SLO limits are not rows of this model: the candidate table (``candidates.py``, rules in
+``table.py``) only holds rows that fit GPU and host memory and meet their demand's SLO, and the MILP does not
+repeat those checks. ``build_problem`` checks the table's declared columns (``table.check_table``).
+
+Every row is named ``family[key]`` and every variable ``kind[pool]`` or ``x[pool@demand]``, so a dumped LP
+(``infersave plan --dump-lp``) reads back to the candidate and pool ids.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .schema import Scenario
+from .table import check_table, demand_load, quota_matches
 
-SLO_COLUMNS = (("ttft_s", "max_ttft_s", 1), ("tpot_s", "max_tpot_s", 1), ("e2e_s", "max_e2e_s", 1),
-               ("tokens_per_s", "min_tokens_per_s", -1))
+Row = tuple[str, np.ndarray, np.ndarray, float, float]  # name, variable indices, coefficients, lo, hi
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name)
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        k = seen.get(name, 0) + 1
+        seen[name] = k
+        out.append(name if k == 1 else f"{name}_{k}")
+    return out
 
 
 @dataclass
@@ -46,7 +65,7 @@ class LinearModel:
     upper: list[float] = field(default_factory=list)
     integer: list[bool] = field(default_factory=list)
     cost: list[float] = field(default_factory=list)
-    rows: list[tuple[str, np.ndarray, np.ndarray, float, float]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
 
     def add_vars(self, prefix: str, keys: list[str], lower: float, upper: np.ndarray | float, integer: bool,
                  cost: np.ndarray | float = 0.0) -> np.ndarray:
@@ -62,9 +81,10 @@ class LinearModel:
     def add_row(self, name: str, index: np.ndarray, coef: np.ndarray, lo: float, hi: float) -> None:
         self.rows.append((name, np.asarray(index, int), np.asarray(coef, float), lo, hi))
 
-    def fix_zero(self, index: np.ndarray) -> None:
-        for j in index:
-            self.upper[j] = 0.0
+    def safe_names(self) -> tuple[list[str], list[str]]:
+        """Variable and row names every back end and LP/MPS writer accepts: characters other than letters,
+        digits, ``_`` and ``.`` become ``_``; a name that collides after that gets ``_2``, ``_3``, ..."""
+        return _unique([_safe(n) for n in self.names]), _unique([_safe(r[0]) for r in self.rows])
 
     @property
     def n_integer(self) -> int:
@@ -88,9 +108,11 @@ def pool_table(rows: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     """One row per pool, with its VM bound U_p (all the load it could carry) and deadline."""
     load = rows["demand_load"]
     pools = rows.assign(load=load).groupby("pool", sort=True).agg(
-        offer=("offer", "first"), mode=("mode", "first"), usd_per_hour=("usd_per_hour", "first"),
+        offer=("offer", "first"), mode=("mode", "first"), unit_usd_per_hour=("unit_usd_per_hour", "first"),
         gpu_count=("gpu_count", "first"), instance_type=("instance_type", "first"), cloud=("cloud", "first"),
         region=("region", "first"), gpu=("gpu", "first"), pricing=("pricing", "first"),
+        tensor_parallel=("tensor_parallel", "first"), batch_size=("batch_size", "first"),
+        offload_ratio=("offload_ratio", "first"),
         deadline_hours=("deadline_hours", "first"), load=("load", "sum")).reset_index()
     hourly = scenario.billing == "hourly"
     # a VM works at most the deadline; hourly billing rounds its hours up, so it is billed at most ceil(deadline)
@@ -135,31 +157,8 @@ def add_linking_constraints(p: Problem) -> None:
                         np.array([1.0, -1.0]), -math.inf, 0.0)
 
 
-def add_memory_constraints(p: Problem, scenario: Scenario) -> None:
-    """(memory) x_i = 0 unless GPU memory needed <= usable and offloaded KV <= usable host memory."""
-    r = p.rows
-    gpu_bad = (r["gpu_mem_gib"] > r["gpu_mem_usable_gib"] + 1e-9) | ~np.isfinite(r["min_offload_ratio"])
-    gpu_bad |= r["offload_ratio"] + 1e-9 < r["min_offload_ratio"]
-    host_bad = r["host_kv_gib_per_vm"] > r["host_mem_gib"] * scenario.settings.host_memory_utilization
-    p.model.fix_zero(p.x[(gpu_bad | host_bad).to_numpy()])
-
-
-def add_slo_constraints(p: Problem) -> None:
-    """(slo) x_i = 0 unless TTFT_i <= TTFT_max, TPOT_i <= TPOT_max, E2E_i <= E2E_max and TPS_i >= TPS_min."""
-    r = p.rows
-    bad = np.zeros(len(r), dtype=bool)
-    for value, bound, sense in SLO_COLUMNS:
-        limit = r[bound].to_numpy(float)
-        has = np.isfinite(limit)
-        v = r[value].to_numpy(float)
-        bad |= has & ((v > limit * (1 + 1e-12)) if sense > 0 else (v < limit))
-    p.model.fix_zero(p.x[bad])
-
-
 def add_quota_constraints(p: Problem, scenario: Scenario) -> None:
     """(quota) sum_{p matching q} n_p <= max_instances_q, or sum gpus_p n_p <= max_gpus_q."""
-    from .candidates import quota_matches
-
     for k, quota in enumerate(scenario.quotas):
         mask = quota_matches(quota, p.pools)
         if quota.max_instances is not None:
@@ -173,7 +172,7 @@ def add_quota_constraints(p: Problem, scenario: Scenario) -> None:
 def add_budget_constraints(p: Problem, scenario: Scenario) -> None:
     """(budget) sum_{online p} c_p n_p <= B_usd_per_hour; total objective <= B_usd."""
     online = (p.pools["mode"] == "online").to_numpy()
-    price = p.pools["usd_per_hour"].to_numpy(float)
+    price = p.pools["unit_usd_per_hour"].to_numpy(float)
     if scenario.budget_usd_per_hour is not None and online.any():
         p.model.add_row("budget[usd_per_hour]", p.n[online], price[online], -math.inf, scenario.budget_usd_per_hour)
     if scenario.budget_usd is not None:
@@ -212,23 +211,20 @@ def add_spot_share_constraints(p: Problem, scenario: Scenario) -> None:
     p.model.add_row("spot_share", p.n, gpus * (spot - scenario.max_spot_share), -math.inf, 0.0)
 
 
-def demand_load(rows: pd.DataFrame) -> np.ndarray:
-    """VMs (online) or VM-hours (offline) a row needs to carry its whole demand."""
-    rps = rows["requests_per_s_per_vm"].to_numpy(float)
-    online = (rows["mode"] == "online").to_numpy()
-    return np.where(online, rows["rate_per_s"].to_numpy(float) / rps,
-                    rows["num_requests"].to_numpy(float) / (3600.0 * rps))
-
-
 def build_problem(rows: pd.DataFrame, scenario: Scenario, slices: int | None = None) -> Problem:
-    """The MILP for a candidate table (rows may include infeasible ones: memory and SLO rows exclude them).
-    ``slices``: if given, shares are multiples of 1/slices (``add_slice_constraints``)."""
+    """The MILP for a candidate table (every row already fits memory and meets its SLO; see the module doc).
+    ``slices``: if given, shares are multiples of 1/slices (``add_slice_constraints``).
+
+    Raises:
+        TypeError: ``rows`` lacks a declared candidate column (``table.CANDIDATE_COLUMNS``).
+    """
+    check_table(rows)
     rows = rows.sort_values(["pool", "demand"], kind="stable").reset_index(drop=True)
     rows = rows.assign(demand_load=demand_load(rows))
     pools = pool_table(rows, scenario)
     model = LinearModel()
     online = (pools["mode"] == "online").to_numpy()
-    price = pools["usd_per_hour"].to_numpy(float)
+    price = pools["unit_usd_per_hour"].to_numpy(float)
     x = model.add_vars("x", list(rows["pool"] + "@" + rows["demand"]), 0.0, 1.0, False)
     n = model.add_vars("n", list(pools["pool"]), 0.0, pools["max_vms"].to_numpy(), True,
                        np.where(online, price * scenario.horizon_hours, 0.0))
@@ -243,8 +239,6 @@ def build_problem(rows: pd.DataFrame, scenario: Scenario, slices: int | None = N
     add_demand_constraints(problem)
     add_capacity_constraints(problem)
     add_linking_constraints(problem)
-    add_memory_constraints(problem, scenario)
-    add_slo_constraints(problem)
     if slices is not None:
         add_slice_constraints(problem, slices)
     add_quota_constraints(problem, scenario)

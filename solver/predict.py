@@ -4,18 +4,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from .catalog import find_gpu, find_model, load_catalog, suggest
 from .calibration import load_calibration
 from .errors import InputError, UnknownNameError
 from .perf import GIB, Hardware, estimate, make_serving
-from .schema import DTYPE_BYTES, Settings
+from .schema import DTYPE_BYTES, Frozen, Settings, default_kv_dtype
+from .table import offload_fits
 
 
-class Prediction(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Prediction(Frozen):
     model: str
     gpu: str
     gpu_count: int
@@ -64,7 +62,7 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
     else:
         spec, gpu_count = find_gpu(str(gpu)), gpu_count or 1
         host_gib, vm_gpus = None, gpu_count
-    kv = kv_dtype or ("fp16" if dtype in ("int8", "int4") else dtype)
+    kv = default_kv_dtype(dtype, kv_dtype)
     if input_tokens + output_tokens > card.max_position_embeddings:
         raise InputError(f"{input_tokens + output_tokens} tokens exceed {card.name}'s context window of "
                          f"{card.max_position_embeddings}", field="input_tokens")
@@ -81,7 +79,7 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
     step = Settings().offload_step
     ratio = min(math.ceil(round(min_r / step, 9)) * step, 1.0) if offload_ratio is None and math.isfinite(min_r) \
         else (min_r if offload_ratio is None else offload_ratio)
-    fits = math.isfinite(min_r) and ratio + 1e-9 >= min_r
+    fits = bool(offload_fits(ratio, min_r))
     why = ""
     if not math.isfinite(min_r):
         why = (f"weights alone need {probe.weights_per_gpu[0] / GIB:.1f} GiB per GPU of "

@@ -9,30 +9,38 @@ GPU memory without offloading, and InferSave without KV offloading.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from .candidates import build_candidates
 from .scenario import Resolved
+from .schema import Frozen, Workload
+from .table import Rejection, offload_fits
 
-COLUMNS = ["instance_type", "region", "pricing", "gpu", "gpu_count", "tp", "batch_size", "offload_ratio", "ttft_s",
-           "tpot_s", "e2e_s", "tokens_per_s", "gpu_mem_gib", "usd_per_hour", "vms", "hours", "total_usd",
-           "meets_slo", "reason"]
+COLUMNS = ["instance_type", "region", "pricing", "gpu", "gpu_count", "tensor_parallel", "batch_size", "offload_ratio",
+           "ttft_s", "tpot_s", "e2e_s", "tokens_per_s", "gpu_mem_gib", "unit_usd_per_hour", "vms", "hours",
+           "total_usd", "meets_slo", "rejection", "rejection_bound"]
 
 
-class Recommendation(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+Pick = dict[str, Any]  # one ranked configuration: the COLUMNS of its row
+
+
+class Recommendation(Frozen):
+    """The ranked table for one workload, the cheapest that meets its SLO, and the paper's baselines."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     workload: str
     status: str
-    choice: dict | None
-    baselines: dict[str, dict | None]
+    choice: Pick | None
+    baselines: dict[str, Pick | None]
     candidates: pd.DataFrame
 
 
-def _job_cost(rows: pd.DataFrame, workload, billing: str) -> pd.DataFrame:
+def _job_cost(rows: pd.DataFrame, workload: Workload, billing: str) -> pd.DataFrame:
     """VMs, billed hours and USD for the whole job on each row's configuration."""
     vm_tps = rows["tokens_per_s"] * rows["replicas_per_vm"]
     tokens = (rows["input_tokens"] + rows["output_tokens"]).astype(float)
@@ -48,7 +56,7 @@ def _job_cost(rows: pd.DataFrame, workload, billing: str) -> pd.DataFrame:
         hours = hours_one / vms
     billed = np.ceil(hours - 1e-9) if billing == "hourly" else hours
     return rows.assign(vm_tokens_per_s=vm_tps, vms=np.asarray(vms).astype(int), hours=billed,
-                       total_usd=rows["usd_per_hour"] * vms * billed)
+                       total_usd=rows["unit_usd_per_hour"] * vms * billed)
 
 
 def _best_per_offering(rows: pd.DataFrame) -> pd.DataFrame:
@@ -64,11 +72,11 @@ def recommend(resolved: Resolved, workload_name: str | None = None) -> Recommend
     single = sc.model_copy(update={"workloads": [w], "quotas": []})
     cands = build_candidates(single, resolved.instances, resolved.models, resolved.calibration, prune=False,
                              planning=False)
-    frames = [f for f in (cands.table.assign(meets_slo=True, reason=""), cands.rejected.assign(meets_slo=False))
-              if not f.empty]
+    frames = [f for f in (cands.table.assign(meets_slo=True, rejection="", rejection_bound=np.nan),
+                          cands.rejected.assign(meets_slo=False)) if not f.empty]
     rows = _job_cost(pd.concat(frames, ignore_index=True), w, sc.billing)
-    fits = rows[np.isfinite(rows["min_offload_ratio"]) & (rows["offload_ratio"] + 1e-9 >= rows["min_offload_ratio"])]
-    fits = fits[~fits["reason"].str.contains("host memory")]
+    fits = rows[offload_fits(rows["offload_ratio"], rows["min_offload_ratio"])
+                & (rows["rejection"] != Rejection.HOST_MEMORY.value)]
     # per offering: the best SLO-meeting configuration, else the best configuration that fits at all
     ranked = pd.concat([_best_per_offering(fits[fits["meets_slo"]]),
                         _best_per_offering(fits[~fits["meets_slo"] & ~fits["offer"].isin(fits.loc[fits["meets_slo"], "offer"])])])
@@ -80,9 +88,9 @@ def recommend(resolved: Resolved, workload_name: str | None = None) -> Recommend
         "infersave": _pick(ok),
         "infersave_without_offload": _pick(_best_per_offering(no_off[no_off["meets_slo"]])
                                            .sort_values(["total_usd", "vm_tokens_per_s"], ascending=[True, False])),
-        "max_performance": _pick(_best_per_offering(no_off).sort_values(["vm_tokens_per_s", "usd_per_hour"],
+        "max_performance": _pick(_best_per_offering(no_off).sort_values(["vm_tokens_per_s", "unit_usd_per_hour"],
                                                                         ascending=[False, True])),
-        "cheapest_fit": _pick(_best_per_offering(no_off).sort_values(["usd_per_hour", "vm_tokens_per_s"],
+        "cheapest_fit": _pick(_best_per_offering(no_off).sort_values(["unit_usd_per_hour", "vm_tokens_per_s"],
                                                                      ascending=[True, False])),
     }
     status = "ok" if not ok.empty else "no_instance_meets_slo"
@@ -90,14 +98,14 @@ def recommend(resolved: Resolved, workload_name: str | None = None) -> Recommend
                           candidates=table)
 
 
-def _pick(frame: pd.DataFrame) -> dict | None:
+def _pick(frame: pd.DataFrame) -> Pick | None:
     if frame.empty:
         return None
     row = frame.iloc[0]
     return {c: (row[c].item() if hasattr(row[c], "item") else row[c]) for c in COLUMNS if c in row}
 
 
-def saving_pct(ours: dict | None, theirs: dict | None) -> float:
+def saving_pct(ours: Pick | None, theirs: Pick | None) -> float:
     if not ours or not theirs or not theirs["total_usd"]:
         return math.nan
     return 100.0 * (theirs["total_usd"] - ours["total_usd"]) / theirs["total_usd"]

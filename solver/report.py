@@ -1,4 +1,4 @@
-"""Presentation only: plans, recommendations and predictions as rich tables, JSON or CSV text."""
+"""Presentation only: plans, recommendations, predictions and sweep summaries as rich tables, JSON or CSV text."""
 from __future__ import annotations
 
 import io
@@ -10,12 +10,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from .plan import Plan
-from .recommend import COLUMNS, Recommendation
+from .plan_types import Plan
+from .predict import Prediction
+from .recommend import COLUMNS, Pick, Recommendation
+from .sweep import AXIS_PREFIX, SOLVED
+from .table import rejection_text
 
-CANDIDATE_FIELDS = ["instance_type", "region", "pricing", "gpu", "gpu_count", "tp", "batch_size", "offload_ratio",
-                    "ttft_s", "tpot_s", "tokens_per_s", "gpu_mem_gib", "usd_per_hour", "vms", "total_usd",
-                    "meets_slo", "reason"]
+CANDIDATE_FIELDS = ["instance_type", "region", "pricing", "gpu", "gpu_count", "tensor_parallel", "batch_size",
+                    "offload_ratio", "ttft_s", "tpot_s", "tokens_per_s", "gpu_mem_gib", "unit_usd_per_hour", "vms",
+                    "total_usd", "meets_slo", "reason"]
 
 
 def _clean(value: Any) -> Any:
@@ -30,7 +33,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def to_json(payload: dict) -> str:
+def to_json(payload: dict[str, Any]) -> str:
     return json.dumps(_clean(payload), indent=2, sort_keys=False) + "\n"
 
 
@@ -43,10 +46,23 @@ def render_text(console_text: Table | str, width: int = 160) -> str:
 # ---- recommend ---------------------------------------------------------------------------------------------
 
 
-def recommendation_payload(rec: Recommendation) -> dict:
-    cands = rec.candidates[[c for c in CANDIDATE_FIELDS if c in rec.candidates]].rename(columns={"tp": "tensor_parallel"})
-    return {"status": rec.status, "workload": rec.workload, "choice": rec.choice, "baselines": rec.baselines,
-            "candidates": cands.to_dict(orient="records")}
+def _reasons(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with a ``reason`` text column rendered from its structured rejection."""
+    return frame.assign(reason=[rejection_text(c, b) for c, b in zip(frame["rejection"], frame["rejection_bound"])])
+
+
+def _pick_payload(pick: Pick | None) -> dict[str, Any] | None:
+    if pick is None:
+        return None
+    out = {k: v for k, v in pick.items() if k not in ("rejection", "rejection_bound")}
+    return out | {"reason": rejection_text(pick["rejection"], pick["rejection_bound"])}
+
+
+def recommendation_payload(rec: Recommendation) -> dict[str, Any]:
+    cands = _reasons(rec.candidates)
+    return {"status": rec.status, "workload": rec.workload, "choice": _pick_payload(rec.choice),
+            "baselines": {k: _pick_payload(v) for k, v in rec.baselines.items()},
+            "candidates": cands[[c for c in CANDIDATE_FIELDS if c in cands]].to_dict(orient="records")}
 
 
 def recommendation_text(rec: Recommendation) -> str:
@@ -54,10 +70,10 @@ def recommendation_text(rec: Recommendation) -> str:
     for col in ("instance", "gpu", "tp", "batch", "offload", "TTFT ms", "TPOT ms", "TPS", "GPU GiB", "$/h", "VMs",
                 "total $", "SLO"):
         table.add_column(col, justify="right" if col not in ("instance", "gpu", "SLO") else "left")
-    for r in rec.candidates.itertuples():
-        table.add_row(r.instance_type, f"{r.gpu_count}x{r.gpu}", str(r.tp), str(r.batch_size),
+    for r in _reasons(rec.candidates).itertuples():
+        table.add_row(r.instance_type, f"{r.gpu_count}x{r.gpu}", str(r.tensor_parallel), str(r.batch_size),
                       f"{r.offload_ratio:.0%}", f"{r.ttft_s * 1e3:.1f}", f"{r.tpot_s * 1e3:.2f}",
-                      f"{r.vm_tokens_per_s:.0f}", f"{r.gpu_mem_gib:.1f}", f"{r.usd_per_hour:.3f}", str(r.vms),
+                      f"{r.vm_tokens_per_s:.0f}", f"{r.gpu_mem_gib:.1f}", f"{r.unit_usd_per_hour:.3f}", str(r.vms),
                       f"{r.total_usd:.2f}", "meets" if r.meets_slo else f"no: {r.reason}")
     lines = [render_text(table)]
     for name, pick in rec.baselines.items():
@@ -70,13 +86,15 @@ def recommendation_text(rec: Recommendation) -> str:
 
 
 def recommendation_csv(rec: Recommendation) -> str:
-    return rec.candidates[[c for c in COLUMNS if c in rec.candidates]].to_csv(index=False)
+    cands = _reasons(rec.candidates)
+    columns = [c for c in COLUMNS if c not in ("rejection", "rejection_bound")] + ["reason"]
+    return cands[[c for c in columns if c in cands]].to_csv(index=False)
 
 
 # ---- plan --------------------------------------------------------------------------------------------------
 
 
-def plan_payload(plan: Plan) -> dict:
+def plan_payload(plan: Plan) -> dict[str, Any]:
     return plan.model_dump()
 
 
@@ -92,7 +110,7 @@ def plan_text(plan: Plan) -> str:
         table.add_row(a.demand, a.model, a.instance_type, a.region, a.pricing.replace("_", "-"), str(a.count),
                       str(a.tensor_parallel), str(a.batch_size), f"{a.offload_ratio:.0%}", f"{a.share:.0%}",
                       f"{a.ttft_s * 1e3:.1f}", f"{a.tpot_s * 1e3:.2f}", f"{a.tokens_per_s:.0f}",
-                      f"{a.usd_per_hour:.2f}")
+                      f"{a.share_usd_per_hour:.2f}")
     gap = "n/a" if plan.gap is None else f"{plan.gap:.2e}"
     s = plan.solver
     footer = (f"solver {s.backend}: {s.variables} variables ({s.integer_variables} integer), {s.constraints} "
@@ -103,3 +121,46 @@ def plan_text(plan: Plan) -> str:
 
 def plan_csv(plan: Plan) -> str:
     return pd.DataFrame([a.model_dump() for a in plan.assignments]).to_csv(index=False)
+
+
+# ---- predict -----------------------------------------------------------------------------------------------
+
+
+def prediction_text(p: Prediction) -> str:
+    table = Table(title=f"{p.model} on {p.gpu_count}x{p.gpu}, batch {p.batch_size}, {p.input_tokens} in / "
+                        f"{p.output_tokens} out, {p.dtype}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in p.model_dump().items():
+        table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    return render_text(table)
+
+
+def prediction_csv(p: Prediction) -> str:
+    return pd.DataFrame([p.model_dump()]).to_csv(index=False)
+
+
+# ---- sweep -------------------------------------------------------------------------------------------------
+
+
+def summary_text(summary: pd.DataFrame, title: str = "sweep") -> str:
+    """The per-point summary as a plain-text table (the ``infersave sweep`` stdout)."""
+    axes = [c for c in summary.columns if c.startswith(AXIS_PREFIX)]
+    n_ok = int(summary["status"].isin(SOLVED).sum())
+    table = Table(title=f"Sweep {title!r}: {n_ok} of {len(summary)} points have a plan")
+    for col in ["point", *(c.removeprefix(AXIS_PREFIX) for c in axes), "status", "total USD", "online $/h",
+                "offline USD", "VMs", "GPUs", "instance types"]:
+        table.add_column(col, justify="left" if col in ("status", "instance types", "pricing", "regions") else "right")
+    for row in summary.to_dict(orient="records"):
+        cells = [str(row["point"])]
+        cells += [f"{row[c]:g}" if isinstance(row[c], float) else str(row[c]) for c in axes]
+        ok = row["status"] in SOLVED
+        cells += [row["status"], f"{row['objective']:,.2f}" if ok else "-",
+                  f"{row['online_usd_per_hour']:,.2f}" if ok else "-", f"{row['offline_usd']:,.2f}" if ok else "-",
+                  str(row["vms"]) if ok else "-", str(row["gpus"]) if ok else "-", row["instance_types"] or "-"]
+        table.add_row(*cells)
+    text = render_text(table)
+    bad = summary[~summary["status"].isin(SOLVED)]
+    for r in bad.itertuples(index=False):
+        text += f"point {r.point}: {r.status}: {r.message}\n"
+    return text

@@ -30,7 +30,7 @@ class Resolved:
     path: str
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """Line (1-based) of the YAML node at a pydantic error location, as deep as it can be followed."""
     line = node.start_mark.line + 1 if node is not None else None
     for key in loc:
@@ -65,7 +65,7 @@ def validation_error(exc: ValidationError, path: str, node: yaml.Node | None,
                      error: type[ScenarioError] = ScenarioError) -> ScenarioError:
     err = exc.errors()[0]
     loc = tuple(err["loc"])
-    line = _line_of(node, loc)
+    line = line_of(node, loc)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling)"

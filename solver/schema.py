@@ -6,7 +6,6 @@ Units are in the field names (``_gib``, ``_gb_s``, ``_s``, ``usd_per_hour``).
 from __future__ import annotations
 
 import datetime
-import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,19 +17,23 @@ Statistic = Literal["mean", "p50", "p90", "p95", "p99"]
 Billing = Literal["per_second", "hourly"]
 
 
+def default_kv_dtype(dtype: str, kv_dtype: str | None = None) -> str:
+    """The KV-cache precision: as given, else the weights' (integer-quantised weights keep an fp16 cache)."""
+    return kv_dtype or ("fp16" if dtype in ("int8", "int4") else dtype)
+
+
 class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """The one strict base of every pydantic model here: frozen, no unknown fields, no NaN or infinity (pydantic
+    lets NaN through ``gt``/``ge`` checks otherwise; ``allow_inf_nan=False`` names the field that holds one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
-    def _finite_numbers(cls, data: object) -> object:
-        # NaN/inf slip through gt/ge checks in pydantic; reject them everywhere at the edge.
-        if isinstance(data, dict):
-            if isinstance(data.get("retrieved"), (datetime.date, datetime.datetime)):
-                data = {**data, "retrieved": data["retrieved"].isoformat()}
-            for key, value in data.items():
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise ValueError(f"{key} must be a finite number, got {value}")
+    def _dates_as_text(cls, data: object) -> object:
+        # YAML reads an unquoted date as a date; the cards keep it as text
+        if isinstance(data, dict) and isinstance(data.get("retrieved"), (datetime.date, datetime.datetime)):
+            data = {**data, "retrieved": data["retrieved"].isoformat()}
         return data
 
 
@@ -222,7 +225,7 @@ class Workload(Frozen):
 
     @property
     def effective_kv_dtype(self) -> str:
-        return self.kv_dtype or ("fp16" if self.dtype in ("int8", "int4") else self.dtype)
+        return default_kv_dtype(self.dtype, self.kv_dtype)
 
     def size_mix(self) -> list[Bucket]:
         """The traffic as buckets; a single-size workload is one bucket of fraction 1."""

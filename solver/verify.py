@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
 from .catalog import find_gpu
-from .perf import GIB, Hardware, estimate, make_serving
+from .perf import GIB, Estimate, Hardware, estimate, make_serving
+from .plan_types import Assignment, Plan
 from .scenario import Resolved
+from .schema import Bucket, Workload
 
 REL_TOL = 1e-6
 
@@ -22,7 +25,7 @@ def _close(a: float, b: float, tol: float = REL_TOL) -> bool:
     return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
 
 
-def _predict(resolved: Resolved, workload, a) -> object:
+def _predict(resolved: Resolved, workload: Workload, a: Assignment) -> tuple[Estimate, Bucket]:
     model = resolved.models[workload.model]
     spec = find_gpu(a.gpu)
     sizes = workload.size_mix()
@@ -48,10 +51,11 @@ def _serving(resolved: Resolved, workload, gpu: str):
                         confidence=resolved.scenario.confidence)
 
 
-def verify(resolved: Resolved, plan) -> list[str]:
-    """All constraint violations of ``plan`` (a ``Plan`` or its JSON dict) for ``resolved``; empty if it holds."""
-    from .plan import Plan
+def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
+    """All constraint violations of ``plan`` (a ``Plan`` or its JSON dict) for ``resolved``; empty if it holds.
 
+    Deliberately independent of the candidate table and the MILP: it re-predicts each assignment and keeps its
+    own copy of the memory, offload and SLO rules, so a bug in ``table.py`` cannot hide from it."""
     plan = plan if isinstance(plan, Plan) else Plan.model_validate(plan)
     sc = resolved.scenario
     workloads = {w.name: w for w in sc.workloads}
@@ -106,7 +110,8 @@ def verify(resolved: Resolved, plan) -> list[str]:
     return bad
 
 
-def _check_pools(plan, pool_load: dict[str, float], workloads, billing: str) -> list[str]:
+def _check_pools(plan: Plan, pool_load: dict[str, float], workloads: dict[str, Workload],
+                 billing: str) -> list[str]:
     bad = []
     deadline = {a.pool: workloads[a.workload].deadline_hours for a in plan.assignments}
     for p in plan.pools:
@@ -131,7 +136,7 @@ def _check_pools(plan, pool_load: dict[str, float], workloads, billing: str) -> 
     return bad
 
 
-def _check_limits(plan, resolved: Resolved) -> list[str]:
+def _check_limits(plan: Plan, resolved: Resolved) -> list[str]:
     sc = resolved.scenario
     bad = []
     for k, q in enumerate(sc.quotas):

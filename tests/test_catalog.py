@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, run_cli
 from solver.catalog import CATALOG_DIR, MODEL_DIR, find_gpu, gpu_specs, load_gpu_specs, load_instances, \
     load_model_card, model_index
-from solver.ctcf import load_calibration
+from solver.calibration import load_calibration
 from solver.measurements import load_measurements
 
 PROFILE_CSVS = ("gpus.csv", "engines.csv", "gpu_efficiency.csv")  # not instance catalogs

@@ -14,9 +14,10 @@ from conftest import FLEET_SCENARIOS, INFEASIBLE_SCENARIO, SCENARIOS, has_worklo
 ALL_SCENARIOS = [p for p in FLEET_SCENARIOS + sorted((SCENARIOS / "paper").glob("*.yaml")) if has_workloads(p)]
 PLANNABLE = [p for p in FLEET_SCENARIOS if has_workloads(p) and p != INFEASIBLE_SCENARIO]
 CANDIDATE_KEYS = {"instance_type", "region", "gpu", "gpu_count", "batch_size", "offload_ratio", "ttft_s", "tpot_s",
-                  "tokens_per_s", "gpu_mem_gib", "usd_per_hour", "total_usd", "meets_slo"}
+                  "tokens_per_s", "gpu_mem_gib", "unit_usd_per_hour", "total_usd", "meets_slo", "tensor_parallel",
+                  "reason"}
 ASSIGNMENT_KEYS = {"workload", "model", "instance_type", "region", "count", "batch_size", "offload_ratio", "ttft_s",
-                   "tpot_s", "tokens_per_s", "usd_per_hour"}
+                   "tpot_s", "tokens_per_s", "share_usd_per_hour", "tensor_parallel"}
 
 
 def ids(p: Path) -> str:
@@ -39,7 +40,7 @@ def test_recommend_json(path):
     assert payload["candidates"], "no candidate listed"
     for cand in payload["candidates"]:
         assert CANDIDATE_KEYS <= set(cand), CANDIDATE_KEYS - set(cand)
-        assert cand["usd_per_hour"] > 0 and 0 <= cand["offload_ratio"] <= 1 and cand["batch_size"] >= 1
+        assert cand["unit_usd_per_hour"] > 0 and 0 <= cand["offload_ratio"] <= 1 and cand["batch_size"] >= 1
     choice = payload["choice"]
     if choice is not None:
         meeting = [c for c in payload["candidates"] if c["meets_slo"]]
@@ -115,8 +116,8 @@ def _tampered(plans, tmp_path, change) -> tuple[Path, object]:
 def _drop_one_vm(data):
     pool = next(p for p in data["pools"] if p["count"] >= 2)
     pool["count"] -= 1
-    pool["usd_per_hour"] = pool["unit_usd_per_hour"] * pool["count"]
-    pool["usd"] = pool["usd_per_hour"] * data["horizon_hours"]
+    pool["pool_usd_per_hour"] = pool["unit_usd_per_hour"] * pool["count"]
+    pool["usd"] = pool["pool_usd_per_hour"] * data["horizon_hours"]
     for a in data["assignments"]:
         if a["pool"] == pool["pool"]:
             a["count"] = pool["count"]

@@ -296,7 +296,7 @@ def test_check_plan_catches_tampering():
     fewer = copy.deepcopy(plan)
     a10g = next(p for p in fewer["pools"] if p["gpu"] == "A10G")
     a10g["count"] -= 1
-    a10g["usd_per_hour"] -= 1.01
+    a10g["pool_usd_per_hour"] -= 1.01
     fewer["objective"] -= 1.01
     fewer["online_usd_per_hour"] -= 1.01
     assert any("A10G: carries 3" in v for v in check_plan(m, fewer))

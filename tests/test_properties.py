@@ -103,7 +103,7 @@ def best_rates(sc: Scenario):
     out: dict[str, dict[str, tuple[dict, float]]] = {w.name: {} for w in sc.workloads}
     for row in cands.table.itertuples():
         attrs = dict(instance_type=row.instance_type, region=row.region, cloud=row.cloud, gpu=row.gpu,
-                     pricing=row.pricing, gpu_count=int(row.gpu_count), price=float(row.usd_per_hour))
+                     pricing=row.pricing, gpu_count=int(row.gpu_count), price=float(row.unit_usd_per_hour))
         best = out[row.workload].get(row.offer)
         if best is None or row.requests_per_s_per_vm > best[1]:
             out[row.workload][row.offer] = (attrs, float(row.requests_per_s_per_vm))

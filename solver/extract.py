@@ -1,0 +1,126 @@
+"""Solve -> extract -> check: the one path from a built MILP to a checked ``Plan``.
+
+Used by ``plan.plan`` (scenarios) and ``melange.solve_melange`` (Mélange problems) alike; each passes its own
+independent checker and its own explanation of infeasibility.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .backends import SolveResult, Status, solve, write_lp
+from .candidates import Candidates
+from .errors import PlannerError, SolverFailure
+from .milp import Problem
+from .plan_types import Assignment, Plan, Pool, SolverStats
+from .scenario import Resolved
+
+Checker = Callable[[Plan], list[str]]
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """How to solve: back end, limits, and what to report or write."""
+
+    backend: str = "highs"
+    time_limit_s: float | None = None
+    mip_gap: float = 1e-6
+    threads: int | None = None
+    timings: bool = True
+    lp_path: Path | None = None
+
+
+def solve_plan(problem: Problem, resolved: Resolved, cands: Candidates, options: SolveOptions, *,
+               check: Checker | None, check_name: str,
+               on_infeasible: Callable[[SolveResult], PlannerError]) -> Plan:
+    """Solve ``problem``, turn the solution into a ``Plan`` and run ``check`` on it.
+
+    Raises:
+        PlannerError: from ``on_infeasible`` when the solver proves the model infeasible.
+        SolverFailure: no solution within the limits, a back-end failure, or a plan that fails ``check``.
+    """
+    if options.lp_path is not None:
+        write_lp(problem.model, options.lp_path)
+    result = solve(problem.model, options.backend, time_limit_s=options.time_limit_s, mip_gap=options.mip_gap,
+                   threads=options.threads)
+    if result.status is Status.INFEASIBLE:
+        raise on_infeasible(result)
+    if result.values is None:
+        raise SolverFailure(f"{result.backend} stopped ({result.status.value}) without a feasible plan; "
+                            "raise --time-limit")
+    plan = extract_plan(problem, result, resolved, cands, options.timings)
+    violations = check(plan) if check is not None else []
+    if violations:
+        raise SolverFailure(f"the solver's plan fails {check_name}: " + "; ".join(violations[:5]))
+    return plan
+
+
+def _used_pools(problem: Problem, values: np.ndarray, horizon_hours: float) -> pd.DataFrame:
+    """Pools with at least one VM, with their VM count, billed hours and costs."""
+    pools = problem.pools.assign(count=np.round(values[problem.n]).astype(int),
+                                 vm_hours=np.where(problem.t >= 0, values[np.maximum(problem.t, 0)], np.nan))
+    pools = pools[pools["count"] > 0]
+    price = pools["unit_usd_per_hour"]
+    online = pools["mode"] == "online"
+    return pools.assign(pool_usd_per_hour=price * pools["count"],
+                        usd=np.where(online, price * pools["count"] * horizon_hours, price * pools["vm_hours"]))
+
+
+def _assignments(problem: Problem, values: np.ndarray, pools: pd.DataFrame) -> list[Assignment]:
+    """Rows carrying load, each with its share of its pool's cost apportioned by load."""
+    rows = problem.rows.assign(x=values[problem.x])
+    used = rows[rows["x"] > 1e-7].merge(pools[["pool", "count", "pool_usd_per_hour"]], on="pool")
+    pool_load = used["demand_load"] * used["x"]
+    total_load = pool_load.groupby(used["pool"]).transform("sum")
+    return [Assignment(
+        workload=r.workload, demand=r.demand, model=r.model, pool=r.pool, cloud=r.cloud,
+        instance_type=r.instance_type, region=r.region, pricing=r.pricing, gpu=r.gpu, gpu_count=int(r.gpu_count),
+        tensor_parallel=int(r.tensor_parallel), count=int(r.count), share=round(float(r.x), 9),
+        batch_size=int(r.batch_size), offload_ratio=round(float(r.offload_ratio), 6), ttft_s=float(r.ttft_s),
+        tpot_s=float(r.tpot_s), e2e_s=float(r.e2e_s), tokens_per_s=float(r.tokens_per_s),
+        requests_per_s_per_vm=float(r.requests_per_s_per_vm),
+        share_usd_per_hour=float(r.pool_usd_per_hour * (load / total if total > 0 else 0.0)))
+        for r, load, total in zip(used.itertuples(), pool_load, total_load)]
+
+
+def _pool_models(pools: pd.DataFrame) -> list[Pool]:
+    return [Pool(pool=p.pool, mode=p.mode, cloud=p.cloud, instance_type=p.instance_type, region=p.region,
+                 pricing=p.pricing, gpu=p.gpu, gpu_count=int(p.gpu_count), tensor_parallel=int(p.tensor_parallel),
+                 batch_size=int(p.batch_size), offload_ratio=round(float(p.offload_ratio), 6), count=int(p.count),
+                 vm_hours=None if math.isnan(p.vm_hours) else round(float(p.vm_hours), 9),
+                 unit_usd_per_hour=float(p.unit_usd_per_hour), pool_usd_per_hour=float(p.pool_usd_per_hour),
+                 usd=float(p.usd)) for p in pools.itertuples()]
+
+
+def extract_plan(problem: Problem, result: SolveResult, resolved: Resolved, cands: Candidates,
+                 timings: bool = True) -> Plan:
+    """The ``Plan`` a solution stands for (integers read with ``round``).
+
+    Raises:
+        SolverFailure: ``result`` carries no solution.
+    """
+    if result.values is None:
+        raise SolverFailure(f"{result.backend} returned no solution ({result.status.value})")
+    sc = resolved.scenario
+    pools = _used_pools(problem, result.values, sc.horizon_hours)
+    pool_models = _pool_models(pools)
+    online = pools["mode"] == "online"
+    m = problem.model
+    return Plan(
+        scenario=sc.name, status=result.status.value, objective=round(float(sum(p.usd for p in pool_models)), 6),
+        bound=None if result.bound is None else round(result.bound, 6),
+        gap=None if result.gap is None else round(result.gap, 9), horizon_hours=sc.horizon_hours,
+        online_usd_per_hour=round(float(pools.loc[online, "pool_usd_per_hour"].sum()), 6),
+        offline_usd=round(float(pools.loc[~online, "usd"].sum()), 6),
+        assignments=sorted(_assignments(problem, result.values, pools), key=lambda a: (a.workload, a.demand, a.pool)),
+        pools=sorted(pool_models, key=lambda p: p.pool),
+        solver=SolverStats(backend=result.backend, variables=len(m.names), integer_variables=m.n_integer,
+                           constraints=len(m.rows), wall_s=round(result.wall_s, 3) if timings else None,
+                           note=result.note),
+        pruning=cands.stats, calibration=resolved.calibration.source,
+    )
