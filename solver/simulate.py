@@ -94,6 +94,7 @@ class ReplicaResult:
     e2e_s: np.ndarray
     queue_s: np.ndarray  # arrival to first admission
     utilisation: float  # busy time / (last completion - first arrival)
+    occupancy: float  # time-averaged running sequences / max_seqs
     mean_queue: float  # time-averaged waiting requests (Little: sum of waits / span)
     max_queue: int
     iterations: int
@@ -142,7 +143,7 @@ def _continuous(shape, theta, engine, max_seqs, arr_np, lin_np, lout_np, cap) ->
     it = iters = 0
     D, C, pf_used = 0, 0.0, 0  # decodes, their context sum, prompt tokens resident
     adm = arrived = done = 0
-    busy = 0.0
+    busy = slots = 0.0
     max_queue = preempt = 0
     kvc = cost.per_ctx
     last_done = now
@@ -176,6 +177,7 @@ def _continuous(shape, theta, engine, max_seqs, arr_np, lin_np, lout_np, cap) ->
                 dt = k * (cost.decode_base(D) + kvc * C) + kvc * D * k * (k - 1) / 2.0
                 now += dt
                 busy += dt
+                slots += running * dt
                 C += D * k
                 it += k
                 iters += k
@@ -258,6 +260,7 @@ def _continuous(shape, theta, engine, max_seqs, arr_np, lin_np, lout_np, cap) ->
         dt = cost.time(D, C, P, A)
         now += dt
         busy += dt
+        slots += running * dt
         C += D
         iters += 1
         for rid, c in chunks:
@@ -295,16 +298,16 @@ def _continuous(shape, theta, engine, max_seqs, arr_np, lin_np, lout_np, cap) ->
                 done += 1
                 last_done = now
         it += 1
-    return _result(arr_np, ttft, e2e, queue, lout_np, busy, max_queue, iters, preempt, last_done)
+    return _result(arr_np, ttft, e2e, queue, lout_np, busy, max_queue, iters, preempt, last_done, slots / max_seqs)
 
 
-def _result(arr, ttft, e2e, queue, lout, busy, max_queue, iters, preempt, last_done) -> ReplicaResult:
+def _result(arr, ttft, e2e, queue, lout, busy, max_queue, iters, preempt, last_done, slot_s) -> ReplicaResult:
     ttft, e2e, queue = np.array(ttft, float), np.array(e2e, float), np.array(queue, float)
     steps = np.asarray(lout, float) - 1.0
     tpot = np.where(steps > 0, (e2e - ttft) / np.maximum(steps, 1.0), 0.0)
     span = float(last_done - arr[0]) if arr.size else 0.0
     return ReplicaResult(ttft_s=ttft, tpot_s=tpot, e2e_s=e2e, queue_s=queue,
-                         utilisation=busy / span if span > 0 else 0.0,
+                         utilisation=busy / span if span > 0 else 0.0, occupancy=slot_s / span if span > 0 else 0.0,
                          mean_queue=float(np.nansum(queue)) / span if span > 0 else 0.0,
                          max_queue=int(max_queue), iterations=int(iters), preemptions=int(preempt), span_s=span)
 
@@ -322,7 +325,7 @@ def _static(shape, theta, engine, max_seqs, arr, lin, lout) -> ReplicaResult:
 
     now = float(arr[0]) if n else 0.0
     ptr = iters = max_queue = 0
-    busy = 0.0
+    busy = slots = 0.0
     while ptr < n:
         now = max(now, float(arr[ptr]))
         arrived = int(np.searchsorted(arr, now, side="right"))
@@ -342,9 +345,11 @@ def _static(shape, theta, engine, max_seqs, arr, lin, lout) -> ReplicaResult:
         ttft[idx] = now + prefill - arr[idx]
         e2e[idx] = now + prefill + dec[lo - 1] - arr[idx]
         busy += prefill + dec[-1]
+        slots += (prefill + dec[-1]) * b / max_seqs
         now += prefill + dec[-1]
         iters += chunks + steps.size
-    return _result(arr, ttft, e2e, queue, lout, busy, max_queue, iters, 0, float(np.nanmax(arr + e2e)) if n else 0.0)
+    return _result(arr, ttft, e2e, queue, lout, busy, max_queue, iters, 0, float(np.nanmax(arr + e2e)) if n else 0.0,
+                   slots)
 
 
 @dataclass(frozen=True)
@@ -357,6 +362,7 @@ class PoolResult:
     queue_s: np.ndarray
     replica: np.ndarray  # which replica served each request
     utilisation: list[float]
+    occupancy: list[float]
     mean_queue: list[float]
     max_queue: list[int]
     preemptions: int
@@ -373,20 +379,20 @@ def route_and_simulate(shape: Shape, theta: np.ndarray, engine: EngineProfile, m
     lout = np.broadcast_to(np.asarray(output_tokens, int), arr.shape)
     out = {k: np.full(arr.size, np.nan) for k in ("ttft_s", "tpot_s", "e2e_s", "queue_s")}
     which = np.zeros(arr.size, int)
-    util, mq, xq, pre, its = [], [], [], 0, 0
+    util, occ, mq, xq, pre, its = [], [], [], [], 0, 0
     for r in range(max(int(replicas), 1)):
         idx = order[r::max(int(replicas), 1)]
         which[idx] = r
         if idx.size == 0:
-            util.append(0.0), mq.append(0.0), xq.append(0)
+            util.append(0.0), occ.append(0.0), mq.append(0.0), xq.append(0)
             continue
         res = simulate_replica(shape, theta, engine, max_seqs, arr[idx], lin[idx], lout[idx], kv_capacity_tokens)
         for k in out:
             out[k][idx] = getattr(res, k)
-        util.append(res.utilisation), mq.append(res.mean_queue), xq.append(res.max_queue)
+        util.append(res.utilisation), occ.append(res.occupancy), mq.append(res.mean_queue), xq.append(res.max_queue)
         pre += res.preemptions
         its += res.iterations
-    return PoolResult(replica=which, utilisation=util, mean_queue=mq, max_queue=xq, preemptions=pre,
+    return PoolResult(replica=which, utilisation=util, occupancy=occ, mean_queue=mq, max_queue=xq, preemptions=pre,
                       iterations=its, **out)
 
 

@@ -157,3 +157,57 @@ def test_more_replicas_never_raise_percentiles(frac, count, seed):
         x, y = getattr(base, key)[n // 10:], getattr(more, key)[n // 10:]
         for q in (50, 90, 99):
             assert np.percentile(y, q) <= np.percentile(x, q) * (1 + 1e-9), (key, q)
+
+
+SCENARIO = """
+name: sim-test
+clouds: [aws]
+workloads:
+  - name: chat
+    model: llama-3.1-8b
+    request_rate_per_s: 6
+    buckets:
+      - {input_tokens: 512, output_tokens: 128, fraction: 0.7}
+      - {input_tokens: 2048, output_tokens: 256, fraction: 0.3}
+    slo: {max_ttft_s: %s, max_tpot_s: 0.05}
+  - name: batch
+    model: llama-3.1-8b
+    mode: offline
+    input_tokens: 1024
+    output_tokens: 128
+    num_requests: 5000
+    deadline_hours: %s
+"""
+
+
+def _plan(tmp_path, ttft_bound: float, deadline_h: float):
+    import json
+    scen = tmp_path / "s.yaml"
+    scen.write_text(SCENARIO % (ttft_bound, deadline_h), encoding="utf-8")
+    pool = "llama-3.1-8b|aws:us-east-1:p5.4xlarge:on_demand|tp1|b64|r0.00"
+    common = dict(pool=pool, instance_type="p5.4xlarge", gpu="H100", gpu_count=1, tp=1, count=2, batch_size=64,
+                  offload_ratio=0.0)
+    plan = {"assignments": [dict(workload="chat", demand="chat#0", share=1.0, **common),
+                            dict(workload="chat", demand="chat#1", share=1.0, **common),
+                            dict(workload="batch", demand="batch", share=1.0, **{**common, "pool": "off",
+                                                                                   "count": 1})],
+            "pools": [{"pool": pool, "count": 2}, {"pool": "off", "count": 1}]}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan), encoding="utf-8")
+    return scen, path
+
+
+def test_simulate_command_holds_and_fails(tmp_path):
+    import json
+    from solver.simulate_report import run_simulate_command
+    scen, plan = _plan(tmp_path, 2.0, 8.0)
+    text, rc = run_simulate_command(scen, plan, requests=3000, seed=1, fmt="json")
+    data = json.loads(text)
+    assert rc == 0 and data["holds"] and data["workloads"][0]["requests"] == 2700
+    assert data["pools"][0]["replicas"] == 2 and data["workloads"][1]["makespan_h"] < 8.0
+    text2, _ = run_simulate_command(scen, plan, requests=3000, seed=1, fmt="json")
+    assert text2 == text  # deterministic by seed
+    scen, plan = _plan(tmp_path, 0.001, 0.001)
+    text, rc = run_simulate_command(scen, plan, requests=3000, seed=1)
+    assert rc == 1 and "SLO VIOLATED" in text
+    assert text.splitlines()[-1].startswith("chat: simulated TTFT mean =")
