@@ -23,11 +23,54 @@ from .roofline import Hardware, weight_bytes
 from .scenario import Resolved, load_scenario
 from .schema import Workload
 from .serving import Shape
-from .simulate import arrival_times, route_and_simulate
+from .simulate import route_and_simulate
 
 WARMUP = 0.10
 METRICS = ("ttft", "tpot", "e2e")
 BOUND = {"ttft": "max_ttft_s", "tpot": "max_tpot_s", "e2e": "max_e2e_s"}
+
+
+# ---- request streams -----------------------------------------------------------------------------------------
+
+
+def arrival_times(rate_per_s: float, n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """``n`` arrival times: ``poisson``, ``gamma:CV`` (inter-arrival coefficient of variation) or ``trace:FILE``
+    (a CSV/text of timestamps in seconds, first column; replayed, rescaled to ``rate_per_s`` when given)."""
+    if kind == "poisson":
+        return np.cumsum(rng.exponential(1.0 / rate_per_s, n))
+    if kind.startswith("gamma:"):
+        cv = float(kind.split(":", 1)[1])
+        if cv <= 0:
+            raise ValueError("gamma CV must be positive")
+        shape = 1.0 / cv**2
+        return np.cumsum(rng.gamma(shape, 1.0 / (rate_per_s * shape), n))
+    if kind.startswith("trace:"):
+        ts = np.sort(np.array(_trace(kind.split(":", 1)[1])))
+        ts = ts - ts[0] if ts.size else ts
+        if ts.size < 2:
+            raise ValueError("a trace needs at least two timestamps")
+        reps = math.ceil(n / ts.size)
+        period = ts[-1] + (ts[-1] / (ts.size - 1))
+        full = (ts[None, :] + period * np.arange(reps)[:, None]).reshape(-1)[:n]
+        if rate_per_s:
+            full = full * (ts.size / period) / rate_per_s
+        return full
+    raise ValueError(f"unknown arrivals {kind!r}: use poisson, gamma:CV or trace:FILE")
+
+
+def _trace(path: str) -> list[float]:
+    """First column of a CSV/text file as seconds; a header and non-numeric lines are skipped."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            field = line.split(",", 1)[0].strip()
+            try:
+                value = float(field)
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                out.append(value)
+    return out
 
 
 @dataclass

@@ -13,7 +13,8 @@ from solver.catalog import find_gpu, find_model
 from solver.engines import find_engine
 from solver.roofline import Hardware, iteration_work, time_s
 from solver.serving import Shape, online_state
-from solver.simulate import IterationCost, arrival_times, simulate_replica
+from solver.simulate import IterationCost, simulate_replica
+from solver.simulate_report import arrival_times
 
 VLLM = find_engine("vllm")
 
