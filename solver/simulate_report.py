@@ -309,7 +309,8 @@ def render_table(report: SimulationReport) -> str:
                          f"{bound}{s.get('percentile', ''):>6} {meets}")
     for p in report.pools:
         lines.append(f"pool {p['pool']}: {p['replicas']} replicas, {p['requests']:,} requests, utilisation "
-                     f"{p['utilisation']:.0%}, slots held {p['slot_occupancy']:.0%}, queue mean {p['mean_queue']:.2f} max {p['max_queue']}, "
+                     f"{p['utilisation']:.0%}, slots held {p['slot_occupancy']:.0%}, queue mean {p['mean_queue']:.2f} "
+                     f"max {p['max_queue']}, "
                      f"preemptions {p['preemptions']}")
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)

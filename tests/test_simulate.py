@@ -34,7 +34,8 @@ def roofline_time(shape: Shape, theta: np.ndarray, d, c, p, a) -> float:
     return float(time_s(w, theta)[0])
 
 
-@pytest.mark.parametrize("model,gpu,tp,offload", [("llama-3.1-8b", "H100", 1, 0.0), ("llama-3.1-70b", "A100-80GB", 4, 0.0),
+@pytest.mark.parametrize("model,gpu,tp,offload", [("llama-3.1-8b", "H100", 1, 0.0),
+                                                 ("llama-3.1-70b", "A100-80GB", 4, 0.0),
                                                  ("mixtral-8x7b", "H100", 2, 0.3), ("llama-3.1-8b", "L4", 1, 0.5)])
 def test_iteration_cost_equals_roofline(model, gpu, tp, offload):
     shape, theta = make_shape(model, gpu, tp, offload=offload)
