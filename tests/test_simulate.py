@@ -1,0 +1,215 @@
+"""Request-level simulator: exact roofline pricing, closed-form queueing limits, determinism, monotonicity."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from solver.calibration import PRIORS
+from solver.catalog import find_gpu, find_model
+from solver.engines import find_engine
+from solver.roofline import Hardware, iteration_work, time_s
+from solver.serving import Shape, online_state
+from solver.simulate import IterationCost, simulate_replica
+from solver.simulate_report import arrival_times
+
+VLLM = find_engine("vllm")
+
+
+def make_shape(model: str = "llama-3.1-8b", gpu: str = "H100", tp: int = 1, lin: int = 1024, lout: int = 256,
+               offload: float = 0.0, dtype: str = "fp16") -> tuple[Shape, np.ndarray]:
+    hw = Hardware.from_specs([find_gpu(gpu)], dtype)
+    shape = Shape(find_model(model), hw, dtype, dtype, np.array([tp]), np.array([lin]), np.array([lout]),
+                  np.array([offload]))
+    return shape, PRIORS.theta_rows(VLLM, [gpu], dtype)[0]
+
+
+def roofline_time(shape: Shape, theta: np.ndarray, d, c, p, a) -> float:
+    w = iteration_work(shape.model, shape.hw, dtype=shape.dtype, kv_dtype=shape.kv_dtype, tp=shape.tp,
+                       decode_seqs=d, decode_context_tokens=c, prefill_tokens=p, prefill_attention_pairs=a,
+                       offload_ratio=shape.offload_ratio)
+    return float(time_s(w, theta)[0])
+
+
+@pytest.mark.parametrize("model,gpu,tp,offload", [("llama-3.1-8b", "H100", 1, 0.0),
+                                                 ("llama-3.1-70b", "A100-80GB", 4, 0.0),
+                                                 ("mixtral-8x7b", "H100", 2, 0.3), ("llama-3.1-8b", "L4", 1, 0.5)])
+def test_iteration_cost_equals_roofline(model, gpu, tp, offload):
+    shape, theta = make_shape(model, gpu, tp, offload=offload)
+    cost = IterationCost(shape, theta, 8192)
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        d = int(rng.integers(0, 300))
+        p = int(rng.integers(0, 8192 - min(d, 8192)))
+        if d + p == 0:
+            continue
+        c = float(d * rng.integers(1, 5000))
+        a = float(p * rng.integers(0, 4000))
+        assert cost.time(d, c, p, a) == pytest.approx(roofline_time(shape, theta, d, c, p, a), rel=1e-9)
+
+
+@pytest.mark.parametrize("lin", [700, 3000, 20000])
+def test_idle_ttft_is_own_chunked_prefill(lin):
+    shape, theta = make_shape(lin=lin, lout=32)
+    r = simulate_replica(shape, theta, VLLM, 64, np.array([0.0]), np.array([lin]), np.array([32]))
+    chunk = VLLM.prefill_chunk_tokens
+    expected, s = 0.0, 0
+    while s < lin:
+        c = min(chunk, lin - s)
+        expected += roofline_time(shape, theta, 0, 0, c, c * s + c * c / 2.0)
+        s += c
+    assert r.ttft_s[0] == pytest.approx(expected, rel=1e-9)
+    # decode alone: one sequence, contexts lin+1 .. lin+31
+    dec = sum(roofline_time(shape, theta, 1, lin + g, 0, 0) for g in range(1, 32))
+    assert r.e2e_s[0] == pytest.approx(expected + dec, rel=1e-9)
+    if lin <= chunk:  # one chunk: the analytic model's idle TTFT is exactly the same prefill
+        idle = online_state(shape, theta[None], VLLM, np.array([64.0]), np.array([1e-9]), {})
+        assert r.ttft_s[0] == pytest.approx(float(idle.ttft_s[0]), rel=1e-6)
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.8])
+def test_single_slot_is_md1(rho):
+    shape, theta = make_shape(lin=512, lout=1)
+    service = roofline_time(shape, theta, 0, 0, 512, 512 * 512 / 2.0)
+    n = 200_000
+    arr = arrival_times(rho / service, n, "poisson", np.random.default_rng(7))
+    r = simulate_replica(shape, theta, VLLM, 1, arr, np.full(n, 512), np.full(n, 1))
+    assert np.allclose(r.e2e_s - r.queue_s, service)  # deterministic service
+    md1 = rho * service / (2.0 * (1.0 - rho))
+    assert np.mean(r.queue_s[n // 10:]) == pytest.approx(md1, rel=0.04)
+    assert r.utilisation == pytest.approx(rho, rel=0.02)
+
+
+def test_saturation_throughput_is_decode_bound():
+    lin, lout, seqs = 32, 128, 16
+    shape, theta = make_shape(lin=lin, lout=lout)
+    n = 4000
+    arr = np.linspace(0.0, 1.0, n)  # thousands of requests per second: far above capacity
+    r = simulate_replica(shape, theta, VLLM, seqs, arr, np.full(n, lin), np.full(n, lout))
+    done = np.sort(arr + r.e2e_s)
+    lo, hi = n // 4, 3 * n // 4
+    thr = (hi - lo) / (done[hi] - done[lo])
+    t_iter = roofline_time(shape, theta, seqs, seqs * (lin + lout / 2.0), 0, 0)
+    assert thr == pytest.approx(seqs / (lout * t_iter), rel=0.03)
+    assert r.max_queue > n / 2
+
+
+def test_deterministic_by_seed():
+    shape, theta = make_shape()
+    def run(seed):
+        rng = np.random.default_rng(seed)
+        arr = arrival_times(8.0, 3000, "gamma:2", rng)
+        lin = rng.integers(100, 3000, arr.size)
+        return simulate_replica(shape, theta, VLLM, 64, arr, lin, np.full(arr.size, 200))
+    a, b, c = run(3), run(3), run(4)
+    assert np.array_equal(a.e2e_s, b.e2e_s) and np.array_equal(a.ttft_s, b.ttft_s)
+    assert not np.array_equal(a.e2e_s, c.e2e_s)
+
+
+def test_kv_capacity_preempts_and_recomputes():
+    shape, theta = make_shape(lin=2000, lout=400)
+    n = 400
+    arr = arrival_times(15.0, n, "poisson", np.random.default_rng(2))
+    free = simulate_replica(shape, theta, VLLM, 64, arr, np.full(n, 2000), np.full(n, 400))
+    tight = simulate_replica(shape, theta, VLLM, 64, arr, np.full(n, 2000), np.full(n, 400),
+                             kv_capacity_tokens=30_000)
+    assert free.preemptions == 0 and tight.preemptions > 0
+    assert np.all(np.isfinite(tight.e2e_s)) and np.mean(tight.e2e_s) > np.mean(free.e2e_s)
+    off, _ = make_shape(lin=2000, lout=400, offload=0.5)
+    r = simulate_replica(off, theta, VLLM, 64, arr, np.full(n, 2000), np.full(n, 400), kv_capacity_tokens=30_000)
+    assert r.preemptions == 0
+
+
+def test_static_batches_match_static_latency():
+    from solver.serving import static_latency
+    flex = find_engine("flexgen")
+    shape, theta = make_shape(lin=512, lout=64)
+    theta = PRIORS.theta_rows(flex, ["H100"], "fp16")[0]
+    r = simulate_replica(shape, theta, flex, 8, np.zeros(8), np.full(8, 512), np.full(8, 64))
+    ttft, tpot = static_latency(shape, theta[None], np.array([8.0]), flex.prefill_chunk_tokens)
+    assert np.allclose(r.ttft_s, ttft[0], rtol=1e-9)
+    assert np.allclose(r.tpot_s, tpot[0], rtol=1e-6)
+
+
+def test_trace_arrivals(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("ts\n0\n0.5\n1.0\n2.0\n", encoding="utf-8")
+    a = arrival_times(0.0, 6, f"trace:{path}", np.random.default_rng(0))
+    assert a.tolist() == pytest.approx([0, 0.5, 1.0, 2.0, 8 / 3, 8 / 3 + 0.5])
+    with pytest.raises(ValueError):
+        arrival_times(1.0, 5, "uniform", np.random.default_rng(0))
+
+
+@settings(max_examples=6, deadline=None)
+@given(frac=st.floats(0.2, 0.9), count=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_more_replicas_never_raise_percentiles(frac, count, seed):
+    from solver.simulate import route_and_simulate
+    shape, theta = make_shape(lin=800, lout=128)
+    rate = frac * count * 10.0
+    n = 3000
+    rng = np.random.default_rng(seed)
+    arr = arrival_times(rate, n, "poisson", rng)
+    lin, lout = np.full(n, 800), np.full(n, 128)
+    base = route_and_simulate(shape, theta, VLLM, 64, count, arr, lin, lout, None)
+    more = route_and_simulate(shape, theta, VLLM, 64, count + 1, arr, lin, lout, None)
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        x, y = getattr(base, key)[n // 10:], getattr(more, key)[n // 10:]
+        for q in (50, 90, 99):
+            assert np.percentile(y, q) <= np.percentile(x, q) * (1 + 1e-9), (key, q)
+
+
+SCENARIO = """
+name: sim-test
+clouds: [aws]
+workloads:
+  - name: chat
+    model: llama-3.1-8b
+    request_rate_per_s: 6
+    buckets:
+      - {input_tokens: 512, output_tokens: 128, fraction: 0.7}
+      - {input_tokens: 2048, output_tokens: 256, fraction: 0.3}
+    slo: {max_ttft_s: %s, max_tpot_s: 0.05}
+  - name: batch
+    model: llama-3.1-8b
+    mode: offline
+    input_tokens: 1024
+    output_tokens: 128
+    num_requests: 5000
+    deadline_hours: %s
+"""
+
+
+def _plan(tmp_path, ttft_bound: float, deadline_h: float):
+    import json
+    scen = tmp_path / "s.yaml"
+    scen.write_text(SCENARIO % (ttft_bound, deadline_h), encoding="utf-8")
+    pool = "llama-3.1-8b|aws:us-east-1:p5.4xlarge:on_demand|tp1|b64|r0.00"
+    common = dict(pool=pool, instance_type="p5.4xlarge", gpu="H100", gpu_count=1, tp=1, count=2, batch_size=64,
+                  offload_ratio=0.0)
+    plan = {"assignments": [dict(workload="chat", demand="chat#0", share=1.0, **common),
+                            dict(workload="chat", demand="chat#1", share=1.0, **common),
+                            dict(workload="batch", demand="batch", share=1.0, **{**common, "pool": "off",
+                                                                                   "count": 1})],
+            "pools": [{"pool": pool, "count": 2}, {"pool": "off", "count": 1}]}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan), encoding="utf-8")
+    return scen, path
+
+
+def test_simulate_command_holds_and_fails(tmp_path):
+    import json
+    from solver.simulate_report import run_simulate_command
+    scen, plan = _plan(tmp_path, 2.0, 8.0)
+    text, rc = run_simulate_command(scen, plan, requests=3000, seed=1, fmt="json")
+    data = json.loads(text)
+    assert rc == 0 and data["holds"] and data["workloads"][0]["requests"] == 2700
+    assert data["pools"][0]["replicas"] == 2 and data["workloads"][1]["makespan_h"] < 8.0
+    text2, _ = run_simulate_command(scen, plan, requests=3000, seed=1, fmt="json")
+    assert text2 == text  # deterministic by seed
+    scen, plan = _plan(tmp_path, 0.001, 0.001)
+    text, rc = run_simulate_command(scen, plan, requests=3000, seed=1)
+    assert rc == 1 and "SLO VIOLATED" in text
+    assert text.splitlines()[-1].startswith("chat: simulated TTFT mean =")
