@@ -1,6 +1,6 @@
 """Request-level simulator: speed, and the analytic continuous-batching model against it.
 
-    python benchmarks/simulate.py [--requests 100000] [--compare-requests 40000] [--seed 0]
+    python benchmarks/simulate.py [--requests 100000] [--compare-requests 15000] [--seed 0]
 
 1. Speed: requests simulated per second at ``--requests`` requests (llama-3.1-8b on H100, vLLM, 128 slots,
    1024 -> 256 tokens, Poisson at 10 %, 50 % and 90 % of the analytic capacity).
@@ -95,7 +95,7 @@ def compare(n: int, seed: int) -> list[tuple]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=100_000)
-    ap.add_argument("--compare-requests", type=int, default=40_000)
+    ap.add_argument("--compare-requests", type=int, default=15000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     speed(args.requests, args.seed)

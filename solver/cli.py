@@ -130,7 +130,10 @@ def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario 
 
 @app.command()
 @guarded
-def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argument(..., metavar="PLAN.json")) -> None:
+def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argument(..., metavar="PLAN.json"),
+           simulate: bool = typer.Option(False, "--simulate", help="then replay the plan request by request"),
+           requests: int = typer.Option(20000, "--requests", min=100, max=2_000_000),
+           seed: int = typer.Option(0, "--seed")) -> None:
     """Re-check a JSON plan against its scenario, independently of the MILP; exit 1 listing violations."""
     resolved = load_scenario(scenario)
     try:
@@ -144,6 +147,33 @@ def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argumen
             typer.echo(f"violated: {v}")
         raise typer.Exit(1)
     typer.echo(f"plan holds: {len(plan_obj.assignments)} assignments, {plan_obj.objective:.2f} USD")
+    if simulate:
+        from .simulate_report import run_simulate_command
+
+        text, code = run_simulate_command(scenario, plan_file, requests=requests, seed=seed)
+        typer.echo(text)
+        raise typer.Exit(code)
+
+
+@app.command()
+@guarded
+def simulate(scenario: Path = typer.Argument(..., metavar="SCENARIO.yaml"),
+             plan_file: Path = typer.Argument(..., metavar="PLAN.json"),
+             requests: int = typer.Option(20000, "--requests", min=100, max=2_000_000,
+                                          help="requests per online workload"),
+             seed: int = typer.Option(0, "--seed"),
+             arrivals: str = typer.Option("poisson", "--arrivals", help="poisson | gamma:CV | trace:FILE"),
+             format: Format = typer.Option(Format.table, "--format", "-f"),
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the report here")) -> None:
+    """Replay a plan request by request through each replica's scheduler; exit 1 when an SLO percentile misses."""
+    from .simulate_report import run_simulate_command
+
+    if not (arrivals == "poisson" or arrivals.startswith(("gamma:", "trace:"))):
+        raise InputError(f"unknown arrival process {arrivals!r} (poisson, gamma:CV or trace:FILE)", field="--arrivals")
+    text, code = run_simulate_command(scenario, plan_file, requests=requests, seed=seed, arrivals=arrivals,
+                                      fmt="json" if format is Format.json else "table", out=out)
+    typer.echo(text)
+    raise typer.Exit(code)
 
 
 @app.command()

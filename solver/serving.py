@@ -98,30 +98,65 @@ class OnlineState:
     e2e_s: np.ndarray
 
 
-def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray) -> np.ndarray:
-    """Smallest t with t = iteration(rate*t*L_out decodes, rate*t*L_in prompt tokens); inf if none."""
+def _mixed_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, chunk: np.ndarray, t: np.ndarray | float,
+                 decodes: np.ndarray | None = None) -> tuple[tuple[np.ndarray, ...], ...]:
+    """Branch parts (compute, memory, rest) of an iteration with one prompt chunk and of one without, at mean
+    iteration time ``t``, and the share of iterations that carry a chunk (prompt tokens arrive at rate*L_in)."""
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
-    pairs_per_token = l_in / 2.0
+    n = rate * t * l_out if decodes is None else decodes
+    ones = np.ones_like(rate)
 
-    def parts(t: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n, p = rate * t * l_out, rate * t * l_in
-        w = shape.work(n, p, p * pairs_per_token, runs=np.ones_like(rate))
+    def parts(prompt: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        w = shape.work(n, prompt, np.asarray(prompt) * l_in / 2.0, runs=ones)
         rest = theta[..., 2] * w.kv_s + theta[..., 3] * w.comm_s + w.host_s + theta[..., 4] * w.steps \
             + theta[..., 5] * w.layer_steps
         return theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s, rest
 
-    # affine per branch: value at 0 and slope from a second point (exact for dense models)
-    t1 = 1.0
-    c0, m0, r0 = parts(0.0)
-    c1, m1, r1 = parts(t1)
+    share = rate * t * l_in / chunk
+    return parts(chunk * ones), parts(0.0), (share,)
+
+
+def mean_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, chunk: np.ndarray, t: np.ndarray,
+                     decodes: np.ndarray | None = None) -> np.ndarray:
+    """Mean iteration time when a share of iterations carries a prompt chunk and the rest only decodes (the
+    roofline is convex, so averaging the prompt tokens over iterations would underestimate it)."""
+    (c1, m1, r1), (c0, m0, r0), (share,) = _mixed_parts(shape, theta, rate, chunk, t, decodes)
+    share = np.clip(share, 0.0, 1.0)
+    return share * (np.maximum(c1, m1) + r1) + (1.0 - share) * (np.maximum(c0, m0) + r0)
+
+
+def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+    """Smallest t with t = mean iteration time at rate*t*L_out decodes and chunk share rate*t*L_in/chunk.
+
+    Each part is affine in t (dense models), so for each of the four roofline branch pairs the fixed point
+    solves gamma t^2 + (beta - 1) t + alpha = 0; the mean iteration is the max over branch pairs (the chunk share
+    lies in [0, 1]), so the fixed point is the max of the pairs' smallest roots; inf where none exists.
+    """
+    lo, hi = _mixed_parts(shape, theta, rate, chunk, 0.0), _mixed_parts(shape, theta, rate, chunk, 1.0)
+    k = hi[2][0]  # chunk share per second of mean iteration time
     best = np.zeros_like(rate, dtype=float)
-    for a0, a1 in ((c0, c1), (m0, m1)):
-        slope = (a1 + r1 - a0 - r0) / t1
-        fixed = np.where(slope < 1.0, (a0 + r0) / np.maximum(1.0 - slope, 1e-12), np.inf)
-        best = np.maximum(best, fixed)
-    for _ in range(3):  # polish where the weight bytes are not affine in tokens (MoE expert touching)
-        c, m, r = parts(np.where(np.isfinite(best), best, 0.0))
-        best = np.where(np.isfinite(best), np.maximum(c, m) + r, best)
+    for i in (0, 1):  # branch of the iteration with a chunk
+        for j in (0, 1):  # branch of the decode-only iteration
+            a1, b1 = lo[0][i] + lo[0][2], hi[0][i] + hi[0][2] - lo[0][i] - lo[0][2]
+            a0, b0 = lo[1][j] + lo[1][2], hi[1][j] + hi[1][2] - lo[1][j] - lo[1][2]
+            alpha, beta, gamma = a0, b0 + k * (a1 - a0), k * (b1 - b0)
+            disc = (1.0 - beta) ** 2 - 4.0 * alpha * gamma
+            denom = (1.0 - beta) + np.sqrt(np.maximum(disc, 0.0))
+            root = np.where((disc >= 0) & (denom > 0), 2.0 * alpha / np.maximum(denom, 1e-300), np.inf)
+            best = np.maximum(best, root)
+    # where every iteration carries prompt work (share > 1) the prompt tokens spread over all iterations
+    dense = np.isfinite(best) & (k * best > 1.0)
+    if dense.any():
+        l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
+        t = np.where(dense, best, 0.0)
+        for _ in range(40):
+            n, p = rate * t * l_out, rate * t * l_in
+            w = shape.work(n, p, p * l_in / 2.0, runs=np.ones_like(rate))
+            t = np.where(dense, time_s(w, theta), t)
+        best = np.where(dense, np.where(t < 1e3, t, np.inf), best)
+    for _ in range(2):  # polish where the weight bytes are not affine in tokens (MoE expert touching)
+        ok = np.isfinite(best) & ~dense
+        best = np.where(ok, mean_iteration_s(shape, theta, rate, chunk, np.where(ok, best, 0.0)), best)
     return best
 
 
@@ -154,11 +189,11 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
     budget = float(engine.token_budget)
     chunk = float(engine.chunk_tokens)
-    t = _iteration_fixed_point(shape, theta, rate)
+    prompt_chunk = np.minimum(l_in, budget) * np.ones_like(rate)
+    t = _iteration_fixed_point(shape, theta, rate, prompt_chunk)
     finite = np.isfinite(t)
     t_ok = np.where(finite, t, 0.0)
     n = rate * t_ok * l_out
-    prompt_per_iter = rate * t_ok * l_in
     own_chunks = np.maximum(np.ceil(l_in / chunk), 1.0)
     occupancy = rate * t_ok * (l_out + own_chunks)
     cap = np.asarray(max_seqs, float)
@@ -166,25 +201,34 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     # TPOT: a request decodes beside the others running, whose count fluctuates (Poisson) around n
     def tpot_at(q: float | None) -> np.ndarray:
         n_q = np.minimum(1.0 + n + Z[q] * np.sqrt(np.maximum(n, 0.0)), cap)
-        w = shape.work(n_q, prompt_per_iter, prompt_per_iter * l_in / 2.0)
-        return time_s(w, theta)
+        return mean_iteration_s(shape, theta, rate, prompt_chunk, t_ok, decodes=n_q)
 
     # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
     service = t_ok * (l_out + own_chunks)
     p_wait = _erlang_c(np.maximum(cap, 1), np.minimum(occupancy, cap))
     slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9)
-    room = np.maximum(budget - n, 1.0)
-    rho_prompt = np.minimum(prompt_per_iter / room, 0.999)
     own_prefill = phases_time_s([(shape.work(n, l_in / own_chunks, l_in * l_in / 2.0 / own_chunks), own_chunks)],
                                 theta)
-    prompt_service = own_chunks * t_ok
+    # prompts queue for the token budget: an M/D/m queue whose m servers are the prompt chunks that fit beside
+    # the running decodes, each held for the mixed iterations of its prefill (a conservative M/D/1 per server)
+    t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * l_in / 2.0, runs=np.ones_like(rate)), theta)
+    servers = np.maximum(np.floor(np.maximum(budget - n, 1.0) / prompt_chunk), 1.0)
+    prompt_service = own_chunks * t_mix
+    rho_prompt = np.minimum(rate * prompt_service / servers, 0.999)
     budget_wait_mean = rho_prompt / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
     busy = 1.0 - np.exp(-occupancy)
+    # an arrival lands in a long (prompt-carrying) iteration more often than in a short one: length-biased residual
+    mixed_share = np.clip(rate * t_ok * l_in / prompt_chunk, 0.0, 1.0)
+    long_residual = np.maximum(t_mix, t_ok)
 
     def ttft_at(q: float | None) -> np.ndarray:
         slot = _wait_quantile(p_wait, slot_wait_mean, q)
         prompt = _wait_quantile(rho_prompt, budget_wait_mean / np.maximum(rho_prompt, 1e-9), q)
-        residual = busy * t_ok * (0.5 if q is None or q <= 0.5 else 1.0)
+        if q is None or q <= 0.5:
+            residual = busy * (mixed_share * t_mix * t_mix + (1 - mixed_share) * t_ok * t_ok) / (2 * np.maximum(
+                mixed_share * t_mix + (1 - mixed_share) * t_ok, 1e-12))
+        else:
+            residual = busy * np.where(mixed_share > 1.0 - q, long_residual, t_ok)
         return slot + prompt + residual + own_prefill
 
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}

@@ -5,6 +5,7 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
@@ -104,8 +105,9 @@ def test_calibration_files_load_with_source(path):
     calib = load_calibration(str(path))
     assert calib.source.strip()
     assert data.get("source", "").strip()
-    for coeffs in [calib.default, *calib.per_gpu.values()]:
-        assert all(math.isfinite(v) and v >= 0 for v in vars(coeffs).values())
+    for level in (calib.per_gpu, calib.per_engine, calib.per_engine_gpu):
+        for coeffs in level.values():
+            assert np.all(np.isfinite(coeffs)) and np.all(coeffs >= 0)
 
 
 GPUS_CSV_NAMES = [r["gpu"] for r in raw_rows(ROOT / "catalogs" / "gpus.csv")]

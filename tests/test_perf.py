@@ -10,7 +10,8 @@ import pytest
 
 from solver.catalog import find_gpu, find_model
 from solver.errors import UnknownNameError
-from solver.perf import decode_weight_bytes, kv_cache_bytes, weight_bytes
+from solver.perf import kv_cache_bytes, weight_bytes
+from solver.roofline import gemm_weight_bytes as decode_weight_bytes
 from solver.predict import predict
 
 GIB = 2**30

@@ -1,0 +1,118 @@
+"""The serving model against hand-worked cases: idle replicas, saturation, SLO monotonicity, calibration."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from solver.calibration import PRIORS, UNCALIBRATED, load_calibration
+from solver.catalog import find_gpu, find_model
+from solver.engines import find_engine
+from solver.roofline import Hardware, iteration_work, phases_time_s, time_s
+from solver.serving import Shape, online_capacity, online_state, prefill_phases, static_latency
+
+ENGINE = find_engine("vllm")
+
+
+def shape(model="llama-3.1-8b", gpu="H100", l_in=1024, l_out=256, tp=1, r=0.0):
+    m = find_model(model)
+    return Shape(m, Hardware.from_specs([find_gpu(gpu)], "fp16"), "fp16", "fp16", np.array([float(tp)]),
+                 np.array([float(l_in)]), np.array([float(l_out)]), np.array([r]))
+
+
+def theta(gpu="H100"):
+    return PRIORS.theta_rows(ENGINE, [gpu], "fp16")
+
+
+def test_decode_iteration_is_a_sum_of_operators_not_a_max_of_totals():
+    s, th = shape(), theta()
+    w = s.work(np.array([256.0]), 0.0, 0.0)
+    gemm = max(th[0, 0] * w.compute_s[0], th[0, 1] * w.weight_s[0])
+    by_hand = gemm + th[0, 2] * w.kv_s[0] + th[0, 4] + th[0, 5] * 32
+    assert time_s(w, th)[0] == pytest.approx(by_hand)
+    assert time_s(w, th)[0] > max(gemm, th[0, 2] * w.kv_s[0])  # KV read adds to the GEMMs
+
+
+def test_weight_streaming_sets_the_small_batch_decode_step():
+    s, th = shape(), theta()
+    w = s.work(np.array([1.0]), 0.0, 0.0)
+    weights_s = 16.06e9 / 3.35e12  # ~16 GB of fp16 weights over H100 HBM
+    assert w.weight_s[0] == pytest.approx(weights_s, rel=0.05)
+    assert th[0, 1] * w.weight_s[0] > th[0, 0] * w.compute_s[0]
+
+
+def test_idle_replica_ttft_is_its_own_prefill():
+    s, th = shape(), theta()
+    state = online_state(s, th, ENGINE, np.array([64.0]), np.array([1e-9]), {})
+    own = phases_time_s(prefill_phases(s, np.array([1.0]), ENGINE.chunk_tokens), th)
+    assert state.ttft_s[0] == pytest.approx(own[0], rel=1e-6)
+    assert state.tpot_s[0] == pytest.approx(time_s(s.work(np.array([1.0]), 0.0, 0.0), th)[0], rel=1e-6)
+
+
+def test_saturated_capacity_equals_the_decode_bound_rate():
+    # no latency bound: capacity is where the concurrency cap fills, i.e. cap / (L_out * iteration at the cap)
+    s, th = shape(l_in=16, l_out=512), theta()
+    cap = np.array([32.0])
+    rate = online_capacity(s, th, ENGINE, cap, {}, {})
+    state = online_state(s, th, ENGINE, cap, rate * 0.999, {})
+    decode_bound = cap / ((512 + 1) * state.iteration_s)
+    assert rate[0] == pytest.approx(0.98 * decode_bound[0], rel=0.03)
+
+
+def test_iteration_fixed_point_is_self_consistent():
+    s, th = shape(), theta()
+    rate = np.array([5.0])
+    st_ = online_state(s, th, ENGINE, np.array([256.0]), rate, {})
+    t = st_.iteration_s[0]
+    n, p = 5.0 * t * 256, 5.0 * t * 1024
+    again = time_s(s.work(np.array([n]), p, p * 512, runs=np.ones(1)), th)[0]
+    assert again == pytest.approx(t, rel=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(ttft=st.floats(0.2, 5.0), tighter=st.floats(0.3, 0.95), tpot=st.floats(0.01, 0.2))
+def test_capacity_falls_when_an_slo_tightens(ttft, tighter, tpot):
+    s, th = shape(), theta()
+    cap = np.array([128.0])
+    loose = online_capacity(s, th, ENGINE, cap, {"ttft": np.array([ttft]), "tpot": np.array([tpot])}, {})
+    tight = online_capacity(s, th, ENGINE, cap, {"ttft": np.array([ttft * tighter]), "tpot": np.array([tpot])}, {})
+    assert tight[0] <= loose[0] + 1e-9
+    p99 = online_capacity(s, th, ENGINE, cap, {"ttft": np.array([ttft]), "tpot": np.array([tpot])},
+                          {"ttft": "p99", "tpot": "p99"})
+    assert p99[0] <= loose[0] + 1e-9  # a p99 bound is harder to keep than a mean bound
+
+
+def test_static_batch_ttft_is_whole_batch_prefill():
+    s, th = shape(), theta()
+    one, _ = static_latency(s, th, np.array([1.0]), 8192)
+    eight, tpot8 = static_latency(s, th, np.array([8.0]), 8192)
+    assert eight[0] > 6 * one[0]  # compute-bound prefill grows with the batch
+    assert tpot8[0] < 2 * static_latency(s, th, np.array([1.0]), 8192)[1][0]  # decode is weight-streaming
+
+
+def test_pcie_allreduce_latency_grows_with_tp():
+    m = find_model("llama-3.1-70b")
+    hw = Hardware.from_specs([find_gpu("L40S")], "fp16")
+    nv = Hardware.from_specs([find_gpu("H100")], "fp16")
+    def comm(h, tp):
+        return iteration_work(m, h, dtype="fp16", kv_dtype="fp16", tp=np.array([tp]), decode_seqs=np.array([1.0]),
+                              decode_context_tokens=np.array([1024.0]), prefill_tokens=np.array([0.0]),
+                              prefill_attention_pairs=np.array([0.0])).comm_s[0]
+    assert comm(hw, 8) > 2 * comm(hw, 2)
+    assert comm(nv, 8) < 1.5 * comm(nv, 2)
+
+
+def test_uncalibrated_and_shipped_calibrations_load():
+    assert UNCALIBRATED.theta(ENGINE, "H100")[4] == 0.0
+    shipped = load_calibration(None)
+    th = shipped.theta(ENGINE, "A10G")
+    assert np.all(np.isfinite(th)) and np.all(th[:4] > 0)
+    assert shipped.error_quantiles, "the shipped calibration carries held-out error quantiles"
+    assert shipped.error_factor("vllm", "H100", "tpot", 0.5) == 1.0
+    assert shipped.error_factor("vllm", "H100", "tpot", 0.95) >= 1.0
+
+
+def test_quantised_kernels_are_slower_per_byte_than_fp16():
+    int4 = PRIORS.theta(ENGINE, "H100", "int4")
+    fp16 = PRIORS.theta(ENGINE, "H100", "fp16")
+    assert int4[1] > fp16[1]
