@@ -229,7 +229,9 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
     loaded = load_sweep(sweep_file)
     df = run_sweep(loaded, workers=workers, scheduler=scheduler, solver=solver.value, time_limit_s=time_limit,
                    progress=False if quiet else None)
-    write_results(df, out)
+    from .provenance import provenance_of
+
+    write_results(df, out, provenance_of(loaded.base))
     typer.echo(f"wrote {out} ({len(df)} rows, {loaded.sweep.n_points} points)", err=True)
     summary = summary_table(df)
     sys.stdout.write(summary_text(summary, loaded.sweep.name))
@@ -253,6 +255,39 @@ def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep resu
         typer.echo(f"wrote {path}", err=True)
     for name, reason in skipped.items():
         typer.echo(f"skipped {name}: {reason}", err=True)
+
+
+class ExportTarget(str, enum.Enum):
+    skypilot = "skypilot"
+    vllm = "vllm"
+
+
+@app.command()
+@guarded
+def export(plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="plan from 'infersave plan -f json'"),
+           out_dir: Optional[Path] = typer.Argument(None, metavar="DIR", help="output folder (needed for skypilot)"),
+           to: ExportTarget = typer.Option(..., "--to", help="skypilot: one YAML per pool; vllm: command lines"),
+           scenario: Optional[Path] = typer.Option(None, "--scenario", help="the plan's scenario: exact lengths, KV dtype"),
+           offload_flag: str = typer.Option("kv-offloading", "--offload-flag",
+                                            help="kv-offloading (vLLM >= 0.11) or swap-space (older vLLM)")) -> None:
+    """Turn a plan into SkyPilot service/task YAML per pool, or vLLM command lines."""
+    from .export import OFFLOAD_FLAGS, pool_launches, vllm_text, write_skypilot
+    from .planfile import load_plan_view
+
+    if offload_flag not in OFFLOAD_FLAGS:
+        raise InputError(f"must be one of {', '.join(OFFLOAD_FLAGS)}, got {offload_flag!r}", field="--offload-flag")
+    if to is ExportTarget.skypilot and out_dir is None:
+        raise InputError("--to skypilot needs an output folder: infersave export PLAN.json DIR --to skypilot")
+    view = load_plan_view(plan_file)
+    launches, skipped = pool_launches(view, scenario=scenario, path=str(plan_file))
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} pool(s) without traffic in the plan (no assignment or 0 VM-hours): "
+                   + ", ".join(sorted(skipped)[:3]) + (", ..." if len(skipped) > 3 else ""), err=True)
+    if to is ExportTarget.vllm:
+        emit(vllm_text(view, launches, offload_flag), None if out_dir is None else out_dir / "vllm_commands.sh")
+        return
+    for path in write_skypilot(view, out_dir, launches, offload_flag):
+        typer.echo(f"wrote {path}", err=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,6 +93,7 @@ class Plan(Strict):
     solver: SolverStats
     pruning: dict[str, int]
     calibration: str
+    provenance: dict[str, Any] | None = None  # package version, catalog dates, calibration id (solver.provenance)
 
 
 def _resolved(scenario: Resolved | Scenario | str | Path) -> Resolved:
@@ -245,4 +247,6 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
         violations = verify(resolved, out)
         if violations:
             raise SolverFailure("the solver's plan fails verification: " + "; ".join(violations[:5]))
-    return out
+    from .provenance import provenance_of
+
+    return out.model_copy(update={"provenance": provenance_of(resolved)})
