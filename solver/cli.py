@@ -290,6 +290,45 @@ def export(plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="plan
         typer.echo(f"wrote {path}", err=True)
 
 
+catalog_app = typer.Typer(no_args_is_help=True, help="Show GPU offerings and prices; import SkyPilot catalogs.")
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("show")
+@guarded
+def catalog_show(gpu: Optional[str] = typer.Option(None, "--gpu", help="e.g. H100, 'a100 80gb'"),
+                 cloud: Optional[str] = typer.Option(None, "--cloud"),
+                 region: Optional[str] = typer.Option(None, "--region"),
+                 catalog: Optional[list[Path]] = typer.Option(None, "--catalog", help="catalog CSV (repeatable)"),
+                 format: Format = typer.Option(Format.table, "--format", "-f")) -> None:
+    """GPU offerings: GPU, count, instance, on-demand and spot USD/h per region, catalog date (like sky show-gpus)."""
+    from .catalog_tools import offerings, offerings_text
+    from .report import to_json
+
+    df = offerings(catalog or None, gpu=gpu, cloud=cloud, region=region)
+    text = {Format.json: lambda: to_json({"offerings": df.astype(object).where(df.notna(), None)
+                                          .to_dict(orient="records")}),
+            Format.csv: lambda: df.to_csv(index=False), Format.table: lambda: offerings_text(df)}[format]()
+    emit(text, None)
+
+
+@catalog_app.command("import")
+@guarded
+def catalog_import(skypilot: Path = typer.Option(..., "--skypilot", help="SkyPilot catalog: DIR/<cloud>/vms.csv"),
+                   out: Path = typer.Option(..., "--out", "-o", help="folder for <cloud>.csv"),
+                   source: Optional[str] = typer.Option(None, "--source", help="URL recorded per row"),
+                   retrieved: Optional[str] = typer.Option(None, "--retrieved", help="YYYY-MM-DD (default today)")
+                   ) -> None:
+    """Convert SkyPilot vms.csv files into this project's catalog CSVs (one row per type and region)."""
+    from .catalog_tools import import_skypilot
+
+    written, reports = import_skypilot(skypilot, out, source=source, retrieved=retrieved)
+    for rep in reports:
+        typer.echo(rep.line(), err=True)
+    for path in written:
+        typer.echo(f"wrote {path}", err=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     logging.basicConfig(level=logging.WARNING, format="infersave: %(levelname)s: %(message)s")
     app()
