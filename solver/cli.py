@@ -248,13 +248,27 @@ def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep resu
          out: Path = typer.Option(..., "--out", "-o", help="directory for the PNG files")) -> None:
     """Draw PNGs from sweep results: cost vs SLO, fleet composition per point, cost vs price shock."""
     from .plots import plot_all
+    from .provenance import table_provenance
     from .sweep import read_results
 
-    written, skipped = plot_all(read_results(results), out)
+    df = read_results(results)
+    written, skipped = plot_all(df, out, prov=table_provenance(df, results))
     for path in written:
         typer.echo(f"wrote {path}", err=True)
     for name, reason in skipped.items():
         typer.echo(f"skipped {name}: {reason}", err=True)
+
+
+@app.command()
+@guarded
+def report(target: Path = typer.Argument(..., metavar="PLAN.json|RESULTS.parquet", help="plan JSON or sweep table"),
+           out: Path = typer.Option(..., "--out", "-o", help="HTML file to write"),
+           scenario: Optional[Path] = typer.Option(None, "--scenario", help="the plan's scenario (SLO bounds)")
+           ) -> None:
+    """One self-contained HTML page: fleet summary, pools, run-rate and one-off costs, SLO margins, plots."""
+    from .htmlreport import write_report
+
+    typer.echo(f"wrote {write_report(target, out, scenario)}", err=True)
 
 
 class ExportTarget(str, enum.Enum):
