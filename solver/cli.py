@@ -252,7 +252,9 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
     loaded = load_sweep(sweep_file)
     df = run_sweep(loaded, workers=workers, scheduler=scheduler, solver=solver.value, time_limit_s=time_limit,
                    progress=False if quiet else None)
-    write_results(df, out)
+    from .provenance import provenance_of
+
+    write_results(df, out, provenance_of(loaded.base))
     typer.echo(f"wrote {out} ({len(df)} rows, {loaded.sweep.n_points} points)", err=True)
     summary = summary_table(df)
     sys.stdout.write(summary_text(summary, loaded.sweep.name))
@@ -268,13 +270,99 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
 def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep results (.parquet or .csv)"),
          out: Path = typer.Option(..., "--out", "-o", help="directory for the PNG files")) -> None:
     """Draw PNGs from sweep results: cost vs SLO, fleet composition per point, cost vs price shock."""
-    from .plots import plot_all  # lazy: matplotlib is slow to import
+    from .plots import plot_all
+    from .provenance import table_provenance
 
-    written, skipped = plot_all(read_results(results), out)
+    df = read_results(results)
+    written, skipped = plot_all(df, out, prov=table_provenance(df, results))
     for path in written:
         typer.echo(f"wrote {path}", err=True)
     for name, reason in skipped.items():
         typer.echo(f"skipped {name}: {reason}", err=True)
+
+
+@app.command()
+@guarded
+def report(target: Path = typer.Argument(..., metavar="PLAN.json|RESULTS.parquet", help="plan JSON or sweep table"),
+           out: Path = typer.Option(..., "--out", "-o", help="HTML file to write"),
+           scenario: Optional[Path] = typer.Option(None, "--scenario", help="the plan's scenario (SLO bounds)")
+           ) -> None:
+    """One self-contained HTML page: fleet summary, pools, run-rate and one-off costs, SLO margins, plots."""
+    from .htmlreport import write_report
+
+    typer.echo(f"wrote {write_report(target, out, scenario)}", err=True)
+
+
+class ExportTarget(str, enum.Enum):
+    skypilot = "skypilot"
+    vllm = "vllm"
+
+
+@app.command()
+@guarded
+def export(plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="plan from 'infersave plan -f json'"),
+           out_dir: Optional[Path] = typer.Argument(None, metavar="DIR", help="output folder (needed for skypilot)"),
+           to: ExportTarget = typer.Option(..., "--to", help="skypilot: one YAML per pool; vllm: command lines"),
+           scenario: Optional[Path] = typer.Option(None, "--scenario", help="the plan's scenario: exact lengths, KV dtype"),
+           offload_flag: str = typer.Option("kv-offloading", "--offload-flag",
+                                            help="kv-offloading (vLLM >= 0.11) or swap-space (older vLLM)")) -> None:
+    """Turn a plan into SkyPilot service/task YAML per pool, or vLLM command lines."""
+    from .export import OFFLOAD_FLAGS, pool_launches, vllm_text, write_skypilot
+    from .planfile import load_plan_view
+
+    if offload_flag not in OFFLOAD_FLAGS:
+        raise InputError(f"must be one of {', '.join(OFFLOAD_FLAGS)}, got {offload_flag!r}", field="--offload-flag")
+    if to is ExportTarget.skypilot and out_dir is None:
+        raise InputError("--to skypilot needs an output folder: infersave export PLAN.json DIR --to skypilot")
+    view = load_plan_view(plan_file)
+    launches, skipped = pool_launches(view, scenario=scenario, path=str(plan_file))
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} pool(s) without traffic in the plan (no assignment or 0 VM-hours): "
+                   + ", ".join(sorted(skipped)[:3]) + (", ..." if len(skipped) > 3 else ""), err=True)
+    if to is ExportTarget.vllm:
+        emit(vllm_text(view, launches, offload_flag), None if out_dir is None else out_dir / "vllm_commands.sh")
+        return
+    for path in write_skypilot(view, out_dir, launches, offload_flag):
+        typer.echo(f"wrote {path}", err=True)
+
+
+catalog_app = typer.Typer(no_args_is_help=True, help="Show GPU offerings and prices; import SkyPilot catalogs.")
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("show")
+@guarded
+def catalog_show(gpu: Optional[str] = typer.Option(None, "--gpu", help="e.g. H100, 'a100 80gb'"),
+                 cloud: Optional[str] = typer.Option(None, "--cloud"),
+                 region: Optional[str] = typer.Option(None, "--region"),
+                 catalog: Optional[list[Path]] = typer.Option(None, "--catalog", help="catalog CSV (repeatable)"),
+                 format: Format = typer.Option(Format.table, "--format", "-f")) -> None:
+    """GPU offerings: GPU, count, instance, on-demand and spot USD/h per region, catalog date (like sky show-gpus)."""
+    from .catalog_tools import offerings, offerings_text
+    from .report import to_json
+
+    df = offerings(catalog or None, gpu=gpu, cloud=cloud, region=region)
+    text = {Format.json: lambda: to_json({"offerings": df.astype(object).where(df.notna(), None)
+                                          .to_dict(orient="records")}),
+            Format.csv: lambda: df.to_csv(index=False), Format.table: lambda: offerings_text(df)}[format]()
+    emit(text, None)
+
+
+@catalog_app.command("import")
+@guarded
+def catalog_import(skypilot: Path = typer.Option(..., "--skypilot", help="SkyPilot catalog: DIR/<cloud>/vms.csv"),
+                   out: Path = typer.Option(..., "--out", "-o", help="folder for <cloud>.csv"),
+                   source: Optional[str] = typer.Option(None, "--source", help="URL recorded per row"),
+                   retrieved: Optional[str] = typer.Option(None, "--retrieved", help="YYYY-MM-DD (default today)")
+                   ) -> None:
+    """Convert SkyPilot vms.csv files into this project's catalog CSVs (one row per type and region)."""
+    from .catalog_tools import import_skypilot
+
+    written, reports = import_skypilot(skypilot, out, source=source, retrieved=retrieved)
+    for rep in reports:
+        typer.echo(rep.line(), err=True)
+    for path in written:
+        typer.echo(f"wrote {path}", err=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

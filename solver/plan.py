@@ -15,6 +15,7 @@ from .candidates import Candidates, build_candidates
 from .errors import InfeasibleError, NoCandidatesError, ScenarioError
 from .extract import SolveOptions, solve_plan
 from .milp import build_problem
+from .provenance import provenance_of
 from .plan_types import Plan
 from .scenario import Resolved, load_scenario, resolve
 from .schema import Scenario
@@ -130,5 +131,6 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
     def check(p: Plan) -> list[str]:
         return verify(resolved, p)
 
-    return solve_plan(problem, resolved, cands, options, check=check if verify_plan else None,
-                      check_name="verification", on_infeasible=infeasible)
+    out = solve_plan(problem, resolved, cands, options, check=check if verify_plan else None,
+                     check_name="verification", on_infeasible=infeasible)
+    return out.model_copy(update={"provenance": provenance_of(resolved)})

@@ -5,6 +5,8 @@ Money fields say what they price: ``unit_usd_per_hour`` one VM, ``pool_usd_per_h
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .schema import Frozen
 
 
@@ -66,6 +68,8 @@ class SolverStats(Frozen):
 
 class Plan(Frozen):
     """A fleet plan. ``status``: ``optimal``, or ``feasible`` (a time-limited incumbent; see ``gap``)."""
+    provenance: dict[str, Any] | None = None  # package version, catalog dates, calibration id
+
 
     scenario: str
     status: str
@@ -80,3 +84,4 @@ class Plan(Frozen):
     solver: SolverStats
     pruning: dict[str, int]
     calibration: str
+    provenance: dict[str, Any] | None = None  # package version, catalog dates, calibration id

@@ -71,3 +71,30 @@ def test_plot_bad_input(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n", encoding="utf-8")
     r = run_cli(["plot", tmp_path / "x.csv", "--out", tmp_path])
     assert r.exit_code == 2 and "not a sweep results table" in r.stderr
+
+
+def test_composition_weighted_by_gpus_and_base_point(results):
+    from solver.plots import _composition, base_point
+    from solver.sweep import axis_columns, summary_table
+
+    df, _ = results
+    comp = _composition(df)
+    summary = summary_table(df).set_index("point")
+    for point, row in comp["gpus"].iterrows():  # an 8-GPU VM counts 8 (offline pools billed 0 h excluded)
+        assert row.sum() <= summary.loc[point, "gpus"] + 1e-9
+        assert row.sum() > 0
+    base = base_point(summary_table(df), axis_columns(df))
+    assert base["axis.slo_scale"] == 1.0
+
+
+def test_sweep_parquet_carries_provenance(tmp_path, results):
+    from solver.provenance import provenance, read_parquet_provenance
+    from solver.sweep import read_results, write_results
+
+    df, _ = results
+    write_results(df, tmp_path / "p.parquet", provenance())
+    meta = read_parquet_provenance(tmp_path / "p.parquet")
+    assert meta["catalog_retrieved"] == "2026-11-25" and meta["infersave_version"]
+    back = read_results(tmp_path / "p.parquet")
+    assert set(back["provenance.catalog_retrieved"]) == {"2026-11-25"}
+    assert back["provenance.calibration_id"].iloc[0] == meta["calibration"]["id"]

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io import atomic_write
+from ..provenance import provenance_columns, write_parquet
 from .axes import number
 
 AXIS_PREFIX = "axis."
@@ -84,12 +85,16 @@ def exit_code(df: pd.DataFrame) -> int:
     return 0
 
 
-def write_results(df: pd.DataFrame, out: str | Path) -> None:
-    """Parquet (``.parquet``/``.pq``) or CSV (``.csv``) by suffix, written atomically."""
+def write_results(df: pd.DataFrame, out: str | Path, provenance: dict[str, Any] | None = None) -> None:
+    """Parquet (``.parquet``/``.pq``) or CSV (``.csv``) by suffix, written atomically. With ``provenance``
+    (``solver.provenance.provenance()``) the table gets ``provenance.*`` columns and, in Parquet, the whole
+    record as schema metadata."""
     out = Path(out)
     kind = output_kind(out)
+    if provenance is not None:
+        df = df.assign(**provenance_columns(provenance))
     if kind == "parquet":
-        atomic_write(out, lambda tmp: df.to_parquet(tmp, engine="pyarrow", index=False))
+        atomic_write(out, lambda tmp: write_parquet(df, tmp, provenance))
     else:
         atomic_write(out, lambda tmp: df.to_csv(tmp, index=False))
 

@@ -1,0 +1,156 @@
+"""Read a plan JSON file (``infersave plan --format json``) for the tools downstream of the planner.
+
+The plan's own model (``solver.plan.Plan``) is strict and is being reshaped; exporters, reports and the Airflow
+operator only need a stable subset, so they read the file through this lenient view. It accepts both key
+spellings of the plan format:
+
+=========================  ===========================================================================
+old                        new
+=========================  ===========================================================================
+``tp``                     ``tensor_parallel``
+assignment ``usd_per_hour``  ``share_usd_per_hour`` (the pool cost apportioned to this assignment)
+pool ``usd_per_hour``      ``pool_usd_per_hour`` (count x instance price); ``unit_usd_per_hour`` stays
+=========================  ===========================================================================
+
+Unknown keys are ignored (a newer plan may carry more), missing required keys are bad input (exit 2).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import InputError
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _rename(data: Any, renames: dict[str, str]) -> Any:
+    """Map old key names to new ones; the new name wins when both are present."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for old, new in renames.items():
+        if old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+    return out
+
+
+class AssignmentView(_View):
+    workload: str
+    demand: str = ""
+    model: str
+    pool: str
+    cloud: str
+    instance_type: str
+    region: str
+    pricing: str
+    gpu: str
+    gpu_count: int = Field(gt=0)
+    tensor_parallel: int = Field(gt=0)
+    count: int = Field(ge=0)
+    share: float = Field(ge=0)
+    batch_size: int = Field(gt=0)
+    offload_ratio: float = Field(ge=0, le=1)
+    ttft_s: float
+    tpot_s: float
+    e2e_s: float
+    tokens_per_s: float
+    requests_per_s_per_vm: float = 0.0
+    share_usd_per_hour: float = 0.0
+    input_tokens: int | None = None  # not in every plan version; derived from the rates when absent
+    output_tokens: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        return _rename(data, {"tp": "tensor_parallel", "usd_per_hour": "share_usd_per_hour"})
+
+    @property
+    def context_tokens(self) -> int:
+        """Input + output tokens of one request: given by the plan, or TPS x E2E / batch (the model's TPS counts
+        input and output tokens of the whole batch over one end-to-end time)."""
+        if self.input_tokens is not None and self.output_tokens is not None:
+            return self.input_tokens + self.output_tokens
+        if self.e2e_s > 0 and math.isfinite(self.tokens_per_s):
+            return max(1, math.ceil(self.tokens_per_s * self.e2e_s / self.batch_size - 1e-6))
+        return 0
+
+
+class PoolView(_View):
+    pool: str
+    mode: str
+    cloud: str
+    instance_type: str
+    region: str
+    pricing: str
+    gpu: str
+    gpu_count: int = Field(gt=0)
+    count: int = Field(ge=0)
+    vm_hours: float | None = None
+    unit_usd_per_hour: float = Field(ge=0)
+    pool_usd_per_hour: float = Field(ge=0)
+    usd: float = Field(ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        return _rename(data, {"usd_per_hour": "pool_usd_per_hour"})
+
+    @property
+    def gpus(self) -> int:
+        return self.gpu_count * self.count
+
+
+class PlanView(_View):
+    scenario: str
+    status: str
+    objective: float
+    gap: float | None = None
+    horizon_hours: float = 24.0
+    online_usd_per_hour: float = 0.0
+    offline_usd: float = 0.0
+    assignments: list[AssignmentView]
+    pools: list[PoolView]
+    calibration: str = ""
+    provenance: dict[str, Any] | None = None
+
+    def pool_assignments(self, pool: str) -> list[AssignmentView]:
+        return [a for a in self.assignments if a.pool == pool]
+
+    @property
+    def online_usd(self) -> float:
+        """The online run-rate over the horizon (USD)."""
+        return self.online_usd_per_hour * self.horizon_hours
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    err = exc.errors()[0]
+    return ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, ")
+
+
+def load_plan_view(path: str | Path) -> PlanView:
+    """The plan in ``path``, validated; raises ``InputError`` (exit 2) naming the file and field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("plan file not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not a plan JSON file: {str(exc).splitlines()[0]}", path=str(path)) from None
+    if isinstance(data, dict) and data.get("status") == "infeasible":
+        raise InputError("the plan is infeasible: there is no fleet to use", path=str(path), field="status")
+    try:
+        return PlanView.model_validate(data)
+    except ValidationError as exc:
+        field, msg = _first_error(exc)
+        raise InputError(f"not a plan: {msg}", path=str(path), field=field or None) from None
+
+
+__all__ = ["AssignmentView", "PlanView", "PoolView", "load_plan_view"]
