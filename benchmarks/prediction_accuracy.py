@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from solver.calibrate import subset, usable_terms  # noqa: E402
 from solver.ctcf import fit, metric_error, predict_times  # noqa: E402

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from solver.backends import solve  # noqa: E402
 from solver.candidates import build_candidates  # noqa: E402

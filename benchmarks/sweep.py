@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from solver.sweep import load_sweep, make_sweep, run_sweep  # noqa: E402
 

@@ -14,6 +14,7 @@ grows with the offload ratio while memory fit only needs it above a floor); the 
 from __future__ import annotations
 
 import math
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,7 +140,7 @@ def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, dtype: str, kv_dtype:
     s = scenario.settings
     hw = Hardware.for_rows(frame["gpu"].to_numpy(), dtype, find_gpu)
     coeffs = coefficient_arrays(calibration, list(frame["gpu"]))
-    args = dict(dtype=dtype, kv_dtype=kv_dtype, batch=frame["batch_size"].to_numpy(),
+    args: dict[str, Any] = dict(dtype=dtype, kv_dtype=kv_dtype, batch=frame["batch_size"].to_numpy(),
                 input_tokens=frame["input_tokens"].to_numpy(), output_tokens=frame["output_tokens"].to_numpy(),
                 tp=frame["tensor_parallel"].to_numpy(), coefficients=coeffs, gpu_memory_utilization=s.gpu_memory_utilization,
                 prefill_chunk_tokens=s.prefill_chunk_tokens)

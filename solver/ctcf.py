@@ -74,10 +74,11 @@ def metric_error(terms: Terms, predicted_time: np.ndarray) -> np.ndarray:
 def split_train_test(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices for a random split stratified by GPU (every GPU with 2+ rows appears in both)."""
     rng = np.random.default_rng(seed)
-    train, test = [], []
+    train: list[int] = []
+    test: list[int] = []
     for _, idx in sorted(frame.groupby("gpu").indices.items()):
         idx = rng.permutation(idx)
         k = int(round(len(idx) * test_fraction)) if len(idx) > 1 else 0
         test.extend(idx[:k])
         train.extend(idx[k:])
-    return np.sort(np.array(train, int)), np.sort(np.array(test, int))
+    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .catalog import CATALOG_DIR, find_gpu, find_model
+from .schema import GPUSpec, ModelCard
 from .errors import CatalogError, PlannerError
 from .perf import GIB, Hardware, activation_peak_bytes, allreduce_s, decode_context, decode_theory_s, \
     prefill_theory_s, weight_bytes
@@ -88,7 +89,8 @@ class Terms:
     rows: pd.DataFrame
 
 
-def _saturated_batch(model, spec, dtype, kv_dtype, tp, input_tokens, output_tokens) -> int:
+def _saturated_batch(model: ModelCard, spec: GPUSpec, dtype: str, kv_dtype: str, tp: int, input_tokens: float,
+                     output_tokens: float) -> int:
     usable = spec.memory_gib * GIB * MEMORY_UTILIZATION
     free = usable - weight_bytes(model, dtype) / tp
     per_seq = model.kv_bytes_per_token(kv_dtype) * (input_tokens + output_tokens) / tp

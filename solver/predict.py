@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
         raise InputError(f"{input_tokens + output_tokens} tokens exceed {card.name}'s context window of "
                          f"{card.max_position_embeddings}", field="input_tokens")
     calib = load_calibration(calibration)
-    args = dict(dtype=dtype, kv_dtype=kv, batch=np.array([batch_size]), input_tokens=np.array([input_tokens]),
+    args: dict[str, Any] = dict(dtype=dtype, kv_dtype=kv, batch=np.array([batch_size]), input_tokens=np.array([input_tokens]),
                 output_tokens=np.array([output_tokens]), tp=np.array([gpu_count]),
                 coefficients=coefficient_arrays(calib, [spec.gpu]), gpu_memory_utilization=gpu_memory_utilization)
     hw = Hardware.from_specs([spec], dtype)
