@@ -15,8 +15,8 @@ For each instance it prints: grid, GPU types, slice factor, seed, our status, co
 both optima are equal, and the fractional-split cost. Then a summary per size and the target check (every
 instance up to 8x8 x 6 types x slice 4 optimal in <= 1 s), and a time-limited solve of a very large instance.
 
-    /tmp/venv/bin/python benchmarks/melange_class.py            # all sizes, 5 seeds, Mélange ILP up to 8x8
-    /tmp/venv/bin/python benchmarks/melange_class.py --quick    # 2 seeds, sizes 2, 4, 6, 8
+    python benchmarks/melange_class.py            # all sizes, 5 seeds, Mélange ILP up to 8x8
+    python benchmarks/melange_class.py --quick    # 2 seeds, sizes 2, 4, 6, 8
 
 Mélange's ILP is re-expressed from melange/solver.py of github.com/tyler-griggs/melange-release: binary
 x[slice, gpu] (a bucket's rate cut into ``slice_factor`` equal slices), integer y[gpu], min sum cost*y,
@@ -26,15 +26,11 @@ tput; here such x are fixed to 0 (the same meaning our importer gives a zero tpu
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from solver.melange import Melange, gpu_counts, parse_melange, solve_melange  # noqa: E402
 

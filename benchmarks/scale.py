@@ -11,13 +11,10 @@ lengths 128-4096, SLOs that most instances can meet).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from solver.backends import solve  # noqa: E402
 from solver.candidates import build_candidates  # noqa: E402

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from .errors import (CatalogError, InfeasibleError, InputError, NoCandidatesError, PlannerError, ScenarioError,
                      SolverFailure, UnknownNameError)
-from .plan import Plan, plan
+from .plan import plan
+from .plan_types import Plan
 from .predict import Prediction, predict
 from .recommend import Recommendation, recommend
 from .scenario import Resolved, load_scenario, parse_scenario, resolve

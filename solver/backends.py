@@ -17,6 +17,7 @@ import sys
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ class SolveResult:
 
 
 @contextlib.contextmanager
-def _quiet_stdout():
+def _quiet_stdout() -> Iterator[None]:
     """Silence solver banners written straight to file descriptor 1 (HiGHS prints one on start-up)."""
     try:
         fd = sys.stdout.fileno()

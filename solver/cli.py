@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -55,7 +55,7 @@ def guarded(fn: Callable) -> Callable:
     """Map every failure to a one-line message and its exit code."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
@@ -110,7 +110,7 @@ def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario 
          format: Format = typer.Option(Format.table, "--format", "-f"),
          out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
     """Solve the fleet MILP: which VMs to rent, with what batch and KV offload, at minimum cost."""
-    options = dict(solver=solver.value, time_limit_s=time_limit, mip_gap=mip_gap, prune=not no_prune,
+    options: dict[str, Any] = dict(solver=solver.value, time_limit_s=time_limit, mip_gap=mip_gap, prune=not no_prune,
                    timings=not no_timings, dump_lp=dump_lp)
     try:
         if from_melange:

@@ -74,7 +74,7 @@ def provenance(catalogs: list[Path] | None = None, calibration: Path | None | st
         no catalog states one).
     """
     from .catalog import CATALOG_DIR, CLOUD_FILES
-    from .ctcf import DEFAULT_CALIBRATION
+    from .calibration import DEFAULT_CALIBRATION
 
     paths = catalogs if catalogs is not None else [CATALOG_DIR / f for f in CLOUD_FILES]
     infos = [_catalog_info(Path(p)) for p in paths]
@@ -88,7 +88,7 @@ def provenance(catalogs: list[Path] | None = None, calibration: Path | None | st
 def provenance_of(resolved: Resolved) -> dict[str, Any]:
     """``provenance()`` for the catalogs and calibration a resolved scenario uses."""
     from .catalog import resolve_catalog_path
-    from .ctcf import DEFAULT_CALIBRATION
+    from .calibration import DEFAULT_CALIBRATION
 
     sc = resolved.scenario
     base = Path(resolved.path).parent if resolved.path and not resolved.path.startswith("<") else None

@@ -1,7 +1,6 @@
 """Request-level simulator: exact roofline pricing, closed-form queueing limits, determinism, monotonicity."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
