@@ -57,7 +57,7 @@ def test_user_benchmark_rows_calibrate(tmp_path):
     src = sorted((pytest.importorskip("pathlib").Path(__file__).parent / "data" / "userbench").glob("*.json"))
     assert src
     out = tmp_path / "cal.json"
-    result = run_cli("calibrate", str(src[0]), "--model", "llama-3.1-8b", "--gpu", "H100", "--with-published",
-                     "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    assert out.exists() and "held-out" in result.stdout.lower()
+    result = run_cli(["calibrate", str(src[0]), "--model", "llama-3.1-8b", "--gpu", "H100", "--with-published",
+                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.exists() and "held-out" in result.output.lower()

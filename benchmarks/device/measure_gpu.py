@@ -26,7 +26,6 @@ import gc
 import math
 import os
 import statistics
-import sys
 import time
 import traceback
 
