@@ -81,7 +81,8 @@ def _assignments(problem: Problem, values: np.ndarray, pools: pd.DataFrame) -> l
         workload=r.workload, demand=r.demand, model=r.model, pool=r.pool, cloud=r.cloud,
         instance_type=r.instance_type, region=r.region, pricing=r.pricing, gpu=r.gpu, gpu_count=int(r.gpu_count),
         tensor_parallel=int(r.tensor_parallel), count=int(r.count), share=round(float(r.x), 9),
-        batch_size=int(r.batch_size), offload_ratio=round(float(r.offload_ratio), 6), ttft_s=float(r.ttft_s),
+        batch_size=int(r.batch_size), offload_ratio=round(float(r.offload_ratio), 6),
+        input_tokens=int(r.input_tokens), output_tokens=int(r.output_tokens), ttft_s=float(r.ttft_s),
         tpot_s=float(r.tpot_s), e2e_s=float(r.e2e_s), tokens_per_s=float(r.tokens_per_s),
         requests_per_s_per_vm=float(r.requests_per_s_per_vm),
         share_usd_per_hour=float(r.pool_usd_per_hour * (load / total if total > 0 else 0.0)))

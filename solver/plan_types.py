@@ -28,6 +28,8 @@ class Assignment(Frozen):
     share: float
     batch_size: int
     offload_ratio: float
+    input_tokens: int
+    output_tokens: int
     ttft_s: float
     tpot_s: float
     e2e_s: float

@@ -64,7 +64,7 @@ class AssignmentView(_View):
     tokens_per_s: float
     requests_per_s_per_vm: float = 0.0
     share_usd_per_hour: float = 0.0
-    input_tokens: int | None = None  # not in every plan version; derived from the rates when absent
+    input_tokens: int | None = None  # in plans since the serving model; derived for older (static-batch) plans
     output_tokens: int | None = None
 
     @model_validator(mode="before")

@@ -31,6 +31,7 @@ class Prediction(Frozen):
     gpu_mem_usable_gib: float
     offload_ratio: float | None
     fits: bool
+    online_requests_per_s: float | None  # one replica under continuous batching, at most batch_size running
     why: str
     calibration: str
 
@@ -88,6 +89,11 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
     elif not fits:
         why = f"needs at least {min_r:.0%} of the KV cache offloaded to host memory"
     est = estimate(card, hw, offload_ratio=ratio if math.isfinite(ratio) else 0.0, **args)
+    # the same configuration as an online pool with no latency bound: the capacity the planner divides demand by
+    online = make_serving(calib, engine=engine, dtype=dtype, mode="online", percentiles={},
+                          gpus=np.array([spec.gpu]), bounds={}, confidence=0.5)
+    capacity = estimate(card, hw, offload_ratio=ratio if math.isfinite(ratio) else 0.0,
+                        **{**args, "serving": online}).requests_per_s
     host_need_gib = float(est.host_kv_bytes[0]) * (vm_gpus // gpu_count) / GIB
     if fits and host_gib is not None and host_need_gib > host_gib * Settings().host_memory_utilization:
         fits, why = False, (f"offloaded KV needs {host_need_gib:.1f} GiB of host memory; the instance has "
@@ -102,6 +108,6 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
         e2e_s=val(est.e2e_s), tokens_per_s=val(est.tokens_per_s), output_tokens_per_s=val(est.output_tokens_per_s),
         gpu_mem_gib=float(est.gpu_mem_required[0]) / GIB, gpu_mem_usable_gib=float(est.gpu_mem_usable[0]) / GIB,
         offload_ratio=round(ratio, 6) if math.isfinite(ratio) else None, fits=fits, why=why,
-        calibration=calib.source,
+        online_requests_per_s=float(capacity[0]) if fits and online.online else None, calibration=calib.source,
     )
 

@@ -45,7 +45,11 @@ def _job_cost(rows: pd.DataFrame, workload: Workload, billing: str) -> pd.DataFr
     vm_tps = rows["tokens_per_s"] * rows["replicas_per_vm"]
     tokens = (rows["input_tokens"] + rows["output_tokens"]).astype(float)
     if workload.request_rate_per_s:
-        vms = np.maximum(np.ceil(workload.request_rate_per_s / rows["requests_per_s_per_vm"] - 1e-9), 1)
+        # a configuration with no capacity left at the SLO (capacity 0) cannot serve the rate on any number of VMs
+        rps = rows["requests_per_s_per_vm"].to_numpy(float)
+        serves = rps > 0
+        vms = np.where(serves, np.maximum(np.ceil(workload.request_rate_per_s / np.where(serves, rps, 1.0) - 1e-9),
+                                          1), 0)
         hours = pd.Series(1.0, index=rows.index)  # an online fleet is priced per hour
     else:
         n = float(workload.num_requests or 1)
@@ -55,8 +59,8 @@ def _job_cost(rows: pd.DataFrame, workload: Workload, billing: str) -> pd.DataFr
             vms = np.maximum(np.ceil(hours_one / workload.deadline_hours - 1e-9), 1)
         hours = hours_one / vms
     billed = np.ceil(hours - 1e-9) if billing == "hourly" else hours
-    return rows.assign(vm_tokens_per_s=vm_tps, vms=np.asarray(vms).astype(int), hours=billed,
-                       total_usd=rows["unit_usd_per_hour"] * vms * billed)
+    total = np.where(np.asarray(vms) > 0, rows["unit_usd_per_hour"] * vms * billed, np.inf)
+    return rows.assign(vm_tokens_per_s=vm_tps, vms=np.asarray(vms).astype(int), hours=billed, total_usd=total)
 
 
 def _best_per_offering(rows: pd.DataFrame) -> pd.DataFrame:

@@ -120,8 +120,8 @@ def simulate_replica(shape: Shape, theta: np.ndarray, engine: EngineProfile, max
 
 def _continuous(shape, theta, engine, max_seqs, arr_np, lin_np, lout_np, cap) -> ReplicaResult:
     n = arr_np.size
-    budget_max = int(engine.max_num_batched_tokens)
-    chunk_max = int(min(engine.prefill_chunk_tokens, budget_max))
+    budget_max = int(engine.token_budget)
+    chunk_max = int(engine.chunk_tokens)
     cost = IterationCost(shape, theta, max(budget_max, max_seqs))
     arr, lin, lout = arr_np.tolist(), lin_np.tolist(), lout_np.tolist()
     cap = math.inf if cap is None else float(cap)
@@ -315,7 +315,7 @@ def _result(arr, ttft, e2e, queue, lout, busy, max_queue, iters, preempt, last_d
 def _static(shape, theta, engine, max_seqs, arr, lin, lout) -> ReplicaResult:
     n = arr.size
     ttft, e2e, queue = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
-    chunk = float(engine.prefill_chunk_tokens)
+    chunk = float(engine.chunk_tokens)
 
     def t(d, c, p, a):
         w = iteration_work(shape.model, shape.hw, dtype=shape.dtype, kv_dtype=shape.kv_dtype, tp=shape.tp,

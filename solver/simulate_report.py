@@ -154,7 +154,7 @@ def _pools(resolved: Resolved, plan: dict, calibration: Calibration, engine: str
         hw = Hardware.from_specs([find_gpu(gpu)], w.dtype)
         shape = Shape(resolved.models[w.model], hw, w.dtype, w.effective_kv_dtype, np.array([tp]), np.array([1]),
                       np.array([1]), np.array([r]))
-        seqs = int(_get(a, "max_num_seqs", "batch_size", default=eng.max_num_seqs_default))
+        seqs = int(_get(a, "max_num_seqs", "batch_size", default=eng.default_max_seqs))
         out[name] = _Pool(name, shape, calibration.theta(eng, gpu, w.dtype), eng, seqs, count * per_vm,
                           None if r > 0 else kv_capacity_tokens(shape, util))
     return out

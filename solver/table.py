@@ -39,6 +39,8 @@ CANDIDATE_COLUMNS: dict[str, Column] = {
     "demand": Column("str"), "workload": Column("str"), "model": Column("str"), "mode": Column("str"),
     "group": Column("str"), "fraction": Column("float", 1.0), "rate_per_s": Column("float"),
     "num_requests": Column("float"), "deadline_hours": Column("float"),
+    # request lengths in tokens (0 where a producer has none, e.g. Melange profiles measured per bucket)
+    "input_tokens": Column("int", 0), "output_tokens": Column("int", 0),
     # the offering and the pool configuration on it
     "pool": Column("str"), "offer": Column("str"), "cloud": Column("str"), "region": Column("str"),
     "instance_type": Column("str"), "pricing": Column("str"), "gpu": Column("str"), "gpu_count": Column("int"),

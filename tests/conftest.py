@@ -43,13 +43,18 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
-def vm_rate(model: str, gpu: str, batch: int, inp: int, out: int, *, vm_gpus: int = 1, tp: int = 1) -> float:
-    """Requests/s one VM sustains: replicas (vm_gpus // tp) x batch / end-to-end time, from the public predict API."""
+def vm_rate(model: str, gpu: str, batch: int, inp: int, out: int, *, vm_gpus: int = 1, tp: int = 1,
+            online: bool = True) -> float:
+    """Requests/s one VM sustains, from the public predict API: replicas (vm_gpus // tp) x the continuous-batching
+    capacity of a replica (online), or x batch / end-to-end time (offline static batches)."""
     from solver.predict import predict
 
     p = predict(model=model, gpu=gpu, gpu_count=tp, batch_size=batch, input_tokens=inp, output_tokens=out,
                 calibration="none", offload_ratio=0.0)
     assert p.fits and p.e2e_s and math.isfinite(p.e2e_s)
+    if online:
+        assert p.online_requests_per_s
+        return (vm_gpus // tp) * p.online_requests_per_s
     return (vm_gpus // tp) * batch / p.e2e_s
 
 

@@ -87,7 +87,7 @@ def test_plan_report_tables_match_plan(plan_json, tmp_path):
                                                                                      p["count"])
         assert int(row[col["GPUs"]]) == p["count"] * p["gpu_count"]
         if p["mode"] == "online":
-            assert num(row[col["run-rate USD/h"]]) == pytest.approx(p["usd_per_hour"], abs=0.01)
+            assert num(row[col["run-rate USD/h"]]) == pytest.approx(p["pool_usd_per_hour"], abs=0.01)
             assert row[col["one-off USD"]] == "–"
         else:
             assert num(row[col["one-off USD"]]) == pytest.approx(p["usd"], abs=0.01)

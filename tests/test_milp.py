@@ -150,7 +150,7 @@ def test_max_instance_types(mu_l4):
 
 @pytest.mark.parametrize("billing", ["per_second", "hourly"])
 def test_offline_deadline_and_billing(billing):
-    mu = vm_rate(SMALL, "L4", BATCH, IN, OUT)
+    mu = vm_rate(SMALL, "L4", BATCH, IN, OUT, online=False)  # offline jobs run static batches
     n_requests = round(2.3 * 3600 * mu)
     vm_hours = n_requests / (3600 * mu)  # about 2.3 VM-hours of work
     assert 2.29 < vm_hours < 2.31

