@@ -171,6 +171,24 @@ def _erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
     return np.where(rho < 1.0, b / np.maximum(1.0 - rho * (1.0 - b), 1e-12), 1.0)
 
 
+def _residual(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray, q: float | None
+              ) -> np.ndarray:
+    """Rest of the iteration an arrival lands in (length-biased: long prompt-carrying iterations catch more
+    arrivals). A share ``share`` of iterations lasts ``t_mix``, the rest ``t_dec``; the engine is busy with
+    probability ``busy``. Returns the mean, or the ``q`` quantile of the piecewise-linear tail
+    P(R > x) = busy * (s (1 - x / t_mix)^+ + (1 - s) (1 - x / t_dec)^+), s the time share of long iterations."""
+    long, short = np.maximum(t_mix, t_dec), np.minimum(t_mix, t_dec)
+    frac = np.where(t_mix >= t_dec, share, 1.0 - share)
+    s = frac * long / np.maximum(frac * long + (1.0 - frac) * short, 1e-300)
+    if q is None:
+        return busy * (s * long + (1.0 - s) * short) / 2.0
+    tail = 1.0 - q
+    beyond = long * (1.0 - tail / np.maximum(busy * s, 1e-300))  # the quantile if it lies past the short ones
+    within = (1.0 - tail / np.maximum(busy, 1e-300)) / (s / long + (1.0 - s) / np.maximum(short, 1e-300))
+    x = np.where(beyond >= short, beyond, within)
+    return np.where(busy > tail, np.maximum(x, 0.0), 0.0)
+
+
 def _wait_quantile(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray, q: float | None) -> np.ndarray:
     """Quantile (or mean) of a wait that is 0 with probability 1 - p_wait and exponential otherwise."""
     if q is None:
@@ -198,10 +216,18 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     occupancy = rate * t_ok * (l_out + own_chunks)
     cap = np.asarray(max_seqs, float)
 
-    # TPOT: a request decodes beside the others running, whose count fluctuates (Poisson) around n
+    # TPOT: a request decodes beside the others running, whose count fluctuates (Poisson) around n, and a
+    # Poisson number of its L_out - 1 steps carry another prompt's chunk (mean: the chunk share f of steps)
+    share = np.clip(rate * t_ok * l_in / prompt_chunk, 0.0, 1.0)
+    steps = np.maximum(l_out - 1.0, 1.0)
+
     def tpot_at(q: float | None) -> np.ndarray:
         n_q = np.minimum(1.0 + n + Z[q] * np.sqrt(np.maximum(n, 0.0)), cap)
-        return mean_iteration_s(shape, theta, rate, prompt_chunk, t_ok, decodes=n_q)
+        (c1, m1, r1), (c0, m0, r0), _ = _mixed_parts(shape, theta, rate, prompt_chunk, t_ok, n_q)
+        t_with, t_without = np.maximum(c1, m1) + r1, np.maximum(c0, m0) + r0
+        mixed = share * steps
+        mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed), steps)
+        return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps
 
     # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
     service = t_ok * (l_out + own_chunks)
@@ -217,18 +243,12 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     rho_prompt = np.minimum(rate * prompt_service / servers, 0.999)
     budget_wait_mean = rho_prompt / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
     busy = 1.0 - np.exp(-occupancy)
-    # an arrival lands in a long (prompt-carrying) iteration more often than in a short one: length-biased residual
-    mixed_share = np.clip(rate * t_ok * l_in / prompt_chunk, 0.0, 1.0)
-    long_residual = np.maximum(t_mix, t_ok)
+    t_dec = time_s(shape.work(n, 0.0, 0.0, runs=np.ones_like(rate)), theta)
 
     def ttft_at(q: float | None) -> np.ndarray:
         slot = _wait_quantile(p_wait, slot_wait_mean, q)
         prompt = _wait_quantile(rho_prompt, budget_wait_mean / np.maximum(rho_prompt, 1e-9), q)
-        if q is None or q <= 0.5:
-            residual = busy * (mixed_share * t_mix * t_mix + (1 - mixed_share) * t_ok * t_ok) / (2 * np.maximum(
-                mixed_share * t_mix + (1 - mixed_share) * t_ok, 1e-12))
-        else:
-            residual = busy * np.where(mixed_share > 1.0 - q, long_residual, t_ok)
+        residual = _residual(busy, share, t_mix, t_dec, q)
         return slot + prompt + residual + own_prefill
 
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
