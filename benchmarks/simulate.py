@@ -8,25 +8,26 @@
    10..90 % of ``serving.online_capacity`` (no SLO: the concurrency-cap limit), the analytic mean and p99 TTFT
    and TPOT against the simulator's (Poisson arrivals, first 10 % of requests dropped as warm-up). Rows where
    they differ by more than 10 % are flagged with ``*``; the simulator is the reference.
+3. Every bundled scenario with online workloads: the plan's promise (``slo_report``: each bound's statistic
+   predicted at the planned load, shipped calibration) against the simulated statistic of the same plan.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from solver.calibration import PRIORS  # noqa: E402
-from solver.catalog import find_gpu, find_model  # noqa: E402
-from solver.engines import find_engine  # noqa: E402
-from solver.roofline import Hardware  # noqa: E402
-from solver.serving import Shape, online_capacity, online_state  # noqa: E402
-from solver.simulate import simulate_replica  # noqa: E402
-from solver.simulate_report import kv_capacity_tokens  # noqa: E402
+import solver
+from solver.calibration import PRIORS
+from solver.catalog import find_gpu, find_model
+from solver.engines import find_engine
+from solver.errors import PlannerError
+from solver.roofline import Hardware
+from solver.serving import Shape, online_capacity, online_state
+from solver.simulate import simulate_replica
+from solver.simulate_report import kv_capacity_tokens, simulate_plan
 
 PAIRS = [("llama-3.1-8b", "H100", 1), ("llama-3.1-8b", "A10G", 1), ("llama-3.1-8b", "L4", 1),
          ("llama-3.1-70b", "A100-80GB", 4)]
@@ -97,9 +98,39 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--compare-requests", type=int, default=15000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scenarios", type=Path, nargs="*", default=None,
+                    help="scenario files for part 3 (default: the bundled online scenarios)")
     args = ap.parse_args()
     speed(args.requests, args.seed)
     compare(args.compare_requests, args.seed)
+    bundled(args.scenarios or BUNDLED, args.compare_requests, args.seed)
+
+
+BUNDLED = [Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml"
+           for name in ("chat_fleet", "mixed_spot_quota", "bucketed_mix", "sweep_base")]
+
+
+def bundled(paths: list[Path], requests: int, seed: int) -> None:
+    """The plan's promise against the simulator on each scenario (the statistic each SLO bound is held at)."""
+    print(f"\nplan promise vs simulator at the planned load ({requests:,} requests per scenario; * = > 10 %)")
+    print(f"{'scenario':18s} {'workload':16s} {'metric':6s} {'stat':5s} {'bound ms':>9s} {'promised ms':>12s} "
+          f"{'simulated ms':>13s} {'diff':>6s}")
+    for path in paths:
+        try:
+            plan = solver.plan(str(path))
+        except PlannerError as exc:
+            print(f"{path.stem:18s} no plan: {exc}")
+            continue
+        report = simulate_plan(str(path), plan.model_dump(), requests=requests, seed=seed)
+        simulated = {w["workload"]: w for w in report.workloads if w.get("mode") == "online"}
+        for p in plan.slo_report:
+            sim = simulated.get(p.workload, {}).get(p.metric, {}).get(p.statistic)
+            if sim is None:
+                continue
+            diff = p.predicted_s / sim - 1.0
+            flag = "*" if abs(diff) > 0.10 else " "
+            print(f"{path.stem:18s} {p.workload:16s} {p.metric:6s} {p.statistic:5s} {p.bound_s * 1e3:9.1f} "
+                  f"{p.predicted_s * 1e3:12.1f} {sim * 1e3:13.1f} {diff:+6.0%}{flag}")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,16 @@ class Calibration:
                 return float(max(1.0, np.exp(value)))
         return 1.0
 
+    def probability_within(self, engine: str, gpu: str, metric: str, log_ratio: float) -> float | None:
+        """P(measured <= predicted * exp(log_ratio)) from the held-out residual quantiles (linear between them,
+        clamped to the outermost stored quantiles); None when the calibration has no quantiles."""
+        for key in (f"{engine}|{gpu_class(gpu)}|{metric}", f"{engine}|*|{metric}", f"*|*|{metric}"):
+            if key in self.error_quantiles:
+                table = sorted((v, float(q)) for q, v in self.error_quantiles[key].items())
+                values, probs = [v for v, _ in table], [q for _, q in table]
+                return float(np.interp(log_ratio, values, probs))
+        return None
+
     def theta_rows(self, engine: EngineProfile, gpus: list[str] | np.ndarray, dtype: str) -> np.ndarray:
         names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)
         table = np.array([self.theta(engine, g, dtype) for g in names]).reshape(-1, N_COEF)

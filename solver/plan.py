@@ -15,6 +15,7 @@ from .candidates import Candidates, build_candidates
 from .errors import InfeasibleError, NoCandidatesError, ScenarioError
 from .extract import SolveOptions, solve_plan
 from .milp import build_problem
+from .promise import slo_report
 from .provenance import provenance_of
 from .plan_types import Plan
 from .scenario import Resolved, load_scenario, resolve
@@ -133,4 +134,4 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
 
     out = solve_plan(problem, resolved, cands, options, check=check if verify_plan else None,
                      check_name="verification", on_infeasible=infeasible)
-    return out.model_copy(update={"provenance": provenance_of(resolved)})
+    return out.model_copy(update={"slo_report": slo_report(resolved, out), "provenance": provenance_of(resolved)})

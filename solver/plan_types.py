@@ -68,10 +68,22 @@ class SolverStats(Frozen):
     note: str = ""
 
 
+class SLOPromise(Frozen):
+    """One SLO bound of one workload as the plan keeps it: the model's prediction at the planned load (worst
+    over the pools serving the workload), the margin to the bound, and the probability that the bound holds given
+    the model's held-out error (None without error quantiles in the calibration)."""
+
+    workload: str
+    metric: str  # ttft | tpot | e2e
+    statistic: str  # mean | p50 | p90 | p95 | p99
+    bound_s: float
+    predicted_s: float
+    margin: float  # bound / predicted - 1
+    probability: float | None
+
+
 class Plan(Frozen):
     """A fleet plan. ``status``: ``optimal``, or ``feasible`` (a time-limited incumbent; see ``gap``)."""
-    provenance: dict[str, Any] | None = None  # package version, catalog dates, calibration id
-
 
     scenario: str
     status: str
@@ -86,4 +98,5 @@ class Plan(Frozen):
     solver: SolverStats
     pruning: dict[str, int]
     calibration: str
+    slo_report: list[SLOPromise] = []  # per online workload and bound: prediction at the planned load
     provenance: dict[str, Any] | None = None  # package version, catalog dates, calibration id

@@ -232,6 +232,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
     service = t_ok * (l_out + own_chunks)
     p_wait = _erlang_c(np.maximum(cap, 1), np.minimum(occupancy, cap))
+    # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the Allen-Cunneen halving for
+    # deterministic service fell further below the simulator near saturation (benchmarks/simulate.py)
     slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9)
     own_prefill = phases_time_s([(shape.work(n, l_in / own_chunks, l_in * l_in / 2.0 / own_chunks), own_chunks)],
                                 theta)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import PRIORS, Calibration
+from .calibration import Calibration
 from .catalog import find_gpu
 from .engines import EngineProfile, find_engine
 from .roofline import Hardware, weight_bytes
@@ -171,19 +171,21 @@ def simulate_plan(scenario: Resolved | str | Path, plan: dict, *, requests: int 
                   engine: str | None = None) -> SimulationReport:
     """Simulate every workload of ``plan`` (the plan JSON as a dict); see the module docstring."""
     resolved = scenario if isinstance(scenario, Resolved) else load_scenario(scenario)
-    calibration = calibration or PRIORS
+    calibration = calibration or resolved.calibration  # the calibration the plan was made with
     rng = np.random.default_rng(seed)
     pools = _pools(resolved, plan, calibration, engine)
     report = SimulationReport(resolved.scenario.name, int(requests), int(seed), arrivals, WARMUP)
     report.notes.append(f"first {WARMUP:.0%} of each workload's requests (by arrival) left out as warm-up; "
                         f"round-robin over each pool's replicas; calibration: {calibration.source}")
     online = [w for w in resolved.scenario.workloads if w.mode == "online" and w.request_rate_per_s]
-    total_rate = sum(w.request_rate_per_s for w in online)
+    # replay the rate the plan was sized for: the mean rate times the peak factor
+    peak = {w.name: (w.request_rate_per_s or 0.0) * (w.peak_factor or resolved.scenario.peak_factor) for w in online}
+    total_rate = sum(peak.values())
     streams: dict[str, list] = {p: [] for p in pools}  # pool -> [(workload, index array, arr, lin, lout)]
     per_workload: dict[str, dict] = {}
     for w in online:
-        n = max(int(round(requests * w.request_rate_per_s / total_rate)), 20)
-        arr = arrival_times(w.request_rate_per_s, n, arrivals, rng)
+        n = max(int(round(requests * peak[w.name] / total_rate)), 20)
+        arr = arrival_times(peak[w.name], n, arrivals, rng)
         lin, lout, bucket = _lengths(w, n, rng)
         rows = [a for a in plan.get("assignments", []) if a["workload"] == w.name]
         demand = np.array([f"{w.name}#{k}" for k in bucket]) if any("#" in str(a.get("demand", "")) for a in rows) \
@@ -236,7 +238,7 @@ def _online_stats(w: Workload, data: dict, report: SimulationReport) -> dict:
     keep = order[int(math.floor(WARMUP * order.size)):]
     out = {k: v[keep] for k, v in data["out"].items()}
     row: dict = {"workload": w.name, "mode": "online", "requests": int(keep.size),
-                 "rate_per_s": w.request_rate_per_s, "unrouted": int(np.sum(data["pool"] == ""))}
+                 "rate_per_s": w.request_rate_per_s, "peak_factor": w.peak_factor or 1.0, "unrouted": int(np.sum(data["pool"] == ""))}
     for m in METRICS:
         v = out[f"{m}_s"]
         row[m] = {s: statistic(v, s) for s in ("mean", "p50", "p90", "p99")}

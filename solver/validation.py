@@ -16,7 +16,7 @@ from .fitting import fit, row_thetas
 from .measured import PHASE, Dataset, metric_error, predict_times
 
 KIND = {"ttft": "TTFT", "tpot": "TPOT", "throughput": "throughput"}
-ERROR_QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
+ERROR_QUANTILES = (0.01, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95, 0.99)
 MIN_ROWS_FOR_QUANTILES = 8
 
 
