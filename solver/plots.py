@@ -195,6 +195,42 @@ def plot_cost_vs_slo(df: pd.DataFrame, path: Path, prov: dict | None = None) -> 
     return _save(fig, path)
 
 
+def plot_cost_vs_confidence(df: pd.DataFrame, path: Path, prov: dict | None = None) -> Path | None:
+    """The price of certainty: cost against the probability (given the model's measured error) that every SLO
+    holds; one line per combination of the other axes."""
+    col = AXIS_PREFIX + "confidence"
+    summary = summary_table(df)
+    if col not in summary.columns:
+        return None
+    ok = summary[summary["status"].isin(SOLVED)].copy()
+    if ok.empty:
+        return None
+    axes = axis_columns(df)
+    others = [a for a in axes if a != col]
+    levels = {a: list(dict.fromkeys(summary[a])) for a in others}
+    fig = Figure(figsize=(10, 6), layout="constrained")
+    top, bottom = _money_axes(fig, ok)
+    base = base_point(summary, axes)
+    for ax, ycol, ylabel in ((top, "online_usd_per_hour", "run-rate, online (USD/h)"),
+                             (bottom, "offline_usd", "one-off, offline jobs (USD)")):
+        if ax is None:
+            continue
+        _lines(ax, _groups(ok, others), col, ycol, others, levels, False)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        if base is not None:
+            _pct_axis(ax, float(base[ycol]))
+    ticks = sorted(set(ok[col].astype(float)))
+    (bottom or top).set_xticks(ticks, [f"{t:.0%}" for t in ticks])
+    (bottom or top).set_xlabel("confidence that every SLO holds, given the model's held-out error")
+    top.set_title("The price of certainty: fleet cost vs confidence")
+    if others:
+        top.legend(loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize=8)
+    _caption(fig, df, prov)
+    return _save(fig, path)
+
+
 def _composition(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per point x (GPU, spot): GPUs, run-rate USD/h and one-off USD, each pool counted once."""
     pools = df.dropna(subset=["pool"]).drop_duplicates(["point", "pool"]).copy()
@@ -314,7 +350,7 @@ def plot_cost_vs_price(df: pd.DataFrame, path: Path, prov: dict | None = None) -
 
 
 PLOTS = {"cost_vs_slo.png": plot_cost_vs_slo, "fleet_composition.png": plot_composition,
-         "cost_vs_price.png": plot_cost_vs_price}
+         "cost_vs_price.png": plot_cost_vs_price, "cost_vs_confidence.png": plot_cost_vs_confidence}
 
 
 def plot_all(df: pd.DataFrame, out_dir: str | Path, prov: dict | None = None) -> tuple[list[Path], dict[str, str]]:
@@ -327,6 +363,7 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path, prov: dict | None = None) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     written, skipped = [], {}
     reasons = {"cost_vs_slo.png": "no point has a plan with online traffic",
+               "cost_vs_confidence.png": "no confidence axis with a solved point",
                "cost_vs_price.png": "no price axis (price.*, price_multiplier, reserved_discount) with a solved point"}
     for name, fn in PLOTS.items():
         result = fn(df, out_dir / name, prov=prov)
@@ -337,4 +374,5 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path, prov: dict | None = None) ->
     return written, skipped
 
 
-__all__ = ["base_point", "pareto_front", "plot_all", "plot_composition", "plot_cost_vs_price", "plot_cost_vs_slo"]
+__all__ = ["base_point", "pareto_front", "plot_all", "plot_composition", "plot_cost_vs_confidence", "plot_cost_vs_price",
+           "plot_cost_vs_slo"]

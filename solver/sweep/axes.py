@@ -18,7 +18,7 @@ from ..schema import SLO, Frozen, Instance, Scenario, Workload
 
 PRICE_KEYS = ("gpu", "cloud", "family", "type")
 PLAIN_AXES = ("price_multiplier", "reserved_discount", "pricing", "spot_share", "slo_scale", "demand_growth",
-              "regions")
+              "regions", "confidence")
 PRICINGS = ("on_demand", "spot", "both")
 
 class Sweep(Frozen):
@@ -110,6 +110,8 @@ def _check_axis(name: str, values: list[Any], instances: list[Instance], fail: C
             raise fail(f"expected a positive number, got {v!r}", name, i)
         if kind == "spot_share" and (x is None or not 0 <= x <= 1):
             raise fail(f"expected a share 0 <= s <= 1, got {v!r}", name, i)
+        if kind == "confidence" and (x is None or not 0.5 <= x < 1):
+            raise fail(f"expected a confidence 0.5 <= c < 1, got {v!r}", name, i)
         if kind == "reserved_discount" and (x is None or not 0 <= x < 1):
             raise fail(f"expected a discount 0 <= d < 1, got {v!r}", name, i)
         if kind == "pricing" and v not in PRICINGS:
@@ -216,6 +218,8 @@ def apply_point(base: Resolved, values: dict[str, Any]) -> Resolved:
             workloads = [_grow(w, float(v)) for w in workloads]
         elif name == "regions":
             update["regions"] = list(v)
+        elif name == "confidence":
+            update["confidence"] = float(v)
         else:  # pragma: no cover - load_sweep rejects unknown axes
             raise ScenarioError(f"unknown axis {name!r}")
     instances = base.instances

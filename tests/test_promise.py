@@ -1,0 +1,65 @@
+"""What a plan promises: SLO margins at the planned load, confidence headroom, the price of certainty."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import solver
+from conftest import run_cli
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+@pytest.fixture(scope="module")
+def chat_plan():
+    return solver.plan(str(SCENARIOS / "chat_fleet.yaml"))
+
+
+def test_every_online_bound_has_a_promise_that_the_plan_keeps(chat_plan):
+    sc = solver.load_scenario(str(SCENARIOS / "chat_fleet.yaml")).scenario
+    bounds = {(w.name, m) for w in sc.workloads for m, b in (("ttft", w.slo.max_ttft_s), ("tpot", w.slo.max_tpot_s))
+              if b is not None}
+    report = {(p.workload, p.metric): p for p in chat_plan.slo_report}
+    assert set(report) == bounds
+    for p in report.values():
+        assert p.predicted_s <= p.bound_s * (1 + 1e-6)  # pools are loaded at most to their SLO capacity
+        assert p.margin == pytest.approx(p.bound_s / p.predicted_s - 1, rel=1e-5)
+        assert p.probability is not None and 0.0 <= p.probability <= 1.0
+
+
+def test_larger_margin_never_lowers_the_probability(chat_plan):
+    by_metric: dict[str, list] = {}
+    for p in chat_plan.slo_report:
+        by_metric.setdefault(p.metric, []).append(p)
+    for promises in by_metric.values():
+        ordered = sorted(promises, key=lambda p: p.margin)
+        # same metric, shipped quantiles per (engine, class): with one engine and class the map is monotone
+        assert [p.probability for p in ordered] == sorted(p.probability for p in ordered)
+
+
+def test_confidence_buys_headroom_and_never_costs_less(tmp_path, chat_plan):
+    text = (SCENARIOS / "chat_fleet.yaml").read_text()
+    hedged = tmp_path / "hedged.yaml"
+    hedged.write_text(text + "\nconfidence: 0.95\n")
+    plan95 = solver.plan(str(hedged))
+    assert plan95.objective >= chat_plan.objective - 1e-6
+    assert plan95.objective > chat_plan.objective  # the shipped error makes 95 % dearer than the median
+
+
+def test_confidence_sweep_draws_the_price_of_certainty(tmp_path):
+    sweep = tmp_path / "conf.yaml"
+    sweep.write_text(f"base: {SCENARIOS / 'chat_fleet.yaml'}\naxes:\n  confidence: [0.5, 0.9]\n")
+    out = tmp_path / "r.csv"
+    assert run_cli(["sweep", str(sweep), "--out", str(out), "--workers", "1", "--quiet"]).exit_code == 0
+    result = run_cli(["plot", str(out), "--out", str(tmp_path / "plots")])
+    assert result.exit_code == 0
+    assert (tmp_path / "plots" / "cost_vs_confidence.png").stat().st_size > 10_000
+
+
+def test_confidence_axis_rejects_values_outside_its_range(tmp_path):
+    sweep = tmp_path / "conf.yaml"
+    sweep.write_text(f"base: {SCENARIOS / 'chat_fleet.yaml'}\naxes:\n  confidence: [0.5, 1.2]\n")
+    result = run_cli(["sweep", str(sweep), "--out", str(tmp_path / "r.csv"), "--workers", "1", "--quiet"])
+    assert result.exit_code == 2
+    assert "confidence" in result.output
