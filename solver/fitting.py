@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
+from scipy.optimize import lsq_linear
 
 from .calibration import Calibration, prior_theta
 from .measured import Dataset, linear_system
@@ -27,14 +27,15 @@ EFFICIENCY, OVERHEAD = slice(0, 4), slice(4, 6)
 
 
 def _fit_multiplier(A: np.ndarray, c: np.ndarray, y: np.ndarray, w: np.ndarray, prior_m: np.ndarray,
-                    shrink: float) -> np.ndarray:
-    """argmin_m>=0 sum w (A m + c - y)^2 / y^2 + shrink * |m - prior_m|^2."""
+                    shrink: float, lower: np.ndarray | None = None) -> np.ndarray:
+    """argmin_{m >= lower} sum w (A m + c - y)^2 / y^2 + shrink * |m - prior_m|^2 (lower defaults to 0)."""
     rows = A / y[:, None] * np.sqrt(w)[:, None]
     target = (y - c) / y * np.sqrt(w)
     rows = np.vstack([rows, np.sqrt(shrink) * np.eye(A.shape[1])])
     target = np.concatenate([target, np.sqrt(shrink) * prior_m])
-    m, _ = nnls(rows, target)
-    return m
+    lb = np.zeros(A.shape[1]) if lower is None else np.asarray(lower, float)
+    start = np.maximum(prior_m, lb)
+    return lsq_linear(rows, target, bounds=(lb, np.full(A.shape[1], np.inf)), method="bvls").x if len(target) else start
 
 
 def _row_weights(rows: pd.DataFrame) -> np.ndarray:
@@ -71,17 +72,25 @@ def fit(data: Dataset, source: str = "", form: str = "hierarchical") -> Calibrat
             continue
         m_all = _fit_multiplier(Ap, c, y, w, np.ones(6), GLOBAL_SHRINK_ROWS)
         m_gpu = {str(g): _fit_multiplier(Ap[gpus == g], c[gpus == g], y[gpus == g], w[gpus == g], m_all,
-                                         SHRINK_ROWS) for g in np.unique(gpus)}
+                                         SHRINK_ROWS, _at_most_peak(base, gpus == g)) for g in np.unique(gpus)}
         m_eng = {str(e): _fit_multiplier(Ap[engines == e], c[engines == e], y[engines == e], w[engines == e],
                                          m_all, SHRINK_ROWS) for e in np.unique(engines)}
         m_pair = {}
         for g, e in sorted({(str(g), str(e)) for g, e in zip(gpus, engines)}):
             idx = (gpus == g) & (engines == e)
             prior_m = np.concatenate([m_gpu[g][EFFICIENCY], m_eng[e][OVERHEAD]])
-            m_pair[(g, e)] = _fit_multiplier(Ap[idx], c[idx], y[idx], w[idx], prior_m, SHRINK_ROWS)
+            m_pair[(g, e)] = _fit_multiplier(Ap[idx], c[idx], y[idx], w[idx], prior_m, SHRINK_ROWS,
+                                             _at_most_peak(base, idx))
         thetas = priors * np.array([m_pair[(str(g), str(e))] for g, e in zip(gpus, engines)])
         calib = _calibration(m_all, m_gpu, m_eng, m_pair, data, base, source)
     return calib
+
+
+def _at_most_peak(base: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Lower bounds on one GPU's multipliers so that no efficiency factor drops below 1: no kernel beats the
+    datasheet peak FLOPS or bandwidth (overheads only need to be non-negative)."""
+    prior = base[np.flatnonzero(mask)[0]]
+    return np.concatenate([1.0 / prior[EFFICIENCY], np.zeros(2)])
 
 
 def _first_prior(data: Dataset, priors: np.ndarray, mask: np.ndarray) -> np.ndarray:
