@@ -14,6 +14,8 @@ Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 Pricing = Literal["on_demand", "spot", "both"]
 Statistic = Literal["mean", "p50", "p90", "p95", "p99"]
+# A lognormal with mean m has p90 / m = exp(1.2816 s - s^2 / 2) <= exp(1.2816^2 / 2) = 2.27 (at s = 1.2816)
+LOGNORMAL_MAX_P90_RATIO = 2.27
 Billing = Literal["per_second", "hourly"]
 
 
@@ -188,6 +190,9 @@ class Workload(Frozen):
     input_tokens: int | None = Field(default=None, gt=0)
     output_tokens: int | None = Field(default=None, gt=0)
     buckets: list[Bucket] | None = None
+    input_tokens_p90: int | None = Field(default=None, gt=0, description="spread: lengths are lognormal with the "
+                                         "given mean and this p90 (simulation; the planner sizes for the mean)")
+    output_tokens_p90: int | None = Field(default=None, gt=0)
     request_rate_per_s: float | None = Field(default=None, gt=0)
     num_requests: int | None = Field(default=None, gt=0)
     deadline_hours: float | None = Field(default=None, gt=0)
@@ -217,6 +222,15 @@ class Workload(Frozen):
                 raise ValueError("give either input_tokens/output_tokens or buckets, not both")
             if abs(sum(b.fraction for b in self.buckets) - 1.0) > 1e-6:
                 raise ValueError("bucket fractions must sum to 1")
+        for name, mean, p90 in (("input_tokens", self.input_tokens, self.input_tokens_p90),
+                                 ("output_tokens", self.output_tokens, self.output_tokens_p90)):
+            if p90 is None:
+                continue
+            if mean is None:
+                raise ValueError(f"{name}_p90 needs {name} (the mean); buckets carry their own sizes")
+            if not mean < p90 <= LOGNORMAL_MAX_P90_RATIO * mean:
+                raise ValueError(f"{name}_p90 must lie above the mean {mean} and at most "
+                                 f"{LOGNORMAL_MAX_P90_RATIO:.2f} x it (a lognormal's p90/mean), got {p90}")
         if self.mode == "online" and self.request_rate_per_s is None and self.num_requests is None:
             raise ValueError("an online workload needs request_rate_per_s (or num_requests for a one-off run)")
         if self.mode == "offline" and (self.num_requests is None or self.deadline_hours is None):

@@ -160,9 +160,24 @@ def _pools(resolved: Resolved, plan: dict, calibration: Calibration, engine: str
     return out
 
 
+def lognormal_lengths(mean: int, p90: int | None, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` token counts with the given mean and p90 (lognormal; the smaller sigma of the two that fit), or all
+    equal to the mean when no p90 is given."""
+    if p90 is None:
+        return np.full(n, int(mean))
+    z90 = 1.2815516
+    sigma = z90 - math.sqrt(max(z90 * z90 - 2.0 * math.log(p90 / mean), 0.0))
+    mu = math.log(mean) - sigma * sigma / 2.0
+    return np.maximum(np.rint(rng.lognormal(mu, sigma, size=n)), 1).astype(int)
+
+
 def _lengths(w: Workload, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mix = w.size_mix()
     k = rng.choice(len(mix), size=n, p=np.array([b.fraction for b in mix]) / sum(b.fraction for b in mix))
+    if w.buckets is None:
+        lin = lognormal_lengths(mix[0].input_tokens, w.input_tokens_p90, n, rng)
+        lout = lognormal_lengths(mix[0].output_tokens, w.output_tokens_p90, n, rng)
+        return lin, lout, k
     return (np.array([b.input_tokens for b in mix])[k], np.array([b.output_tokens for b in mix])[k], k)
 
 

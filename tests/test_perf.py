@@ -234,3 +234,35 @@ def test_unknown_gpu_lists_close_matches():
     assert "A1000" in message and "did you mean" in message and "A100" in message
     with pytest.raises(UnknownNameError, match="did you mean.*H100"):
         predict(model="llama-3.2-1b", gpu="H1000", input_tokens=64, output_tokens=8, calibration="none")
+
+
+GRID = [("opt-2.7b", "g4dn.xlarge", 32, 1024, 128), ("llama-3.1-8b", "g5.xlarge", 16, 2048, 256),
+        ("llama-3.1-8b", "g6e.xlarge", 64, 512, 512), ("qwen2.5-7b", "p4d.24xlarge", 8, 4096, 128)]
+
+
+@pytest.mark.parametrize("model,instance,batch,inp,out", GRID)
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_predict_and_planner_give_the_same_numbers(model, instance, batch, inp, out, mode):
+    """One code path: the planner's candidate row and predict agree on offload, latency and throughput."""
+    import solver
+    from solver.candidates import build_candidates
+    from solver.schema import Scenario
+
+    wl = {"name": "w", "model": model, "mode": mode, "input_tokens": inp, "output_tokens": out,
+          "batch_sizes": [batch]}
+    wl |= {"num_requests": 1000, "deadline_hours": 1000.0} if mode == "offline" else {"request_rate_per_s": 1.0}
+    sc = Scenario(workloads=[wl], instance_types=[instance], regions=["us-east-1"], settings={"max_tensor_parallel": 1})
+    resolved = solver.scenario.resolve(sc)
+    cands = build_candidates(sc, resolved.instances, resolved.models, resolved.calibration, prune=False)
+    rows = cands.table[(cands.table["tensor_parallel"] == 1) & (cands.table["pricing"] == "on_demand")]
+    row = rows.sort_values("offload_ratio").iloc[0]
+    p = predict(model=model, instance=instance, gpu_count=1, batch_size=batch, input_tokens=inp, output_tokens=out)
+    assert p.fits and p.offload_ratio == pytest.approx(row["offload_ratio"])
+    if mode == "offline":
+        assert p.ttft_s == pytest.approx(row["ttft_s"], rel=1e-9)
+        assert p.tpot_s == pytest.approx(row["tpot_s"], rel=1e-9)
+        per_vm = row["requests_per_s_per_vm"] / row["replicas_per_vm"]
+        assert batch / p.e2e_s == pytest.approx(per_vm, rel=1e-9)
+    else:
+        assert p.online_requests_per_s == pytest.approx(row["requests_per_s_per_vm"] / row["replicas_per_vm"],
+                                                        rel=1e-9)

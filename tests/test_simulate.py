@@ -217,3 +217,33 @@ def test_simulate_command_holds_and_fails(tmp_path):
     text, rc = run_simulate_command(scen, plan, requests=3000, seed=1)
     assert rc == 1 and "SLO VIOLATED" in text
     assert text.splitlines()[-1].startswith("chat: simulated TTFT mean =")
+
+
+def test_lognormal_lengths_have_the_asked_mean_and_p90():
+    from solver.simulate_report import lognormal_lengths
+    x = lognormal_lengths(512, 1024, 200_000, np.random.default_rng(0))
+    assert x.mean() == pytest.approx(512, rel=0.01)
+    assert np.percentile(x, 90) == pytest.approx(1024, rel=0.02)
+    assert (lognormal_lengths(300, None, 10, np.random.default_rng(0)) == 300).all()
+
+
+def test_length_spread_is_validated_and_simulated(tmp_path):
+    import solver
+    from solver.errors import ScenarioError
+    from solver.simulate_report import simulate_plan
+
+    base = (SCENARIO % ("2.0", "24")).replace("""    buckets:
+      - {input_tokens: 512, output_tokens: 128, fraction: 0.7}
+      - {input_tokens: 2048, output_tokens: 256, fraction: 0.3}""", """    input_tokens: 1024
+    output_tokens: 256
+    output_tokens_p90: 512""")
+    path = tmp_path / "spread.yaml"
+    path.write_text(base)
+    plan = solver.plan(str(path))
+    report = simulate_plan(str(path), plan.model_dump(), requests=3000, seed=1)
+    tpot = next(w for w in report.workloads if w["workload"] == "chat")["tpot"]
+    assert tpot["p99"] >= tpot["p50"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base.replace("output_tokens_p90: 512", "output_tokens_p90: 5000"))
+    with pytest.raises(ScenarioError, match="output_tokens_p90"):
+        solver.load_scenario(str(bad))
