@@ -1,8 +1,16 @@
 """InferSave: the cheapest cloud GPU VMs, batch sizes and KV-cache offloading for LLM workloads within SLOs."""
 from __future__ import annotations
 
-from .errors import (CatalogError, InfeasibleError, InputError, NoCandidatesError, PlannerError, ScenarioError,
-                     SolverFailure, UnknownNameError)
+from .errors import (
+                     CatalogError,
+                     InfeasibleError,
+                     InputError,
+                     NoCandidatesError,
+                     PlannerError,
+                     ScenarioError,
+                     SolverFailure,
+                     UnknownNameError,
+)
 from .plan import plan
 from .plan_types import Plan
 from .predict import Prediction, predict

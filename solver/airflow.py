@@ -24,6 +24,9 @@ except ImportError:  # Airflow 2.9 / 2.10
     from airflow.models import BaseOperator  # type: ignore[no-redef]
 
 from .errors import InfeasibleError, InputError, NoCandidatesError
+from .io import atomic_write_text
+from .plan import plan
+from .report import plan_payload, to_json
 
 SOLVERS = ("highs", "cbc", "ortools", "highs-pulp")
 
@@ -76,8 +79,6 @@ class InferSavePlanOperator(BaseOperator):
         return limit_s, self.solver
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from .plan import plan
-        from .report import plan_payload, to_json
 
         limit_s, solver = self._options()
         try:
@@ -88,7 +89,6 @@ class InferSavePlanOperator(BaseOperator):
             raise AirflowFailException(f"bad input: {exc}") from None
         path = None
         if self.out:
-            from .io import atomic_write_text
 
             atomic_write_text(self.out, to_json(plan_payload(result)))
             path = str(Path(self.out))

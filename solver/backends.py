@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import os
-import sys
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass

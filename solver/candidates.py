@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .catalog import find_gpu
-from .errors import ScenarioError
 from .calibration import Calibration
+from .catalog import find_gpu
 from .engines import find_engine
+from .errors import ScenarioError
 from .perf import GIB, Hardware, Serving, estimate, make_serving, memory
 from .prune import prune_configs, prune_offerings, prune_pools
 from .schema import Instance, ModelCard, Scenario, Workload

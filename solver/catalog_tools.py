@@ -21,8 +21,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .catalog import VM_COLUMNS, gpu_specs, load_instances, normalise, read_csv_rows, suggest
+from .catalog import CATALOG_DIR, CLOUD_FILES, VM_COLUMNS, gpu_specs, load_instances, normalise, read_csv_rows, suggest
 from .errors import CatalogError, InputError, UnknownNameError
+from .io import atomic_write_text
+from .provenance import _catalog_info
+from .report import render_text
 
 OUT_COLUMNS = [*VM_COLUMNS, "source", "retrieved"]
 SHOW_COLUMNS = ["gpu", "gpu_count", "cloud", "region", "instance_type", "vcpus", "host_mem_gib", "usd_per_hour",
@@ -45,8 +48,6 @@ def offerings(catalogs: list[Path] | None = None, *, gpu: str | None = None, clo
     on-demand price. Unknown filter values raise ``UnknownNameError`` with close matches."""
     import pandas as pd
 
-    from .catalog import CATALOG_DIR, CLOUD_FILES
-    from .provenance import _catalog_info
 
     paths = catalogs or [CATALOG_DIR / f for f in CLOUD_FILES]
     rows = []
@@ -70,7 +71,6 @@ def offerings_text(df: Any) -> str:
     """A ``sky show-gpus``-like table: one line per offering, GPU groups in order."""
     from rich.table import Table
 
-    from .report import render_text
 
     table = Table(title=f"GPU offerings ({len(df)})")
     for col, right in (("GPU", False), ("count", True), ("cloud", False), ("region", False), ("instance", False),
@@ -211,7 +211,6 @@ def import_skypilot(root: str | Path, out_dir: str | Path, *, source: str | None
         for r in rows:
             writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float) else v) for k, v in r.items()})
         texts[Path(out_dir) / f"{cloud}.csv"] = buf.getvalue()
-    from .io import atomic_write_text
 
     for target, text in texts.items():
         atomic_write_text(target, text)

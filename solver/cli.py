@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
-
 from pydantic import ValidationError
 
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
@@ -21,8 +20,18 @@ from .plan import plan as solver_plan
 from .plan_types import Plan
 from .predict import predict as solver_predict
 from .recommend import recommend as solver_recommend
-from .report import (plan_csv, plan_payload, plan_text, prediction_csv, prediction_text, recommendation_csv,
-                     recommendation_payload, recommendation_text, summary_text, to_json)
+from .report import (
+    plan_csv,
+    plan_payload,
+    plan_text,
+    prediction_csv,
+    prediction_text,
+    recommendation_csv,
+    recommendation_payload,
+    recommendation_text,
+    summary_text,
+    to_json,
+)
 from .scenario import load_scenario
 from .sweep import SOLVED, exit_code, load_sweep, output_kind, read_results, run_sweep, summary_table, write_results
 from .verify import verify as solver_verify

@@ -27,8 +27,12 @@ from pathlib import Path
 
 import yaml
 
+from .catalog import find_model
 from .errors import InputError, PlannerError
+from .io import atomic_write_text
 from .planfile import PlanView, PoolView
+from .provenance import caption
+from .scenario import load_scenario
 
 OFFLOAD_FLAGS = ("kv-offloading", "swap-space")
 SKYPILOT_CLOUDS = {"aws", "gcp", "azure", "oci", "lambda", "runpod", "kubernetes", "ibm", "scp", "vsphere", "cudo",
@@ -75,7 +79,6 @@ def _scenario_lengths(scenario: str | Path | None) -> tuple[dict[str, int], dict
     """Longest input + output per workload, and its KV dtype, from the scenario file (if given)."""
     if scenario is None:
         return {}, {}
-    from .scenario import load_scenario
 
     sc = load_scenario(scenario).scenario
     lengths = {w.name: max(b.input_tokens + b.output_tokens for b in w.size_mix()) for w in sc.workloads}
@@ -89,7 +92,6 @@ def pool_launches(plan: PlanView, *, scenario: str | Path | None = None, path: s
     Raises:
         InputError: a pool's model is unknown or has no Hugging Face id, or its assignments disagree.
     """
-    from .catalog import find_model
 
     lengths, kv_dtypes = _scenario_lengths(scenario)
     launches, skipped = [], {}
@@ -179,7 +181,6 @@ def skypilot_task(launch: PoolLaunch, offload_flag: str = "kv-offloading") -> di
 
 def render_skypilot(launch: PoolLaunch, plan: PlanView, offload_flag: str = "kv-offloading") -> str:
     p = launch.pool
-    from .provenance import caption
 
     head = [f"# InferSave plan {plan.scenario!r} ({plan.status}), pool {p.pool}",
             f"# {p.count} x {p.instance_type} ({p.gpu_count}x{p.gpu}, {p.pricing}) in {p.cloud}/{p.region}, "
@@ -201,7 +202,6 @@ def render_skypilot(launch: PoolLaunch, plan: PlanView, offload_flag: str = "kv-
 def write_skypilot(plan: PlanView, out_dir: str | Path, launches: list[PoolLaunch],
                    offload_flag: str = "kv-offloading") -> list[Path]:
     """Write ``<out_dir>/<pool name>.yaml`` per launch (each atomically); returns the paths."""
-    from .io import atomic_write_text
 
     texts = {Path(out_dir) / f"{launch.name}.yaml": render_skypilot(launch, plan, offload_flag)
              for launch in launches}  # render everything first: a failure leaves nothing half written

@@ -14,7 +14,12 @@ import io
 from pathlib import Path
 from typing import Any, Iterable
 
-from .planfile import PlanView
+from .io import atomic_write_text
+from .planfile import PlanView, load_plan_view
+from .plots import PLOTS
+from .provenance import caption, table_provenance
+from .scenario import load_scenario
+from .sweep import AXIS_PREFIX, read_results, summary_table
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -115,7 +120,6 @@ def plan_figure(plan: PlanView) -> Any:
 
 def plan_report(plan: PlanView, *, scenario: Any | None = None, source: str = "") -> str:
     """The HTML page of one plan. ``scenario`` (a ``Scenario``) adds the SLO bounds to the margins table."""
-    from .provenance import caption
 
     used = [p for p in plan.pools if p.count > 0 and (p.mode == "online" or (p.vm_hours or 0) > 0)]
     work = {p.pool: sorted({a.workload for a in plan.pool_assignments(p.pool)}) for p in used}
@@ -157,9 +161,6 @@ def results_report(df: Any, *, source: str = "", prov: dict | None = None) -> st
     """The HTML page of a sweep results table: per-point summary and every plot ``plots.py`` can draw."""
     import tempfile
 
-    from .plots import PLOTS
-    from .provenance import caption
-    from .sweep import AXIS_PREFIX, summary_table
 
     summary = summary_table(df)
     axes = [c for c in summary.columns if c.startswith(AXIS_PREFIX)]
@@ -181,21 +182,16 @@ def results_report(df: Any, *, source: str = "", prov: dict | None = None) -> st
 
 def write_report(target: str | Path, out: str | Path, scenario: str | Path | None = None) -> Path:
     """Render ``target`` (plan ``.json``, or results ``.parquet``/``.csv``) to ``out`` atomically."""
-    from .io import atomic_write_text
 
     target = Path(target)
     if target.suffix.lower() == ".json":
-        from .planfile import load_plan_view
 
         sc = None
         if scenario is not None:
-            from .scenario import load_scenario
 
             sc = load_scenario(scenario).scenario
         text = plan_report(load_plan_view(target), scenario=sc, source=str(target))
     else:
-        from .provenance import table_provenance
-        from .sweep import read_results
 
         df = read_results(target)
         text = results_report(df, source=str(target), prov=table_provenance(df, target))

@@ -15,9 +15,9 @@ from .candidates import Candidates, build_candidates
 from .errors import InfeasibleError, NoCandidatesError, ScenarioError
 from .extract import SolveOptions, solve_plan
 from .milp import build_problem
+from .plan_types import Plan
 from .promise import slo_report
 from .provenance import provenance_of
-from .plan_types import Plan
 from .scenario import Resolved, load_scenario, resolve
 from .schema import Scenario
 from .table import SLO_RULE, Rejection, demand_load

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .io import atomic_write
+from .provenance import caption, table_provenance
 from .sweep import AXIS_PREFIX, SOLVED, axis_columns, label_axis, summary_table
 
 PRICE_AXES = ("price.", "price_multiplier", "reserved_discount")
@@ -64,7 +65,6 @@ def base_point(summary: pd.DataFrame, axes: list[str]) -> pd.Series | None:
 
 
 def _caption(fig: Figure, df: pd.DataFrame, prov: dict | None, what: str = "") -> None:
-    from .provenance import caption
 
     axes = ", ".join(a.removeprefix(AXIS_PREFIX) for a in axis_columns(df)) or "no axes"
     n = df["point"].nunique()
@@ -356,7 +356,6 @@ PLOTS = {"cost_vs_slo.png": plot_cost_vs_slo, "fleet_composition.png": plot_comp
 def plot_all(df: pd.DataFrame, out_dir: str | Path, prov: dict | None = None) -> tuple[list[Path], dict[str, str]]:
     """Write every plot the table's axes support into ``out_dir``; returns (written, {skipped: reason}).
     ``prov`` (``solver.provenance``) is read from the table's ``provenance.*`` columns when not given."""
-    from .provenance import table_provenance
 
     prov = prov or table_provenance(df)
     out_dir = Path(out_dir)

@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 
-from .catalog import find_gpu, find_model, load_catalog, suggest
 from .calibration import load_calibration
+from .catalog import find_gpu, find_model, load_catalog, suggest
 from .errors import InputError, UnknownNameError
 from .perf import GIB, Hardware, estimate, make_serving
 from .schema import DTYPE_BYTES, Frozen, Settings, default_kv_dtype

@@ -82,7 +82,7 @@ def slo_report(resolved: Resolved, plan: Plan) -> list[SLOPromise]:
     for (name, metric), (value, a) in sorted(worst.items()):
         w = workloads[name]
         bound = {"ttft": w.slo.max_ttft_s, "tpot": w.slo.max_tpot_s, "e2e": w.slo.max_e2e_s}[metric]
-        if bound is None or not math.isfinite(value) or value <= 0:
+        if bound is None or not math.isfinite(value) or value <= 0 or not math.isfinite(bound / value):
             continue
         prob = resolved.calibration.probability_within(w.engine, a.gpu, METRIC_KIND[metric], math.log(bound / value))
         out.append(SLOPromise(workload=name, metric=metric, statistic=w.slo.percentiles()[metric], bound_s=bound,

@@ -13,6 +13,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .calibration import DEFAULT_CALIBRATION
+from .catalog import CATALOG_DIR, CLOUD_FILES, resolve_catalog_path
+
 if TYPE_CHECKING:  # pragma: no cover
     from .scenario import Resolved
 
@@ -73,8 +76,6 @@ def provenance(catalogs: list[Path] | None = None, calibration: Path | None | st
         "calibration": {id, source, sha256}}``; ``catalog_retrieved`` is the newest retrieval date ("" if
         no catalog states one).
     """
-    from .catalog import CATALOG_DIR, CLOUD_FILES
-    from .calibration import DEFAULT_CALIBRATION
 
     paths = catalogs if catalogs is not None else [CATALOG_DIR / f for f in CLOUD_FILES]
     infos = [_catalog_info(Path(p)) for p in paths]
@@ -87,8 +88,6 @@ def provenance(catalogs: list[Path] | None = None, calibration: Path | None | st
 
 def provenance_of(resolved: Resolved) -> dict[str, Any]:
     """``provenance()`` for the catalogs and calibration a resolved scenario uses."""
-    from .catalog import resolve_catalog_path
-    from .calibration import DEFAULT_CALIBRATION
 
     sc = resolved.scenario
     base = Path(resolved.path).parent if resolved.path and not resolved.path.startswith("<") else None

@@ -41,26 +41,28 @@ class Recommendation(Frozen):
 
 
 def _job_cost(rows: pd.DataFrame, workload: Workload, billing: str) -> pd.DataFrame:
-    """VMs, billed hours and USD for the whole job on each row's configuration."""
-    vm_tps = rows["tokens_per_s"] * rows["replicas_per_vm"]
-    tokens = (rows["input_tokens"] + rows["output_tokens"]).astype(float)
+    """VMs, billed hours and USD for the whole job on each row's configuration; a configuration with no
+    throughput left (capacity 0 at the SLO, or a row that does not run) is unservable: 0 VMs, infinite cost."""
+    vm_tps = (rows["tokens_per_s"] * rows["replicas_per_vm"]).to_numpy(float)
+    tokens = (rows["input_tokens"] + rows["output_tokens"]).to_numpy(float)
+    rps = rows["requests_per_s_per_vm"].to_numpy(float)
     if workload.request_rate_per_s:
-        # a configuration with no capacity left at the SLO (capacity 0) cannot serve the rate on any number of VMs
-        rps = rows["requests_per_s_per_vm"].to_numpy(float)
-        serves = rps > 0
-        vms = np.where(serves, np.maximum(np.ceil(workload.request_rate_per_s / np.where(serves, rps, 1.0) - 1e-9),
-                                          1), 0)
-        hours = pd.Series(1.0, index=rows.index)  # an online fleet is priced per hour
+        serves = np.isfinite(rps) & (rps > 0)
+        vms = np.ceil(workload.request_rate_per_s / np.where(serves, rps, 1.0) - 1e-9)
+        hours = np.ones(len(rows))  # an online fleet is priced per hour
     else:
-        n = float(workload.num_requests or 1)
-        hours_one = n * tokens / vm_tps / 3600.0
+        serves = np.isfinite(vm_tps) & (vm_tps > 0)
+        hours_one = float(workload.num_requests or 1) * tokens / np.where(serves, vm_tps, 1.0) / 3600.0
         vms = np.ones(len(rows))
         if workload.deadline_hours:
-            vms = np.maximum(np.ceil(hours_one / workload.deadline_hours - 1e-9), 1)
+            vms = np.ceil(hours_one / workload.deadline_hours - 1e-9)
+        vms = np.maximum(vms, 1)
         hours = hours_one / vms
+    serves &= np.isfinite(vms) & (vms < np.iinfo(np.int64).max)  # beyond any fleet: unservable as well
+    vms = np.where(serves, np.maximum(np.where(serves, vms, 1), 1), 0).astype(int)
     billed = np.ceil(hours - 1e-9) if billing == "hourly" else hours
-    total = np.where(np.asarray(vms) > 0, rows["unit_usd_per_hour"] * vms * billed, np.inf)
-    return rows.assign(vm_tokens_per_s=vm_tps, vms=np.asarray(vms).astype(int), hours=billed, total_usd=total)
+    total = np.where(serves, rows["unit_usd_per_hour"].to_numpy(float) * vms * billed, np.inf)
+    return rows.assign(vm_tokens_per_s=vm_tps, vms=vms, hours=billed, total_usd=total)
 
 
 def _best_per_offering(rows: pd.DataFrame) -> pd.DataFrame:

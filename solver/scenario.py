@@ -11,12 +11,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .catalog import find_model, load_catalog, suggest
-from .errors import ScenarioError, UnknownNameError
 from .calibration import Calibration, load_calibration
+from .catalog import find_model, load_catalog, suggest
 from .engines import find_engine
+from .errors import ScenarioError, UnknownNameError
 from .schema import Instance, ModelCard, Scenario
-
 
 
 @dataclass(frozen=True)

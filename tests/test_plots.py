@@ -48,11 +48,11 @@ def test_plots_without_slo_or_price_axis(tmp_path):
     assert set(df["status"]) == {"infeasible"}
     written, skipped = plot_all(df, tmp_path / "none")
     assert [p.name for p in written] == ["fleet_composition.png"]  # composition is always drawn
-    assert set(skipped) == {"cost_vs_slo.png", "cost_vs_price.png"}
+    assert set(skipped) == {"cost_vs_slo.png", "cost_vs_price.png", "cost_vs_confidence.png"}
     df = run_sweep(make_sweep(base, {"demand_growth": [1.0, 2.0]}), workers=1, progress=False)
     written, skipped = plot_all(df, tmp_path / "tpot")  # no slo axis: cost against each plan's worst TPOT
     assert {p.name for p in written} == {"fleet_composition.png", "cost_vs_slo.png"}
-    assert skipped == {"cost_vs_price.png": skipped["cost_vs_price.png"]}
+    assert set(skipped) == {"cost_vs_price.png", "cost_vs_confidence.png"}  # no price or confidence axis
     for p in written:
         assert_png(p)
 

@@ -38,12 +38,25 @@ axis named like a plan field (``pricing``) never clashes with the assignment's o
 """
 from __future__ import annotations
 
-from .axes import (PLAIN_AXES, PRICE_KEYS, PRICINGS, LoadedSweep, Sweep, apply_point, load_sweep, make_sweep,
-                   parse_sweep)
+from .axes import PLAIN_AXES, PRICE_KEYS, PRICINGS, LoadedSweep, Sweep, apply_point, load_sweep, make_sweep, parse_sweep
 from .execute import default_workers, run_sweep, solve_point
-from .results import (ASSIGNMENT_FIELDS, AXIS_PREFIX, INT_FIELDS, POINT_FIELDS, SOLVED, TABLE_FIELDS, axis_cell,
-                      axis_columns, exit_code, label_axis, output_kind, read_results, results_table, summary_table,
-                      write_results)
+from .results import (
+                   ASSIGNMENT_FIELDS,
+                   AXIS_PREFIX,
+                   INT_FIELDS,
+                   POINT_FIELDS,
+                   SOLVED,
+                   TABLE_FIELDS,
+                   axis_cell,
+                   axis_columns,
+                   exit_code,
+                   label_axis,
+                   output_kind,
+                   read_results,
+                   results_table,
+                   summary_table,
+                   write_results,
+)
 
 __all__ = ["ASSIGNMENT_FIELDS", "AXIS_PREFIX", "INT_FIELDS", "PLAIN_AXES", "POINT_FIELDS", "PRICE_KEYS", "PRICINGS",
            "SOLVED", "TABLE_FIELDS", "LoadedSweep", "Sweep", "apply_point", "axis_cell", "axis_columns",
