@@ -263,7 +263,7 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
           scheduler: Optional[str] = typer.Option(None, "--scheduler",
                                                   help="Dask scheduler address, e.g. tcp://host:8786 (needs .[dask])"),
           solver: Backend = typer.Option(Backend.highs, "--solver", help="MILP back end"),
-          time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.1, max=3600,
+          time_limit: Optional[float] = typer.Option(None, "--time-limit",
                                                      help="seconds per point (at most 3600)"),
           timeout: Optional[float] = typer.Option(None, "--timeout", min=1,
                                                   help="seconds for the whole sweep (default: none locally, "
@@ -301,7 +301,8 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
         return int(table["point"].nunique())
 
     def checkpoint(_record: dict, records: list[dict]) -> None:
-        if time.monotonic() - last_write[0] >= 1.0:  # at most once a second: a kill -9 loses at most that
+        # at most once a second (INFERSAVE_CHECKPOINT_S): a kill -9 loses at most that much work
+        if time.monotonic() - last_write[0] >= float(os.environ.get("INFERSAVE_CHECKPOINT_S", "1")):
             save_partial(records)
             last_write[0] = time.monotonic()
 

@@ -113,16 +113,12 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _no_constants(name: str) -> float:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def parse_json(text: str) -> Any:
-    """``json.loads`` that refuses duplicate keys and NaN/Infinity literals and oversize text (``ValueError``,
-    ``json.JSONDecodeError`` is a subclass)."""
+    """``json.loads`` that refuses duplicate keys and oversize text (``ValueError``; ``json.JSONDecodeError`` is a
+    subclass). ``NaN``/``Infinity`` literals load as floats so that validation can name the field holding them."""
     if len(text) > MAX_JSON_BYTES:
         raise ValueError(f"file is larger than the {MAX_JSON_BYTES // 2**20} MiB limit")
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    return json.loads(text, object_pairs_hook=_no_duplicates)
 
 
 def read_json(path: str | Path, error: type[InputError] = InputError, what: str = "JSON file") -> Any:
@@ -131,7 +127,9 @@ def read_json(path: str | Path, error: type[InputError] = InputError, what: str 
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise error("file not found", path=str(path)) from None
+        raise error("cannot read file: not found", path=str(path)) from None
+    except IsADirectoryError:
+        raise error("cannot read file: is a folder", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read file: {exc}", path=str(path)) from None
     try:
