@@ -28,6 +28,7 @@ def calibrate_report(paths: list[Path], frames: list[pd.DataFrame] | None = None
     frame = pd.concat(frames if frames is not None else [load_measurements(p) for p in paths], ignore_index=True)
     data = usable_dataset(frame, paths[0] if paths else "measurements")
     skipped = int(in_scope(frame).sum()) - len(data.rows)
+    out_of_scope = int((~in_scope(frame)).sum())
     errors = held_out(data, data.rows["source_id"].to_numpy())
     table = summary(errors, "engine")
     final = with_error_quantiles(fit(data, source=f"fitted on {len(data.rows)} rows of "
@@ -35,7 +36,10 @@ def calibrate_report(paths: list[Path], frames: list[pd.DataFrame] | None = None
     coeffs = pd.DataFrame([{"engine|gpu": k, **dict(zip(("k_compute", "k_memory", "k_kv", "k_comm", "step_ms",
                                                           "layer_us"), np.round(v * [1, 1, 1, 1, 1e3, 1e6], 3)))}
                            for k, v in sorted(final.per_engine_gpu.items())])
-    note = f" ({skipped} rows skipped: unknown model, GPU or engine, or weights beyond the GPUs)" if skipped else ""
+    reasons = ([f"{out_of_scope} out of scope (llama.cpp, or weights/KV offloaded, or marked SUSPECT)"]
+               if out_of_scope else []) + \
+        ([f"{skipped} with an unknown model, GPU or engine, or weights beyond the GPUs"] if skipped else [])
+    note = f" of {len(frame)} ({'; '.join(reasons)} skipped)" if reasons else ""
     text = (f"Held-out error, leaving one source document out at a time, {len(data.rows)} usable rows{note}\n"
             "(absolute % error of each published metric; roofline = datasheet peaks; paper = Eq. 7 per GPU; "
             "ours = per-operator roofline, per (engine, GPU) fit):\n"

@@ -9,7 +9,6 @@ Loading a calibration never imports the fitting code.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -161,10 +160,9 @@ def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
         path = base / name
     if name is None and not path.exists():
         return PRIORS
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CatalogError(f"bad calibration file: {type(exc).__name__}: {exc}", path=str(path)) from None
+    from .io import read_json
+
+    data = read_json(path, CatalogError, "calibration file")
     if not isinstance(data, dict) or data.get("form") != FORM:
         raise CatalogError(f"not a calibration of form {FORM!r} (refit with `infersave calibrate`)",
                            path=str(path), field="form")
@@ -174,15 +172,64 @@ def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
         if not isinstance(raw, dict):
             raise CatalogError("expected a mapping", path=str(path), field=level)
         levels[level] = {str(k): _vector(v, path, f"{level}.{k}") for k, v in raw.items()}
-    for gpu in levels["per_gpu"]:
-        find_gpu(gpu)  # a misspelt GPU would otherwise be ignored silently
-    quantiles = data.get("error_quantiles", {})
-    if not isinstance(quantiles, dict):
-        raise CatalogError("expected a mapping", path=str(path), field="error_quantiles")
+    _check_keys(levels, path)
     glob = data.get("global")
-    return Calibration(global_theta=None if glob is None else _vector(glob, path, "global"),
-                       error_quantiles={str(k): {str(q): float(v) for q, v in d.items()} for k, d in quantiles.items()},
+    global_theta = None if glob is None else _vector(glob, path, "global")
+    if global_theta is None and not any(levels.values()):
+        raise CatalogError("has no coefficients (global is null and per_gpu, per_engine, per_engine_gpu are empty)",
+                           path=str(path), field="global")
+    return Calibration(global_theta=global_theta, error_quantiles=_quantiles(data.get("error_quantiles", {}), path),
                        source=str(data.get("source", path)), **levels)
+
+
+def _check_keys(levels: dict[str, dict[str, np.ndarray]], path: Path) -> None:
+    """Every GPU and engine a calibration names must exist: a misspelt one would be ignored silently."""
+    from .engines import find_engine
+    from .errors import UnknownNameError
+
+    def known(kind: str, name: str, field: str) -> None:
+        try:
+            find_gpu(name) if kind == "gpu" else find_engine(name)
+        except UnknownNameError as exc:
+            raise CatalogError(str(exc).split(": ", 1)[-1], path=str(path), field=field) from None
+
+    for gpu in levels["per_gpu"]:
+        known("gpu", gpu, f"per_gpu.{gpu}")
+    for engine in levels["per_engine"]:
+        known("engine", engine, f"per_engine.{engine}")
+    for key in levels["per_engine_gpu"]:
+        engine, sep, gpu = key.partition("|")
+        if not sep or not engine or not gpu:
+            raise CatalogError(f"key {key!r} must be 'engine|GPU'", path=str(path), field=f"per_engine_gpu.{key}")
+        known("engine", engine, f"per_engine_gpu.{key}")
+        known("gpu", gpu, f"per_engine_gpu.{key}")
+
+
+def _quantiles(raw: object, path: Path) -> dict[str, dict[str, float]]:
+    if not isinstance(raw, dict):
+        raise CatalogError("expected a mapping", path=str(path), field="error_quantiles")
+    out: dict[str, dict[str, float]] = {}
+    for key, table in raw.items():
+        field = f"error_quantiles.{key}"
+        if len(str(key).split("|")) != 3:
+            raise CatalogError(f"key {key!r} must be 'engine|gpu_class|metric'", path=str(path), field=field)
+        if not isinstance(table, dict) or not table:
+            raise CatalogError("expected a non-empty mapping of quantile -> log residual", path=str(path),
+                               field=field)
+        row: dict[str, float] = {}
+        for q, v in table.items():
+            try:
+                qf = float(q)
+            except ValueError:
+                qf = -1.0
+            if not 0 < qf < 1:
+                raise CatalogError(f"quantile {q!r} must be a number in (0, 1)", path=str(path), field=field)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or abs(v) > 10:
+                raise CatalogError(f"expected a finite log residual |x| <= 10, got {v!r}", path=str(path),
+                                   field=f"{field}.{q}")
+            row[str(q)] = float(v)
+        out[str(key)] = row
+    return out
 
 
 def calibration_payload(calibration: Calibration, meta: dict | None = None) -> dict:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -209,12 +208,15 @@ def find_gpu(name: str) -> GPUSpec:
 
 
 def load_model_card(path: Path) -> ModelCard:
+    from .io import parse_yaml, yaml_problem
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f"line {line + 1}" if line is not None else None
-        raise CatalogError(f"malformed YAML: {str(exc).splitlines()[0]}", path=str(path), where=where) from None
+        data, _ = parse_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CatalogError(f"cannot read model card: {exc}", path=str(path)) from None
+    except yaml.YAMLError as exc:
+        problem, where = yaml_problem(exc)
+        raise CatalogError(f"malformed YAML: {problem}", path=str(path), where=where) from None
     if not isinstance(data, dict):
         raise CatalogError("a model card must be a YAML mapping", path=str(path))
     try:
@@ -223,14 +225,39 @@ def load_model_card(path: Path) -> ModelCard:
         raise _validation_error(exc, path, "model card") from None
 
 
+# Hugging Face model types that are not decoder-only causal LMs (encoders, encoder-decoders, vision/audio).
+NON_DECODER_TYPES = frozenset({
+    "bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "mpnet",
+    "t5", "mt5", "umt5", "bart", "mbart", "pegasus", "marian", "longt5", "switch_transformers", "whisper",
+    "wav2vec2", "hubert", "clip", "siglip", "vit", "beit", "dinov2", "swin", "convnext", "resnet", "sam",
+    "encoder-decoder", "speech-encoder-decoder", "vision-encoder-decoder", "nllb-moe", "m2m_100", "fsmt"})
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def _check_decoder(cfg: dict, path: Path) -> None:
+    """Refuse, by name, a config.json that is not a decoder-only causal language model."""
+    model_type = str(cfg.get("model_type", ""))
+    archs = cfg.get("architectures")
+    if archs is not None and (not isinstance(archs, list) or not all(isinstance(a, str) for a in archs)):
+        raise CatalogError("expected a list of class names", path=str(path), field="architectures")
+    named = f"{archs[0]!r} (model_type {model_type!r})" if archs else f"model_type {model_type!r}"
+    why = "; InferSave plans decoder-only causal language models"
+    if cfg.get("is_encoder_decoder") is True:
+        raise CatalogError(f"{named} is an encoder-decoder model{why}", path=str(path), field="is_encoder_decoder")
+    if archs and not any(a.endswith(CAUSAL_SUFFIXES) for a in archs):
+        raise CatalogError(f"{named} is not a decoder-only causal LM{why}", path=str(path), field="architectures")
+    if model_type.lower() in NON_DECODER_TYPES:
+        raise CatalogError(f"{named} is not a decoder-only causal LM{why}", path=str(path), field="model_type")
+
+
 def model_card_from_hf_config(path: Path) -> ModelCard:
     """A model card from a Hugging Face ``config.json`` (Llama, Mistral, Mixtral, Qwen2, OPT, GPT-J style)."""
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CatalogError(f"malformed config.json: {exc}", path=str(path)) from None
+    from .io import read_json
+
+    cfg = read_json(path, CatalogError, "config.json")
     if not isinstance(cfg, dict):
         raise CatalogError("config.json must be a JSON object", path=str(path))
+    _check_decoder(cfg, path)
 
     def get(*keys: str, default: object = None) -> object:
         for k in keys:
@@ -242,6 +269,9 @@ def model_card_from_hf_config(path: Path) -> ModelCard:
 
     hidden = get("hidden_size", "n_embd", "d_model")
     heads = get("num_attention_heads", "n_head")
+    for key, value in (("hidden_size", hidden), ("num_attention_heads", heads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise CatalogError(f"expected a positive whole number, got {value!r}", path=str(path), field=key)
     is_opt = cfg.get("model_type") == "opt"
     fields = dict(
         name=str(cfg.get("_name_or_path") or path.parent.name or path.stem).split("/")[-1].lower(),
@@ -260,6 +290,8 @@ def model_card_from_hf_config(path: Path) -> ModelCard:
         return ModelCard(**fields)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise _validation_error(exc, path, "config.json") from None
+    except TypeError as exc:
+        raise CatalogError(f"bad structure: {exc}", path=str(path)) from None
 
 
 @dataclass(frozen=True)

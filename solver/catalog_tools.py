@@ -208,8 +208,11 @@ def import_skypilot(root: str | Path, out_dir: str | Path, *, source: str | None
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=OUT_COLUMNS, lineterminator="\n")
         writer.writeheader()
+        from .io import neutralise_cell
+
         for r in rows:
-            writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float) else v) for k, v in r.items()})
+            writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float)
+                                 else neutralise_cell(v)) for k, v in r.items()})
         texts[Path(out_dir) / f"{cloud}.csv"] = buf.getvalue()
 
     for target, text in texts.items():

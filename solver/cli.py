@@ -6,7 +6,11 @@ import enum
 import functools
 import json
 import logging
+import os
+import signal
 import sys
+import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -14,26 +18,17 @@ import typer
 from pydantic import ValidationError
 
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
-from .io import atomic_write_text
+from .io import atomic_write_text, check_output, parse_json
 from .melange import load_melange, solve_melange
 from .plan import plan as solver_plan
 from .plan_types import Plan
 from .predict import predict as solver_predict
 from .recommend import recommend as solver_recommend
-from .report import (
-    plan_csv,
-    plan_payload,
-    plan_text,
-    prediction_csv,
-    prediction_text,
-    recommendation_csv,
-    recommendation_payload,
-    recommendation_text,
-    summary_text,
-    to_json,
-)
-from .scenario import load_scenario
-from .sweep import SOLVED, exit_code, load_sweep, output_kind, read_results, run_sweep, summary_table, write_results
+from .report import (plan_csv, plan_payload, plan_text, prediction_csv, prediction_text, recommendation_csv,
+                     recommendation_payload, recommendation_text, summary_text, to_json)
+from .scenario import input_files, load_scenario
+from .sweep import (SOLVED, SweepStopped, check_limits, exit_code, load_sweep, merge_tables, output_kind,
+                    partial_path, read_results, results_table, resume_table, run_sweep, summary_table, write_results)
 from .verify import verify as solver_verify
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "chat_fleet.yaml"
@@ -66,7 +61,12 @@ def guarded(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            # library warnings never reach the user as extra lines (loaders turn those that mean bad input into
+            # errors); INFERSAVE_DEBUG=1 shows them
+            with warnings.catch_warnings(record=not os.environ.get("INFERSAVE_DEBUG")):
+                if not os.environ.get("INFERSAVE_DEBUG"):
+                    warnings.simplefilter("ignore")
+                return fn(*args, **kwargs)
         except typer.Exit:
             raise
         except PlannerError as exc:
@@ -95,7 +95,10 @@ def recommend(scenario: Path = typer.Argument(..., help="scenario YAML (its firs
               format: Format = typer.Option(Format.table, "--format", "-f"),
               out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
     """Rank every instance for one workload and pick the cheapest that meets its SLO (the paper's pipeline)."""
-    rec = solver_recommend(load_scenario(scenario), workload)
+    check_output(out, [scenario])
+    resolved = load_scenario(scenario)
+    check_output(out, input_files(resolved))
+    rec = solver_recommend(resolved, workload)
     text = {Format.json: lambda: to_json(recommendation_payload(rec)), Format.csv: lambda: recommendation_csv(rec),
             Format.table: lambda: recommendation_text(rec)}[format]()
     emit(text, out)
@@ -121,11 +124,16 @@ def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario 
     """Solve the fleet MILP: which VMs to rent, with what batch and KV offload, at minimum cost."""
     options: dict[str, Any] = dict(solver=solver.value, time_limit_s=time_limit, mip_gap=mip_gap, prune=not no_prune,
                    timings=not no_timings, dump_lp=dump_lp)
+    check_output(out, [scenario])
+    check_output(dump_lp, [scenario, out], field="--dump-lp")
     try:
         if from_melange:
             result = solve_melange(load_melange(scenario), fractional=melange_fractional, **options)
         else:
-            result = solver_plan(load_scenario(scenario), **options)
+            resolved = load_scenario(scenario)
+            check_output(out, input_files(resolved))
+            check_output(dump_lp, input_files(resolved), field="--dump-lp")
+            result = solver_plan(resolved, **options)
     except (InfeasibleError, NoCandidatesError) as exc:
         if format is Format.json:
             emit(to_json({"status": "infeasible", "objective": None, "gap": None, "message": str(exc),
@@ -146,9 +154,9 @@ def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argumen
     """Re-check a JSON plan against its scenario, independently of the MILP; exit 1 listing violations."""
     resolved = load_scenario(scenario)
     try:
-        data = json.loads(plan_file.read_text(encoding="utf-8"))
+        data = parse_json(plan_file.read_text(encoding="utf-8"))
         plan_obj = Plan.model_validate(data)
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, ValidationError) as exc:
         raise InputError(f"not a plan: {str(exc).splitlines()[0]}", path=str(plan_file)) from None
     violations = solver_verify(resolved, plan_obj)
     if violations:
@@ -179,6 +187,7 @@ def simulate(scenario: Path = typer.Argument(..., metavar="SCENARIO.yaml"),
 
     if not (arrivals == "poisson" or arrivals.startswith(("gamma:", "trace:"))):
         raise InputError(f"unknown arrival process {arrivals!r} (poisson, gamma:CV or trace:FILE)", field="--arrivals")
+    check_output(out, [scenario, plan_file, arrivals[6:] if arrivals.startswith("trace:") else None])
     text, code = run_simulate_command(scenario, plan_file, requests=requests, seed=seed, arrivals=arrivals,
                                       fmt="json" if format is Format.json else "table", out=out)
     typer.echo(text)
@@ -226,6 +235,7 @@ def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements:
     from .userbench import read_user_benchmark
 
     frames, paths = [], list(measurements) + ([DEFAULT_MEASUREMENTS] if with_published else [])
+    check_output(out, paths)
     for path in paths:
         if path.suffix.lower() == ".json":
             if model is None or gpu is None:
@@ -247,24 +257,81 @@ def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements:
 def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="sweep file: a base scenario and axes"),
           out: Path = typer.Option(..., "--out", "-o", help="results table: .parquet or .csv"),
           workers: Optional[int] = typer.Option(None, "--workers", min=1,
-                                                help="local processes (default min(2, CPUs); 1 = in process)"),
+                                                help="local processes (default min(2, CPUs); 1 = in process; "
+                                                     "at most the CPUs unless --force)"),
           scheduler: Optional[str] = typer.Option(None, "--scheduler",
                                                   help="Dask scheduler address, e.g. tcp://host:8786 (needs .[dask])"),
           solver: Backend = typer.Option(Backend.highs, "--solver", help="MILP back end"),
-          time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.1, help="seconds per point"),
+          time_limit: Optional[float] = typer.Option(None, "--time-limit",
+                                                     help="seconds per point (at most 3600)"),
+          timeout: Optional[float] = typer.Option(None, "--timeout", min=1,
+                                                  help="seconds for the whole sweep (default: none locally, "
+                                                       "3600 on Dask)"),
+          resume: bool = typer.Option(False, "--resume", help="keep the points of OUT.partial (or OUT) and solve "
+                                                              "the rest"),
+          force: bool = typer.Option(False, "--force", help="allow more workers than CPUs and over 10,000 points"),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
     """Solve a scenario over the Cartesian product of sweep axes; write one row per point x assignment.
 
     Exit 0 when every point has a plan, 1 when some point is infeasible (the results are still written),
-    2 bad input, 3 a point hit a solver failure."""
+    2 bad input, 3 a point hit a solver failure or the sweep timed out, 130 interrupted (Ctrl-C or SIGTERM: the
+    points finished so far are in OUT.partial.parquet; --resume finishes them)."""
     output_kind(out)  # a bad suffix is exit 2 before any solving
+    partial = partial_path(out)
+    check_output(out, [sweep_file])
+    check_output(partial, [sweep_file])
+    check_limits(1, workers=workers, time_limit_s=time_limit, force=force)
     loaded = load_sweep(sweep_file)
-    df = run_sweep(loaded, workers=workers, scheduler=scheduler, solver=solver.value, time_limit_s=time_limit,
-                   progress=False if quiet else None)
+    inputs = [sweep_file, *input_files(loaded.base)]
+    check_output(out, inputs)
+    check_output(partial, inputs)
+    check_limits(loaded.sweep.n_points, force=force, path=str(sweep_file))
     from .provenance import provenance_of
 
-    write_results(df, out, provenance_of(loaded.base))
-    typer.echo(f"wrote {out} ({len(df)} rows, {loaded.sweep.n_points} points)", err=True)
+    prov = provenance_of(loaded.base)
+    done = resume_table(out, loaded) if resume else None
+    skip = set(done["point"]) if done is not None else set()
+    names = loaded.axis_names
+    last_write = [time.monotonic()]
+
+    def save_partial(records: list[dict]) -> int:
+        table = merge_tables([done, results_table(records, names) if records else None])
+        write_results(table, partial, prov)
+        return int(table["point"].nunique())
+
+    def checkpoint(_record: dict, records: list[dict]) -> None:
+        # at most once a second (INFERSAVE_CHECKPOINT_S): a kill -9 loses at most that much work
+        if time.monotonic() - last_write[0] >= float(os.environ.get("INFERSAVE_CHECKPOINT_S", "1")):
+            save_partial(records)
+            last_write[0] = time.monotonic()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
+    try:
+        new = run_sweep(loaded, workers=workers, scheduler=scheduler, solver=solver.value, time_limit_s=time_limit,
+                        progress=False if quiet else None, skip=skip, timeout_s=timeout, on_record=checkpoint)
+    except SweepStopped as exc:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the partial file short
+            if _main_thread():
+                signal.signal(sig, signal.SIG_IGN)
+        if exc.records or done is not None:
+            finished = save_partial(exc.records)
+            _fail(f"{exc}; wrote {partial} (partial: {finished} of {loaded.sweep.n_points} points); "
+                  "rerun with --resume to finish", exc.exit_code)
+        partial.unlink(missing_ok=True)
+        _fail(f"{exc}; nothing written", exc.exit_code)
+        return
+    finally:
+        if _main_thread():
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    df = merge_tables([done, new])
+    write_results(df, out, prov)
+    partial.unlink(missing_ok=True)
+    typer.echo(f"wrote {out} ({len(df)} rows, {loaded.sweep.n_points} points"
+               + (f", {len(skip)} kept from before" if skip else "") + ")", err=True)
     summary = summary_table(df)
     sys.stdout.write(summary_text(summary, loaded.sweep.name))
     code = exit_code(df)
@@ -272,6 +339,12 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
         bad = summary[~summary["status"].isin(SOLVED)]
         _fail(f"{len(bad)} of {len(summary)} points have no plan ({', '.join(sorted(set(bad['status'])))}); "
               "results written", code)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 @app.command()
@@ -282,6 +355,7 @@ def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep resu
     from .plots import plot_all
     from .provenance import table_provenance
 
+    check_output(out, [results], folder=True)
     df = read_results(results)
     written, skipped = plot_all(df, out, prov=table_provenance(df, results))
     for path in written:
@@ -299,6 +373,7 @@ def report(target: Path = typer.Argument(..., metavar="PLAN.json|RESULTS.parquet
     """One self-contained HTML page: fleet summary, pools, run-rate and one-off costs, SLO margins, plots."""
     from .htmlreport import write_report
 
+    check_output(out, [target, scenario])
     typer.echo(f"wrote {write_report(target, out, scenario)}", err=True)
 
 
@@ -323,6 +398,7 @@ def export(plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="plan
         raise InputError(f"must be one of {', '.join(OFFLOAD_FLAGS)}, got {offload_flag!r}", field="--offload-flag")
     if to is ExportTarget.skypilot and out_dir is None:
         raise InputError("--to skypilot needs an output folder: infersave export PLAN.json DIR --to skypilot")
+    check_output(out_dir, [plan_file, scenario], folder=True, field="DIR")
     view = load_plan_view(plan_file)
     launches, skipped = pool_launches(view, scenario=scenario, path=str(plan_file))
     if skipped:
@@ -348,12 +424,13 @@ def catalog_show(gpu: Optional[str] = typer.Option(None, "--gpu", help="e.g. H10
                  format: Format = typer.Option(Format.table, "--format", "-f")) -> None:
     """GPU offerings: GPU, count, instance, on-demand and spot USD/h per region, catalog date (like sky show-gpus)."""
     from .catalog_tools import offerings, offerings_text
+    from .io import csv_safe
     from .report import to_json
 
     df = offerings(catalog or None, gpu=gpu, cloud=cloud, region=region)
     text = {Format.json: lambda: to_json({"offerings": df.astype(object).where(df.notna(), None)
                                           .to_dict(orient="records")}),
-            Format.csv: lambda: df.to_csv(index=False), Format.table: lambda: offerings_text(df)}[format]()
+            Format.csv: lambda: csv_safe(df).to_csv(index=False), Format.table: lambda: offerings_text(df)}[format]()
     emit(text, None)
 
 
@@ -367,6 +444,7 @@ def catalog_import(skypilot: Path = typer.Option(..., "--skypilot", help="SkyPil
     """Convert SkyPilot vms.csv files into this project's catalog CSVs (one row per type and region)."""
     from .catalog_tools import import_skypilot
 
+    check_output(out, [skypilot], folder=True)
     written, reports = import_skypilot(skypilot, out, source=source, retrieved=retrieved)
     for rep in reports:
         typer.echo(rep.line(), err=True)

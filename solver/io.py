@@ -1,23 +1,223 @@
-"""Atomic output: write to a temporary file beside the target, then rename, so no half file is ever left."""
+"""Safe input and output, in one place.
+
+Output: ``check_output`` refuses, before any work, an ``--out`` that is a symlink, a device, a directory (or,
+for folder outputs, a file), that resolves to one of the command's input files, or whose folder cannot be
+written; ``atomic_write`` writes a temporary file beside the target and renames it, keeping the permissions of a
+file it replaces, so no half file is ever left. ``csv_safe`` neutralises spreadsheet formulas in CSV cells.
+
+Input: ``parse_yaml`` and ``parse_json`` refuse duplicate keys, and YAML also files over ``MAX_YAML_BYTES``,
+nesting deeper than ``MAX_YAML_DEPTH`` and alias expansion beyond ``MAX_YAML_NODES`` nodes (alias bombs).
+"""
 from __future__ import annotations
 
+import json
 import os
+import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import yaml
+
+from .errors import InputError
+
+# ---- limits (README: "Limits") -----------------------------------------------------------------------------
+
+MAX_YAML_BYTES = 8 * 2**20  # 8 MiB per scenario, sweep or model-card file
+MAX_YAML_DEPTH = 32  # nesting of mappings and lists
+MAX_YAML_NODES = 1_000_000  # nodes after expanding aliases (a "billion laughs" file has ~10^9)
+MAX_JSON_BYTES = 64 * 2**20  # plan, calibration, Melange, config.json and benchmark result files
+
+
+# ---- input ---------------------------------------------------------------------------------------------------
+
+
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    pass
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    if key in seen:
+                        raise DuplicateKeyError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
+                    seen.add(key)
+                except TypeError:  # unhashable: the base class reports it
+                    pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_tree(root: yaml.Node | None) -> None:
+    """Depth and expanded size of a composed YAML tree (aliases are shared nodes: counted once per use)."""
+    if root is None:
+        return
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_YAML_DEPTH:
+            raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                       problem_mark=node.start_mark)
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k, depth + 1) + size(v, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for v in node.value:
+                total += size(v, depth + 1)
+        if total > MAX_YAML_NODES:
+            raise yaml.MarkedYAMLError(problem=f"expands to more than {MAX_YAML_NODES:,} nodes (alias bomb?)",
+                                       problem_mark=node.start_mark)
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
+def parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """(data, composed node tree) of a YAML text, strictly: raises ``yaml.YAMLError`` (with a mark where there
+    is one) for malformed YAML, duplicate keys, deep nesting and alias bombs; ``ValueError`` for oversize text."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ValueError(f"file is larger than the {MAX_YAML_BYTES // 2**20} MiB limit")
+    try:
+        node = yaml.compose(text, Loader=StrictLoader)
+        _check_tree(node)
+        return yaml.load(text, Loader=StrictLoader), node  # noqa: S506 - StrictLoader is a SafeLoader
+    except RecursionError:
+        raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels") from None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> tuple[str, str | None]:
+    """(problem, 'line N' or None) of a YAML error, for a one-line message."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}" if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return problem, where
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` that refuses duplicate keys and oversize text (``ValueError``; ``json.JSONDecodeError`` is a
+    subclass). ``NaN``/``Infinity`` literals load as floats so that validation can name the field holding them."""
+    if len(text) > MAX_JSON_BYTES:
+        raise ValueError(f"file is larger than the {MAX_JSON_BYTES // 2**20} MiB limit")
+    return json.loads(text, object_pairs_hook=_no_duplicates)
+
+
+def read_json(path: str | Path, error: type[InputError] = InputError, what: str = "JSON file") -> Any:
+    """A JSON file, strictly parsed; every failure is ``error`` naming the file (and line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error("cannot read file: not found", path=str(path)) from None
+    except IsADirectoryError:
+        raise error("cannot read file: is a folder", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read file: {exc}", path=str(path)) from None
+    try:
+        return parse_json(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"malformed {what}: {exc.msg}", path=str(path), where=f"line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise error(f"malformed {what}: {str(exc) or type(exc).__name__}", path=str(path)) from None
+
+
+# ---- output ---------------------------------------------------------------------------------------------------
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_output(path: str | Path | None, inputs: Iterable[str | Path | None] = (), *, folder: bool = False,
+                 field: str = "--out") -> None:
+    """Refuse an output path before any work is done (``InputError``, exit 2, naming ``field``).
+
+    Refused: a symlink, a device or other non-regular file, a directory (a file for ``folder=True`` outputs),
+    any of ``inputs`` (the same file or folder by any name) and a
+    place that cannot be written (its nearest existing folder is not writable, or is a file)."""
+    if path is None:
+        return
+    path = Path(path)
+    name = str(path)
+
+    def fail(message: str) -> InputError:
+        return InputError(message, path=name, field=field)
+
+    if path.is_symlink():
+        raise fail("refusing to write through a symbolic link")
+    if path.exists():
+        mode = path.stat().st_mode
+        if folder:
+            if not stat.S_ISDIR(mode):
+                raise fail("exists and is not a folder")
+        elif stat.S_ISDIR(mode):
+            raise fail("is a folder; give a file name")
+        elif not stat.S_ISREG(mode):
+            raise fail("is a device or special file, not a regular file")
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given)
+        if _same_file(path, source):
+            raise fail(f"is an input of this command ({given}); choose another output")
+    # writability: the target's folder, or the nearest existing ancestor if it will be created
+    target_dir = path if folder else path.parent
+    probe = Path(os.path.abspath(target_dir))
+    while not probe.exists():
+        if probe.is_symlink():  # a dangling link on the way
+            raise fail(f"folder {probe} is a broken symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise fail(f"{probe} is a file, not a folder")
+    # mode bits as well as access(): a folder or file its owner made read-only is refused even for root
+    if not os.access(probe, os.W_OK | os.X_OK) or not probe.stat().st_mode & 0o222:
+        raise fail(f"folder {probe} is not writable")
+    if path.exists() and not folder and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
+        raise fail("file is read-only; make it writable or choose another output")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded."""
+    """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded. A replaced file keeps
+    its permission bits; a new one gets those a plain ``open()`` would give it."""
     path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise InputError("refusing to replace a symbolic link, folder or device", path=str(path), field="--out")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the mode a plain open() would
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # mkstemp creates 0600; give the file the mode a plain open() would
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -29,3 +229,30 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
     atomic_write(path, write)
+
+
+# ---- CSV ---------------------------------------------------------------------------------------------------------
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) gets a
+    leading ``'``; numbers, and text that is a plain number such as ``-1.5``, are left alone."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_PREFIXES):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def csv_safe(df: Any) -> Any:
+    """A copy of a pandas DataFrame with every text cell passed through ``neutralise_cell``."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or str(out[col].dtype) in ("string", "str"):
+            out[col] = out[col].map(neutralise_cell)
+    out.columns = [neutralise_cell(str(c)) for c in out.columns]
+    return out

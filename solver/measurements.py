@@ -33,11 +33,27 @@ MEMORY_UTILIZATION = 0.9
 
 def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     """The measurements CSV, validated: known columns, metrics, units, positive finite values."""
+    import csv
+    import warnings
+
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype={"batch_size": "float64"}, keep_default_na=True)
+        with path.open(encoding="utf-8", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except FileNotFoundError:
+        raise CatalogError("file not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CatalogError(f"cannot read CSV: {exc}", path=str(path)) from None
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:  # pandas would rename the second one silently
+        raise CatalogError(f"duplicated column(s) {dupes}", path=str(path), where="row 1")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a pandas warning here means a malformed file
+            frame = pd.read_csv(path, dtype={"batch_size": "float64"}, keep_default_na=True)
     except Exception as exc:  # noqa: BLE001 - pandas raises many types for malformed CSV
-        raise CatalogError(f"cannot read CSV: {str(exc).splitlines()[0]}", path=str(path)) from None
+        raise CatalogError(f"cannot read CSV: {(str(exc).splitlines() or [type(exc).__name__])[0]}",
+                           path=str(path)) from None
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise CatalogError(f"missing column(s) {missing}", path=str(path), where="row 1")

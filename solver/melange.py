@@ -30,7 +30,6 @@ Plans carry no latencies or batch sizes (a Mélange profile has only throughputs
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -173,16 +172,10 @@ def _check_consistency(spec: MelangeInput, path: str) -> None:
 
 def load_melange(path: str | Path) -> Melange:
     """Read and validate a Mélange JSON config."""
+    from .io import read_json
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"cannot read file: {exc}", path=str(path)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ScenarioError(f"malformed JSON: {exc.msg}", path=str(path), where=f"line {exc.lineno}") from None
-    return parse_melange(data, str(path))
+    return parse_melange(read_json(path, ScenarioError, "JSON"), str(path))
 
 
 # ---- candidate table -------------------------------------------------------------------------------------

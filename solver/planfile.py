@@ -16,7 +16,6 @@ Unknown keys are ignored (a newer plan may carry more), missing required keys ar
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -138,12 +137,9 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
 def load_plan_view(path: str | Path) -> PlanView:
     """The plan in ``path``, validated; raises ``InputError`` (exit 2) naming the file and field."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("plan file not found", path=str(path)) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a plan JSON file: {str(exc).splitlines()[0]}", path=str(path)) from None
+    from .io import read_json
+
+    data = read_json(path, InputError, "plan JSON file")
     if isinstance(data, dict) and data.get("status") == "infeasible":
         raise InputError("the plan is infeasible: there is no fleet to use", path=str(path), field="status")
     try:

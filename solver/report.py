@@ -10,6 +10,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from .io import csv_safe
 from .plan_types import Plan
 from .predict import Prediction
 from .recommend import COLUMNS, Pick, Recommendation
@@ -88,7 +89,7 @@ def recommendation_text(rec: Recommendation) -> str:
 def recommendation_csv(rec: Recommendation) -> str:
     cands = _reasons(rec.candidates)
     columns = [c for c in COLUMNS if c not in ("rejection", "rejection_bound")] + ["reason"]
-    return cands[[c for c in columns if c in cands]].to_csv(index=False)
+    return csv_safe(cands[[c for c in columns if c in cands]]).to_csv(index=False)
 
 
 # ---- plan --------------------------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ def plan_text(plan: Plan) -> str:
 
 
 def plan_csv(plan: Plan) -> str:
-    return pd.DataFrame([a.model_dump() for a in plan.assignments]).to_csv(index=False)
+    return csv_safe(pd.DataFrame([a.model_dump() for a in plan.assignments])).to_csv(index=False)
 
 
 # ---- predict -----------------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def prediction_text(p: Prediction) -> str:
 
 
 def prediction_csv(p: Prediction) -> str:
-    return pd.DataFrame([p.model_dump()]).to_csv(index=False)
+    return csv_safe(pd.DataFrame([p.model_dump()])).to_csv(index=False)
 
 
 # ---- sweep -------------------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .calibration import Calibration, load_calibration
-from .catalog import find_model, load_catalog, suggest
-from .engines import find_engine
+from .catalog import CATALOG_DIR, CLOUD_FILES, find_model, load_catalog, resolve_catalog_path, suggest
 from .errors import ScenarioError, UnknownNameError
+from .calibration import DEFAULT_CALIBRATION, Calibration, load_calibration
+from .engines import find_engine
+from .io import parse_yaml, yaml_problem
 from .schema import Instance, ModelCard, Scenario
 
 
@@ -52,11 +53,11 @@ def read_yaml(path: Path, error: type[ScenarioError] = ScenarioError) -> tuple[A
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read file: {exc}", path=str(path)) from None
     try:
-        return yaml.safe_load(text), yaml.compose(text)
+        return parse_yaml(text)
+    except ValueError as exc:  # over the size limit
+        raise error(str(exc), path=str(path)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem, where = yaml_problem(exc)
         raise error(f"malformed YAML: {problem}", path=str(path), where=where) from None
 
 
@@ -139,3 +140,28 @@ def load_scenario(path: str | Path) -> Resolved:
     data, node = read_yaml(path)
     scenario = parse_scenario(data, str(path), node)
     return resolve(scenario, str(path), path.parent)
+
+
+def input_files(resolved: Resolved) -> list[Path]:
+    """Every file a resolved scenario was read from besides itself (catalogs, calibration, config.json models):
+    an output path must never be one of them."""
+    sc = resolved.scenario
+    base = Path(resolved.path).parent
+    files = [Path(resolved.path)]
+    if sc.catalogs:
+        for name in sc.catalogs:
+            try:
+                files.append(resolve_catalog_path(name, base))
+            except UnknownNameError:
+                pass
+    else:
+        files += [CATALOG_DIR / f for f in CLOUD_FILES]
+    if sc.calibration is None:
+        files.append(DEFAULT_CALIBRATION)
+    elif sc.calibration not in ("none", "priors"):
+        cal = Path(sc.calibration)
+        files.append(cal if cal.is_absolute() or cal.exists() else base / cal)
+    for w in sc.workloads:
+        if w.model.endswith(".json"):
+            files.append(Path(w.model) if Path(w.model).is_absolute() else base / w.model)
+    return files

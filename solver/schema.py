@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
@@ -22,6 +22,64 @@ Billing = Literal["per_second", "hourly"]
 def default_kv_dtype(dtype: str, kv_dtype: str | None = None) -> str:
     """The KV-cache precision: as given, else the weights' (integer-quantised weights keep an fp16 cache)."""
     return kv_dtype or ("fp16" if dtype in ("int8", "int4") else dtype)
+
+
+# Plausibility bounds (README "Limits"): (lowest, highest, unit). A value outside is a unit slip, not a plan.
+MAX_TOKENS = 10_000_000
+MAX_BATCH = 65_536
+BOUNDS: dict[str, tuple[float, float, str]] = {
+    "input_tokens": (1, MAX_TOKENS, "tokens"), "output_tokens": (1, MAX_TOKENS, "tokens"),
+    "request_rate_per_s": (1e-9, 1e6, "requests/s"), "num_requests": (1, 1e10, "requests"),
+    "deadline_hours": (1 / 3600, 8760, "h"), "horizon_hours": (1 / 3600, 87_600, "h"),
+    "max_ttft_s": (1e-6, 86_400, "s"), "max_tpot_s": (1e-6, 3600, "s"), "max_e2e_s": (1e-6, 7 * 86_400, "s"),
+    "min_tokens_per_s": (1e-6, 1e9, "tokens/s"), "budget_usd_per_hour": (1e-6, 1e9, "USD/h"),
+    "budget_usd": (1e-6, 1e12, "USD"), "max_instance_types": (1, 10_000, "instance types"),
+    "max_instances": (0, 1e7, "VMs"), "max_gpus": (0, 1e8, "GPUs"),
+    "prefill_chunk_tokens": (16, 1_048_576, "tokens"), "max_tensor_parallel": (1, 64, "GPUs"),
+    "offload_step": (0.01, 1, ""),
+}
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() and abs(x) < 1e13 else f"{x:.4g}"
+
+
+def check_bounds(value: float | int | None, info: ValidationInfo) -> float | int | None:
+    """The plausibility bound of ``info.field_name`` (``BOUNDS``), with the unit in the message."""
+    if value is None or info.field_name not in BOUNDS:
+        return value
+    lo, hi, unit = BOUNDS[info.field_name]
+    if not lo <= value <= hi:
+        u = f" {unit}" if unit else ""
+        side = f"above the plausible maximum of {_num(hi)}" if value > hi else f"below the plausible minimum of {_num(lo)}"
+        raise ValueError(f"{_num(value)}{u} is {side}{u}; check the units")
+    return value
+
+
+def check_batch_sizes(value: list[int] | None) -> list[int] | None:
+    if value is None:
+        return value
+    if not value:
+        raise ValueError("batch_sizes must be a non-empty list of positive integers")
+    for b in value:
+        if not 1 <= b <= MAX_BATCH:
+            raise ValueError(f"batch size {b} must be between 1 and {MAX_BATCH:,} sequences")
+    if len(set(value)) != len(value):
+        raise ValueError("batch_sizes lists a batch size twice")
+    return value
+
+
+def check_names(value: list[str] | None) -> list[str] | None:
+    if value is not None:
+        if not value:
+            raise ValueError("give at least one name, or leave the field out")
+        for name in value:
+            if not name.strip():
+                raise ValueError("names must be non-empty")
+    return value
+
+
+Name = Field(default=None, min_length=1, pattern=r"\S")
 
 
 class Frozen(BaseModel):
@@ -67,15 +125,15 @@ class GPUSpec(Frozen):
 class Instance(Frozen):
     """One rentable VM offering: a type in a region, with its prices."""
 
-    cloud: str
-    instance_type: str
-    gpu: str
+    cloud: str = Field(min_length=1)
+    instance_type: str = Field(min_length=1, pattern=r"\S")
+    gpu: str = Field(min_length=1)
     gpu_count: int = Field(gt=0)
     vcpus: float = Field(gt=0)
     host_mem_gib: float = Field(gt=0)
     usd_per_hour: float = Field(gt=0)
     spot_usd_per_hour: float | None = Field(default=None, gt=0)
-    region: str
+    region: str = Field(min_length=1, pattern=r"\S")
     source: str = ""
 
 
@@ -167,6 +225,8 @@ class SLO(Frozen):
     tpot_percentile: Statistic | None = None
     e2e_percentile: Statistic | None = None
 
+    _bounds = field_validator("max_ttft_s", "max_tpot_s", "max_e2e_s", "min_tokens_per_s")(check_bounds)
+
     def percentiles(self) -> dict[str, str]:
         """ttft/tpot/e2e -> the statistic each bound applies to (per-metric fields override ``percentile``)."""
         return {"ttft": self.ttft_percentile or self.percentile, "tpot": self.tpot_percentile or self.percentile,
@@ -179,6 +239,8 @@ class Bucket(Frozen):
     input_tokens: int = Field(gt=0)
     output_tokens: int = Field(gt=0)
     fraction: float = Field(gt=0, le=1)
+
+    _bounds = field_validator("input_tokens", "output_tokens")(check_bounds)
 
 
 class Workload(Frozen):
@@ -206,12 +268,10 @@ class Workload(Frozen):
     pricing: Pricing | None = None
     instance_types: list[str] | None = Field(default=None, description="restrict to these types")
 
-    @field_validator("batch_sizes")
-    @classmethod
-    def _positive_batches(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (not value or min(value) <= 0):
-            raise ValueError("batch_sizes must be a non-empty list of positive integers")
-        return value
+    _bounds = field_validator("input_tokens", "output_tokens", "request_rate_per_s", "num_requests",
+                              "deadline_hours")(check_bounds)
+    _batches = field_validator("batch_sizes")(check_batch_sizes)
+    _names = field_validator("instance_types")(check_names)
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
@@ -252,13 +312,15 @@ class Workload(Frozen):
 class Quota(Frozen):
     """Availability limit: at most max_instances VMs (or max_gpus GPUs) matching every given key."""
 
-    instance_type: str | None = None
-    region: str | None = None
-    cloud: str | None = None
-    gpu: str | None = None
+    instance_type: str | None = Name
+    region: str | None = Name
+    cloud: str | None = Name
+    gpu: str | None = Name
     pricing: Literal["on_demand", "spot"] | None = None
     max_instances: int | None = Field(default=None, ge=0)
     max_gpus: int | None = Field(default=None, ge=0)
+
+    _bounds = field_validator("max_instances", "max_gpus")(check_bounds)
 
     @model_validator(mode="after")
     def _one_limit(self) -> Quota:
@@ -277,6 +339,9 @@ class Settings(Frozen):
     host_memory_utilization: float = Field(default=0.80, gt=0, le=1)
     prefill_chunk_tokens: int = Field(default=8192, gt=0)
     max_tensor_parallel: int = Field(default=8, gt=0)
+
+    _bounds = field_validator("offload_step", "prefill_chunk_tokens", "max_tensor_parallel")(check_bounds)
+    _batches = field_validator("batch_sizes")(check_batch_sizes)
 
 
 class Scenario(Frozen):
@@ -304,6 +369,9 @@ class Scenario(Frozen):
                               description="probability, given the model's measured error, that each SLO holds")
     peak_factor: float = Field(default=1.0, ge=1, le=100, description="plan online rates at peak = factor x mean")
     settings: Settings = Field(default_factory=Settings)
+
+    _bounds = field_validator("horizon_hours", "budget_usd_per_hour", "budget_usd", "max_instance_types")(check_bounds)
+    _names = field_validator("catalogs", "clouds", "regions", "instance_types")(check_names)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Scenario:

@@ -347,11 +347,16 @@ def run_simulate_command(scenario_path: str | Path, plan_path: str | Path, reque
                          arrivals: str = "poisson", fmt: str = "table", out: str | Path | None = None
                          ) -> tuple[str, int]:
     """``infersave simulate``: (text to print, exit code 0 when every SLO holds at its percentile, else 1)."""
-    plan = json.loads(Path(plan_path).read_text(encoding="utf-8"))
+    from .errors import InputError
+    from .io import atomic_write_text, read_json
+
+    plan = read_json(plan_path, InputError, "plan JSON")
+    if not isinstance(plan, dict):
+        raise InputError("not a plan: expected a JSON object", path=str(plan_path))
     report = simulate_plan(scenario_path, plan, requests=requests, seed=seed, arrivals=arrivals)
     text = json.dumps(report.to_dict(), indent=2, default=float) if fmt == "json" else render_table(report)
     if out is not None:
-        Path(out).write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(out, text + "\n")
     if report.holds:
         return text, 0
     return text + "\n" + failure_message(report.failures[0]), 1

@@ -23,7 +23,6 @@ the file path; the user supplies model, GPU, GPU count, engine and dtype, which 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -45,12 +44,9 @@ def read_user_benchmark(path: str | os.PathLike, *, model: str, gpu: str, gpu_co
     """Rows (published.csv columns plus the optional online columns) from a vLLM benchmark_serving or a GuideLLM
     result file. Raises CatalogError naming the file and field when the file is neither format or lacks a field."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogError("file not found", path=str(path)) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CatalogError(f"not a JSON benchmark result ({str(exc).splitlines()[0]})", path=str(path)) from None
+    from .io import read_json
+
+    data = read_json(path, CatalogError, "JSON benchmark result")
     if not isinstance(gpu_count, int) or gpu_count < 1:
         raise CatalogError(f"gpu_count must be a positive integer, got {gpu_count!r}", path=str(path),
                            field="gpu_count")

@@ -57,6 +57,9 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
     Deliberately independent of the candidate table and the MILP: it re-predicts each assignment and keeps its
     own copy of the memory, offload and SLO rules, so a bug in ``table.py`` cannot hide from it."""
     plan = plan if isinstance(plan, Plan) else Plan.model_validate(plan)
+    impossible = physically_impossible(plan)
+    if impossible:
+        return impossible
     sc = resolved.scenario
     workloads = {w.name: w for w in sc.workloads}
     offers = {(i.cloud, i.instance_type, i.region): i for i in resolved.instances}
@@ -107,6 +110,31 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
     bad += [f"demand[{d}]: served {served.get(d, 0.0):.6f} of 1" for d in demands if not _close(served.get(d, 0.0), 1.0)]
     bad += _check_pools(plan, pool_load, workloads, sc.billing)
     bad += _check_limits(plan, resolved)
+    return bad
+
+
+def physically_impossible(plan: Plan) -> list[str]:
+    """Numbers no machine can produce: a non-positive (or non-finite) batch, count of GPUs, throughput or
+    latency, a share or offload outside [0, 1], a negative VM count or cost. Checked first, on their own."""
+    bad = []
+    for a in plan.assignments:
+        where = f"{a.workload}@{a.instance_type}"
+        for name in ("batch_size", "gpu_count", "tensor_parallel", "tokens_per_s", "requests_per_s_per_vm",
+                     "ttft_s", "tpot_s", "e2e_s"):
+            value = getattr(a, name)
+            if not (math.isfinite(value) and value > 0):
+                bad.append(f"impossible[{where}]: {name} = {value!r} must be a positive finite number")
+        for name in ("share", "offload_ratio"):
+            value = getattr(a, name)
+            if not (math.isfinite(value) and 0 <= value <= 1):
+                bad.append(f"impossible[{where}]: {name} = {value!r} must lie in [0, 1]")
+        if a.count < 0:
+            bad.append(f"impossible[{where}]: count = {a.count} VMs is negative")
+    for p in plan.pools:
+        for name in ("count", "unit_usd_per_hour", "usd"):
+            value = getattr(p, name)
+            if not (math.isfinite(value) and value >= 0):
+                bad.append(f"impossible[{p.pool}]: {name} = {value!r} must be a non-negative finite number")
     return bad
 
 

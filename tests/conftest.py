@@ -2,10 +2,28 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
+
+# Hypothesis example counts come from a profile: HYPOTHESIS_PROFILE=long multiplies every test's count by 20
+# (nightly), "quick" divides it by 5; "default" keeps the counts written in the tests. Tests write
+# ``max_examples=examples(N)``.
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("quick", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+                          print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
+settings.load_profile(HYPOTHESIS_PROFILE)
+EXAMPLE_SCALE = {"default": 1.0, "quick": 0.2, "long": 20.0}.get(HYPOTHESIS_PROFILE, 1.0)
+
+
+def examples(n: int) -> int:
+    """A test's example count scaled by the active Hypothesis profile."""
+    return max(1, round(n * EXAMPLE_SCALE))
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

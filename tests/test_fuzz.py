@@ -11,10 +11,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TINY_CSV, run_cli
+from conftest import TINY_CSV, run_cli, examples
 
 MODELS = ["llama-3.2-1b", "opt-1.3b", "qwen2.5-7b", "llama-3.1-8b"]
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 anything = st.one_of(
     st.text(max_size=12), st.integers(-10**30, 10**30), st.floats(allow_nan=True, allow_infinity=True),
@@ -121,7 +121,7 @@ def check(doc_text: str, folder: Path) -> None:
     assert rec.exit_code in (0, 1, 2, 3)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_scenarios())
 def test_fuzz_valid_scenarios(doc):
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +135,7 @@ def test_fuzz_corrupted_scenarios(doc):
         check(yaml.safe_dump(doc, sort_keys=False), Path(tmp))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(valid_scenarios(), st.data())
 def test_fuzz_truncated_or_garbled_text(doc, data):
     text = yaml.safe_dump(doc, sort_keys=False)

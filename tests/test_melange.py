@@ -11,7 +11,7 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import DATA, ROOT, run_cli
+from conftest import DATA, ROOT, run_cli, examples
 from solver.errors import NoCandidatesError, ScenarioError
 from solver.melange import check_plan, gpu_counts, load_melange, parse_melange, solve_melange
 
@@ -126,7 +126,7 @@ def brute_force(m) -> float:
     return best
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(tiny_instances())
 def test_slice_rule_matches_brute_force_and_fractional_is_never_dearer(m):
     plan = solve_melange(m)
@@ -138,7 +138,7 @@ def test_slice_rule_matches_brute_force_and_fractional_is_never_dearer(m):
     assert check_plan(m, frac) == []
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(tiny_instances(max_rows=2, max_cols=2, max_gpus=3, max_slices=2))
 def test_slice_rule_matches_brute_force_on_2x2_grids_with_3_gpus(m):
     assert solve_melange(m).objective == pytest.approx(brute_force(m), abs=1e-6)
@@ -155,7 +155,7 @@ def single_bucket(m, i: int, j: int):
                           "slice_factor": s.slice_factor}, f"bucket-{i}-{j}")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(tiny_instances(max_rows=3, max_cols=3, max_gpus=3, max_slices=4), st.booleans())
 def test_pooling_never_costs_more_than_solving_each_bucket_alone(m, fractional):
     pooled = solve_melange(m, fractional=fractional).objective

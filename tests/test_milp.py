@@ -180,7 +180,7 @@ def test_offline_sub_hour_deadline_with_hourly_billing():
 
 def test_offline_deadline_too_short_for_one_batch():
     wl = [{"name": "job", "model": SMALL, "mode": "offline", "input_tokens": IN, "output_tokens": OUT,
-           "num_requests": 100, "deadline_hours": 1e-6, "batch_sizes": [BATCH]}]
+           "num_requests": 100, "deadline_hours": 3e-4, "batch_sizes": [BATCH]}]  # ~1 s
     with pytest.raises(NoCandidatesError, match="job"):
         plan(scenario(wl, instance_types=["l4.small"]))
 

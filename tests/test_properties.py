@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+
+from conftest import examples
 from hypothesis import strategies as st
 
 from solver.candidates import build_candidates
@@ -34,7 +36,7 @@ TEMPLATES = [  # instance type, GPU, GPUs, host GiB
 MODELS = ["llama-3.2-1b", "opt-1.3b", "llama-3.2-3b"]
 HEADER = ["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "SpotPrice", "Region",
           "source"]
-SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -196,7 +198,7 @@ def test_milp_matches_brute_force_and_backends_agree(f):
             assert verify(resolved, p.model_dump()) == []
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(), st.sampled_from([1.0, 1.3, 2.0, 4.0]))
 def test_more_demand_never_costs_less(f, growth):
     with tempfile.TemporaryDirectory() as tmp:
@@ -210,7 +212,7 @@ def test_more_demand_never_costs_less(f, growth):
             assert more.objective >= base.objective * (1 - 1e-9)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(), st.sampled_from([0.5, 2.0, 3.0, 10.0]))
 def test_scaling_prices_scales_the_objective(f, k):
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import examples
+
 from solver.calibration import PRIORS, UNCALIBRATED, load_calibration
 from solver.catalog import find_gpu, find_model
 from solver.engines import find_engine
@@ -68,7 +70,7 @@ def test_iteration_fixed_point_is_self_consistent():
     assert again == pytest.approx(t, rel=1e-6)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(ttft=st.floats(0.2, 5.0), tighter=st.floats(0.3, 0.95), tpot=st.floats(0.01, 0.2))
 def test_capacity_falls_when_an_slo_tightens(ttft, tighter, tpot):
     s, th = shape(), theta()

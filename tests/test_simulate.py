@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
+
+from conftest import examples
 from hypothesis import strategies as st
 
 from solver.calibration import PRIORS
@@ -142,7 +144,7 @@ def test_trace_arrivals(tmp_path):
         arrival_times(1.0, 5, "uniform", np.random.default_rng(0))
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(frac=st.floats(0.2, 0.9), count=st.integers(1, 3), seed=st.integers(0, 1000))
 @example(frac=0.4375, count=3, seed=0)
 def test_more_replicas_never_raise_percentiles(frac, count, seed):

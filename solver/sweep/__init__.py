@@ -38,27 +38,17 @@ axis named like a plan field (``pricing``) never clashes with the assignment's o
 """
 from __future__ import annotations
 
-from .axes import PLAIN_AXES, PRICE_KEYS, PRICINGS, LoadedSweep, Sweep, apply_point, load_sweep, make_sweep, parse_sweep
-from .execute import default_workers, run_sweep, solve_point
-from .results import (
-                   ASSIGNMENT_FIELDS,
-                   AXIS_PREFIX,
-                   INT_FIELDS,
-                   POINT_FIELDS,
-                   SOLVED,
-                   TABLE_FIELDS,
-                   axis_cell,
-                   axis_columns,
-                   exit_code,
-                   label_axis,
-                   output_kind,
-                   read_results,
-                   results_table,
-                   summary_table,
-                   write_results,
-)
+from .axes import (PLAIN_AXES, PRICE_KEYS, PRICINGS, LoadedSweep, Sweep, apply_point, load_sweep, make_sweep,
+                   parse_sweep)
+from .execute import (DASK_TIMEOUT_S, MAX_POINT_TIME_LIMIT_S, MAX_POINTS, SweepStopped, check_limits,
+                      default_workers, run_sweep, solve_point)
+from .results import (ASSIGNMENT_FIELDS, AXIS_PREFIX, INT_FIELDS, POINT_FIELDS, SOLVED, TABLE_FIELDS, axis_cell,
+                      axis_columns, exit_code, label_axis, merge_tables, output_kind, partial_path, read_results, results_table,
+                      resume_table,
+                      summary_table, write_results)
 
-__all__ = ["ASSIGNMENT_FIELDS", "AXIS_PREFIX", "INT_FIELDS", "PLAIN_AXES", "POINT_FIELDS", "PRICE_KEYS", "PRICINGS",
+__all__ = ["DASK_TIMEOUT_S", "MAX_POINTS", "MAX_POINT_TIME_LIMIT_S", "SweepStopped", "check_limits",
+           "merge_tables", "partial_path", "resume_table", "ASSIGNMENT_FIELDS", "AXIS_PREFIX", "INT_FIELDS", "PLAIN_AXES", "POINT_FIELDS", "PRICE_KEYS", "PRICINGS",
            "SOLVED", "TABLE_FIELDS", "LoadedSweep", "Sweep", "apply_point", "axis_cell", "axis_columns",
            "default_workers", "exit_code", "label_axis", "load_sweep", "make_sweep", "output_kind", "parse_sweep",
            "read_results", "results_table", "run_sweep", "solve_point", "summary_table", "write_results"]

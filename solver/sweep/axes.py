@@ -28,7 +28,7 @@ class Sweep(Frozen):
     description: str = ""
     base: str = Field(min_length=1, description="scenario YAML, relative to the sweep file")
     axes: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(min_length=1)
-    time_limit_s: float | None = Field(default=None, gt=0, description="per point")
+    time_limit_s: float | None = Field(default=None, gt=0, le=3600, description="per point (s)")
     mip_gap: float = Field(default=1e-6, ge=0, le=1)
 
     @property

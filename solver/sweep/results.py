@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError
-from ..io import atomic_write
+from ..io import atomic_write, csv_safe
 from ..provenance import provenance_columns, write_parquet
 from .axes import number
 
@@ -42,7 +42,12 @@ def results_table(records: list[dict], axis_names: list[str]) -> pd.DataFrame:
         for a in rec["assignments"] or [{}]:
             rows.append(head | {f: a.get(f) for f in TABLE_FIELDS})
     columns = ["point", *(AXIS_PREFIX + n for n in axis_names), *POINT_FIELDS, *TABLE_FIELDS]
-    df = pd.DataFrame(rows, columns=columns)
+    return typed(pd.DataFrame(rows, columns=columns))
+
+
+def typed(df: pd.DataFrame) -> pd.DataFrame:
+    """The results table's column types (also for a table read back from a file)."""
+    df = df.copy()
     df["point"] = df["point"].astype("int64")
     for col in INT_FIELDS:
         df[col] = df[col].astype("Int64")
@@ -96,7 +101,57 @@ def write_results(df: pd.DataFrame, out: str | Path, provenance: dict[str, Any] 
     if kind == "parquet":
         atomic_write(out, lambda tmp: write_parquet(df, tmp, provenance))
     else:
-        atomic_write(out, lambda tmp: df.to_csv(tmp, index=False))
+        atomic_write(out, lambda tmp: csv_safe(df).to_csv(tmp, index=False))
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where an interrupted sweep writes the points finished so far: ``results.partial.parquet`` beside
+    ``results.parquet`` (the complete file is only ever written when every point is solved)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.partial{out.suffix}")
+
+
+def _same_cell(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        x, y = number(a), number(b)
+        return x is not None and y is not None and abs(x - y) <= 1e-12 * max(1.0, abs(x))
+    return str(a) == str(b)
+
+
+def resume_table(out: str | Path, loaded: Any) -> pd.DataFrame | None:
+    """Rows already solved for ``--resume``: from the partial file beside ``out``, else ``out`` itself; None when
+    neither exists. A table of another sweep (other axes, or other values at a point) is bad input (exit 2)."""
+    for candidate in (partial_path(out), Path(out)):
+        if not candidate.is_file():
+            continue
+        df = read_results(candidate)
+        expected = [AXIS_PREFIX + n for n in loaded.axis_names]
+        if axis_columns(df) != expected:
+            raise InputError(f"was written by another sweep (axes {axis_columns(df)}, this sweep has {expected})",
+                             path=str(candidate), field="--resume")
+        values = dict(loaded.points())
+        for _, row in df.drop_duplicates("point").iterrows():
+            point = int(row["point"])
+            if point not in values or not all(_same_cell(row[AXIS_PREFIX + n], axis_cell(values[point][n]))
+                                              for n in loaded.axis_names):
+                raise InputError(f"point {point} does not match this sweep's axes", path=str(candidate),
+                                 field="--resume")
+        keep = [c for c in df.columns if not c.startswith("provenance.")]
+        df = df[keep]
+        if "message" in df:
+            df = df.assign(message=df["message"].fillna(""))
+        return typed(df)
+    return None
+
+
+def merge_tables(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Tables of disjoint points as one, ordered by point (rows of a point keep their order)."""
+    parts = [p for p in parts if p is not None and len(p)]
+    if not parts:
+        raise ValueError("no rows")
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    return typed(pd.concat(parts, ignore_index=True).sort_values("point", kind="stable").reset_index(drop=True))
 
 
 def output_kind(out: str | Path) -> str:
