@@ -19,6 +19,9 @@ from .catalog import CATALOG_DIR, find_gpu, read_csv_rows
 from .engines import EngineProfile
 from .errors import CatalogError
 from .roofline import N_COEF
+from .engines import find_engine
+from .errors import UnknownNameError
+from .io import read_json
 
 DEFAULT_CALIBRATION = CATALOG_DIR / "calibration.json"
 EFFICIENCY_FILE = CATALOG_DIR / "gpu_efficiency.csv"
@@ -160,7 +163,6 @@ def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
         path = base / name
     if name is None and not path.exists():
         return PRIORS
-    from .io import read_json
 
     data = read_json(path, CatalogError, "calibration file")
     if not isinstance(data, dict) or data.get("form") != FORM:
@@ -184,8 +186,6 @@ def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
 
 def _check_keys(levels: dict[str, dict[str, np.ndarray]], path: Path) -> None:
     """Every GPU and engine a calibration names must exist: a misspelt one would be ignored silently."""
-    from .engines import find_engine
-    from .errors import UnknownNameError
 
     def known(kind: str, name: str, field: str) -> None:
         try:

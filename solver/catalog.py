@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from .errors import CatalogError, UnknownNameError
 from .schema import GPUSpec, Instance, ModelCard
+from .io import parse_yaml, read_json, yaml_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG_DIR = ROOT / "catalogs"
@@ -208,7 +209,6 @@ def find_gpu(name: str) -> GPUSpec:
 
 
 def load_model_card(path: Path) -> ModelCard:
-    from .io import parse_yaml, yaml_problem
 
     try:
         data, _ = parse_yaml(path.read_text(encoding="utf-8"))
@@ -252,7 +252,6 @@ def _check_decoder(cfg: dict, path: Path) -> None:
 
 def model_card_from_hf_config(path: Path) -> ModelCard:
     """A model card from a Hugging Face ``config.json`` (Llama, Mistral, Mixtral, Qwen2, OPT, GPT-J style)."""
-    from .io import read_json
 
     cfg = read_json(path, CatalogError, "config.json")
     if not isinstance(cfg, dict):

@@ -26,6 +26,7 @@ from .errors import CatalogError, InputError, UnknownNameError
 from .io import atomic_write_text
 from .provenance import _catalog_info
 from .report import render_text
+from .io import neutralise_cell
 
 OUT_COLUMNS = [*VM_COLUMNS, "source", "retrieved"]
 SHOW_COLUMNS = ["gpu", "gpu_count", "cloud", "region", "instance_type", "vcpus", "host_mem_gib", "usd_per_hour",
@@ -208,7 +209,6 @@ def import_skypilot(root: str | Path, out_dir: str | Path, *, source: str | None
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=OUT_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        from .io import neutralise_cell
 
         for r in rows:
             writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float)

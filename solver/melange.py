@@ -50,6 +50,7 @@ from .plan_types import Plan
 from .scenario import Resolved
 from .schema import Frozen, Scenario, Workload
 from .table import complete
+from .io import read_json
 
 FRACTION_TOL = 1e-6
 CAPACITY_TOL = 1e-6
@@ -172,7 +173,6 @@ def _check_consistency(spec: MelangeInput, path: str) -> None:
 
 def load_melange(path: str | Path) -> Melange:
     """Read and validate a Mélange JSON config."""
-    from .io import read_json
 
     path = Path(path)
     return parse_melange(read_json(path, ScenarioError, "JSON"), str(path))

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InputError
+from .io import read_json
 
 
 class _View(BaseModel):
@@ -137,7 +138,6 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
 def load_plan_view(path: str | Path) -> PlanView:
     """The plan in ``path``, validated; raises ``InputError`` (exit 2) naming the file and field."""
     path = Path(path)
-    from .io import read_json
 
     data = read_json(path, InputError, "plan JSON file")
     if isinstance(data, dict) and data.get("status") == "infeasible":

@@ -24,6 +24,8 @@ from .scenario import Resolved, load_scenario
 from .schema import Workload
 from .serving import Shape
 from .simulate import route_and_simulate
+from .errors import InputError
+from .io import atomic_write_text, read_json
 
 WARMUP = 0.10
 METRICS = ("ttft", "tpot", "e2e")
@@ -347,8 +349,6 @@ def run_simulate_command(scenario_path: str | Path, plan_path: str | Path, reque
                          arrivals: str = "poisson", fmt: str = "table", out: str | Path | None = None
                          ) -> tuple[str, int]:
     """``infersave simulate``: (text to print, exit code 0 when every SLO holds at its percentile, else 1)."""
-    from .errors import InputError
-    from .io import atomic_write_text, read_json
 
     plan = read_json(plan_path, InputError, "plan JSON")
     if not isinstance(plan, dict):

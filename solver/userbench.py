@@ -32,6 +32,7 @@ import pandas as pd
 
 from .errors import CatalogError
 from .measurements import COLUMNS
+from .io import read_json
 
 ROW_COLUMNS = (*COLUMNS, "notes", "request_rate_per_s", "concurrency", "statistic")
 # (file statistic key, our statistic name)
@@ -44,7 +45,6 @@ def read_user_benchmark(path: str | os.PathLike, *, model: str, gpu: str, gpu_co
     """Rows (published.csv columns plus the optional online columns) from a vLLM benchmark_serving or a GuideLLM
     result file. Raises CatalogError naming the file and field when the file is neither format or lacks a field."""
     path = Path(path)
-    from .io import read_json
 
     data = read_json(path, CatalogError, "JSON benchmark result")
     if not isinstance(gpu_count, int) or gpu_count < 1:
