@@ -1,9 +1,9 @@
 """What a plan promises: each online workload's SLO predicted at the load the plan puts on its pools.
 
-The candidate table predicts latency at each configuration's capacity (the most a replica may carry); a plan
-loads a pool to ``u = sum over its demands of rate * share / capacity per VM``, divided by its VMs. Each demand is
-predicted at ``u`` times its own capacity per replica, with the workload's statistics; the worst pool serving a
-workload is its promise. The margin is ``bound / predicted - 1``; the probability that the bound holds comes from
+The candidate table predicts latency at each configuration's capacity (the most a replica may carry); the plan
+puts less on most pools. Each pool is predicted at the requests it actually receives from all its demands (its
+iteration mix from their rate-weighted lengths; each demand's TTFT with its own prompt prefilled in that mix).
+A workload's promise for a mean is the request-weighted mean over its pools, for a percentile the worst pool. The margin is ``bound / predicted - 1``; the probability that the bound holds comes from
 the calibration's held-out residuals of (engine, GPU class, metric) (``calibration.probability_within``).
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 from .catalog import find_gpu
 from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
-from .roofline import Hardware
+from .roofline import Hardware, phases_time_s
 from .scenario import Resolved
-from .serving import Shape, online_state
+from .serving import Shape, online_state, prefill_phases
 
 METRIC_KIND = {"ttft": "ttft", "tpot": "tpot", "e2e": "throughput"}
 
@@ -36,48 +36,71 @@ def demand_rates(resolved: Resolved) -> dict[str, float]:
     return out
 
 
-def pool_utilisation(plan: Plan, rates: dict[str, float]) -> dict[str, float]:
-    """Share of each online pool's capacity the plan uses (1 = every VM at its SLO capacity)."""
-    load: dict[str, float] = defaultdict(float)
-    count: dict[str, int] = {}
-    for a in plan.assignments:
-        if a.demand in rates and a.requests_per_s_per_vm > 0:
-            load[a.pool] += rates[a.demand] * a.share / a.requests_per_s_per_vm
-            count[a.pool] = a.count
-    return {p: load[p] / max(count[p], 1) for p in load}
+def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) -> dict[int, dict[str, float]]:
+    """Latencies of every demand in one pool: the pool's iteration mix from all its demands (rate-weighted
+    lengths), each demand's TTFT with its own prompt prefilled in that mix. ``rows``: (assignment, requests/s
+    per replica of that demand)."""
+    first = rows[0][0]
+    w0 = next(x for x in resolved.scenario.workloads if x.name == first.workload)
+    model, spec, one = resolved.models[w0.model], find_gpu(first.gpu), np.ones(1)
+    total = sum(rate for _, rate in rows)
+    l_in = sum(rate * a.input_tokens for a, rate in rows) / max(total, 1e-300)
+    l_out = sum(rate * a.output_tokens for a, rate in rows) / max(total, 1e-300)
+    # prompt work scales with prompt length: its spread lengthens the wait for the token budget
+    second = sum(rate * a.input_tokens ** 2 for a, rate in rows) / max(total, 1e-300)
+    scv = max(second / max(l_in * l_in, 1e-300) - 1.0, 0.0)
 
+    def shape(inp: float, out: float) -> Shape:
+        return Shape(model, Hardware.from_specs([spec], w0.dtype), w0.dtype, w0.effective_kv_dtype,
+                     one * first.tensor_parallel, one * inp, one * out, one * first.offload_ratio)
 
-def _predict(resolved: Resolved, a: Assignment, rate_per_replica: float) -> dict[str, float]:
-    w = next(x for x in resolved.scenario.workloads if x.name == a.workload)
-    model = resolved.models[w.model]
-    spec = find_gpu(a.gpu)
-    one = np.ones(1)
-    shape = Shape(model, Hardware.from_specs([spec], w.dtype), w.dtype, w.effective_kv_dtype,
-                  one * a.tensor_parallel, one * a.input_tokens, one * a.output_tokens, one * a.offload_ratio)
-    serving = make_serving(resolved.calibration, engine=w.engine, dtype=w.dtype, mode="online",
-                           percentiles=w.slo.percentiles(), gpus=np.array([a.gpu]), bounds={}, confidence=0.5)
-    state = online_state(shape, serving.theta, serving.engine, one * a.batch_size, one * rate_per_replica,
-                         w.slo.percentiles())
-    return {"ttft": float(state.ttft_s[0]), "tpot": float(state.tpot_s[0]), "e2e": float(state.e2e_s[0])}
+    serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
+                           percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
+    mix = shape(l_in, l_out)
+    out = {}
+    for k, (a, _) in enumerate(rows):
+        w = next(x for x in resolved.scenario.workloads if x.name == a.workload)
+        pct = w.slo.percentiles()
+        state = online_state(mix, serving.theta, serving.engine, one * a.batch_size, one * max(total, 1e-9), pct, scv)
+        # swap the mix's average prompt for this demand's own, prefilled beside the same running decodes
+        chunk = serving.engine.chunk_tokens
+        own = phases_time_s(prefill_phases(shape(a.input_tokens, a.output_tokens), one, chunk, state.decode_seqs),
+                            serving.theta)
+        avg = phases_time_s(prefill_phases(mix, one, chunk, state.decode_seqs), serving.theta)
+        ttft = float(state.ttft_s[0] - avg[0] + own[0])
+        tpot = float(state.tpot_s[0])
+        at_e2e = online_state(mix, serving.theta, serving.engine, one * a.batch_size, one * max(total, 1e-9),
+                              {"ttft": pct["e2e"], "tpot": pct["e2e"]}, scv)
+        e2e = float(at_e2e.ttft_s[0] - avg[0] + own[0]) + (a.output_tokens - 1) * float(at_e2e.tpot_s[0])
+        out[k] = {"ttft": ttft, "tpot": tpot, "e2e": e2e}
+    return out
 
 
 def slo_report(resolved: Resolved, plan: Plan) -> list[SLOPromise]:
     """One promise per (online workload, bound given), sorted by workload and metric."""
     rates = demand_rates(resolved)
-    util = pool_utilisation(plan, rates)
     workloads = {w.name: w for w in resolved.scenario.workloads}
-    worst: dict[tuple[str, str], tuple[float, Assignment]] = {}
+    by_pool: dict[str, list[tuple[Assignment, float]]] = defaultdict(list)
     for a in plan.assignments:
-        w = workloads.get(a.workload)
-        if w is None or a.demand not in rates or a.requests_per_s_per_vm <= 0 or a.input_tokens <= 0:
-            continue
-        replicas = max(a.gpu_count // a.tensor_parallel, 1)
-        rate = util.get(a.pool, 0.0) * a.requests_per_s_per_vm / replicas
-        predicted = _predict(resolved, a, max(rate, 1e-9))
-        for metric, value in predicted.items():
-            key = (a.workload, metric)
-            if key not in worst or value > worst[key][0]:
-                worst[key] = (value, a)
+        if a.workload in workloads and a.demand in rates and a.input_tokens > 0 and a.count > 0:
+            replicas = a.count * max(a.gpu_count // a.tensor_parallel, 1)
+            by_pool[a.pool].append((a, rates[a.demand] * a.share / replicas))
+    # per workload and metric: the worst pool (percentiles) and the request-weighted average (means)
+    worst: dict[tuple[str, str], tuple[float, Assignment]] = {}
+    weighted: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for rows in by_pool.values():
+        for k, values in _pool_predictions(resolved, rows).items():
+            a, _ = rows[k]
+            weight = rates[a.demand] * a.share
+            for metric, value in values.items():
+                key = (a.workload, metric)
+                if key not in worst or value > worst[key][0]:
+                    worst[key] = (value, a)
+                weighted[key][0] += weight * value
+                weighted[key][1] += weight
+    for key, (total, weight) in weighted.items():
+        if workloads[key[0]].slo.percentiles()[key[1]] == "mean" and weight > 0:
+            worst[key] = (total / weight, worst[key][1])
     out = []
     for (name, metric), (value, a) in sorted(worst.items()):
         w = workloads[name]

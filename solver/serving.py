@@ -198,10 +198,11 @@ def _wait_quantile(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray, q: floa
 
 
 def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
-                 rate: np.ndarray, percentiles: dict[str, str]) -> OnlineState:
+                 rate: np.ndarray, percentiles: dict[str, str], prompt_scv: np.ndarray | float = 0.0) -> OnlineState:
     """Steady-state latencies of a continuous-batching replica at ``rate`` requests/s.
 
-    ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``.
+    ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``; ``prompt_scv`` is the
+    squared coefficient of variation of prompt lengths (0 for one size; a pool serving a mix passes its own).
     """
     rate = np.asarray(rate, float)
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
@@ -229,12 +230,6 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
         mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed), steps)
         return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps
 
-    # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
-    service = t_ok * (l_out + own_chunks)
-    p_wait = _erlang_c(np.maximum(cap, 1), np.minimum(occupancy, cap))
-    # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the Allen-Cunneen halving for
-    # deterministic service fell further below the simulator near saturation (benchmarks/simulate.py)
-    slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9)
     own_prefill = phases_time_s([(shape.work(n, l_in / own_chunks, l_in * l_in / 2.0 / own_chunks), own_chunks)],
                                 theta)
     # prompts queue for the token budget: an M/D/m queue whose m servers are the prompt chunks that fit beside
@@ -243,7 +238,16 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     servers = np.maximum(np.floor(np.maximum(budget - n, 1.0) / prompt_chunk), 1.0)
     prompt_service = own_chunks * t_mix
     rho_prompt = np.minimum(rate * prompt_service / servers, 0.999)
-    budget_wait_mean = rho_prompt / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
+    # Pollaczek-Khinchine: a mix of prompt lengths (squared coefficient of variation prompt_scv) waits longer
+    budget_wait_mean = rho_prompt * (1.0 + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
+    # an admitted request holds its slot while its prompt waits for budget too (Little's law on the slots)
+    occupancy = occupancy + rate * budget_wait_mean
+    # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
+    service = occupancy / np.maximum(rate, 1e-300)
+    p_wait = _erlang_c(np.maximum(cap, 1), np.minimum(occupancy, cap))
+    # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the Allen-Cunneen halving for
+    # deterministic service fell further below the simulator near saturation (benchmarks/simulate.py)
+    slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9)
     busy = 1.0 - np.exp(-occupancy)
     t_dec = time_s(shape.work(n, 0.0, 0.0, runs=np.ones_like(rate)), theta)
 
