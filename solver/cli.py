@@ -1,5 +1,9 @@
 """``infersave`` command line. Exit codes: 0 ok, 1 infeasible / no instance meets the SLO, 2 bad input,
-3 solver failure or time limit with no feasible plan. Errors are one line on stderr, never a traceback."""
+3 solver failure or time limit with no feasible plan. Errors are one line on stderr, never a traceback.
+
+The CLI starts fast: only typer and the light modules are imported at start; each command imports what it uses
+(pandas, the solvers, matplotlib) when it runs, so ``infersave --help`` never loads them.
+"""
 from __future__ import annotations
 
 import enum
@@ -12,25 +16,27 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from pydantic import ValidationError
-
+from .console import print_version, run_app
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
 from .io import atomic_write_text
-from .melange import load_melange, solve_melange
-from .plan import plan as solver_plan
-from .plan_types import Plan
-from .predict import predict as solver_predict
-from .recommend import recommend as solver_recommend
-from .report import (plan_csv, plan_payload, plan_text, prediction_csv, prediction_text, recommendation_csv,
-                     recommendation_payload, recommendation_text, summary_text, to_json)
-from .scenario import load_scenario
-from .sweep import SOLVED, exit_code, load_sweep, output_kind, read_results, run_sweep, summary_table, write_results
-from .verify import verify as solver_verify
-
-DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "chat_fleet.yaml"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,  # plain help: flags without a '<bool>' type column, and no rich import
                   help="Pick the cheapest cloud GPU VMs, batch sizes and KV offloading for LLM workloads.")
+
+
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Pick the cheapest cloud GPU VMs, batch sizes and KV offloading for LLM workloads."""
+
+
+CATALOG_OPTION = typer.Option(None, "--catalog", metavar="PATH", help="catalog CSV or folder of them (SkyPilot "
+                              "vms.csv too); replaces the catalog of the same cloud or adds one (repeatable)")
+MODELS_OPTION = typer.Option(None, "--models", metavar="DIR", help="folder of model cards (*.yaml) or Hugging Face "
+                             "config.json files; extends or overrides the shipped ones (repeatable)")
 
 
 class Format(str, enum.Enum):
@@ -83,10 +89,16 @@ def emit(text: str, out: Optional[Path]) -> None:
 @guarded
 def recommend(scenario: Path = typer.Argument(..., help="scenario YAML (its first workload, or --workload)"),
               workload: Optional[str] = typer.Option(None, help="workload name in the scenario"),
+              catalog: Optional[list[Path]] = CATALOG_OPTION,
+              models: Optional[list[Path]] = MODELS_OPTION,
               format: Format = typer.Option(Format.table, "--format", "-f"),
               out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
     """Rank every instance for one workload and pick the cheapest that meets its SLO (the paper's pipeline)."""
-    rec = solver_recommend(load_scenario(scenario), workload)
+    from .recommend import recommend as solver_recommend
+    from .report import recommendation_csv, recommendation_payload, recommendation_text, to_json
+    from .scenario import load_scenario
+
+    rec = solver_recommend(load_scenario(scenario, catalogs=catalog or (), models=models or ()), workload)
     text = {Format.json: lambda: to_json(recommendation_payload(rec)), Format.csv: lambda: recommendation_csv(rec),
             Format.table: lambda: recommendation_text(rec)}[format]()
     emit(text, out)
@@ -96,7 +108,8 @@ def recommend(scenario: Path = typer.Argument(..., help="scenario YAML (its firs
 
 @app.command()
 @guarded
-def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario YAML (default: bundled chat fleet)"),
+def plan(scenario: Optional[Path] = typer.Argument(None, metavar="SCENARIO",
+                                                  help="fleet scenario YAML (default: the bundled chat fleet)"),
          solver: Backend = typer.Option(Backend.highs, "--solver", help="MILP back end"),
          time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.1, help="seconds"),
          mip_gap: float = typer.Option(1e-6, "--mip-gap", min=0.0, max=1.0),
@@ -107,16 +120,29 @@ def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario 
                                                  help="with --from-melange: split buckets freely, not by slices"),
          dump_lp: Optional[Path] = typer.Option(None, "--dump-lp", metavar="FILE",
                                                 help="write the MILP there (.mps: MPS, else LP format)"),
+         catalog: Optional[list[Path]] = CATALOG_OPTION,
+         models: Optional[list[Path]] = MODELS_OPTION,
          format: Format = typer.Option(Format.table, "--format", "-f"),
          out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
     """Solve the fleet MILP: which VMs to rent, with what batch and KV offload, at minimum cost."""
+    from .report import plan_csv, plan_payload, plan_text, to_json
+
+    if scenario is None:
+        from .resources import default_scenario
+
+        scenario = default_scenario()
     options: dict[str, Any] = dict(solver=solver.value, time_limit_s=time_limit, mip_gap=mip_gap, prune=not no_prune,
                    timings=not no_timings, dump_lp=dump_lp)
     try:
         if from_melange:
+            from .melange import load_melange, solve_melange
+
             result = solve_melange(load_melange(scenario), fractional=melange_fractional, **options)
         else:
-            result = solver_plan(load_scenario(scenario), **options)
+            from .plan import plan as solver_plan
+            from .scenario import load_scenario
+
+            result = solver_plan(load_scenario(scenario, catalogs=catalog or (), models=models or ()), **options)
     except (InfeasibleError, NoCandidatesError) as exc:
         if format is Format.json:
             emit(to_json({"status": "infeasible", "objective": None, "gap": None, "message": str(exc),
@@ -135,12 +161,24 @@ def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argumen
            requests: int = typer.Option(20000, "--requests", min=100, max=2_000_000),
            seed: int = typer.Option(0, "--seed")) -> None:
     """Re-check a JSON plan against its scenario, independently of the MILP; exit 1 listing violations."""
+    from pydantic import ValidationError
+
+    from .plan_types import Plan
+    from .scenario import load_scenario
+    from .verify import verify as solver_verify
+
     resolved = load_scenario(scenario)
     try:
         data = json.loads(plan_file.read_text(encoding="utf-8"))
         plan_obj = Plan.model_validate(data)
     except (OSError, json.JSONDecodeError, ValidationError) as exc:
         raise InputError(f"not a plan: {str(exc).splitlines()[0]}", path=str(plan_file)) from None
+    known = {w.name for w in resolved.scenario.workloads}
+    foreign = sorted({a.workload for a in plan_obj.assignments} - known)
+    if foreign:
+        raise InputError(f"workload {foreign[0]!r} of the plan is not in {scenario} (workloads: "
+                         f"{', '.join(sorted(known))}); is this the plan of another scenario?", path=str(plan_file),
+                         field="assignments.workload")
     violations = solver_verify(resolved, plan_obj)
     if violations:
         for v in violations:
@@ -187,11 +225,16 @@ def predict(model: str = typer.Option(..., help="model name, HF id or config.jso
             kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype"),
             offload: Optional[float] = typer.Option(None, "--offload", min=0.0, max=1.0),
             calibration: Optional[str] = typer.Option(None, help="calibration JSON, or 'none' for the roofline"),
+            catalog: Optional[list[Path]] = CATALOG_OPTION,
+            models: Optional[list[Path]] = MODELS_OPTION,
             format: Format = typer.Option(Format.table, "--format", "-f")) -> None:
     """Predict TTFT, TPOT, throughput and memory for one configuration (the planner's own numbers)."""
+    from .predict import predict as solver_predict
+    from .report import prediction_csv, prediction_text, to_json
+
     p = solver_predict(model=model, gpu=gpu, instance=instance, gpu_count=gpus, batch_size=batch, input_tokens=input,
                        output_tokens=output, dtype=dtype, kv_dtype=kv_dtype, offload_ratio=offload,
-                       calibration=calibration)
+                       calibration=calibration, catalogs=catalog or (), models=models or ())
     text = {Format.json: lambda: to_json(p.model_dump()), Format.csv: lambda: prediction_csv(p),
             Format.table: lambda: prediction_text(p)}[format]()
     sys.stdout.write(text)
@@ -212,7 +255,6 @@ def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements:
     """Fit the serving model per (engine, GPU); print held-out error (one source document out at a time)."""
     from .calibrate import calibrate_report
     from .calibration import calibration_payload
-    from .io import atomic_write_text
     from .measurements import DEFAULT_MEASUREMENTS, load_measurements
     from .userbench import read_user_benchmark
 
@@ -248,6 +290,9 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
 
     Exit 0 when every point has a plan, 1 when some point is infeasible (the results are still written),
     2 bad input, 3 a point hit a solver failure."""
+    from .report import summary_text
+    from .sweep import SOLVED, exit_code, load_sweep, output_kind, run_sweep, summary_table, write_results
+
     output_kind(out)  # a bad suffix is exit 2 before any solving
     loaded = load_sweep(sweep_file)
     df = run_sweep(loaded, workers=workers, scheduler=scheduler, solver=solver.value, time_limit_s=time_limit,
@@ -272,6 +317,7 @@ def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep resu
     """Draw PNGs from sweep results: cost vs SLO, fleet composition per point, cost vs price shock."""
     from .plots import plot_all
     from .provenance import table_provenance
+    from .sweep import read_results
 
     df = read_results(results)
     written, skipped = plot_all(df, out, prov=table_provenance(df, results))
@@ -365,9 +411,10 @@ def catalog_import(skypilot: Path = typer.Option(..., "--skypilot", help="SkyPil
         typer.echo(f"wrote {path}", err=True)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point: usage errors (unknown option, bad choice, missing argument) are one line, exit 2."""
     logging.basicConfig(level=logging.WARNING, format="infersave: %(levelname)s: %(message)s")
-    app()
+    sys.exit(run_app(app, argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

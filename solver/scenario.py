@@ -4,14 +4,14 @@ Errors name the file, the line and the field (``scenario.yaml:line 7:workloads.0
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 from pydantic import ValidationError
 
-from .catalog import find_model, load_catalog, suggest
+from .catalog import FAST_YAML, catalog_paths, find_model, load_catalog_files, suggest
 from .errors import ScenarioError, UnknownNameError
 from .calibration import Calibration, load_calibration
 from .engines import find_engine
@@ -28,6 +28,7 @@ class Resolved:
     instances: list[Instance]
     calibration: Calibration
     path: str
+    catalog_paths: tuple[Path, ...] = field(default=())  # the catalog files the instances come from
 
 
 def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -52,6 +53,10 @@ def read_yaml(path: Path, error: type[ScenarioError] = ScenarioError) -> tuple[A
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read file: {exc}", path=str(path)) from None
+    try:
+        return yaml.load(text, Loader=FAST_YAML), yaml.compose(text, Loader=FAST_YAML)
+    except yaml.YAMLError:
+        pass  # read again with the pure-Python parser: its messages are the documented ones
     try:
         return yaml.safe_load(text), yaml.compose(text)
     except yaml.YAMLError as exc:
@@ -85,15 +90,19 @@ def parse_scenario(data: Any, path: str = "<scenario>", node: yaml.Node | None =
         raise ScenarioError(f"bad structure: {exc}", path=path) from None
 
 
-def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = None) -> Resolved:
-    """Look up models, catalog and calibration, and check the cross-references a schema cannot see."""
-    models: dict[str, ModelCard] = {}
+def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = None, *,
+            catalogs: Sequence[Path] = (), models: Sequence[Path] = ()) -> Resolved:
+    """Look up models, catalog and calibration, and check the cross-references a schema cannot see.
+
+    Paths in the scenario are relative to its folder ``base``. ``catalogs`` (catalog files or folders) and
+    ``models`` (model-card folders) extend or override the shipped data (``--catalog``, ``--models``)."""
+    cards: dict[str, ModelCard] = {}
     for i, w in enumerate(scenario.workloads):
         try:
-            card = find_model(w.model, base)
+            card = find_model(w.model, base, models)
         except UnknownNameError as exc:
             raise UnknownNameError(str(exc).split(": ", 1)[-1], path=path, field=f"workloads.{i}.model") from None
-        models[w.model] = card
+        cards[w.model] = card
         try:
             find_engine(w.engine)
         except UnknownNameError as exc:
@@ -105,7 +114,8 @@ def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = No
                     f"input + output = {total} tokens exceeds {card.name}'s context window of "
                     f"{card.max_position_embeddings}", path=path, field=f"workloads.{i}")
     try:
-        instances = load_catalog(scenario.catalogs, base)
+        paths = catalog_paths(scenario.catalogs, base, catalogs)
+        instances = load_catalog_files(paths)
     except UnknownNameError as exc:
         if exc.field != "catalogs":
             raise
@@ -113,7 +123,7 @@ def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = No
         raise UnknownNameError(str(exc).split(": ", 1)[-1], path=path, field="catalogs") from None
     _check_names(scenario, instances, path)
     calibration = load_calibration(scenario.calibration, base)
-    return Resolved(scenario, models, instances, calibration, path)
+    return Resolved(scenario, cards, instances, calibration, path, tuple(paths))
 
 
 def _check_names(scenario: Scenario, instances: list[Instance], path: str) -> None:
@@ -134,9 +144,9 @@ def _check_names(scenario: Scenario, instances: list[Instance], path: str) -> No
                                    path=path, field=field)
 
 
-def load_scenario(path: str | Path) -> Resolved:
-    """Read, validate and resolve a scenario file."""
+def load_scenario(path: str | Path, *, catalogs: Sequence[Path] = (), models: Sequence[Path] = ()) -> Resolved:
+    """Read, validate and resolve a scenario file (see ``resolve`` for ``catalogs`` and ``models``)."""
     path = Path(path)
     data, node = read_yaml(path)
     scenario = parse_scenario(data, str(path), node)
-    return resolve(scenario, str(path), path.parent)
+    return resolve(scenario, str(path), path.parent, catalogs=catalogs, models=models)
