@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--compare-requests", type=int, default=15000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.requests < 100 or args.compare_requests < 100:
+        ap.error("--requests and --compare-requests must be >= 100")
     speed(args.requests, args.seed)
     compare(args.compare_requests, args.seed)
 
