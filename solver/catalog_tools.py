@@ -13,7 +13,8 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from .catalog import VM_COLUMNS, default_catalog_paths, gpu_specs, load_instances, normalise, read_csv_rows, suggest
+from .catalog import (VM_COLUMNS, default_catalog_paths, gpu_specs, load_instances, normalise, read_csv_rows,
+                      suggest)
 from .errors import CatalogError, InputError, UnknownNameError
 from .io import atomic_write_text
 from .provenance import catalog_info
@@ -126,7 +127,8 @@ def import_skypilot(root: str | Path, out_dir: str | Path, *, source: str | None
         writer = csv.DictWriter(buf, fieldnames=OUT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float) else v) for k, v in r.items() if k in OUT_COLUMNS})
+            writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float) else v)
+                             for k, v in r.items() if k in OUT_COLUMNS})
         texts[Path(out_dir) / f"{cloud}.csv"] = buf.getvalue()
     for target, text in texts.items():
         atomic_write_text(target, text)
