@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--no-unpruned-above", type=int, default=100,
                         help="skip the unpruned run for fleets larger than this (memory)")
     args = parser.parse_args()
+    if min(args.sizes) < 1 or args.time_limit <= 0 or not 0 <= args.gap <= 1 or args.no_unpruned_above < 0:
+        parser.error("--sizes must be >= 1, --time-limit > 0, --gap in [0, 1], --no-unpruned-above >= 0")
     print(f"{'fleet':>6} {'pooled':>6} {'prune':>6} {'evaluated':>9} {'kept':>8} {'vars':>8} {'ints':>7} {'rows':>8} "
           f"{'cand s':>8} {'build s':>8} {'solve s':>8} {'status':>10} {'gap':>9}")
     for n in args.sizes:

@@ -101,6 +101,8 @@ def main() -> None:
     ap.add_argument("--scenarios", type=Path, nargs="*", default=None,
                     help="scenario files for part 3 (default: the bundled online scenarios)")
     args = ap.parse_args()
+    if args.requests < 100 or args.compare_requests < 100:
+        ap.error("--requests and --compare-requests must be >= 100")
     speed(args.requests, args.seed)
     compare(args.compare_requests, args.seed)
     bundled(args.scenarios or BUNDLED, args.compare_requests, args.seed)

@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-dask", action="store_true")
     args = parser.parse_args()
+    if min(args.workers) < 1:
+        parser.error("--workers must be >= 1")
     loaded = build(args.points)
     n = loaded.sweep.n_points
     print(f"sweep: {n} points ({', '.join(loaded.axis_names)}); {os.cpu_count()} CPUs")

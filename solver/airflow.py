@@ -20,8 +20,11 @@ try:  # Airflow 3: the task SDK
     from airflow.sdk import BaseOperator
     from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # Airflow 2.9 / 2.10
-    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
-    from airflow.models import BaseOperator  # type: ignore[no-redef]
+    try:
+        from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
+        from airflow.models import BaseOperator  # type: ignore[no-redef]
+    except ImportError:
+        raise ImportError("solver.airflow needs Apache Airflow: pip install 'infersave[airflow]'") from None
 
 from .errors import InfeasibleError, InputError, NoCandidatesError
 from .io import atomic_write_text

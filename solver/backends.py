@@ -29,6 +29,7 @@ from .milp import LinearModel
 
 log = logging.getLogger(__name__)
 BACKENDS = ("highs", "cbc", "ortools", "highs-pulp")
+MIN_BLOCK_S = 1e-3  # a block started under a time limit gets at least this (0 would mean "no limit")
 
 
 class Status(str, enum.Enum):
@@ -245,22 +246,32 @@ def _solve_ortools(model: LinearModel, time_limit_s: float | None, mip_gap: floa
 
 
 def components(model: LinearModel) -> list[np.ndarray]:
-    """Variable index sets of the independent blocks of the model (no row links two blocks)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+    """Variable index sets of the independent blocks of the model (no row links two blocks), in the order of
+    their lowest variable index. Union-find in numpy (hook each row's variables onto their smallest root, then
+    jump pointers; a few rounds), so planning does not pay for importing scipy.sparse."""
     n_vars = len(model.names)
-    if not model.rows:
-        return [np.arange(n_vars)]
-    var_idx = np.concatenate([idx for _, idx, _, _, _ in model.rows])
-    row_idx = np.concatenate([np.full(len(idx), k) for k, (_, idx, _, _, _) in enumerate(model.rows)])
-    # bipartite graph: variables 0..n_vars-1, rows n_vars..; blocks are its connected components
-    size = n_vars + len(model.rows)
-    graph = coo_matrix((np.ones(len(var_idx)), (var_idx, row_idx + n_vars)), shape=(size, size))
-    _, labels = connected_components(graph, directed=False)
-    var_labels = labels[:n_vars]
-    order = np.argsort(var_labels, kind="stable")
-    splits = np.flatnonzero(np.diff(var_labels[order])) + 1
+    sizes = np.array([len(idx) for _, idx, _, _, _ in model.rows], dtype=np.int64)
+    if not model.rows or not sizes.any():
+        return [np.arange(n_vars)] if not model.rows else [np.array([v]) for v in range(n_vars)]
+    var_idx = np.concatenate([idx for _, idx, _, _, _ in model.rows]).astype(np.int64)
+    row_of = np.repeat(np.arange(len(model.rows)), sizes)
+    parent = np.arange(n_vars)
+    while True:
+        roots = parent[var_idx]
+        row_min = np.full(len(model.rows), n_vars)
+        np.minimum.at(row_min, row_of, roots)
+        hooked = parent.copy()
+        np.minimum.at(hooked, roots, row_min[row_of])  # every root in a row points at the row's smallest root
+        while True:  # pointer jumping: labels only decrease, so this ends
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        if np.array_equal(hooked, parent):
+            break
+        parent = hooked
+    order = np.argsort(parent, kind="stable")
+    splits = np.flatnonzero(np.diff(parent[order])) + 1
     return np.split(order, splits)
 
 
@@ -276,17 +287,26 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
     rows_of = _rows_by_block(model, blocks)
     values = np.zeros(len(model.names))
     objective = bound = wall = 0.0
-    statuses, notes, used = [], [], set()
+    statuses: list[Status] = []
+    notes: list[str] = []
+    used: set[str] = set()
     deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
     # small blocks first; under a time limit each block gets an equal share of what is left, so one hard
-    # block cannot starve the others
+    # block cannot starve the others, and the limit caps the whole solve: once it is spent, no block starts
     order = sorted(range(len(blocks)), key=lambda k: len(blocks[k]))
     for position, k in enumerate(order):
         block, rows = blocks[k], rows_of[k]
         sub = LinearModel(names=[model.names[v] for v in block], lower=[model.lower[v] for v in block],
                           upper=[model.upper[v] for v in block], integer=[model.integer[v] for v in block],
                           cost=[model.cost[v] for v in block], rows=rows)
-        left = None if deadline is None else max(0.1, (deadline - time.perf_counter()) / (len(order) - position))
+        left = None
+        if deadline is not None:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                notes.append(f"time limit of {time_limit_s:g} s spent after {position} of {len(order)} blocks")
+                return SolveResult(Status.NO_SOLUTION, None, None, None, "+".join(sorted(used)) or backend, wall,
+                                   "; ".join(notes))
+            left = max(MIN_BLOCK_S, remaining / (len(order) - position))
         result = solve_block(sub, backend, time_limit_s=left, mip_gap=mip_gap, threads=threads, fallback=fallback)
         statuses.append(result.status)
         used.add(result.backend)

@@ -15,16 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import CATALOG_DIR, find_gpu, read_csv_rows
+from .catalog import find_gpu, read_csv_rows
 from .engines import EngineProfile
 from .errors import CatalogError
+from .resources import catalog_dir, default_calibration, resolve_user_path
 from .roofline import N_COEF
 from .engines import find_engine
 from .errors import UnknownNameError
 from .io import read_json
 
-DEFAULT_CALIBRATION = CATALOG_DIR / "calibration.json"
-EFFICIENCY_FILE = CATALOG_DIR / "gpu_efficiency.csv"
+DEFAULT_CALIBRATION = default_calibration()
+EFFICIENCY_FILE = catalog_dir() / "gpu_efficiency.csv"
 FORM = "per-operator-v2"
 # Assumed where neither the GPU nor its architecture has a measured row: large bf16 GEMMs reach ~60 % of the
 # dense tensor peak and streaming reads ~80 % of datasheet bandwidth; attention and all-reduce as memory.
@@ -158,9 +159,7 @@ def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
         return UNCALIBRATED
     if name == "priors":
         return PRIORS
-    path = DEFAULT_CALIBRATION if name is None else Path(name)
-    if name is not None and base is not None and not path.is_absolute() and not path.exists():
-        path = base / name
+    path = DEFAULT_CALIBRATION if name is None else resolve_user_path(name, base)  # scenario-relative
     if name is None and not path.exists():
         return PRIORS
 

@@ -1,31 +1,37 @@
 """Load and validate the data files: GPU specs, cloud instance catalogs, model cards.
 
-Catalog CSVs use SkyPilot's ``vms.csv`` column names, so a SkyPilot catalog file can be read as is
-(rows without accelerators, or with fractional GPUs, are skipped). Every failure names ``file:row:column``.
+Catalog CSVs use SkyPilot's ``vms.csv`` column names, so a SkyPilot catalog file can be read as is: rows
+without accelerators, or with fractional GPUs, are skipped, and a file as SkyPilot publishes it (one row per
+availability zone) is collapsed to one row per (type, region) with the cheapest zone's spot price, by the rules
+of ``solver.skypilot`` (the same as ``infersave catalog import``). Every failure names ``file:row:column``.
+The shipped data is found through ``solver.resources``; catalog files and folders, and model-card folders, that
+the user names extend or override it.
 """
 from __future__ import annotations
 
 import csv
 import difflib
+import logging
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 from pydantic import ValidationError
 
 from .errors import CatalogError, UnknownNameError
+from .resources import catalog_dir, model_dir, resolve_user_path
 from .schema import GPUSpec, Instance, ModelCard
 from .io import parse_yaml, read_json, yaml_problem
+from .skypilot import VM_COLUMNS, collapse_zones, is_per_zone
 
-ROOT = Path(__file__).resolve().parent.parent
-CATALOG_DIR = ROOT / "catalogs"
-MODEL_DIR = ROOT / "models"
+log = logging.getLogger(__name__)
+CATALOG_DIR = catalog_dir()
+MODEL_DIR = model_dir()
 GPU_FILES = ("gpus.csv", "measurements/gpus_extra.csv")
 CLOUD_FILES = ("aws.csv", "gcp.csv", "azure.csv")
-VM_COLUMNS = ("InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "SpotPrice",
-              "Region")
 
 
 def normalise(name: str) -> str:
@@ -125,13 +131,24 @@ def load_gpu_specs(paths: list[Path] | None = None) -> dict[str, GPUSpec]:
     return specs
 
 
+def catalog_key(path: Path) -> str:
+    """The cloud a catalog file stands for: its stem, or its folder's name for SkyPilot's ``<cloud>/vms.csv``."""
+    return path.parent.name if path.name == "vms.csv" else path.stem
+
+
 def load_instances(path: Path, gpus: dict[str, GPUSpec], cloud: str | None = None) -> list[Instance]:
-    """Instances of one SkyPilot-style catalog file; the cloud defaults to the file's stem."""
+    """Instances of one SkyPilot-style catalog file; the cloud defaults to ``catalog_key(path)``. A file as
+    SkyPilot publishes it (per-zone rows) is collapsed per (type, region) first, keeping the cheapest zone's spot
+    price, and its rows with GPUs the GPU table does not know are skipped (both said on stderr)."""
     header, rows = read_csv_rows(path)
     missing = set(VM_COLUMNS) - set(header)
     if missing:
         raise CatalogError(f"missing column(s) {sorted(missing)}", path=str(path), where="row 1")
-    cloud = cloud or path.stem
+    cloud = cloud or catalog_key(path)
+    if is_per_zone(header, rows):
+        collapsed, rep = collapse_zones(rows, path, cloud, gpus, path.as_posix(), "")
+        log.warning("%s: read as a SkyPilot catalog: %s", path, rep.line())
+        rows = [{k: "" if v is None else str(v) for k, v in r.items()} for r in collapsed]
     out: list[Instance] = []
     for row in rows:
         where = f"row {row['__row__']}"
@@ -159,18 +176,68 @@ def load_instances(path: Path, gpus: dict[str, GPUSpec], cloud: str | None = Non
     return out
 
 
+def _is_instance_csv(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            header = [h.strip() for h in next(csv.reader(fh), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return set(VM_COLUMNS) <= set(header)
+
+
+def folder_catalogs(folder: Path) -> list[Path]:
+    """The instance catalogs of a folder: every ``*.csv`` with the ``vms.csv`` columns, and SkyPilot's
+    ``<cloud>/vms.csv`` (a SkyPilot catalog checkout such as ``skypilot-catalog/catalogs/v8``)."""
+    files = [p for p in sorted(folder.glob("*.csv")) if _is_instance_csv(p)] + sorted(folder.glob("*/vms.csv"))
+    if not files:
+        raise CatalogError("no catalog CSV in this folder (expected *.csv or <cloud>/vms.csv with SkyPilot's "
+                           "vms.csv columns)", path=str(folder), field="catalogs")
+    return files
+
+
+def catalog_files(entry: str | Path, base: Path | None = None, search: Sequence[Path] = ()) -> list[Path]:
+    """One catalog entry: a CSV file or a folder of them (relative to the scenario's folder ``base`` when written
+    in a scenario), or the bare name (``aws``, ``aws.csv``) of a file in a user catalog folder or the shipped
+    catalogs, in that order."""
+    path = resolve_user_path(entry, base)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return folder_catalogs(path)
+    name = str(entry)
+    for folder in [*search, CATALOG_DIR]:
+        for candidate in (folder / name, folder / f"{name}.csv"):
+            if candidate.is_file():
+                return [candidate]
+    raise UnknownNameError(f"catalog {name!r} not found", path=str(base) if base else None, field="catalogs")
+
+
 def resolve_catalog_path(name: str, base: Path | None = None) -> Path:
-    """A catalog given by path (relative to the scenario file) or by bare name of a shipped file."""
-    for candidate in ([base / name] if base else []) + [Path(name), CATALOG_DIR / name, CATALOG_DIR / f"{name}.csv"]:
-        if candidate.is_file():
-            return candidate
-    raise UnknownNameError(f"catalog file {name!r} not found", path=str(base) if base else None, field="catalogs")
+    """A catalog file given by path (relative to the scenario file) or by bare name of a shipped file."""
+    return catalog_files(name, base)[0]
 
 
-def load_catalog(names: list[str] | None = None, base: Path | None = None) -> list[Instance]:
-    """All instances of the given catalog files (default: every shipped cloud catalog)."""
+def default_catalog_paths() -> list[Path]:
+    return [CATALOG_DIR / f for f in CLOUD_FILES]
+
+
+def catalog_paths(names: Sequence[str] | None = None, base: Path | None = None,
+                  extra: Sequence[Path] = ()) -> list[Path]:
+    """The catalog files to plan over: the scenario's ``catalogs`` (default: the shipped cloud catalogs), then
+    each user catalog (``--catalog`` file or folder) replacing the file of the same cloud or adding one."""
+    search = [Path(p) for p in extra if Path(p).is_dir()]
+    chosen = [f for n in names for f in catalog_files(n, base, search)] if names else default_catalog_paths()
+    by_cloud = {catalog_key(p): p for p in chosen}
+    for entry in extra:
+        if not Path(entry).exists():
+            raise UnknownNameError("catalog file or folder not found", path=str(entry), field="--catalog")
+        for path in catalog_files(Path(entry)):
+            by_cloud[catalog_key(path)] = path
+    return list(by_cloud.values())
+
+
+def load_catalog_files(paths: Sequence[Path]) -> list[Instance]:
     gpus = gpu_specs()
-    paths = [resolve_catalog_path(n, base) for n in names] if names else [CATALOG_DIR / f for f in CLOUD_FILES]
     instances: list[Instance] = []
     seen: set[tuple[str, str, str]] = set()
     for path in paths:
@@ -182,6 +249,12 @@ def load_catalog(names: list[str] | None = None, base: Path | None = None) -> li
             seen.add(key)
             instances.append(inst)
     return instances
+
+
+def load_catalog(names: Sequence[str] | None = None, base: Path | None = None,
+                 extra: Sequence[Path] = ()) -> list[Instance]:
+    """All instances of the given catalog files (default: every shipped cloud catalog), see ``catalog_paths``."""
+    return load_catalog_files(catalog_paths(names, base, extra))
 
 
 @lru_cache(maxsize=1)
@@ -299,30 +372,50 @@ class ModelIndex:
     keys: dict[str, str]  # normalised name/alias/hf id -> card name
 
 
-@lru_cache(maxsize=1)
-def model_index() -> ModelIndex:
-    cards: dict[str, ModelCard] = {}
+def _model_files(folder: Path) -> list[Path]:
+    """Model cards (``**/*.yaml``) and Hugging Face ``config.json`` files under a folder."""
+    if not folder.is_dir():
+        raise UnknownNameError("model folder not found", path=str(folder), field="--models")
+    return sorted(folder.rglob("*.yaml")) + sorted(folder.rglob("config.json"))
+
+
+@lru_cache(maxsize=8)
+def model_index(dirs: tuple[Path, ...] = ()) -> ModelIndex:
+    """The shipped model cards, then those of each user folder in ``dirs``: a card with the name of an earlier
+    one replaces it and the later folder's names and aliases win; two cards of one name in one folder are an
+    error."""
+    layers: list[list[ModelCard]] = []
+    for folder in (MODEL_DIR, *dirs):
+        files = sorted(MODEL_DIR.rglob("*.yaml")) if folder == MODEL_DIR else _model_files(folder)
+        found: dict[str, ModelCard] = {}
+        for path in files:
+            card = model_card_from_hf_config(path) if path.name == "config.json" else load_model_card(path)
+            if card.name in found:
+                raise CatalogError(f"duplicate model name {card.name!r}", path=str(path), field="name")
+            found[card.name] = card
+        layers.append(list(found.values()))
+    cards = {card.name: card for layer in layers for card in layer}
     keys: dict[str, str] = {}
-    for path in sorted(MODEL_DIR.rglob("*.yaml")):
-        card = load_model_card(path)
-        if card.name in cards:
-            raise CatalogError(f"duplicate model name {card.name!r}", path=str(path), field="name")
-        cards[card.name] = card
-        for alias in [card.name, card.hf_id, *card.aliases]:
-            if alias:
-                keys.setdefault(normalise(alias), card.name)
-                keys.setdefault(normalise(alias.split("/")[-1]), card.name)
+    for layer in reversed(layers):
+        for card in layer:
+            if cards[card.name] is not card:
+                continue
+            for alias in [card.name, card.hf_id, *card.aliases]:
+                if alias:
+                    keys.setdefault(normalise(alias), card.name)
+                    keys.setdefault(normalise(alias.split("/")[-1]), card.name)
     return ModelIndex(cards, keys)
 
 
-def find_model(name: str, base: Path | None = None) -> ModelCard:
-    """A model by short name, HF id or alias, or a path to a Hugging Face ``config.json``."""
+def find_model(name: str, base: Path | None = None, dirs: Sequence[Path] = ()) -> ModelCard:
+    """A model by short name, HF id or alias (user model folders ``dirs`` first, then the shipped cards), or a
+    path to a Hugging Face ``config.json`` (relative to the scenario's folder ``base``)."""
     if name.endswith(".json"):
-        path = (base / name) if base and not Path(name).is_absolute() else Path(name)
+        path = resolve_user_path(name, base)
         if not path.is_file():
             raise UnknownNameError(f"config.json {name!r} not found", field="model")
         return model_card_from_hf_config(path)
-    index = model_index()
+    index = model_index(tuple(Path(d) for d in dirs))
     key = index.keys.get(normalise(name))
     if key is None:
         raise UnknownNameError(f"unknown model {name!r}{suggest(name, sorted(index.cards))}", field="model")

@@ -1,32 +1,25 @@
 """``infersave catalog show`` (GPU offerings and prices, like ``sky show-gpus``) and ``infersave catalog import``
 (SkyPilot catalog ``vms.csv`` files -> this project's catalog CSVs, see ``catalogs/SCHEMA.md``).
 
-Import rules (the same as the shipped catalogs were built with):
-
-* SkyPilot lists one row per availability zone; we keep one row per (instance type, region).
-* ``Price`` is the regional on-demand price (the same in every zone; if zones disagree the lowest is kept and
-  the count reported). ``SpotPrice`` is the **cheapest zone's spot quote** in the region; quotes at or above the
-  on-demand price are SkyPilot placeholders and are dropped (the cell stays empty when none are left).
-* GCP lists accelerators as separate rows with an empty ``InstanceType``; as SkyPilot does, a host row that
-  names an accelerator gets that accelerator row's price (same GPU, count, region and zone) added.
-* Rows without whole GPUs (CPU-only, fractional) and GPUs that ``catalogs/gpus.csv`` does not know are skipped
-  and counted, so the engine can load every imported file.
+Import rules (the same as the shipped catalogs were built with, and as ``load_instances`` applies when it reads
+a SkyPilot file directly) are in ``solver.skypilot``: one row per (instance type, region), the regional
+on-demand price, the cheapest zone's spot quote, GCP accelerator rows added to their hosts, rows without whole
+GPUs or with GPUs ``catalogs/gpus.csv`` does not know skipped and counted.
 * Every row keeps ``source`` (the file imported, or ``--source``) and ``retrieved`` (``--retrieved``, default today).
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .catalog import CATALOG_DIR, CLOUD_FILES, VM_COLUMNS, gpu_specs, load_instances, normalise, read_csv_rows, suggest
+from .catalog import (VM_COLUMNS, default_catalog_paths, gpu_specs, load_instances, normalise, read_csv_rows,
+                      suggest)
 from .errors import CatalogError, InputError, UnknownNameError
-from .io import atomic_write_text
-from .provenance import _catalog_info
+from .io import atomic_write_text, neutralise_cell
+from .provenance import catalog_info
 from .report import render_text
-from .io import neutralise_cell
+from .skypilot import ImportReport, collapse_zones
 
 OUT_COLUMNS = [*VM_COLUMNS, "source", "retrieved"]
 SHOW_COLUMNS = ["gpu", "gpu_count", "cloud", "region", "instance_type", "vcpus", "host_mem_gib", "usd_per_hour",
@@ -49,11 +42,10 @@ def offerings(catalogs: list[Path] | None = None, *, gpu: str | None = None, clo
     on-demand price. Unknown filter values raise ``UnknownNameError`` with close matches."""
     import pandas as pd
 
-
-    paths = catalogs or [CATALOG_DIR / f for f in CLOUD_FILES]
+    paths = catalogs or default_catalog_paths()
     rows = []
     for path in paths:
-        retrieved = ",".join(_catalog_info(Path(path))["retrieved"])
+        retrieved = ",".join(catalog_info(Path(path))["retrieved"])
         for inst in load_instances(Path(path), gpu_specs()):
             rows.append({"gpu": inst.gpu, "gpu_count": inst.gpu_count, "cloud": inst.cloud, "region": inst.region,
                          "instance_type": inst.instance_type, "vcpus": inst.vcpus, "host_mem_gib": inst.host_mem_gib,
@@ -89,88 +81,13 @@ def offerings_text(df: Any) -> str:
 # ---- import ------------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class ImportReport:
-    """What one ``vms.csv`` became, for the user."""
-
-    cloud: str
-    source: str
-    rows_in: int = 0
-    rows_out: int = 0
-    skipped_no_gpu: int = 0
-    unknown_gpus: dict[str, int] = dataclasses.field(default_factory=dict)
-    spot_placeholders: int = 0
-    zones_disagree: int = 0
-
-    def line(self) -> str:
-        unknown = sum(self.unknown_gpus.values())
-        return (f"{self.cloud}: {self.rows_in} zone rows -> {self.rows_out} (type, region) rows; spot = cheapest "
-                f"zone quote per region, {self.spot_placeholders} quote(s) >= on-demand dropped as placeholders; "
-                f"skipped {self.skipped_no_gpu} rows without whole GPUs and {unknown} with GPUs not in gpus.csv"
-                + (f" ({', '.join(sorted(self.unknown_gpus))})" if unknown else "")
-                + (f"; {self.zones_disagree} type(s) with on-demand prices differing by zone (lowest kept)"
-                   if self.zones_disagree else ""))
-
-
-def _num(row: dict[str, str], column: str, path: Path) -> float | None:
-    raw = row.get(column, "")
-    if raw in ("", "nan", "NaN"):
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise CatalogError(f"expected a number, got {raw!r}", path=str(path), where=f"row {row['__row__']}",
-                           field=column) from None
-
-
 def convert_vms(path: Path, cloud: str, source: str, retrieved: str) -> tuple[list[dict[str, Any]], ImportReport]:
-    """Rows of this project's catalog format from one SkyPilot ``vms.csv`` (see the module docstring)."""
+    """Rows of this project's catalog format from one SkyPilot ``vms.csv`` (rules in ``solver.skypilot``)."""
     header, rows = read_csv_rows(path)
     missing = [c for c in VM_COLUMNS if c not in header]  # AvailabilityZone is optional (one row per region)
     if missing:
         raise CatalogError(f"missing column(s) {missing}", path=str(path), where="row 1")
-    rep = ImportReport(cloud=cloud, source=source, rows_in=len(rows))
-    known = gpu_specs()
-    accel: dict[tuple, tuple[float | None, float | None]] = {}
-    for r in rows:  # GCP: accelerator-only price rows
-        if not r["InstanceType"] and r["AcceleratorName"]:
-            accel[(r["AcceleratorName"], r["AcceleratorCount"], r["Region"], r.get("AvailabilityZone", ""))] = (
-                _num(r, "Price", path), _num(r, "SpotPrice", path))
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        if not r["InstanceType"]:
-            continue
-        count = _num(r, "AcceleratorCount", path)
-        if not r["AcceleratorName"] or not count or count != int(count):
-            rep.skipped_no_gpu += 1
-            continue
-        if r["AcceleratorName"] not in known:
-            rep.unknown_gpus[r["AcceleratorName"]] = rep.unknown_gpus.get(r["AcceleratorName"], 0) + 1
-            continue
-        price, spot = _num(r, "Price", path), _num(r, "SpotPrice", path)
-        extra = accel.get((r["AcceleratorName"], r["AcceleratorCount"], r["Region"], r.get("AvailabilityZone", "")))
-        if extra is not None:
-            price = None if price is None or extra[0] is None else price + extra[0]
-            spot = None if spot is None or extra[1] is None else spot + extra[1]
-        groups[(r["InstanceType"], r["Region"])].append(r | {"_price": price, "_spot": spot, "_count": int(count)})
-    out = []
-    for (itype, region), zone_rows in sorted(groups.items()):
-        prices = sorted({z["_price"] for z in zone_rows if z["_price"] is not None})
-        if not prices:
-            continue  # no on-demand price in this region: the engine cannot cost it
-        rep.zones_disagree += len(prices) > 1
-        price = prices[0]
-        spots = [z["_spot"] for z in zone_rows if z["_spot"] is not None]
-        rep.spot_placeholders += sum(s >= price for s in spots)
-        real = [s for s in spots if s < price]
-        first = zone_rows[0]
-        out.append({"InstanceType": itype, "AcceleratorName": first["AcceleratorName"],
-                    "AcceleratorCount": first["_count"], "vCPUs": _num(first, "vCPUs", path),
-                    "MemoryGiB": _num(first, "MemoryGiB", path), "Price": price,
-                    "SpotPrice": min(real) if real else None, "Region": region, "source": source,
-                    "retrieved": retrieved})
-    rep.rows_out = len(out)
-    return out, rep
+    return collapse_zones(rows, path, cloud, gpu_specs(), source, retrieved)
 
 
 def _find_vms(root: Path) -> list[tuple[str, Path]]:
@@ -211,10 +128,9 @@ def import_skypilot(root: str | Path, out_dir: str | Path, *, source: str | None
         writer.writeheader()
 
         for r in rows:
-            writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float)
-                                 else neutralise_cell(v)) for k, v in r.items()})
+            writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float) else neutralise_cell(v))
+                             for k, v in r.items() if k in OUT_COLUMNS})
         texts[Path(out_dir) / f"{cloud}.csv"] = buf.getvalue()
-
     for target, text in texts.items():
         atomic_write_text(target, text)
     return list(texts), reports

@@ -1,5 +1,9 @@
 """``infersave`` command line. Exit codes: 0 ok, 1 infeasible / no instance meets the SLO, 2 bad input,
-3 solver failure or time limit with no feasible plan. Errors are one line on stderr, never a traceback."""
+3 solver failure or time limit with no feasible plan. Errors are one line on stderr, never a traceback.
+
+The CLI starts fast: only typer and the light modules are imported at start; each command imports what it uses
+(pandas, the solvers, matplotlib) when it runs, so ``infersave --help`` never loads them.
+"""
 from __future__ import annotations
 
 import enum
@@ -7,34 +11,32 @@ import functools
 import json
 import logging
 import os
-import signal
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
-from pydantic import ValidationError
 
+from .console import print_version, run_app
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
-from .io import atomic_write_text, check_output, parse_json
-from .melange import load_melange, solve_melange
-from .plan import plan as solver_plan
-from .plan_types import Plan
-from .predict import predict as solver_predict
-from .recommend import recommend as solver_recommend
-from .report import (plan_csv, plan_payload, plan_text, prediction_csv, prediction_text, recommendation_csv,
-                     recommendation_payload, recommendation_text, summary_text, to_json)
-from .scenario import input_files, load_scenario
-from .sweep import (SOLVED, SweepStopped, check_limits, exit_code, load_sweep, merge_tables, output_kind,
-                    partial_path, read_results, results_table, resume_table, run_sweep, summary_table, write_results)
-from .verify import verify as solver_verify
-
-DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "chat_fleet.yaml"
+from .io import atomic_write_text, check_output
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,  # plain help: flags without a '<bool>' type column, and no rich import
                   help="Pick the cheapest cloud GPU VMs, batch sizes and KV offloading for LLM workloads.")
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Pick the cheapest cloud GPU VMs, batch sizes and KV offloading for LLM workloads."""
+
+
+CATALOG_OPTION = typer.Option(None, "--catalog", metavar="PATH", help="catalog CSV or folder of them (SkyPilot "
+                              "vms.csv too); replaces the catalog of the same cloud or adds one (repeatable)")
+MODELS_OPTION = typer.Option(None, "--models", metavar="DIR", help="folder of model cards (*.yaml) or Hugging Face "
+                             "config.json files; extends or overrides the shipped ones (repeatable)")
 
 
 class Format(str, enum.Enum):
@@ -92,11 +94,17 @@ def emit(text: str, out: Optional[Path]) -> None:
 @guarded
 def recommend(scenario: Path = typer.Argument(..., help="scenario YAML (its first workload, or --workload)"),
               workload: Optional[str] = typer.Option(None, help="workload name in the scenario"),
+              catalog: Optional[list[Path]] = CATALOG_OPTION,
+              models: Optional[list[Path]] = MODELS_OPTION,
               format: Format = typer.Option(Format.table, "--format", "-f"),
               out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
     """Rank every instance for one workload and pick the cheapest that meets its SLO (the paper's pipeline)."""
+    from .recommend import recommend as solver_recommend
+    from .report import recommendation_csv, recommendation_payload, recommendation_text, to_json
+    from .scenario import input_files, load_scenario
+
     check_output(out, [scenario])
-    resolved = load_scenario(scenario)
+    resolved = load_scenario(scenario, catalogs=catalog or (), models=models or ())
     check_output(out, input_files(resolved))
     rec = solver_recommend(resolved, workload)
     text = {Format.json: lambda: to_json(recommendation_payload(rec)), Format.csv: lambda: recommendation_csv(rec),
@@ -108,7 +116,8 @@ def recommend(scenario: Path = typer.Argument(..., help="scenario YAML (its firs
 
 @app.command()
 @guarded
-def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario YAML (default: bundled chat fleet)"),
+def plan(scenario: Optional[Path] = typer.Argument(None, metavar="SCENARIO",
+                                                  help="fleet scenario YAML (default: the bundled chat fleet)"),
          solver: Backend = typer.Option(Backend.highs, "--solver", help="MILP back end"),
          time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.1, help="seconds"),
          mip_gap: float = typer.Option(1e-6, "--mip-gap", min=0.0, max=1.0),
@@ -119,18 +128,31 @@ def plan(scenario: Path = typer.Argument(DEFAULT_SCENARIO, help="fleet scenario 
                                                  help="with --from-melange: split buckets freely, not by slices"),
          dump_lp: Optional[Path] = typer.Option(None, "--dump-lp", metavar="FILE",
                                                 help="write the MILP there (.mps: MPS, else LP format)"),
+         catalog: Optional[list[Path]] = CATALOG_OPTION,
+         models: Optional[list[Path]] = MODELS_OPTION,
          format: Format = typer.Option(Format.table, "--format", "-f"),
          out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
     """Solve the fleet MILP: which VMs to rent, with what batch and KV offload, at minimum cost."""
+    from .report import plan_csv, plan_payload, plan_text, to_json
+
+    if scenario is None:
+        from .resources import default_scenario
+
+        scenario = default_scenario()
     options: dict[str, Any] = dict(solver=solver.value, time_limit_s=time_limit, mip_gap=mip_gap, prune=not no_prune,
                    timings=not no_timings, dump_lp=dump_lp)
     check_output(out, [scenario])
     check_output(dump_lp, [scenario, out], field="--dump-lp")
     try:
         if from_melange:
+            from .melange import load_melange, solve_melange
+
             result = solve_melange(load_melange(scenario), fractional=melange_fractional, **options)
         else:
-            resolved = load_scenario(scenario)
+            from .plan import plan as solver_plan
+            from .scenario import input_files, load_scenario
+
+            resolved = load_scenario(scenario, catalogs=catalog or (), models=models or ())
             check_output(out, input_files(resolved))
             check_output(dump_lp, input_files(resolved), field="--dump-lp")
             result = solver_plan(resolved, **options)
@@ -152,12 +174,25 @@ def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argumen
            requests: int = typer.Option(20000, "--requests", min=100, max=2_000_000),
            seed: int = typer.Option(0, "--seed")) -> None:
     """Re-check a JSON plan against its scenario, independently of the MILP; exit 1 listing violations."""
+    from pydantic import ValidationError
+
+    from .io import parse_json
+    from .plan_types import Plan
+    from .scenario import load_scenario
+    from .verify import verify as solver_verify
+
     resolved = load_scenario(scenario)
     try:
         data = parse_json(plan_file.read_text(encoding="utf-8"))
         plan_obj = Plan.model_validate(data)
     except (OSError, UnicodeDecodeError, ValueError, ValidationError) as exc:
         raise InputError(f"not a plan: {str(exc).splitlines()[0]}", path=str(plan_file)) from None
+    known = {w.name for w in resolved.scenario.workloads}
+    foreign = sorted({a.workload for a in plan_obj.assignments} - known)
+    if foreign:
+        raise InputError(f"workload {foreign[0]!r} of the plan is not in {scenario} (workloads: "
+                         f"{', '.join(sorted(known))}); is this the plan of another scenario?", path=str(plan_file),
+                         field="assignments.workload")
     violations = solver_verify(resolved, plan_obj)
     if violations:
         for v in violations:
@@ -205,11 +240,16 @@ def predict(model: str = typer.Option(..., help="model name, HF id or config.jso
             kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype"),
             offload: Optional[float] = typer.Option(None, "--offload", min=0.0, max=1.0),
             calibration: Optional[str] = typer.Option(None, help="calibration JSON, or 'none' for the roofline"),
+            catalog: Optional[list[Path]] = CATALOG_OPTION,
+            models: Optional[list[Path]] = MODELS_OPTION,
             format: Format = typer.Option(Format.table, "--format", "-f")) -> None:
     """Predict TTFT, TPOT, throughput and memory for one configuration (the planner's own numbers)."""
+    from .predict import predict as solver_predict
+    from .report import prediction_csv, prediction_text, to_json
+
     p = solver_predict(model=model, gpu=gpu, instance=instance, gpu_count=gpus, batch_size=batch, input_tokens=input,
                        output_tokens=output, dtype=dtype, kv_dtype=kv_dtype, offload_ratio=offload,
-                       calibration=calibration)
+                       calibration=calibration, catalogs=catalog or (), models=models or ())
     text = {Format.json: lambda: to_json(p.model_dump()), Format.csv: lambda: prediction_csv(p),
             Format.table: lambda: prediction_text(p)}[format]()
     sys.stdout.write(text)
@@ -230,7 +270,6 @@ def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements:
     """Fit the serving model per (engine, GPU); print held-out error (one source document out at a time)."""
     from .calibrate import calibrate_report
     from .calibration import calibration_payload
-    from .io import atomic_write_text
     from .measurements import DEFAULT_MEASUREMENTS, load_measurements
     from .userbench import read_user_benchmark
 
@@ -271,67 +310,21 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
                                                               "the rest"),
           force: bool = typer.Option(False, "--force", help="allow more workers than CPUs and over 10,000 points"),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")) -> None:
-    """Solve a scenario over the Cartesian product of sweep axes; write one row per point x assignment.
+    """Solve a scenario over the Cartesian product of sweep axes; write one row per point x assignment. Exit 0 when
+    every point has a plan, 1 when some is infeasible (results still written), 2 bad input, 3 a solver failure or
+    time-out, 130 interrupted (Ctrl-C/SIGTERM: finished points in OUT.partial.parquet; --resume finishes them)."""
+    from .report import summary_text
+    from .sweep import SOLVED, SweepStopped, exit_code, summary_table
+    from .sweep.command import run_sweep_to_file
 
-    Exit 0 when every point has a plan, 1 when some point is infeasible (the results are still written),
-    2 bad input, 3 a point hit a solver failure or the sweep timed out, 130 interrupted (Ctrl-C or SIGTERM: the
-    points finished so far are in OUT.partial.parquet; --resume finishes them)."""
-    output_kind(out)  # a bad suffix is exit 2 before any solving
-    partial = partial_path(out)
-    check_output(out, [sweep_file])
-    check_output(partial, [sweep_file])
-    check_limits(1, workers=workers, time_limit_s=time_limit, force=force)
-    loaded = load_sweep(sweep_file)
-    inputs = [sweep_file, *input_files(loaded.base)]
-    check_output(out, inputs)
-    check_output(partial, inputs)
-    check_limits(loaded.sweep.n_points, force=force, path=str(sweep_file))
-    from .provenance import provenance_of
-
-    prov = provenance_of(loaded.base)
-    done = resume_table(out, loaded) if resume else None
-    skip = set(done["point"]) if done is not None else set()
-    names = loaded.axis_names
-    last_write = [time.monotonic()]
-
-    def save_partial(records: list[dict]) -> int:
-        table = merge_tables([done, results_table(records, names) if records else None])
-        write_results(table, partial, prov)
-        return int(table["point"].nunique())
-
-    def checkpoint(_record: dict, records: list[dict]) -> None:
-        # at most once a second (INFERSAVE_CHECKPOINT_S): a kill -9 loses at most that much work
-        if time.monotonic() - last_write[0] >= float(os.environ.get("INFERSAVE_CHECKPOINT_S", "1")):
-            save_partial(records)
-            last_write[0] = time.monotonic()
-
-    def stop(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
     try:
-        new = run_sweep(loaded, workers=workers, scheduler=scheduler, solver=solver.value, time_limit_s=time_limit,
-                        progress=False if quiet else None, skip=skip, timeout_s=timeout, on_record=checkpoint)
+        df, loaded, kept = run_sweep_to_file(sweep_file, out, workers=workers, scheduler=scheduler,
+                                             solver=solver.value, time_limit_s=time_limit, timeout_s=timeout,
+                                             resume=resume, force=force, progress=False if quiet else None)
     except SweepStopped as exc:
-        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the partial file short
-            if _main_thread():
-                signal.signal(sig, signal.SIG_IGN)
-        if exc.records or done is not None:
-            finished = save_partial(exc.records)
-            _fail(f"{exc}; wrote {partial} (partial: {finished} of {loaded.sweep.n_points} points); "
-                  "rerun with --resume to finish", exc.exit_code)
-        partial.unlink(missing_ok=True)
-        _fail(f"{exc}; nothing written", exc.exit_code)
-        return
-    finally:
-        if _main_thread():
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-    df = merge_tables([done, new])
-    write_results(df, out, prov)
-    partial.unlink(missing_ok=True)
+        return _fail(str(exc), exc.exit_code)
     typer.echo(f"wrote {out} ({len(df)} rows, {loaded.sweep.n_points} points"
-               + (f", {len(skip)} kept from before" if skip else "") + ")", err=True)
+               + (f", {kept} kept from before" if kept else "") + ")", err=True)
     summary = summary_table(df)
     sys.stdout.write(summary_text(summary, loaded.sweep.name))
     code = exit_code(df)
@@ -341,12 +334,6 @@ def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="swe
               "results written", code)
 
 
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 @app.command()
 @guarded
 def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep results (.parquet or .csv)"),
@@ -354,6 +341,7 @@ def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep resu
     """Draw PNGs from sweep results: cost vs SLO, fleet composition per point, cost vs price shock."""
     from .plots import plot_all
     from .provenance import table_provenance
+    from .sweep import read_results
 
     check_output(out, [results], folder=True)
     df = read_results(results)
@@ -377,9 +365,7 @@ def report(target: Path = typer.Argument(..., metavar="PLAN.json|RESULTS.parquet
     typer.echo(f"wrote {write_report(target, out, scenario)}", err=True)
 
 
-class ExportTarget(str, enum.Enum):
-    skypilot = "skypilot"
-    vllm = "vllm"
+ExportTarget = enum.Enum("ExportTarget", {"skypilot": "skypilot", "vllm": "vllm"}, type=str)
 
 
 @app.command()
@@ -452,9 +438,10 @@ def catalog_import(skypilot: Path = typer.Option(..., "--skypilot", help="SkyPil
         typer.echo(f"wrote {path}", err=True)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point: usage errors (unknown option, bad choice, missing argument) are one line, exit 2."""
     logging.basicConfig(level=logging.WARNING, format="infersave: %(levelname)s: %(message)s")
-    app()
+    sys.exit(run_app(app, argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,11 +13,12 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
-from .catalog import CATALOG_DIR, read_csv_rows, suggest
+from .catalog import read_csv_rows, suggest
 from .errors import CatalogError, UnknownNameError
+from .resources import catalog_dir
 from .schema import Frozen
 
-ENGINE_FILE = CATALOG_DIR / "engines.csv"
+ENGINE_FILE = catalog_dir() / "engines.csv"
 DEFAULT_ENGINE = "vllm"
 UNLIMITED_TOKENS = 1 << 30
 FALLBACK_MAX_SEQS = 256  # where an engine's cap depends on memory (SGLang): vLLM's default

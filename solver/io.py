@@ -37,21 +37,29 @@ class DuplicateKeyError(yaml.MarkedYAMLError):
     pass
 
 
-class StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+class _NoDuplicateKeys:
+    """Refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode):
-                key = self.construct_object(key_node, deep=deep)
+                key = self.construct_object(key_node, deep=deep)  # type: ignore[attr-defined]
                 try:
                     if key in seen:
                         raise DuplicateKeyError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
                     seen.add(key)
                 except TypeError:  # unhashable: the base class reports it
                     pass
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+class StrictLoader(_NoDuplicateKeys, yaml.SafeLoader):
+    """``yaml.SafeLoader`` without duplicate keys; its error messages are the documented ones."""
+
+
+# libyaml's scanner and parser with the same safe constructor: the shipped model cards load on every plan
+FastStrictLoader: type = type("FastStrictLoader", (_NoDuplicateKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {})
 
 
 def _check_tree(root: yaml.Node | None) -> None:
@@ -89,11 +97,21 @@ def parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     if len(text) > MAX_YAML_BYTES:
         raise ValueError(f"file is larger than the {MAX_YAML_BYTES // 2**20} MiB limit")
     try:
-        node = yaml.compose(text, Loader=StrictLoader)
+        return _parse(text, FastStrictLoader)
+    except yaml.YAMLError:
+        return _parse(text, StrictLoader)  # raises again, with the pure-Python parser's documented message
+
+
+def _parse(text: str, loader_class: type) -> tuple[Any, yaml.Node | None]:
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
         _check_tree(node)
-        return yaml.load(text, Loader=StrictLoader), node  # noqa: S506 - StrictLoader is a SafeLoader
+        return (loader.construct_document(node) if node is not None else None), node
     except RecursionError:
         raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels") from None
+    finally:
+        loader.dispose()
 
 
 def yaml_problem(exc: yaml.YAMLError) -> tuple[str, str | None]:

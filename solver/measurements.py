@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .catalog import CATALOG_DIR
 from .errors import CatalogError
+from .resources import default_measurements
 
-DEFAULT_MEASUREMENTS = CATALOG_DIR / "measurements" / "published.csv"
+DEFAULT_MEASUREMENTS = default_measurements()
 COLUMNS = ("source_id", "model", "gpu", "gpu_count", "engine", "dtype", "kv_dtype", "batch_size", "input_tokens",
            "output_tokens", "metric", "value", "unit", "source", "date")
 # Optional columns (a file without them loads as if they were empty). Online (continuous-batching) rows leave

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -40,10 +42,12 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
             batch_size: int = 1, input_tokens: int, output_tokens: int, dtype: str = "fp16",
             kv_dtype: str | None = None, offload_ratio: float | None = None,
             calibration: str | None = None, gpu_memory_utilization: float = 0.9,
-            engine: str = "vllm") -> Prediction:
+            engine: str = "vllm", catalogs: Sequence[Path] = (), models: Sequence[Path] = ()) -> Prediction:
     """Predict one configuration. ``offload_ratio=None`` picks the smallest ratio that fits GPU memory.
 
     ``gpu_count`` is the tensor-parallel degree (default: 1 for a GPU, all the instance's GPUs for an instance).
+    ``catalogs`` (catalog files or folders) and ``models`` (model-card folders) extend or override the shipped
+    data, as ``--catalog`` and ``--models`` do.
     """
     for name, value in (("dtype", dtype), ("kv_dtype", kv_dtype)):
         if value is not None and value not in DTYPE_BYTES:
@@ -52,11 +56,12 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
         raise InputError("batch, input and output must be positive", field="batch_size")
     if (gpu is None) == (instance is None):
         raise InputError("give exactly one of gpu or instance", field="gpu")
-    card = find_model(model)
+    card = find_model(model, dirs=models)
     if instance is not None:
-        matches = [i for i in load_catalog() if i.instance_type.lower() == instance.lower()]
+        offers = load_catalog(extra=catalogs)
+        matches = [i for i in offers if i.instance_type.lower() == instance.lower()]
         if not matches:
-            types = sorted({i.instance_type for i in load_catalog()})
+            types = sorted({i.instance_type for i in offers})
             raise UnknownNameError(f"unknown instance type {instance!r}{suggest(instance, types)}", field="instance")
         spec, gpu_count = find_gpu(matches[0].gpu), gpu_count or matches[0].gpu_count
         host_gib, vm_gpus = matches[0].host_mem_gib, matches[0].gpu_count

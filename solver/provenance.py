@@ -13,8 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .calibration import DEFAULT_CALIBRATION
-from .catalog import CATALOG_DIR, CLOUD_FILES, resolve_catalog_path
+from .catalog import default_catalog_paths
+from .resources import default_calibration, resolve_user_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .scenario import Resolved
@@ -30,7 +30,7 @@ def package_version() -> str:
         return "unknown"
 
 
-def _catalog_info(path: Path) -> dict[str, Any]:
+def catalog_info(path: Path) -> dict[str, Any]:
     """Retrieval dates and sources of one catalog CSV (its ``retrieved``/``source`` columns, if any)."""
     dates: set[str] = set()
     sources: set[str] = set()
@@ -76,11 +76,10 @@ def provenance(catalogs: list[Path] | None = None, calibration: Path | None | st
         "calibration": {id, source, sha256}}``; ``catalog_retrieved`` is the newest retrieval date ("" if
         no catalog states one).
     """
-
-    paths = catalogs if catalogs is not None else [CATALOG_DIR / f for f in CLOUD_FILES]
-    infos = [_catalog_info(Path(p)) for p in paths]
+    paths = catalogs if catalogs is not None else default_catalog_paths()
+    infos = [catalog_info(Path(p)) for p in paths]
     dates = sorted({d for info in infos for d in info["retrieved"]})
-    calib_path = DEFAULT_CALIBRATION if calibration == "default" else calibration
+    calib_path = default_calibration() if calibration == "default" else calibration
     calib = _calibration_info(Path(calib_path) if calib_path is not None else None)
     return {"infersave_version": package_version(), "catalog_retrieved": dates[-1] if dates else "",
             "catalogs": infos, "calibration": calib}
@@ -88,17 +87,15 @@ def provenance(catalogs: list[Path] | None = None, calibration: Path | None | st
 
 def provenance_of(resolved: Resolved) -> dict[str, Any]:
     """``provenance()`` for the catalogs and calibration a resolved scenario uses."""
-
     sc = resolved.scenario
     base = Path(resolved.path).parent if resolved.path and not resolved.path.startswith("<") else None
-    catalogs = [resolve_catalog_path(n, base) for n in sc.catalogs] if sc.catalogs else None
+    catalogs = list(resolved.catalog_paths) or None
     calibration: Path | None | str = "default"
     if sc.calibration == "none":
         calibration = None
     elif sc.calibration is not None:
-        path = Path(sc.calibration)
-        calibration = base / path if base is not None and not path.is_absolute() and not path.exists() else path
-    elif not DEFAULT_CALIBRATION.exists():
+        calibration = resolve_user_path(sc.calibration, base)  # relative to the scenario's folder
+    elif not default_calibration().exists():
         calibration = None
     return provenance(catalogs, calibration)
 

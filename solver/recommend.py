@@ -16,6 +16,8 @@ import pandas as pd
 from pydantic import ConfigDict
 
 from .candidates import build_candidates
+from .catalog import suggest
+from .errors import UnknownNameError
 from .scenario import Resolved
 from .schema import Frozen, Workload
 from .table import Rejection, offload_fits
@@ -74,7 +76,11 @@ def _best_per_offering(rows: pd.DataFrame) -> pd.DataFrame:
 def recommend(resolved: Resolved, workload_name: str | None = None) -> Recommendation:
     """Rank every instance for one workload of the scenario (the first one unless named)."""
     sc = resolved.scenario
-    w = next((x for x in sc.workloads if x.name == workload_name), sc.workloads[0]) if workload_name else sc.workloads[0]
+    names = [x.name for x in sc.workloads]
+    if workload_name is not None and workload_name not in names:
+        raise UnknownNameError(f"unknown workload {workload_name!r}{suggest(workload_name, names)} (workloads: "
+                               f"{', '.join(names)})", path=resolved.path, field="--workload")
+    w = sc.workloads[names.index(workload_name)] if workload_name is not None else sc.workloads[0]
     single = sc.model_copy(update={"workloads": [w], "quotas": []})
     cands = build_candidates(single, resolved.instances, resolved.models, resolved.calibration, prune=False,
                              planning=False)

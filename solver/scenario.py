@@ -4,18 +4,19 @@ Errors name the file, the line and the field (``scenario.yaml:line 7:workloads.0
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 from pydantic import ValidationError
 
-from .catalog import CATALOG_DIR, CLOUD_FILES, find_model, load_catalog, resolve_catalog_path, suggest
+from .catalog import catalog_paths, find_model, load_catalog_files, suggest
 from .errors import ScenarioError, UnknownNameError
-from .calibration import DEFAULT_CALIBRATION, Calibration, load_calibration
+from .calibration import Calibration, load_calibration
 from .engines import find_engine
 from .io import parse_yaml, yaml_problem
+from .resources import default_calibration
 from .schema import Instance, ModelCard, Scenario
 
 
@@ -28,6 +29,7 @@ class Resolved:
     instances: list[Instance]
     calibration: Calibration
     path: str
+    catalog_paths: tuple[Path, ...] = field(default=())  # the catalog files the instances come from
 
 
 def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -85,15 +87,19 @@ def parse_scenario(data: Any, path: str = "<scenario>", node: yaml.Node | None =
         raise ScenarioError(f"bad structure: {exc}", path=path) from None
 
 
-def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = None) -> Resolved:
-    """Look up models, catalog and calibration, and check the cross-references a schema cannot see."""
-    models: dict[str, ModelCard] = {}
+def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = None, *,
+            catalogs: Sequence[Path] = (), models: Sequence[Path] = ()) -> Resolved:
+    """Look up models, catalog and calibration, and check the cross-references a schema cannot see.
+
+    Paths in the scenario are relative to its folder ``base``. ``catalogs`` (catalog files or folders) and
+    ``models`` (model-card folders) extend or override the shipped data (``--catalog``, ``--models``)."""
+    cards: dict[str, ModelCard] = {}
     for i, w in enumerate(scenario.workloads):
         try:
-            card = find_model(w.model, base)
+            card = find_model(w.model, base, models)
         except UnknownNameError as exc:
             raise UnknownNameError(str(exc).split(": ", 1)[-1], path=path, field=f"workloads.{i}.model") from None
-        models[w.model] = card
+        cards[w.model] = card
         try:
             find_engine(w.engine)
         except UnknownNameError as exc:
@@ -105,7 +111,8 @@ def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = No
                     f"input + output = {total} tokens exceeds {card.name}'s context window of "
                     f"{card.max_position_embeddings}", path=path, field=f"workloads.{i}")
     try:
-        instances = load_catalog(scenario.catalogs, base)
+        paths = catalog_paths(scenario.catalogs, base, catalogs)
+        instances = load_catalog_files(paths)
     except UnknownNameError as exc:
         if exc.field != "catalogs":
             raise
@@ -113,7 +120,7 @@ def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = No
         raise UnknownNameError(str(exc).split(": ", 1)[-1], path=path, field="catalogs") from None
     _check_names(scenario, instances, path)
     calibration = load_calibration(scenario.calibration, base)
-    return Resolved(scenario, models, instances, calibration, path)
+    return Resolved(scenario, cards, instances, calibration, path, tuple(paths))
 
 
 def _check_names(scenario: Scenario, instances: list[Instance], path: str) -> None:
@@ -127,19 +134,19 @@ def _check_names(scenario: Scenario, instances: list[Instance], path: str) -> No
         checks += [("instance_type", f"workloads.{i}.instance_types", t) for t in w.instance_types or []]
     for k, q in enumerate(scenario.quotas):
         checks += [(key, f"quotas.{k}.{key}", getattr(q, key)) for key in ("instance_type", "region", "cloud", "gpu")]
-    for kind, field, value in checks:
+    for kind, where_field, value in checks:
         if value is not None and value not in known[kind]:
             names = sorted(known[kind])
             raise UnknownNameError(f"unknown {kind.replace('_', ' ')} {value!r}{suggest(value, names)}",
-                                   path=path, field=field)
+                                   path=path, field=where_field)
 
 
-def load_scenario(path: str | Path) -> Resolved:
-    """Read, validate and resolve a scenario file."""
+def load_scenario(path: str | Path, *, catalogs: Sequence[Path] = (), models: Sequence[Path] = ()) -> Resolved:
+    """Read, validate and resolve a scenario file (see ``resolve`` for ``catalogs`` and ``models``)."""
     path = Path(path)
     data, node = read_yaml(path)
     scenario = parse_scenario(data, str(path), node)
-    return resolve(scenario, str(path), path.parent)
+    return resolve(scenario, str(path), path.parent, catalogs=catalogs, models=models)
 
 
 def input_files(resolved: Resolved) -> list[Path]:
@@ -147,17 +154,9 @@ def input_files(resolved: Resolved) -> list[Path]:
     an output path must never be one of them."""
     sc = resolved.scenario
     base = Path(resolved.path).parent
-    files = [Path(resolved.path)]
-    if sc.catalogs:
-        for name in sc.catalogs:
-            try:
-                files.append(resolve_catalog_path(name, base))
-            except UnknownNameError:
-                pass
-    else:
-        files += [CATALOG_DIR / f for f in CLOUD_FILES]
+    files = [Path(resolved.path), *resolved.catalog_paths]
     if sc.calibration is None:
-        files.append(DEFAULT_CALIBRATION)
+        files.append(default_calibration())
     elif sc.calibration not in ("none", "priors"):
         cal = Path(sc.calibration)
         files.append(cal if cal.is_absolute() or cal.exists() else base / cal)
