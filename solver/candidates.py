@@ -47,6 +47,15 @@ def slo_bounds(w: Workload) -> dict[str, float]:
             "max_e2e_s": min(e2e) if e2e else math.nan, "min_tokens_per_s": w.slo.min_tokens_per_s or math.nan}
 
 
+def sharing_group(w: Workload, scenario: Scenario) -> str:
+    """The pools a workload's demands may share: online traffic of one model at one precision, KV precision and
+    engine when replicas are shared (a replica holds one set of weights), else the workload's own."""
+    if w.mode != "online" or not scenario.share_replicas:
+        return w.name
+    serving = (w.dtype, w.effective_kv_dtype, w.engine)
+    return w.model if serving == ("fp16", "fp16", "vllm") else f"{w.model}@{'/'.join(serving)}"
+
+
 def demand_table(scenario: Scenario, *, planning: bool = True) -> pd.DataFrame:
     """One row per (workload, bucket) with its share of the demand."""
     rows = []
@@ -62,7 +71,7 @@ def demand_table(scenario: Scenario, *, planning: bool = True) -> pd.DataFrame:
                 rate_per_s=(w.request_rate_per_s or 0.0) * bucket.fraction * (w.peak_factor or scenario.peak_factor),
                 num_requests=(w.num_requests or 0) * bucket.fraction,
                 deadline_hours=w.deadline_hours or math.nan,
-                group=(w.model if (w.mode == "online" and scenario.share_replicas) else w.name),
+                group=sharing_group(w, scenario),
                 **slo_bounds(w),
             ))
     return pd.DataFrame(rows)
@@ -160,7 +169,8 @@ def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, key: tuple, scenario:
     mem_args = {k: v for k, v in args.items() if k != "serving"}
     min_r = memory(model, hw, offload_ratio=0.0, **mem_args)["min_offload_ratio"]
     frame = frame.assign(min_offload_ratio=min_r, level=_offload_levels(min_r, s.offload_step, allow_offload))
-    if prune:
+    pinned = key[3] == "offline" and scenario.max_spot_share is not None and scenario.billing == "per_second"
+    if prune and not pinned:  # pinned: see prune.counts_pinned (slower can pay there)
         # exact: keep, per (GPU config, batch), the distinct minimal levels of the group's demands
         config = ["group", "gpu", "gpu_count", "tensor_parallel", "batch_size"]
         level_sets = (frame.loc[np.isfinite(frame["level"]), config + ["level"]].drop_duplicates()
@@ -211,7 +221,7 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
     good = evaluated[code == ""]
     offers = offers_all
     if prune and not good.empty:
-        good = prune_configs(good)
+        good = prune_configs(good, scenario)
         need = good["host_kv_gib_per_vm"].groupby([good["gpu"], good["gpu_count"]]).max()
         offers = prune_offerings(offers_all, scenario, need)
     stats["offerings_kept"] = len(offers)

@@ -60,11 +60,21 @@ def solve_plan(problem: Problem, resolved: Resolved, cands: Candidates, options:
     return plan
 
 
+SHARE_EPS = 1e-7  # shares below this are solver noise: neither listed nor counted as load
+
+
 def _used_pools(problem: Problem, values: np.ndarray, horizon_hours: float) -> pd.DataFrame:
-    """Pools with at least one VM, with their VM count, billed hours and costs."""
+    """Pools with at least one VM that carry load, with their VM count, billed hours and costs (integers read
+    with ``round``; billed hours clipped at 0 and rounded to whole hours where they are integer variables)."""
+    t_index = np.maximum(problem.t, 0)
+    hours = np.clip(values[t_index], 0.0, None)
+    integer = np.asarray(problem.model.integer)[t_index]
+    hours = np.where(integer, np.round(hours), hours)
+    x = values[problem.x]
+    loaded = set(problem.rows.loc[x > SHARE_EPS, "pool"])
     pools = problem.pools.assign(count=np.round(values[problem.n]).astype(int),
-                                 vm_hours=np.where(problem.t >= 0, values[np.maximum(problem.t, 0)], np.nan))
-    pools = pools[pools["count"] > 0]
+                                 vm_hours=np.where(problem.t >= 0, hours, np.nan))
+    pools = pools[(pools["count"] > 0) & pools["pool"].isin(loaded)]
     price = pools["unit_usd_per_hour"]
     online = pools["mode"] == "online"
     return pools.assign(pool_usd_per_hour=price * pools["count"],
@@ -73,8 +83,8 @@ def _used_pools(problem: Problem, values: np.ndarray, horizon_hours: float) -> p
 
 def _assignments(problem: Problem, values: np.ndarray, pools: pd.DataFrame) -> list[Assignment]:
     """Rows carrying load, each with its share of its pool's cost apportioned by load."""
-    rows = problem.rows.assign(x=values[problem.x])
-    used = rows[rows["x"] > 1e-7].merge(pools[["pool", "count", "pool_usd_per_hour"]], on="pool")
+    rows = problem.rows.assign(x=np.clip(values[problem.x], 0.0, 1.0))
+    used = rows[rows["x"] > SHARE_EPS].merge(pools[["pool", "count", "pool_usd_per_hour"]], on="pool")
     pool_load = used["demand_load"] * used["x"]
     total_load = pool_load.groupby(used["pool"]).transform("sum")
     return [Assignment(

@@ -104,8 +104,12 @@ class Problem:
     z: dict[str, int] = field(default_factory=dict)
 
 
+MINIMUM_BILLED_HOURS = {"per_second": 1 / 60, "hourly": 1.0}  # a started VM is billed at least this (h)
+USED_SHARE = 1e-4  # a pool with VMs carries at least this share of some demand (see add_used_constraints)
+
+
 def pool_table(rows: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
-    """One row per pool, with its VM bound U_p (all the load it could carry) and deadline."""
+    """One row per pool, with its deadline and the VM bound U_p (``max_vms``) of ``vm_bounds``."""
     load = rows["demand_load"]
     pools = rows.assign(load=load).groupby("pool", sort=True).agg(
         offer=("offer", "first"), mode=("mode", "first"), unit_usd_per_hour=("unit_usd_per_hour", "first"),
@@ -114,14 +118,32 @@ def pool_table(rows: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
         tensor_parallel=("tensor_parallel", "first"), batch_size=("batch_size", "first"),
         offload_ratio=("offload_ratio", "first"),
         deadline_hours=("deadline_hours", "first"), load=("load", "sum")).reset_index()
-    hourly = scenario.billing == "hourly"
-    # a VM works at most the deadline; hourly billing rounds its hours up, so it is billed at most ceil(deadline)
-    window = np.where(hourly, np.ceil(pools["deadline_hours"] - 1e-9), pools["deadline_hours"])
-    pools["window_hours"] = np.where(pools["mode"] == "offline", window, np.nan)
-    vm_bound = np.where(pools["mode"] == "offline", pools["load"] / np.maximum(pools["deadline_hours"], 1e-9),
-                        pools["load"])
-    pools["max_vms"] = np.ceil(vm_bound - 1e-9).clip(min=1)
+    pools["max_vms"] = vm_bounds(pools, rows, scenario)
     return pools
+
+
+def vm_bounds(pools: pd.DataFrame, rows: pd.DataFrame, scenario: Scenario) -> np.ndarray:
+    """U_p, a bound on n_p that no optimal plan reaches beyond: the VMs the pool needs to carry every demand
+    that may use it (online ceil(L_p); offline ceil(W_p/D_p) + 1 per second, ceil(W_p) + ceil(W_p/D_p) hourly),
+    plus the largest ``min_replicas`` of a workload that may use it, plus, under ``max_spot_share`` s > 0, on
+    on-demand pools the VMs that balance every spot GPU the other pools could hold (G_spot (1 - s) / s / g_p):
+    beyond that, dropping a VM of p keeps every constraint and never costs more."""
+    online = (pools["mode"] == "online").to_numpy()
+    load = pools["load"].to_numpy(float)
+    deadline = np.maximum(pools["deadline_hours"].to_numpy(float), 1e-9)
+    per_deadline = np.ceil(np.where(online, 0.0, load / deadline) - 1e-9)
+    extra = per_deadline + 1 if scenario.billing == "per_second" else per_deadline + np.ceil(load - 1e-9)
+    base = np.where(online, np.ceil(load - 1e-9), extra).clip(min=1)
+    floors = {w.name: float(w.min_replicas or 0) for w in scenario.workloads}
+    floor = rows.assign(f=rows["workload"].map(floors).fillna(0.0)).groupby("pool", sort=True)["f"].max()
+    base = base + floor.reindex(pools["pool"]).to_numpy(float)
+    s = scenario.max_spot_share
+    if s is not None and 0 < s < 1:
+        gpus = pools["gpu_count"].to_numpy(float)
+        spot = (pools["pricing"] == "spot").to_numpy()
+        spot_gpus = float((gpus * base)[spot].sum())
+        base = base + np.where(spot, 0.0, np.ceil(spot_gpus * (1 - s) / s / gpus - 1e-9))
+    return np.asarray(base, float)
 
 
 def add_demand_constraints(p: Problem) -> None:
@@ -130,22 +152,42 @@ def add_demand_constraints(p: Problem) -> None:
         p.model.add_row(f"demand[{demand}]", p.x[idx], np.ones(len(idx)), 1.0, 1.0)
 
 
-def add_capacity_constraints(p: Problem) -> None:
-    """(capacity) sum_{i in p} load_i x_i <= n_p online; <= t_p and <= D_p n_p offline (VM-hours of work);
-    (billing) billed VM-hours t_p <= W_p n_p."""
+def add_capacity_constraints(p: Problem, scenario: Scenario) -> None:
+    """(capacity) L_p = sum_{i in p} load_i x_i <= n_p online; offline the work W_p = sum load_i x_i (VM-hours)
+    <= billed hours t_p, plus the offline billing rows of ``_offline_rows``."""
     load = p.rows["demand_load"].to_numpy()
     for k, idx in enumerate(p.rows.groupby("pool", sort=True).indices.values()):
         pool = p.pools.iloc[k]
-        if pool["mode"] == "online":
-            p.model.add_row(f"capacity[{pool['pool']}]", np.append(p.x[idx], p.n[k]),
-                            np.append(load[idx], -1.0), -math.inf, 0.0)
-        else:
-            p.model.add_row(f"capacity[{pool['pool']}]", np.append(p.x[idx], p.t[k]),
-                            np.append(load[idx], -1.0), -math.inf, 0.0)
-            p.model.add_row(f"deadline[{pool['pool']}]", np.append(p.x[idx], p.n[k]),
-                            np.append(load[idx], -pool["deadline_hours"]), -math.inf, 0.0)
-            p.model.add_row(f"billing[{pool['pool']}]", np.array([p.t[k], p.n[k]]),
-                            np.array([1.0, -pool["window_hours"]]), -math.inf, 0.0)
+        right = p.n[k] if pool["mode"] == "online" else p.t[k]
+        p.model.add_row(f"capacity[{pool['pool']}]", np.append(p.x[idx], right), np.append(load[idx], -1.0),
+                        -math.inf, 0.0)
+        if pool["mode"] == "offline":
+            _offline_rows(p, k, p.x[idx], load[idx], float(pool["deadline_hours"]), scenario.billing)
+
+
+def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline: float, billing: str) -> None:
+    """Offline pool k: n VMs, each runs at most D hours and is billed max(run, m) (per second, m = 1 min) or
+    its started hours (hourly, m = 1 h). Exact for divisible work W split over the VMs:
+      per second  (deadline) W <= D n;  (fewest) D (n - 1) <= W: no VM beyond ceil(W/D) (one more only when
+                  W/D is whole);  (minimum) m n <= t
+      hourly      with f = floor(D), c = ceil(D), phi = D - f: VM i billed b_i in {1..c} works min(b_i, D), and
+                  the most work t = sum b_i buys on n VMs is min(t, phi t + (1 - phi) f n) (fill VMs to f hours,
+                  top up to c only beyond n f), so (deadline) W <= phi t + (1 - phi) f n; (billing) t <= c n;
+                  (minimum) n <= t; t integer."""
+    name = p.pools["pool"].iat[k]
+    n, t = p.n[k], p.t[k]
+    if billing == "per_second":
+        p.model.add_row(f"deadline[{name}]", np.append(x, n), np.append(load, -deadline), -math.inf, 0.0)
+        p.model.add_row(f"fewest[{name}]", np.append(x, n), np.append(-load, deadline), -math.inf, deadline)
+        p.model.add_row(f"minimum[{name}]", np.array([n, t]), np.array([MINIMUM_BILLED_HOURS[billing], -1.0]),
+                        -math.inf, 0.0)
+        return
+    f, c = math.floor(deadline + 1e-9), math.ceil(deadline - 1e-9)
+    phi = max(deadline - f, 0.0)
+    p.model.add_row(f"deadline[{name}]", np.concatenate([x, [t, n]]), np.concatenate([load, [-phi, -(1 - phi) * f]]),
+                    -math.inf, 0.0)
+    p.model.add_row(f"billing[{name}]", np.array([t, n]), np.array([1.0, -float(c)]), -math.inf, 0.0)
+    p.model.add_row(f"minimum[{name}]", np.array([n, t]), np.array([1.0, -1.0]), -math.inf, 0.0)
 
 
 def add_linking_constraints(p: Problem) -> None:
@@ -155,6 +197,28 @@ def add_linking_constraints(p: Problem) -> None:
     for i, k in enumerate(pool_index):
         p.model.add_row(f"link[{p.rows['pool'].iat[i]}@{p.rows['demand'].iat[i]}]", np.array([p.x[i], p.n[k]]),
                         np.array([1.0, -1.0]), -math.inf, 0.0)
+
+
+def needs_used_rows(scenario: Scenario) -> bool:
+    """Idle VMs can only pay off where they count towards a limit: the spot share's denominator or a
+    workload's replica floor/region spread. Elsewhere every VM costs money, so an optimum has none."""
+    return scenario.max_spot_share is not None or any(
+        w.min_replicas is not None or w.spread for w in scenario.workloads)
+
+
+def add_used_constraints(p: Problem, scenario: Scenario) -> None:
+    """(used) n_p <= U_p y_p and sum_{i in p} x_i / eps >= y_p, y_p binary: a pool has VMs only if it carries
+    load (in all at least eps = 1e-4 of a demand; its VMs share the load evenly, so each of them works). The row
+    is scaled by 1/eps so that the solver's absolute feasibility tolerance cannot swallow it."""
+    if not needs_used_rows(scenario):
+        return
+    y = p.model.add_vars("used", list(p.pools["pool"]), 0.0, 1.0, True)
+    for k, idx in enumerate(p.rows.groupby("pool", sort=True).indices.values()):
+        name = p.pools["pool"].iat[k]
+        p.model.add_row(f"used[{name}]", np.array([p.n[k], y[k]]), np.array([1.0, -p.pools["max_vms"].iat[k]]),
+                        -math.inf, 0.0)
+        p.model.add_row(f"works[{name}]", np.append(p.x[idx], y[k]),
+                        np.append(np.full(len(idx), 1.0 / USED_SHARE), -1.0), 0.0, math.inf)
 
 
 def add_quota_constraints(p: Problem, scenario: Scenario) -> None:
@@ -191,6 +255,31 @@ def add_type_limit_constraints(p: Problem, scenario: Scenario) -> None:
         p.model.add_row(f"uses[{pool['pool']}]", np.array([p.n[k], p.z[pool['instance_type']]]),
                         np.array([1.0, -pool["max_vms"]]), -math.inf, 0.0)
     p.model.add_row("types", z, np.ones(len(z)), -math.inf, float(scenario.max_instance_types))
+
+
+def _serving_pools(p: Problem, workload: str) -> np.ndarray:
+    """Positions of the pools that can serve ``workload`` (hold a candidate row of one of its demands)."""
+    pools = p.rows.loc[p.rows["workload"] == workload, "pool"].unique()
+    return np.flatnonzero(p.pools["pool"].isin(pools).to_numpy())
+
+
+def add_replica_constraints(p: Problem, scenario: Scenario) -> None:
+    """(replicas) m_w <= sum_{p in S_w} n_p <= M_w, S_w the pools that can serve online workload w (a pool of its
+    sharing group whose configuration meets its SLO on an offering it may use);
+    (spread) sum_{p in S_w, region r} n_p >= 1 for each region r in w's ``spread``. With (used), these VMs work."""
+    for w in scenario.workloads:
+        if w.min_replicas is None and w.max_replicas is None and not w.spread:
+            continue
+        serving = _serving_pools(p, w.name)
+        lo = float(w.min_replicas) if w.min_replicas is not None else -math.inf
+        hi = float(w.max_replicas) if w.max_replicas is not None else math.inf
+        if w.min_replicas is not None or w.max_replicas is not None:
+            p.model.add_row(f"replicas[{w.name}]", p.n[serving], np.ones(len(serving)), lo, hi)
+        for region in w.spread or []:
+            here = serving[(p.pools["region"].to_numpy()[serving] == region)]
+            # no pool there: the row reads 0 >= 1 (on a real variable, so every back end takes it)
+            index, coef = (p.n[here], np.ones(len(here))) if len(here) else (p.n[serving[:1]], np.zeros(1))
+            p.model.add_row(f"spread[{w.name}@{region}]", index, coef, 1.0, math.inf)
 
 
 def add_slice_constraints(p: Problem, slices: int) -> None:
@@ -231,17 +320,22 @@ def build_problem(rows: pd.DataFrame, scenario: Scenario, slices: int | None = N
     t = np.full(len(pools), -1)
     offline = np.flatnonzero(~online)
     if len(offline):
+        # billed hours: at most ceil(D) per VM (hourly), or D plus the one-minute minimum per VM (per second)
+        per_vm = np.ceil(pools["deadline_hours"] - 1e-9) if scenario.billing == "hourly" else \
+            pools["deadline_hours"] + MINIMUM_BILLED_HOURS["per_second"]
         t_vars = model.add_vars("t", list(pools["pool"].iloc[offline]), 0.0,
-                                (pools["max_vms"] * pools["window_hours"]).to_numpy()[offline],
+                                (pools["max_vms"] * per_vm).to_numpy()[offline],
                                 scenario.billing == "hourly", price[offline])
         t[offline] = t_vars
     problem = Problem(model, rows, pools, x, n, t)
     add_demand_constraints(problem)
-    add_capacity_constraints(problem)
+    add_capacity_constraints(problem, scenario)
     add_linking_constraints(problem)
+    add_used_constraints(problem, scenario)
     if slices is not None:
         add_slice_constraints(problem, slices)
     add_quota_constraints(problem, scenario)
+    add_replica_constraints(problem, scenario)
     add_type_limit_constraints(problem, scenario)
     add_spot_share_constraints(problem, scenario)
     add_budget_constraints(problem, scenario)

@@ -40,14 +40,33 @@ def prune_offerings(offers: pd.DataFrame, scenario: Scenario, host_need_gib: pd.
         mem = np.minimum(group["host_mem_gib"].to_numpy(), max(need, 0.0))
         free = ~group["constrained"].to_numpy()
         order = np.arange(len(idx))
+        allowed = _allowed_matrix(group, scenario)
         for a in range(len(idx)):
-            better = free & (price <= price[a]) & (mem >= mem[a]) & (order != a)
+            # b may stand in for a only where every workload allowed on a is allowed on b
+            covers = (allowed | ~allowed[a]).all(axis=1)
+            better = free & covers & (price <= price[a]) & (mem >= mem[a]) & (order != a)
             # exact ties keep the first by name, so one of two identical offerings survives
             tie = (price == price[a]) & (mem == mem[a])
             better &= ~tie | (order < a)
             if better.any():
                 keep[idx[a]] = False
     return offers[keep].reset_index(drop=True)
+
+
+def _allowed_matrix(offers: pd.DataFrame, scenario: Scenario) -> np.ndarray:
+    """offering x workload: may the workload run there (its own ``instance_types``; under a region ``spread``
+    an offering is only interchangeable within its region, so the region joins the key)."""
+    cols = []
+    for w in scenario.workloads:
+        ok = np.ones(len(offers), dtype=bool)
+        if w.instance_types:
+            ok &= offers["instance_type"].isin(w.instance_types).to_numpy()
+        cols.append(ok)
+    spread = sorted({r for w in scenario.workloads for r in (w.spread or [])})
+    for region in spread:
+        cols.append((offers["region"] == region).to_numpy())
+        cols.append((offers["region"] != region).to_numpy())
+    return np.column_stack(cols) if cols else np.ones((len(offers), 1), dtype=bool)
 
 
 def prune_pools(table: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
@@ -57,13 +76,23 @@ def prune_pools(table: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     per VM (so it is feasible wherever a is), and either runs on a's offering or on an unconstrained one (no
     quota names it, no limit on distinct types): moving a's VMs to b then never costs more or breaks a limit.
     """
+    pinned = counts_pinned(table, scenario)
+    kept_pinned, table = table[pinned], table[~pinned]
     single = table.groupby("group")["demand"].transform("nunique") == 1
     fast = single & ~table.groupby("group")["constrained"].transform("any") & (scenario.max_instance_types is None)
+    fast &= not any(w.spread for w in scenario.workloads)
     kept_fast = _pareto_single_demand(table[fast])
     rest = table[~fast]
-    if rest.empty:
-        return kept_fast
-    return pd.concat([kept_fast, _prune_pools_general(rest, scenario)]).sort_index()
+    parts = [kept_pinned, kept_fast] + ([_prune_pools_general(rest, scenario)] if len(rest) else [])
+    return pd.concat(parts).sort_index()
+
+
+def counts_pinned(rows: pd.DataFrame, scenario: Scenario) -> pd.Series:
+    """Rows no speed dominance may prune: offline rows under ``max_spot_share`` with per-second billing, whose
+    VM count is pinned to ceil(W/D) (``milp._offline_rows``), so a slower pool means more on-demand VMs and
+    thus more room for spot: faster is not always better there."""
+    pinned = scenario.max_spot_share is not None and scenario.billing == "per_second"
+    return (rows["mode"] == "offline") & pinned
 
 
 def _pareto_single_demand(table: pd.DataFrame) -> pd.DataFrame:
@@ -79,8 +108,11 @@ def _prune_pools_general(table: pd.DataFrame, scenario: Scenario) -> pd.DataFram
     key = ["group", "pool"]
     wide = table.pivot_table(index=key, columns="demand", values="requests_per_s_per_vm", fill_value=0.0,
                              aggfunc="max")
-    attrs = table.drop_duplicates("pool").set_index("pool")[["unit_usd_per_hour", "constrained", "offer"]]
+    attrs = table.drop_duplicates("pool").set_index("pool")[["unit_usd_per_hour", "constrained", "offer",
+                                                             "gpu_count", "region"]]
     cross_ok = scenario.max_instance_types is None
+    spot_share = scenario.max_spot_share is not None  # on-demand GPUs count in its denominator
+    spread = any(w.spread for w in scenario.workloads)
     keep: list[str] = []
     for _, block in wide.groupby(level="group", sort=False):
         values = block.to_numpy()
@@ -88,9 +120,15 @@ def _prune_pools_general(table: pd.DataFrame, scenario: Scenario) -> pd.DataFram
         price = attrs.loc[pools, "unit_usd_per_hour"].to_numpy()
         free = ~attrs.loc[pools, "constrained"].to_numpy(bool)
         offer = attrs.loc[pools, "offer"].to_numpy()
+        gpus = attrs.loc[pools, "gpu_count"].to_numpy()
+        region = attrs.loc[pools, "region"].to_numpy()
         order = np.lexsort((np.asarray(pools), -values.sum(axis=1), price))
-        kept = _undominated(values, order, lambda k, a: (price[k] <= price[a]) &
-                            ((offer[k] == offer[a]) | (free[k] & cross_ok)))
+
+        def may_replace(k: np.ndarray, a: int) -> np.ndarray:
+            cross = free[k] & cross_ok & ((gpus[k] >= gpus[a]) | ~spot_share) & ((region[k] == region[a]) | ~spread)
+            return (price[k] <= price[a]) & ((offer[k] == offer[a]) | cross)
+
+        kept = _undominated(values, order, may_replace)
         keep.extend(pools[kept])
     return table[table["pool"].isin(keep)]
 
@@ -108,12 +146,15 @@ def _undominated(values: np.ndarray, order: np.ndarray, may_replace: Replaceable
     return sorted(kept)
 
 
-def prune_configs(rows: pd.DataFrame) -> pd.DataFrame:
+def prune_configs(rows: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     """Per sharing group and GPU config (gpu, gpu_count), drop (tp, batch, offload) settings dominated by a
     setting with no offload: that one serves every demand of the group at least as fast on every offering with
     that hardware and needs no host memory, so it can replace the other on any VM (exact)."""
+    pinned = counts_pinned(rows, scenario)
+    parts = [rows[pinned]]
+    rows = rows[~pinned]
     single = rows.groupby("group")["demand"].transform("nunique") == 1
-    parts = [_configs_single_demand(rows[single])]
+    parts.append(_configs_single_demand(rows[single]))
     for _, block in rows[~single].groupby("group", sort=False):
         parts.append(_configs_shared(block))
     return pd.concat(parts).sort_index()

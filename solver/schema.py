@@ -267,6 +267,11 @@ class Workload(Frozen):
     batch_sizes: list[int] | None = None
     pricing: Pricing | None = None
     instance_types: list[str] | None = Field(default=None, description="restrict to these types")
+    min_replicas: int | None = Field(default=None, ge=1, description="online: at least this many VMs that can "
+                                     "serve the workload (in pools carrying load)")
+    max_replicas: int | None = Field(default=None, ge=1, description="online: at most this many such VMs")
+    spread: list[str] | None = Field(default=None, min_length=1, description="online: at least one such VM "
+                                     "in each of these regions (N+1 redundancy across regions)")
 
     _bounds = field_validator("input_tokens", "output_tokens", "request_rate_per_s", "num_requests",
                               "deadline_hours")(check_bounds)
@@ -295,6 +300,10 @@ class Workload(Frozen):
             raise ValueError("an online workload needs request_rate_per_s (or num_requests for a one-off run)")
         if self.mode == "offline" and (self.num_requests is None or self.deadline_hours is None):
             raise ValueError("an offline workload needs num_requests and deadline_hours")
+        if self.mode == "offline" and (self.min_replicas or self.max_replicas or self.spread):
+            raise ValueError("min_replicas, max_replicas and spread apply to online workloads only")
+        if self.min_replicas and self.max_replicas and self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas exceeds max_replicas")
         return self
 
     @property

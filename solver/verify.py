@@ -1,8 +1,12 @@
 """Re-check a plan against its scenario without the candidate table or the MILP.
 
-Every assignment is re-predicted from the catalog and model card with the performance model directly, and
-every constraint family is re-evaluated with plain arithmetic: demand served in full, pool capacity, GPU and
-host memory, SLO bounds, quotas, budgets, distinct types, and the reported costs. Returns the violations.
+Loads only the scenario (with its catalog and model cards) and the performance model: every assignment is
+re-predicted, and every rule is re-evaluated with plain arithmetic: the plan's shape (known workloads, demands
+and pools, shares in [0, 1] summing to 1 per demand, one model, precision, engine and configuration per pool),
+every allowed set of the scenario (clouds, regions, types, pricing, batch sizes, tensor parallelism, offload
+grid, per-workload limits), GPU and host memory, SLO bounds, pool capacity and offline billing, quotas, budgets,
+spot share, distinct types, replica floors/caps and region spread, the horizon and every reported total.
+Returns the violations, each ``family[key]: what``; a malformed plan gives violations, never an exception.
 """
 from __future__ import annotations
 
@@ -11,37 +15,29 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from .catalog import find_gpu
 from .perf import GIB, Estimate, Hardware, estimate, make_serving
-from .plan_types import Assignment, Plan
+from .plan_types import Assignment, Plan, Pool
 from .scenario import Resolved
-from .schema import Bucket, Workload
+from .schema import Bucket, Instance, Workload
 
 REL_TOL = 1e-6
+MINIMUM_BILLED_HOURS = {"per_second": 1 / 60, "hourly": 1.0}  # own copy of the billing rule (see milp.py)
+STATUSES = ("optimal", "feasible")
 
 
 def _close(a: float, b: float, tol: float = REL_TOL) -> bool:
     return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
 
 
-def _predict(resolved: Resolved, workload: Workload, a: Assignment) -> tuple[Estimate, Bucket]:
-    model = resolved.models[workload.model]
-    spec = find_gpu(a.gpu)
-    sizes = workload.size_mix()
-    index = int(a.demand.rsplit("#", 1)[1]) if "#" in a.demand else 0
-    bucket = sizes[index]
-    s = resolved.scenario.settings
-    return estimate(model, Hardware.from_specs([spec], workload.dtype), dtype=workload.dtype,
-                    kv_dtype=workload.effective_kv_dtype, batch=np.array([a.batch_size]),
-                    input_tokens=np.array([bucket.input_tokens]), output_tokens=np.array([bucket.output_tokens]),
-                    tp=np.array([a.tensor_parallel]), offload_ratio=np.array([a.offload_ratio]),
-                    serving=_serving(resolved, workload, a.gpu),
-                    gpu_memory_utilization=s.gpu_memory_utilization,
-                    prefill_chunk_tokens=s.prefill_chunk_tokens), bucket
+def _le(a: float, b: float) -> bool:
+    """a <= b within the relative tolerance."""
+    return a <= b + REL_TOL * max(1.0, abs(a), abs(b))
 
 
-def _serving(resolved: Resolved, workload, gpu: str):
+def _serving(resolved: Resolved, workload: Workload, gpu: str) -> Any:
     """The workload's SLO as the online capacity must keep it (the offline deadline is checked separately)."""
     slo = workload.slo
     bounds = {k: np.array([v if v is not None else np.nan], float)
@@ -51,65 +47,143 @@ def _serving(resolved: Resolved, workload, gpu: str):
                         confidence=resolved.scenario.confidence)
 
 
+def _predict(resolved: Resolved, w: Workload, bucket: Bucket, gpu: str, tp: int, batch: int,
+             offload: float) -> Estimate:
+    s = resolved.scenario.settings
+    return estimate(resolved.models[w.model], Hardware.from_specs([find_gpu(gpu)], w.dtype), dtype=w.dtype,
+                    kv_dtype=w.effective_kv_dtype, batch=np.array([batch]),
+                    input_tokens=np.array([bucket.input_tokens]), output_tokens=np.array([bucket.output_tokens]),
+                    tp=np.array([tp]), offload_ratio=np.array([offload]), serving=_serving(resolved, w, gpu),
+                    gpu_memory_utilization=s.gpu_memory_utilization, prefill_chunk_tokens=s.prefill_chunk_tokens)
+
+
+def _demands(w: Workload) -> dict[str, Bucket]:
+    mix = w.size_mix()
+    return {w.name: mix[0]} if w.buckets is None else {f"{w.name}#{k}": b for k, b in enumerate(mix)}
+
+
+def _offering_rules(resolved: Resolved, w: Workload, p: Pool, inst: Instance) -> list[str]:
+    """The scenario's and the workload's allowed sets for one pool."""
+    sc = resolved.scenario
+    bad = []
+    for label, value, allowed in (("cloud", p.cloud, sc.clouds), ("region", p.region, sc.regions),
+                                  ("instance type", p.instance_type, sc.instance_types),
+                                  ("instance type", p.instance_type, w.instance_types),
+                                  ("batch size", p.batch_size, w.batch_sizes or sc.settings.batch_sizes)):
+        if allowed and value not in allowed:
+            bad.append(f"allowed[{w.name}@{p.pool}]: {label} {value} is not allowed")
+    pricing = w.pricing or sc.pricing
+    if p.pricing not in ("on_demand", "spot") or pricing not in ("both", p.pricing):
+        bad.append(f"allowed[{w.name}@{p.pool}]: pricing {p.pricing} is not allowed")
+    model = resolved.models[w.model]
+    tp = p.tensor_parallel
+    if tp < 1 or inst.gpu_count % tp or tp > sc.settings.max_tensor_parallel or model.num_attention_heads % tp:
+        bad.append(f"allowed[{w.name}@{p.pool}]: tensor parallel {tp} on {inst.gpu_count} GPUs")
+    step = sc.settings.offload_step
+    grid_ok = math.isclose(p.offload_ratio, 1.0) or math.isclose(p.offload_ratio / step, round(p.offload_ratio / step),
+                                                                 abs_tol=1e-6)
+    if not 0 <= p.offload_ratio <= 1 or not grid_ok or (p.offload_ratio > 0 and not sc.settings.allow_offload):
+        bad.append(f"allowed[{w.name}@{p.pool}]: offload ratio {p.offload_ratio} is not on the allowed grid")
+    return bad
+
+
+def _row_rules(resolved: Resolved, w: Workload, bucket: Bucket, p: Pool, inst: Instance) -> tuple[list[str], Estimate]:
+    """Memory and SLO of one demand on one pool."""
+    est = _predict(resolved, w, bucket, p.gpu, p.tensor_parallel, p.batch_size, p.offload_ratio)
+    bad = []
+    need = float(est.gpu_mem_required[0]) / GIB
+    if not math.isfinite(float(est.min_offload_ratio[0])) or need > float(est.gpu_mem_usable[0]) / GIB + 1e-9 \
+            or p.offload_ratio + 1e-9 < est.min_offload_ratio[0]:
+        bad.append(f"memory[{w.name}@{p.pool}]: needs {need:.2f} GiB per GPU at offload {p.offload_ratio:.0%}")
+    host = float(est.host_kv_bytes[0]) * (inst.gpu_count // max(p.tensor_parallel, 1)) / GIB
+    if host > inst.host_mem_gib * resolved.scenario.settings.host_memory_utilization + 1e-9:
+        bad.append(f"memory[{w.name}@{p.pool}]: {host:.1f} GiB offloaded KV exceeds host RAM")
+    deadline = w.deadline_hours if w.mode == "offline" else None
+    for label, value, bound, sense in (("TTFT", est.ttft_s[0], w.slo.max_ttft_s, 1),
+                                       ("TPOT", est.tpot_s[0], w.slo.max_tpot_s, 1),
+                                       ("E2E", est.e2e_s[0], w.slo.max_e2e_s, 1),
+                                       ("TPS", est.tokens_per_s[0], w.slo.min_tokens_per_s, -1),
+                                       ("deadline", est.e2e_s[0] / 3600, deadline, 1)):
+        if bound is not None and sense * (value - bound) > REL_TOL * bound:
+            bad.append(f"slo[{w.name}@{p.pool}]: {label} {value:.4g} breaks bound {bound:g}")
+    return bad, est
+
+
+def _reported(a: Assignment, p: Pool, bucket: Bucket, est: Estimate, rps_vm: float) -> list[str]:
+    """The assignment repeats its pool and the model's predictions faithfully."""
+    bad = []
+    for key in ("cloud", "instance_type", "region", "pricing", "gpu", "gpu_count", "tensor_parallel", "count",
+                "batch_size", "offload_ratio"):
+        if getattr(a, key) != getattr(p, key):
+            bad.append(f"assignment[{a.demand}@{a.pool}]: {key} {getattr(a, key)} differs from its pool's")
+    if (a.input_tokens, a.output_tokens) != (bucket.input_tokens, bucket.output_tokens):
+        bad.append(f"assignment[{a.demand}@{a.pool}]: request lengths differ from the scenario's")
+    for key, value in (("ttft_s", est.ttft_s[0]), ("tpot_s", est.tpot_s[0]), ("e2e_s", est.e2e_s[0]),
+                       ("tokens_per_s", est.tokens_per_s[0]), ("requests_per_s_per_vm", rps_vm)):
+        if not _close(getattr(a, key), float(value)):
+            bad.append(f"prediction[{a.demand}@{a.pool}]: "
+                       f"reported latency or rate {key} differs from the model's prediction")
+    return bad
+
+
 def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
-    """All constraint violations of ``plan`` (a ``Plan`` or its JSON dict) for ``resolved``; empty if it holds.
+    """All rule violations of ``plan`` (a ``Plan`` or its JSON dict) for ``resolved``; empty if it holds.
 
     Deliberately independent of the candidate table and the MILP: it re-predicts each assignment and keeps its
-    own copy of the memory, offload and SLO rules, so a bug in ``table.py`` cannot hide from it."""
-    plan = plan if isinstance(plan, Plan) else Plan.model_validate(plan)
+    own copy of the memory, offload, SLO and billing rules, so a bug there cannot hide from it."""
+    if not isinstance(plan, Plan):
+        try:
+            plan = Plan.model_validate(plan)
+        except ValidationError as exc:
+            return [f"schema[{'.'.join(map(str, e['loc']))}]: {e['msg']}" for e in exc.errors()]
     impossible = physically_impossible(plan)
     if impossible:
         return impossible
     sc = resolved.scenario
     workloads = {w.name: w for w in sc.workloads}
     offers = {(i.cloud, i.instance_type, i.region): i for i in resolved.instances}
-    bad: list[str] = []
+    bad = _check_header(plan, resolved)
+    pools: dict[str, Pool] = {}
+    for p in plan.pools:
+        if p.pool in pools:
+            bad.append(f"pool[{p.pool}]: listed twice")
+        pools[p.pool] = p
     served: dict[str, float] = defaultdict(float)
-    pool_load: dict[str, float] = defaultdict(float)
-    pools = {p.pool: p for p in plan.pools}
+    load: dict[str, float] = defaultdict(float)
+    members: dict[str, list[tuple[Assignment, Workload]]] = defaultdict(list)
     for a in plan.assignments:
         w = workloads.get(a.workload)
-        inst = offers.get((a.cloud, a.instance_type, a.region))
-        if w is None or inst is None:
-            bad.append(f"{a.workload}: unknown workload or instance {a.instance_type} in {a.region}")
+        demands = _demands(w) if w is not None else {}
+        p = pools.get(a.pool)
+        inst = offers.get((p.cloud, p.instance_type, p.region)) if p is not None else None
+        if w is None or a.demand not in demands:
+            bad.append(f"assignment[{a.demand}@{a.pool}]: unknown workload {a.workload!r} or demand")
             continue
-        price = inst.usd_per_hour if a.pricing == "on_demand" else inst.spot_usd_per_hour
-        pool = pools.get(a.pool)
-        if pool is None or price is None or not _close(pool.unit_usd_per_hour, price) or pool.count != a.count:
-            bad.append(f"{a.workload}: pool {a.pool} missing or its price/count disagrees with the catalog")
+        if p is None or inst is None or inst.gpu != p.gpu or inst.gpu_count != p.gpu_count:
+            bad.append(f"assignment[{a.demand}@{a.pool}]: pool missing or not an instance of the catalog")
             continue
-        if inst.gpu != a.gpu or inst.gpu_count % a.tensor_parallel:
-            bad.append(f"{a.workload}: tensor parallel {a.tensor_parallel} does not fit {a.instance_type}")
-            continue
-        est, bucket = _predict(resolved, w, a)
-        need_gib = float(est.gpu_mem_required[0]) / GIB
-        if need_gib > float(est.gpu_mem_usable[0]) / GIB + 1e-9 or a.offload_ratio + 1e-9 < est.min_offload_ratio[0]:
-            bad.append(f"memory[{a.workload}@{a.instance_type}]: needs {need_gib:.2f} GiB per GPU at offload "
-                       f"{a.offload_ratio:.0%}")
-        host_gib = float(est.host_kv_bytes[0]) * (inst.gpu_count // a.tensor_parallel) / GIB
-        if host_gib > inst.host_mem_gib * sc.settings.host_memory_utilization + 1e-9:
-            bad.append(f"memory[{a.workload}@{a.instance_type}]: {host_gib:.1f} GiB offloaded KV exceeds host RAM")
-        for label, value, bound, sense in (("TTFT", est.ttft_s[0], w.slo.max_ttft_s, 1),
-                                           ("TPOT", est.tpot_s[0], w.slo.max_tpot_s, 1),
-                                           ("E2E", est.e2e_s[0], w.slo.max_e2e_s, 1),
-                                           ("TPS", est.tokens_per_s[0], w.slo.min_tokens_per_s, -1),
-                                           ("deadline", est.e2e_s[0] / 3600,
-                                            w.deadline_hours if w.mode == "offline" else None, 1)):
-            if bound is not None and sense * (value - bound) > REL_TOL * bound:
-                bad.append(f"slo[{a.workload}@{a.instance_type}]: {label} {value:.4g} breaks bound {bound:g}")
-        if not (_close(a.ttft_s, est.ttft_s[0]) and _close(a.tpot_s, est.tpot_s[0])):
-            bad.append(f"{a.workload}@{a.instance_type}: reported latency differs from the model's prediction")
-        rps_vm = float(est.requests_per_s[0]) * (inst.gpu_count // a.tensor_parallel)
-        if w.mode == "online":
-            pool_load[a.pool] += (w.request_rate_per_s or 0.0) * bucket.fraction * a.share / rps_vm
-        else:
-            pool_load[a.pool] += (w.num_requests or 0) * bucket.fraction * a.share / (3600.0 * rps_vm)
+        if not (0.0 < a.share <= 1.0 + 1e-9):
+            bad.append(f"share[{a.demand}@{a.pool}]: {a.share} is not in (0, 1]")
+        if a.model != w.model:
+            bad.append(f"assignment[{a.demand}@{a.pool}]: model {a.model} is not the workload's {w.model}")
+        bucket = demands[a.demand]
+        bad += _offering_rules(resolved, w, p, inst)
+        rules, est = _row_rules(resolved, w, bucket, p, inst)
+        bad += rules
+        rps_vm = float(est.requests_per_s[0]) * (inst.gpu_count // max(p.tensor_parallel, 1))
+        bad += _reported(a, p, bucket, est, rps_vm)
+        if rps_vm > 0:
+            per = (w.request_rate_per_s or 0.0) * (w.peak_factor or sc.peak_factor) if w.mode == "online" \
+                else (w.num_requests or 0) / 3600.0
+            load[a.pool] += per * bucket.fraction * a.share / rps_vm
         served[a.demand] += a.share
-    demands = [w.name if w.buckets is None else f"{w.name}#{k}" for w in sc.workloads
-               for k in range(len(w.size_mix()))]
-    bad += [f"demand[{d}]: served {served.get(d, 0.0):.6f} of 1" for d in demands if not _close(served.get(d, 0.0), 1.0)]
-    bad += _check_pools(plan, pool_load, workloads, sc.billing)
+        members[a.pool].append((a, w))
+    for w in sc.workloads:
+        bad += [f"demand[{d}]: served {served.get(d, 0.0):.6f} of 1" for d in _demands(w)
+                if not _close(served.get(d, 0.0), 1.0)]
+    bad += _check_pools(plan, pools, members, load, resolved, offers)
     bad += _check_limits(plan, resolved)
+    bad += _check_replicas(plan, resolved, members, offers)
     return bad
 
 
@@ -138,29 +212,95 @@ def physically_impossible(plan: Plan) -> list[str]:
     return bad
 
 
-def _check_pools(plan: Plan, pool_load: dict[str, float], workloads: dict[str, Workload],
-                 billing: str) -> list[str]:
+def _check_header(plan: Plan, resolved: Resolved) -> list[str]:
+    sc = resolved.scenario
     bad = []
-    deadline = {a.pool: workloads[a.workload].deadline_hours for a in plan.assignments}
-    for p in plan.pools:
-        load = pool_load.get(p.pool, 0.0)
+    if plan.status not in STATUSES:
+        bad.append(f"status: {plan.status!r} is not a plan's status")
+    if not _close(plan.horizon_hours, sc.horizon_hours):
+        bad.append(f"horizon: {plan.horizon_hours:g} h, the scenario's is {sc.horizon_hours:g} h")
+    totals = (("objective", plan.objective, sum(p.usd for p in plan.pools)),
+              ("online_usd_per_hour", plan.online_usd_per_hour,
+               sum(p.pool_usd_per_hour for p in plan.pools if p.mode == "online")),
+              ("offline_usd", plan.offline_usd, sum(p.usd for p in plan.pools if p.mode == "offline")))
+    bad += [f"total[{k}]: reported {v:.4f}, recomputed {r:.4f}" for k, v, r in totals if not _close(v, r)]
+    if plan.gap is not None and plan.gap < 0:
+        bad.append(f"total[gap]: {plan.gap} is negative")
+    return bad
+
+
+def _pool_shape(p: Pool, group: list[tuple[Assignment, Workload]], share_replicas: bool) -> list[str]:
+    """One model, precision, engine and mode per pool; offline (or unshared) pools hold one workload."""
+    bad = []
+    kinds = {(w.model, w.dtype, w.effective_kv_dtype, w.engine) for _, w in group}
+    if len(kinds) > 1:
+        bad.append(f"pool[{p.pool}]: holds {len(kinds)} model/precision/engine variants")
+    if any(w.mode != p.mode for _, w in group):
+        bad.append(f"pool[{p.pool}]: mode {p.mode} differs from a workload it carries")
+    if (p.mode == "offline" or not share_replicas) and len({w.name for _, w in group}) > 1:
+        bad.append(f"pool[{p.pool}]: shares its VMs between workloads")
+    return bad
+
+
+def _check_pools(plan: Plan, pools: dict[str, Pool], members: dict[str, list[tuple[Assignment, Workload]]],
+                 load: dict[str, float], resolved: Resolved, offers: dict[tuple[str, str, str], Instance]) -> list[str]:
+    sc = resolved.scenario
+    bad = []
+    for p in pools.values():
+        inst = offers.get((p.cloud, p.instance_type, p.region))
+        price = None if inst is None else inst.usd_per_hour if p.pricing == "on_demand" else inst.spot_usd_per_hour
+        if price is None or not _close(p.unit_usd_per_hour, price):
+            bad.append(f"price[{p.pool}]: {p.unit_usd_per_hour} USD/h is not the catalog's {price}")
+        group = members.get(p.pool, [])
+        if p.count < 1 or not group:
+            bad.append(f"pool[{p.pool}]: {p.count} VMs and {len(group)} assignments: a listed pool works")
+            continue
+        bad += _pool_shape(p, group, sc.share_replicas)
+        if not _close(p.pool_usd_per_hour, p.unit_usd_per_hour * p.count):
+            bad.append(f"cost[{p.pool}]: pool_usd_per_hour {p.pool_usd_per_hour:.4f} is not unit x count")
+        work = load.get(p.pool, 0.0)
         if p.mode == "online":
-            if load > p.count * (1 + REL_TOL) + 1e-9:
-                bad.append(f"capacity[{p.pool}]: needs {load:.4f} VMs, has {p.count}")
+            if p.vm_hours is not None:
+                bad.append(f"billing[{p.pool}]: an online pool reports VM-hours")
+            if not _le(work, p.count):
+                bad.append(f"capacity[{p.pool}]: needs {work:.4f} VMs, has {p.count}")
             expected = p.unit_usd_per_hour * p.count * plan.horizon_hours
         else:
-            hours = p.vm_hours or 0.0
-            limit = deadline.get(p.pool) or 0.0
-            window = math.ceil(limit - 1e-9) if billing == "hourly" else limit
-            if load > hours * (1 + REL_TOL) + 1e-9 or load > p.count * limit * (1 + REL_TOL) + 1e-9 \
-                    or hours > p.count * window * (1 + REL_TOL) + 1e-9:
-                bad.append(f"capacity[{p.pool}]: needs {load:.4f} VM-hours, has {hours:.4f} on {p.count} VMs")
-            expected = p.unit_usd_per_hour * hours
+            hours = p.vm_hours if p.vm_hours is not None else math.nan
+            deadline = group[0][1].deadline_hours or 0.0
+            bad += _offline_rules(p, work, hours, deadline, sc.billing)
+            expected = p.unit_usd_per_hour * (hours if math.isfinite(hours) else 0.0)
         if not _close(p.usd, expected):
             bad.append(f"cost[{p.pool}]: reported {p.usd:.4f} USD, recomputed {expected:.4f}")
-    total = sum(p.usd for p in plan.pools)
-    if not _close(plan.objective, total):
-        bad.append(f"objective: reported {plan.objective:.4f}, recomputed {total:.4f}")
+        total = sum(a.share_usd_per_hour for a, _ in group)
+        if not _close(total, p.pool_usd_per_hour, 1e-5):
+            bad.append(f"cost[{p.pool}]: assignments' share_usd_per_hour sum {total:.4f}, pool {p.pool_usd_per_hour:.4f}")
+    return bad
+
+
+def _offline_rules(p: Pool, work: float, hours: float, deadline: float, billing: str) -> list[str]:
+    """n VMs, each running at most D hours, billed max(run, 1 min) per second or whole started hours per VM."""
+    n = p.count
+    if not math.isfinite(hours) or hours < 0:
+        return [f"billing[{p.pool}]: offline pool without valid VM-hours ({p.vm_hours})"]
+    bad = []
+    if not _le(work, hours):
+        bad.append(f"capacity[{p.pool}]: needs {work:.4f} VM-hours, billed {hours:.4f}")
+    if not _le(MINIMUM_BILLED_HOURS[billing] * n, hours):
+        bad.append(f"billing[{p.pool}]: {hours:.4f} VM-hours is below the minimum charge of {n} VMs")
+    if billing == "per_second":
+        if not _le(work, deadline * n):
+            bad.append(f"deadline[{p.pool}]: {work:.4f} VM-hours do not fit {n} VMs x {deadline:g} h")
+        if not _le(deadline * (n - 1), work):
+            bad.append(f"count[{p.pool}]: {n} VMs where {math.ceil(work / deadline - 1e-9)} finish in time")
+        return bad
+    if not math.isclose(hours, round(hours), abs_tol=1e-6):
+        bad.append(f"billing[{p.pool}]: {hours} VM-hours is not whole hours")
+    f, c = math.floor(deadline + 1e-9), math.ceil(deadline - 1e-9)
+    # most work t whole billed hours buy on n VMs that each stop by the deadline
+    most = min(hours, (deadline - f) * hours + (1 - (deadline - f)) * f * n) if deadline > f else min(hours, f * n)
+    if not _le(work, most) or not _le(hours, c * n):
+        bad.append(f"deadline[{p.pool}]: {work:.4f} VM-hours do not fit {n} VMs billed {hours:g} h by {deadline:g} h")
     return bad
 
 
@@ -179,17 +319,51 @@ def _check_limits(plan: Plan, resolved: Resolved) -> list[str]:
     hourly = sum(p.unit_usd_per_hour * p.count for p in plan.pools if p.mode == "online")
     if sc.budget_usd_per_hour is not None and hourly > sc.budget_usd_per_hour * (1 + REL_TOL):
         bad.append(f"budget[usd_per_hour]: {hourly:.4f} exceeds {sc.budget_usd_per_hour:g}")
-    if sc.budget_usd is not None and plan.objective > sc.budget_usd * (1 + REL_TOL):
-        bad.append(f"budget[usd]: {plan.objective:.4f} exceeds {sc.budget_usd:g}")
+    total = sum(p.usd for p in plan.pools)
+    if sc.budget_usd is not None and total > sc.budget_usd * (1 + REL_TOL):
+        bad.append(f"budget[usd]: {total:.4f} exceeds {sc.budget_usd:g}")
     if sc.max_spot_share is not None:
-        total = sum(p.gpu_count * p.count for p in plan.pools)
+        gpus = sum(p.gpu_count * p.count for p in plan.pools)
         spot = sum(p.gpu_count * p.count for p in plan.pools if p.pricing == "spot")
-        if spot > sc.max_spot_share * total + 1e-9:
-            bad.append(f"spot_share: {spot} of {total} GPUs on spot exceeds {sc.max_spot_share:.0%}")
+        if spot > sc.max_spot_share * gpus + 1e-9:
+            bad.append(f"spot_share: {spot} of {gpus} GPUs on spot exceeds {sc.max_spot_share:.0%}")
     types = {p.instance_type for p in plan.pools if p.count > 0}
     if sc.max_instance_types is not None and len(types) > sc.max_instance_types:
         bad.append(f"types: {len(types)} distinct instance types exceed {sc.max_instance_types}")
-    if sc.billing == "hourly":
-        bad += [f"billing[{p.pool}]: {p.vm_hours} VM-hours is not whole hours" for p in plan.pools
-                if p.vm_hours is not None and not math.isclose(p.vm_hours, round(p.vm_hours), abs_tol=1e-6)]
+    return bad
+
+
+def _can_serve(resolved: Resolved, w: Workload, p: Pool, group: list[tuple[Assignment, Workload]],
+               offers: dict[tuple[str, str, str], Instance]) -> bool:
+    """Could pool p take a demand of w: it shares w's replicas (same sharing group), w may use its offering and
+    configuration, and some demand of w fits and meets its SLO there."""
+    inst = offers.get((p.cloud, p.instance_type, p.region))
+    if inst is None or not group:
+        return False
+    kind = (w.model, w.dtype, w.effective_kv_dtype, w.engine, w.mode)
+    if any((o.model, o.dtype, o.effective_kv_dtype, o.engine, o.mode) != kind for _, o in group):
+        return False
+    if not resolved.scenario.share_replicas and any(o.name != w.name for _, o in group):
+        return False
+    if _offering_rules(resolved, w, p, inst):
+        return False
+    return any(not _row_rules(resolved, w, b, p, inst)[0] for b in _demands(w).values())
+
+
+def _check_replicas(plan: Plan, resolved: Resolved, members: dict[str, list[tuple[Assignment, Workload]]],
+                    offers: dict[tuple[str, str, str], Instance]) -> list[str]:
+    """Replica floors and caps and region spread count the VMs of working pools that can serve the workload."""
+    bad = []
+    for w in resolved.scenario.workloads:
+        if w.min_replicas is None and w.max_replicas is None and not w.spread:
+            continue
+        serving = [p for p in plan.pools if _can_serve(resolved, w, p, members.get(p.pool, []), offers)]
+        vms = sum(p.count for p in serving)
+        if w.min_replicas is not None and vms < w.min_replicas:
+            bad.append(f"replicas[{w.name}]: {vms} VMs can serve it, at least {w.min_replicas} needed")
+        if w.max_replicas is not None and vms > w.max_replicas:
+            bad.append(f"replicas[{w.name}]: {vms} VMs can serve it, at most {w.max_replicas} allowed")
+        for region in w.spread or []:
+            if not any(p.region == region for p in serving):
+                bad.append(f"spread[{w.name}@{region}]: no VM in {region} can serve it")
     return bad

@@ -142,7 +142,7 @@ def _inflate_batch(data):
 
 @pytest.mark.parametrize("change,expect", [(_drop_one_vm, "capacity["), (_halve_a_share, "demand["),
                                            (_cheaper_objective, "objective"), (_wrong_latency, "latency"),
-                                           (_inflate_batch, "memory[")],
+                                           (_inflate_batch, "batch_size")],
                          ids=["count-reduced", "share-changed", "objective", "latency", "batch"])
 def test_verify_rejects_a_tampered_plan(plans, tmp_path, change, expect):
     _, result = _tampered(plans, tmp_path, change)
