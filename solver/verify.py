@@ -136,13 +136,10 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
             plan = Plan.model_validate(plan)
         except ValidationError as exc:
             return [f"schema[{'.'.join(map(str, e['loc']))}]: {e['msg']}" for e in exc.errors()]
-    impossible = physically_impossible(plan)
-    if impossible:
-        return impossible
     sc = resolved.scenario
     workloads = {w.name: w for w in sc.workloads}
     offers = {(i.cloud, i.instance_type, i.region): i for i in resolved.instances}
-    bad = _check_header(plan, resolved)
+    bad = physically_impossible(plan) + _check_header(plan, resolved)
     pools: dict[str, Pool] = {}
     for p in plan.pools:
         if p.pool in pools:
