@@ -103,8 +103,10 @@ def plan_text(plan: Plan) -> str:
     table = Table(title=f"Fleet plan for {plan.scenario!r}: {plan.status}, {plan.objective:,.2f} USD "
                         f"({plan.online_usd_per_hour:,.2f} USD/h online x {plan.horizon_hours:g} h "
                         f"+ {plan.offline_usd:,.2f} USD offline)")
+    # latencies and TPS in the table are each configuration's at its SLO capacity (the most it may carry);
+    # the promises below are predicted at the load the plan actually puts on each pool
     for col in ("workload", "model", "instance", "region", "price", "VMs", "tp", "batch", "offload", "share",
-                "TTFT ms", "TPOT ms", "TPS", "$/h"):
+                "TTFT@cap ms", "TPOT@cap ms", "TPS@cap", "$/h"):
         table.add_column(col, justify="left" if col in ("workload", "model", "instance", "region", "price")
                          else "right")
     for a in plan.assignments:
@@ -117,7 +119,19 @@ def plan_text(plan: Plan) -> str:
     footer = (f"solver {s.backend}: {s.variables} variables ({s.integer_variables} integer), {s.constraints} "
               f"constraints, gap {gap}" + (f", {s.wall_s:.2f} s" if s.wall_s is not None else "") +
               f"; pruning {plan.pruning}" + (f"\nnote: {s.note}" if s.note else ""))
-    return render_text(table) + footer + "\n"
+    return render_text(table) + _promises_text(plan) + footer + "\n"
+
+
+def _promises_text(plan: Plan) -> str:
+    """One line per SLO bound: the statistic predicted at the planned load, its margin and its probability."""
+    if not plan.slo_report:
+        return ""
+    lines = ["SLO promises at the planned load (probability from the model's held-out error):"]
+    for p in plan.slo_report:
+        prob = "n/a" if p.probability is None else f"{p.probability:.0%}"
+        lines.append(f"  {p.workload:<16} {p.metric.upper():<4} {p.statistic:<4} {p.predicted_s * 1e3:10.1f} ms "
+                     f"<= {p.bound_s * 1e3:.1f} ms  margin {p.margin:+.0%}  P(holds) {prob}")
+    return "\n".join(lines) + "\n"
 
 
 def plan_csv(plan: Plan) -> str:
