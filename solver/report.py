@@ -109,14 +109,20 @@ def plan_text(plan: Plan) -> str:
                 "TTFT@cap ms", "TPOT@cap ms", "TPS@cap", "$/h"):
         table.add_column(col, justify="left" if col in ("workload", "model", "instance", "region", "price")
                          else "right")
+    shown: set[str] = set()  # a pool shared by several demands is counted on its first row only
     for a in plan.assignments:
-        table.add_row(a.demand, a.model, a.instance_type, a.region, a.pricing.replace("_", "-"), str(a.count),
+        vms = "" if a.pool in shown else str(a.count)
+        shown.add(a.pool)
+        table.add_row(a.demand, a.model, a.instance_type, a.region, a.pricing.replace("_", "-"), vms,
                       str(a.tensor_parallel), str(a.batch_size), f"{a.offload_ratio:.0%}", f"{a.share:.0%}",
                       f"{a.ttft_s * 1e3:.1f}", f"{a.tpot_s * 1e3:.2f}", f"{a.tokens_per_s:.0f}",
                       f"{a.share_usd_per_hour:.2f}")
     gap = "n/a" if plan.gap is None else f"{plan.gap:.2e}"
     s = plan.solver
-    footer = (f"solver {s.backend}: {s.variables} variables ({s.integer_variables} integer), {s.constraints} "
+    fleet = sum(p.count for p in plan.pools)
+    gpus = sum(p.count * p.gpu_count for p in plan.pools)
+    footer = (f"fleet: {fleet} VMs ({gpus} GPUs) in {len(plan.pools)} pools\n"
+              f"solver {s.backend}: {s.variables} variables ({s.integer_variables} integer), {s.constraints} "
               f"constraints, gap {gap}" + (f", {s.wall_s:.2f} s" if s.wall_s is not None else "") +
               f"; pruning {plan.pruning}" + (f"\nnote: {s.note}" if s.note else ""))
     return render_text(table) + _promises_text(plan) + footer + "\n"
