@@ -21,7 +21,7 @@ from typing import Sequence
 import yaml
 from pydantic import ValidationError
 
-from .errors import CatalogError, UnknownNameError
+from .errors import CatalogError, UnknownNameError, first_problem
 from .resources import catalog_dir, model_dir, resolve_user_path
 from .schema import GPUSpec, Instance, ModelCard
 from .io import parse_yaml, read_json, yaml_problem
@@ -87,9 +87,8 @@ def _number(row: dict[str, str], column: str, path: Path, *, required: bool = Tr
 
 def _validation_error(exc: ValidationError, path: Path, where: str,
                       columns: dict[str, str] | None = None) -> CatalogError:
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or None
-    msg = err["msg"].removeprefix("Value error, ")
+    loc, msg, _ = first_problem(exc)
+    field = loc or None
     columns = columns or {}
     if field is None:  # a model-level check (e.g. NaN/inf): its message starts with the field name
         field = next((k for k in columns if msg.startswith(f"{k} ")), None)

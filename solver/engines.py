@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from .catalog import read_csv_rows, suggest
-from .errors import CatalogError, UnknownNameError
+from .errors import CatalogError, UnknownNameError, first_problem
 from .resources import catalog_dir
 from .schema import Frozen
 
@@ -93,9 +93,8 @@ def load_engines(path: Path = ENGINE_FILE) -> dict[str, EngineProfile]:
         try:
             profile = EngineProfile.model_validate(data)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
-            raise CatalogError(err["msg"], path=str(path), where=where, field=field) from None
+            field, msg, _ = first_problem(exc)
+            raise CatalogError(msg, path=str(path), where=where, field=field) from None
         if profile.engine in profiles:
             raise CatalogError(f"duplicate engine {profile.engine!r}", path=str(path), where=where, field="engine")
         profiles[profile.engine] = profile

@@ -49,3 +49,11 @@ class SolverFailure(PlannerError):
     """Back end missing or crashed, or a limit was hit with no incumbent. Exit code 3."""
 
     exit_code = 3
+
+
+def first_problem(exc: Exception) -> tuple[str, str, str]:
+    """(dotted field location, message, pydantic error type) of a pydantic ``ValidationError``'s first error,
+    the ``Value error, `` prefix of custom validators removed: what a one-line input error reports."""
+    err = exc.errors()[0]  # type: ignore[attr-defined]
+    loc = ".".join(str(p) for p in err["loc"])
+    return loc, str(err["msg"]).removeprefix("Value error, "), str(err["type"])

@@ -42,7 +42,7 @@ from pydantic import Field, ValidationError
 
 from .backends import SolveResult
 from .candidates import Candidates
-from .errors import NoCandidatesError, ScenarioError, SolverFailure
+from .errors import NoCandidatesError, ScenarioError, SolverFailure, first_problem
 from .extract import SolveOptions, solve_plan
 from .milp import build_problem
 from .perf import Calibration
@@ -122,13 +122,12 @@ def parse_melange(data: Any, path: str = "<melange>") -> Melange:
     try:
         spec = MelangeInput(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        _, msg, kind = first_problem(exc)
+        if kind == "extra_forbidden":
             msg = "unknown field (check the spelling; keys starting with '_' are comments)"
-        elif err["type"] == "missing":
+        elif kind == "missing":
             msg = "required field is missing"
-        raise ScenarioError(msg, path=path, field=_field(tuple(err["loc"])) or None) from None
+        raise ScenarioError(msg, path=path, field=_field(tuple(exc.errors()[0]["loc"])) or None) from None
     _check_consistency(spec, path)
     return Melange(spec, path)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import InputError
+from .errors import InputError, first_problem
 from .io import read_json
 
 
@@ -130,11 +130,6 @@ class PlanView(_View):
         return self.online_usd_per_hour * self.horizon_hours
 
 
-def _first_error(exc: ValidationError) -> tuple[str, str]:
-    err = exc.errors()[0]
-    return ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, ")
-
-
 def load_plan_view(path: str | Path) -> PlanView:
     """The plan in ``path``, validated; raises ``InputError`` (exit 2) naming the file and field."""
     path = Path(path)
@@ -145,7 +140,7 @@ def load_plan_view(path: str | Path) -> PlanView:
     try:
         return PlanView.model_validate(data)
     except ValidationError as exc:
-        field, msg = _first_error(exc)
+        field, msg, _ = first_problem(exc)
         raise InputError(f"not a plan: {msg}", path=str(path), field=field or None) from None
 
 

@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from .catalog import catalog_paths, find_model, load_catalog_files, suggest
-from .errors import ScenarioError, UnknownNameError
+from .errors import ScenarioError, UnknownNameError, first_problem
 from .calibration import Calibration, load_calibration
 from .engines import find_engine
 from .io import parse_yaml, yaml_problem
@@ -65,13 +65,12 @@ def read_yaml(path: Path, error: type[ScenarioError] = ScenarioError) -> tuple[A
 
 def validation_error(exc: ValidationError, path: str, node: yaml.Node | None,
                      error: type[ScenarioError] = ScenarioError) -> ScenarioError:
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
+    loc = tuple(exc.errors()[0]["loc"])
     line = line_of(node, loc)
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
+    field, msg, kind = first_problem(exc)
+    if kind == "extra_forbidden":
         msg = "unknown field (check the spelling)"
-    return error(msg, path=path, where=f"line {line}" if line else None, field=".".join(map(str, loc)) or None)
+    return error(msg, path=path, where=f"line {line}" if line else None, field=field or None)
 
 
 def parse_scenario(data: Any, path: str = "<scenario>", node: yaml.Node | None = None) -> Scenario:
