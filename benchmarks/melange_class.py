@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 
-
 from solver.melange import Melange, gpu_counts, parse_melange, solve_melange  # noqa: E402
 
 # name: (USD/h per GPU, memory GiB, HBM GB/s, dense fp16 TFLOPS)

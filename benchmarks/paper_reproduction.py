@@ -16,9 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from solver.recommend import recommend, saving_pct
+from solver.resources import scenario_dir
 from solver.scenario import load_scenario
 
-ROOT = Path(__file__).resolve().parent.parent
+PAPER_DIR = scenario_dir() / "paper"
 # The paper's selections (Tables V and VI): InferSave-1st, Max-Performance, and the saving it reports.
 PAPER = {
     "online-400tps": ("g4dn.xlarge", "g6e.xlarge", "73.7 % (0.71 vs 2.699 USD)"),
@@ -31,18 +32,20 @@ PAPER = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engines", nargs="+", default=["vllm", "flexgen"])
-    for engine in ap.parse_args().engines:
+    ap.add_argument("--scenarios", type=Path, default=PAPER_DIR, help="folder with online.yaml and offline.yaml")
+    args = ap.parse_args()
+    for engine in args.engines:
         print(f"\nengine: {engine}")
-        table(engine)
+        table(engine, args.scenarios)
 
 
-def table(engine: str) -> None:
+def table(engine: str, folder: Path = PAPER_DIR) -> None:
     header = (f"{'workload':<16}{'InferSave pick':<22}{'offload':>8}{'cost $':>8}{'TPS':>8}  {'max-perf pick':<14}"
               f"{'cost $':>8}  {'no-offload pick':<16}{'cost $':>8}  {'saving':>8}   paper: pick / max-perf / saving")
     print(header)
     print("-" * len(header))
     for name in ("online", "offline"):
-        resolved = load_scenario(ROOT / "scenarios" / "paper" / f"{name}.yaml")
+        resolved = load_scenario(folder / f"{name}.yaml")
         workloads = [w.model_copy(update={"engine": engine}) for w in resolved.scenario.workloads]
         resolved = replace(resolved, scenario=resolved.scenario.model_copy(update={"workloads": workloads}))
         for w in resolved.scenario.workloads:

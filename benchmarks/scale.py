@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 
-
 from solver.backends import solve  # noqa: E402
 from solver.candidates import build_candidates  # noqa: E402
 from solver.milp import build_problem  # noqa: E402

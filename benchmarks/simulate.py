@@ -24,6 +24,7 @@ from solver.calibration import PRIORS
 from solver.catalog import find_gpu, find_model
 from solver.engines import find_engine
 from solver.errors import PlannerError
+from solver.resources import scenario_dir
 from solver.roofline import Hardware
 from solver.serving import Shape, online_capacity, online_state
 from solver.simulate import simulate_replica
@@ -108,7 +109,7 @@ def main() -> None:
     bundled(args.scenarios or BUNDLED, args.compare_requests, args.seed)
 
 
-BUNDLED = [Path(__file__).resolve().parent.parent / "scenarios" / f"{name}.yaml"
+BUNDLED = [scenario_dir() / f"{name}.yaml"
            for name in ("chat_fleet", "mixed_spot_quota", "bucketed_mix", "sweep_base")]
 
 

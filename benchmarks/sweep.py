@@ -14,14 +14,14 @@ import os
 import time
 from pathlib import Path
 
-
+from solver.resources import scenario_dir
 from solver.sweep import load_sweep, make_sweep, run_sweep  # noqa: E402
 
-SWEEP = Path(__file__).resolve().parent.parent / "scenarios" / "sweep_price_shock.yaml"
+SWEEP = scenario_dir() / "sweep_price_shock.yaml"
 
 
-def build(points: int):
-    loaded = load_sweep(SWEEP)
+def build(points: int, sweep_file: Path = SWEEP):
+    loaded = load_sweep(sweep_file)
     axes = dict(loaded.sweep.axes)
     if points > loaded.sweep.n_points:
         axes["demand_growth"] = [1.0, 1.5]
@@ -37,10 +37,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, choices=(24, 48), default=48)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-dask", action="store_true")
+    parser.add_argument("--sweep", type=Path, default=SWEEP, help="sweep file (default: the bundled price shock)")
     args = parser.parse_args()
     if min(args.workers) < 1:
         parser.error("--workers must be >= 1")
-    loaded = build(args.points)
+    loaded = build(args.points, args.sweep)
     n = loaded.sweep.n_points
     print(f"sweep: {n} points ({', '.join(loaded.axis_names)}); {os.cpu_count()} CPUs")
     print(f"{'executor':<38} {'wall s':>8} {'points/s':>9}")

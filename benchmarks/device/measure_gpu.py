@@ -551,7 +551,7 @@ def sec_model(args, rows, ops, budget, versions):
 
     # ---- profile: where the time of one eager decode step goes (static and dynamic caches) ----
     if "profile" in parts:
-        from torch.profiler import profile, ProfilerActivity
+        from torch.profiler import ProfilerActivity, profile
         B, ctx = args.profile_cfg
         with torch.inference_mode():
             for kind in ("static", "dynamic"):
