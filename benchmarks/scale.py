@@ -1,22 +1,33 @@
-"""Solve time and problem size for random fleets of 10, 100 and 1,000 workloads over the whole catalog.
+"""Whole-run time, bound, gap and peak memory for random fleets over the whole catalog.
 
-    python benchmarks/scale.py [--sizes 10 100 1000] [--solver highs] [--gap 0.001]
+    python benchmarks/scale.py [--sizes 10 100 1000] [--coupled 300] [--solver highs] [--gap 0.001]
+                               [--time-limit 60] [--no-unpruned-above 100] [--no-warm-start]
 
-Each fleet is solved with replicas per workload (``share_replicas: false``, the fleet MILP of issue 2) and with
-replicas pooled across the workloads of a model (``share_replicas: true``, a harder bin-packing). Prints, per
-fleet size, pooling and with/without pruning: candidate rows, MILP variables/constraints, time to build the
-candidate table, time to solve, status and gap. Fleets are random but seeded (mixed models, online and offline,
-lengths 128-4096, SLOs that most instances can meet).
+Each random fleet (80 % online, 20 % offline, 8 models) is solved with replicas per workload
+(``share_replicas: false``, the fleet MILP of issue 2) and with replicas pooled across the workloads of a model
+(``share_replicas: true``, a harder bin-packing); without quotas or budgets it splits into one block per model.
+``--coupled N`` adds a coupled fleet: N online workloads, pooled replicas, spot and on-demand, GPU quotas
+(A100, A100-80GB), an instance quota (AWS spot) and an hourly budget, all binding, so the MILP is one block.
+
+``--time-limit`` covers the whole run, as ``infersave plan --time-limit`` does: the solve gets the limit less the
+time spent building candidates and the model. Each case runs in a fresh process, so ``peak MiB`` (ru_maxrss) is
+that case's own peak. Prints per case: candidate rows, MILP size, candidate/build/solve/total seconds, status,
+objective and proven bound (USD over the 24 h horizon), gap and peak memory.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+import resource
 import time
 
 import numpy as np
 
-from solver.backends import solve  # noqa: E402
+from solver.backends import components, solve  # noqa: E402
 from solver.candidates import build_candidates  # noqa: E402
+from solver.errors import SolverFailure  # noqa: E402
+from solver.extract import SolveOptions, solve_time_left  # noqa: E402
 from solver.milp import build_problem  # noqa: E402
 from solver.scenario import resolve  # noqa: E402
 from solver.schema import Scenario  # noqa: E402
@@ -43,39 +54,100 @@ def random_fleet(n: int, seed: int = 0, share: bool = True) -> Scenario:
     return Scenario(name=f"random-{n}", workloads=workloads, pricing="both", horizon_hours=24, share_replicas=share)
 
 
-def run(n: int, prune: bool, backend: str, gap: float, share: bool, time_limit: float) -> str:
-    resolved = resolve(random_fleet(n, share=share))
+# Limits of the coupled fleet, per 300 workloads (scaled with the fleet size): unconstrained, the 300-workload
+# optimum uses ~1,370 A100 and ~165 A100-80GB GPUs at ~585 USD/h; these bind it.
+COUPLED_LIMITS = dict(a100_gpus=1024, a100_80gb_gpus=256, aws_spot_instances=120, usd_per_hour=650.0)
+
+
+def coupled_fleet(n: int, seed: int = 0) -> Scenario:
+    """``random_fleet``'s workloads, all online (offline jobs become online workloads with a random rate and a
+    5 s / 100 ms SLO), pooled, spot and on-demand, with binding GPU and instance quotas and an hourly budget."""
+    rng = np.random.default_rng(seed + 1)
+    workloads = []
+    for w in random_fleet(n, seed, share=True).workloads:
+        d = w.model_dump(exclude_none=True, exclude_defaults=True)
+        if d.get("mode") == "offline":
+            for key in ("mode", "num_requests", "deadline_hours"):
+                d.pop(key)
+            d |= dict(request_rate_per_s=float(np.round(rng.uniform(0.2, 20), 2)),
+                      slo=dict(max_ttft_s=5.0, max_tpot_s=0.1))
+        workloads.append(d)
+    k = n / 300
+    lim = COUPLED_LIMITS
+    quotas = [dict(gpu="A100", max_gpus=round(lim["a100_gpus"] * k)),
+              dict(gpu="A100-80GB", max_gpus=round(lim["a100_80gb_gpus"] * k)),
+              dict(cloud="aws", pricing="spot", max_instances=round(lim["aws_spot_instances"] * k))]
+    return Scenario(name=f"coupled-{n}", workloads=workloads, pricing="both", horizon_hours=24, share_replicas=True,
+                    quotas=quotas, budget_usd_per_hour=lim["usd_per_hour"] * k)
+
+
+def run(n: int, kind: str, prune: bool, backend: str, gap: float, time_limit: float | None,
+        warm: bool) -> str:
+    os.environ["INFERSAVE_WARM_START"] = "1" if warm else "0"
+    sc = coupled_fleet(n) if kind == "coupled" else random_fleet(n, share=kind == "pooled")
+    started = time.perf_counter()
+    resolved = resolve(sc)
     t0 = time.perf_counter()
     cands = build_candidates(resolved.scenario, resolved.instances, resolved.models, resolved.calibration,
                              prune=prune)
     t1 = time.perf_counter()
     problem = build_problem(cands.table, resolved.scenario)
     t2 = time.perf_counter()
-    result = solve(problem.model, backend, mip_gap=gap, time_limit_s=time_limit)
     m = problem.model
-    return (f"{n:>6} {'yes' if share else 'no':>6} {'yes' if prune else 'no':>6} {cands.stats['rows_evaluated']:>9} {len(cands.table):>8} "
-            f"{len(m.names):>8} {m.n_integer:>7} {len(m.rows):>8} {t1 - t0:>8.2f} {t2 - t1:>8.2f} "
-            f"{result.wall_s:>8.2f} {result.status.value:>10} {result.gap if result.gap is not None else float('nan'):>9.2e}")
+    blocks = len(components(m))
+    try:
+        left = solve_time_left(SolveOptions(time_limit_s=time_limit, started=started))
+        result = solve(m, backend, mip_gap=gap, time_limit_s=left)
+        status, objective, bound, rgap = result.status.value, result.objective, result.bound, result.gap
+    except SolverFailure:
+        status, objective, bound, rgap = "limit spent", None, None, None
+    t3 = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def num(v: float | None, fmt: str) -> str:
+        return "–" if v is None else format(v, fmt)
+
+    return (f"{n:>6} {kind:>12} {'yes' if prune else 'no':>5} {len(cands.table):>8} {len(m.names):>8} "
+            f"{m.n_integer:>7} {len(m.rows):>8} {blocks:>6} {t1 - t0:>7.2f} {t2 - t1:>7.2f} {t3 - t2:>7.2f} "
+            f"{t3 - started:>7.2f} {status:>11} {num(objective, '12.2f')} {num(bound, '12.2f')} "
+            f"{num(rgap, '9.2e')} {peak:>8.0f}")
+
+
+def _case(args: tuple) -> str:
+    return run(*args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 100, 1000])
+    parser.add_argument("--coupled", type=int, nargs="*", default=[], help="sizes of coupled fleets")
+    parser.add_argument("--kinds", nargs="+", default=["per-workload", "pooled"],
+                        choices=["per-workload", "pooled"], help="random fleets to run per size")
     parser.add_argument("--solver", default="highs")
     parser.add_argument("--gap", type=float, default=1e-3)
-    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per solve")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per case, whole run")
     parser.add_argument("--no-unpruned-above", type=int, default=100,
                         help="skip the unpruned run for fleets larger than this (memory)")
+    parser.add_argument("--no-warm-start", action="store_true", help="no MIP start for HiGHS")
     args = parser.parse_args()
-    if min(args.sizes) < 1 or args.time_limit <= 0 or not 0 <= args.gap <= 1 or args.no_unpruned_above < 0:
-        parser.error("--sizes must be >= 1, --time-limit > 0, --gap in [0, 1], --no-unpruned-above >= 0")
-    print(f"{'fleet':>6} {'pooled':>6} {'prune':>6} {'evaluated':>9} {'kept':>8} {'vars':>8} {'ints':>7} {'rows':>8} "
-          f"{'cand s':>8} {'build s':>8} {'solve s':>8} {'status':>10} {'gap':>9}")
+    sizes = args.sizes + args.coupled
+    if (sizes and min(sizes) < 1) or args.time_limit <= 0 or not 0 <= args.gap <= 1 or args.no_unpruned_above < 0:
+        parser.error("sizes must be >= 1, --time-limit > 0, --gap in [0, 1], --no-unpruned-above >= 0")
+    print(f"{'fleet':>6} {'kind':>12} {'prune':>5} {'kept':>8} {'vars':>8} {'ints':>7} {'rows':>8} {'blocks':>6} "
+          f"{'cand s':>7} {'build s':>7} {'solve s':>7} {'total s':>7} {'status':>11} {'objective':>12} "
+          f"{'bound':>12} {'gap':>9} {'peak MiB':>8}")
+    cases = []
     for n in args.sizes:
-        for share in (False, True):
-            print(run(n, True, args.solver, args.gap, share, args.time_limit), flush=True)
+        for kind in args.kinds:
+            cases.append((n, kind, True))
             if n <= args.no_unpruned_above:
-                print(run(n, False, args.solver, args.gap, share, args.time_limit), flush=True)
+                cases.append((n, kind, False))
+    cases += [(n, "coupled", True) for n in args.coupled]
+    ctx = multiprocessing.get_context("spawn")
+    for n, kind, prune in cases:
+        with ctx.Pool(1) as pool:  # a fresh process per case: ru_maxrss is this case's peak
+            print(pool.apply(_case, ((n, kind, prune, args.solver, args.gap, args.time_limit,
+                                      not args.no_warm_start),)), flush=True)
 
 
 if __name__ == "__main__":

@@ -139,8 +139,9 @@ def evaluate_model(model: ModelCard, demands: pd.DataFrame, hw_configs: pd.DataF
     demand_batches = pd.DataFrame(pairs, columns=["demand", "batch_size"])
     base = demand_batches.merge(hw_configs, how="cross").merge(demands, on="demand")
     # rows evaluated together share precision, engine, serving mode and SLO statistics
+    present = set(base["workload"].unique())  # once, not per workload (that was quadratic in the fleet size)
     keys = {name: (w.dtype, w.effective_kv_dtype, w.engine, w.mode, ",".join(f"{k}={v}" for k, v in sorted(w.slo.percentiles().items())))
-            for name, w in workloads.items() if name in set(base["workload"])}
+            for name, w in workloads.items() if name in present}
     out = []
     for key, frame in base.groupby(base["workload"].map(keys), sort=True):
         out.append(_evaluate_dtype(model, frame.reset_index(drop=True), key, scenario, calibration, prune))

@@ -6,6 +6,7 @@ independent checker and its own explanation of infeasibility.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,28 @@ class SolveOptions:
     threads: int | None = None
     timings: bool = True
     lp_path: Path | None = None
+    started: float | None = None  # ``time.perf_counter()`` when the run began: the limit covers the whole run
+
+
+WRITE_RESERVE = 0.05  # share of a time limit (at most WRITE_RESERVE_S) kept for extraction, checks and writing
+WRITE_RESERVE_S = 1.0
+
+
+def solve_time_left(options: SolveOptions) -> float | None:
+    """Seconds the solve may take: the run's limit less what candidate building and model building already
+    spent (``options.started``) and a reserve for extraction, verification and writing the plan.
+
+    Raises:
+        SolverFailure: the limit was spent before the solve could start.
+    """
+    if options.time_limit_s is None:
+        return None
+    spent = 0.0 if options.started is None else time.perf_counter() - options.started
+    left = options.time_limit_s - spent - min(WRITE_RESERVE * options.time_limit_s, WRITE_RESERVE_S)
+    if left <= 0:
+        raise SolverFailure(f"the time limit of {options.time_limit_s:g} s was spent before the solve "
+                            f"({spent:.1f} s building candidates and the model); raise --time-limit")
+    return left
 
 
 def solve_plan(problem: Problem, resolved: Resolved, cands: Candidates, options: SolveOptions, *,
@@ -46,7 +69,7 @@ def solve_plan(problem: Problem, resolved: Resolved, cands: Candidates, options:
     """
     if options.lp_path is not None:
         write_lp(problem.model, options.lp_path)
-    result = solve(problem.model, options.backend, time_limit_s=options.time_limit_s, mip_gap=options.mip_gap,
+    result = solve(problem.model, options.backend, time_limit_s=solve_time_left(options), mip_gap=options.mip_gap,
                    threads=options.threads)
     if result.status is Status.INFEASIBLE:
         raise on_infeasible(result)

@@ -6,6 +6,7 @@ diagnosis of scenarios without a plan.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -120,11 +121,12 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
         InfeasibleError: candidates exist but quotas/budget/type limits cannot all hold (message: culprits).
         SolverFailure: no back end produced a plan within the limits.
     """
+    started = time.perf_counter()  # --time-limit covers candidates, model, solve, checks and writing
     resolved = _resolved(scenario)
     cands = candidates_for(resolved, prune)
     problem = build_problem(cands.table, resolved.scenario)
     options = SolveOptions(solver, time_limit_s, mip_gap, timings=timings,
-                           lp_path=None if dump_lp is None else Path(dump_lp))
+                           lp_path=None if dump_lp is None else Path(dump_lp), started=started)
 
     def infeasible(result: SolveResult) -> InfeasibleError:
         return InfeasibleError(diagnose(cands.table, resolved.scenario, result.backend))

@@ -81,9 +81,12 @@ def test_time_limit_returns_incumbent_with_gap():
     assert plan.bound is not None and plan.bound <= plan.objective
 
 
-def test_cbc_time_limit_reports_a_valid_gap():
+def test_cbc_time_limit_reports_a_valid_gap(monkeypatch):
+    import solver.extract as extract
     from solver.plan import plan
 
+    # the solve itself gets 0.3 s (--time-limit covers the whole run; candidates alone may take longer)
+    monkeypatch.setattr(extract, "solve_time_left", lambda options: 0.3)
     result = plan(ROOT / "scenarios" / "mixed_spot_quota.yaml", solver="cbc", time_limit_s=0.3)
     exact = plan(ROOT / "scenarios" / "mixed_spot_quota.yaml", solver="highs")
     if result.status == "feasible":
@@ -91,3 +94,26 @@ def test_cbc_time_limit_reports_a_valid_gap():
         assert result.bound <= exact.objective + 1e-6 <= result.objective + 1e-6
     else:
         assert result.objective == pytest.approx(exact.objective)
+
+
+def test_warm_start_keeps_the_optimum(monkeypatch):
+    """The MIP start (rounded LP relaxation, or a restricted MIP when rounding breaks a quota or budget) is
+    passed to HiGHS and changes no optimum: forced on for a small quota-bound fleet, the plan costs the same."""
+    import solver.backends as backends
+    from conftest import SCENARIOS
+
+    from solver.plan import plan
+
+    cold = {}
+    monkeypatch.setenv("INFERSAVE_WARM_START", "0")
+    for path in [SCENARIOS / f"{name}.yaml" for name in ("bucketed_mix", "chat_fleet", "mixed_spot_quota",
+                                                         "nightly_batch")]:
+        cold[path] = plan(path, timings=False).objective
+    monkeypatch.setenv("INFERSAVE_WARM_START", "1")
+    monkeypatch.setattr(backends, "WARM_START_MIN_INTEGERS", 1)
+    notes = []
+    for path, objective in cold.items():
+        warm = plan(path, timings=False)
+        notes.append(warm.solver.note)
+        assert warm.objective == pytest.approx(objective, rel=1e-6)
+    assert any("MIP start" in n for n in notes)
