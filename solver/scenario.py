@@ -16,6 +16,7 @@ from .errors import ScenarioError, UnknownNameError
 from .calibration import Calibration, load_calibration
 from .engines import find_engine
 from .io import parse_yaml, yaml_problem
+from .profiles import read_profile_csvs
 from .resources import default_calibration
 from .schema import Instance, ModelCard, Scenario
 
@@ -145,6 +146,7 @@ def load_scenario(path: str | Path, *, catalogs: Sequence[Path] = (), models: Se
     """Read, validate and resolve a scenario file (see ``resolve`` for ``catalogs`` and ``models``)."""
     path = Path(path)
     data, node = read_yaml(path)
+    data = read_profile_csvs(data, str(path), path.parent)
     scenario = parse_scenario(data, str(path), node)
     return resolve(scenario, str(path), path.parent, catalogs=catalogs, models=models)
 

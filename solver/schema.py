@@ -6,7 +6,8 @@ Units are in the field names (``_gib``, ``_gb_s``, ``_s``, ``usd_per_hour``).
 from __future__ import annotations
 
 import datetime
-from typing import Literal
+import math
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -26,6 +27,7 @@ def default_kv_dtype(dtype: str, kv_dtype: str | None = None) -> str:
 
 # Plausibility bounds (README "Limits"): (lowest, highest, unit). A value outside is a unit slip, not a plan.
 MAX_TOKENS = 10_000_000
+HOURS_PER_DAY = 24  # a rate profile gives one rate per hour of a day
 MAX_BATCH = 65_536
 BOUNDS: dict[str, tuple[float, float, str]] = {
     "input_tokens": (1, MAX_TOKENS, "tokens"), "output_tokens": (1, MAX_TOKENS, "tokens"),
@@ -80,6 +82,20 @@ def check_names(value: list[str] | None) -> list[str] | None:
 
 
 Name = Field(default=None, min_length=1, pattern=r"\S")
+
+
+def check_rate_profile(value: list[float] | None) -> list[float] | None:
+    """Exactly 24 non-negative finite requests/s, not all zero."""
+    if value is None:
+        return value
+    if len(value) != HOURS_PER_DAY:
+        raise ValueError(f"expected {HOURS_PER_DAY} hourly rates (hours 0..23), got {len(value)}")
+    for h, v in enumerate(value):
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"hour {h}: {v!r} is not a non-negative finite rate (requests/s)")
+    if max(value) <= 0:
+        raise ValueError("every hour's rate is 0: give a positive peak")
+    return value
 
 
 class Frozen(BaseModel):
@@ -272,11 +288,35 @@ class Workload(Frozen):
     max_replicas: int | None = Field(default=None, ge=1, description="online: at most this many such VMs")
     spread: list[str] | None = Field(default=None, min_length=1, description="online: at least one such VM "
                                      "in each of these regions (N+1 redundancy across regions)")
+    rate_profile: list[float] | None = Field(default=None, description="online: requests/s in each hour 0..23 "
+                                             "of a day (instead of request_rate_per_s, which becomes its peak)")
+    rate_profile_csv: str | None = Field(default=None, min_length=1, description="a CSV hour,rate_per_s (hours "
+                                         "0..23) relative to the scenario file; read into rate_profile on load")
 
     _bounds = field_validator("input_tokens", "output_tokens", "request_rate_per_s", "num_requests",
                               "deadline_hours")(check_bounds)
     _batches = field_validator("batch_sizes")(check_batch_sizes)
     _names = field_validator("instance_types")(check_names)
+    _profile = field_validator("rate_profile")(check_rate_profile)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _peak_of_profile(cls, data: Any) -> Any:
+        """A rate profile sets request_rate_per_s to its peak (the rate candidates and SLO promises are sized
+        for); a request_rate_per_s given beside it must be that peak."""
+        if not isinstance(data, dict) or not isinstance(data.get("rate_profile"), list):
+            return data
+        values = data["rate_profile"]
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                 for v in values):
+            return data  # the field validator names the problem
+        peak = float(max(values))
+        given = data.get("request_rate_per_s")
+        if given is None and peak > 0:
+            return {**data, "request_rate_per_s": peak}
+        if isinstance(given, (int, float)) and not math.isclose(float(given), peak, rel_tol=1e-9):
+            raise ValueError(f"request_rate_per_s {given} differs from the rate_profile's peak {peak:g}: give one")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
@@ -304,7 +344,19 @@ class Workload(Frozen):
             raise ValueError("min_replicas, max_replicas and spread apply to online workloads only")
         if self.min_replicas and self.max_replicas and self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas exceeds max_replicas")
+        if self.rate_profile_csv is not None and self.rate_profile is None:
+            raise ValueError("rate_profile_csv is read when the scenario file is loaded (load_scenario); "
+                             "from Python give rate_profile")
+        if self.rate_profile is not None and self.mode != "online":
+            raise ValueError("rate_profile applies to online workloads only")
         return self
+
+    def hourly_factors(self) -> list[float]:
+        """Each hour's rate as a fraction of the peak rate: the profile over its peak, or 24 ones."""
+        if self.rate_profile is None:
+            return [1.0] * HOURS_PER_DAY
+        peak = max(self.rate_profile)
+        return [v / peak for v in self.rate_profile]
 
     @property
     def effective_kv_dtype(self) -> str:
@@ -378,6 +430,11 @@ class Scenario(Frozen):
                               description="probability, given the model's measured error, that each SLO holds")
     peak_factor: float = Field(default=1.0, ge=1, le=100, description="plan online rates at peak = factor x mean")
     settings: Settings = Field(default_factory=Settings)
+    commitment_discount: float | None = Field(
+        default=None, ge=0, lt=1, description="1-year commitment discount for on-demand offerings whose family has "
+        "no row in catalogs/commitments.csv (e.g. a negotiated rate); None: only the catalog's commitments")
+    commitment_price_scale: float = Field(default=1.0, gt=0, le=10,
+                                          description="multiplies every commitment price (sweep commitment_discount)")
 
     _bounds = field_validator("horizon_hours", "budget_usd_per_hour", "budget_usd", "max_instance_types")(check_bounds)
     _names = field_validator("catalogs", "clouds", "regions", "instance_types")(check_names)
@@ -389,4 +446,13 @@ class Scenario(Frozen):
             if w.name in seen:
                 raise ValueError(f"workloads[{i}].name: duplicate workload name {w.name!r}")
             seen.add(w.name)
+        if self.hourly and (self.max_spot_share is not None or any(w.min_replicas or w.spread
+                                                                   for w in self.workloads)):
+            raise ValueError("rate_profile does not combine with max_spot_share, min_replicas or spread yet "
+                             "(those count VMs that the hourly plan varies); drop one of them")
         return self
+
+    @property
+    def hourly(self) -> bool:
+        """Plan per hour of a day (base + burst VMs): some workload gives a rate profile."""
+        return any(w.rate_profile is not None for w in self.workloads)

@@ -26,6 +26,8 @@ Axes (every value list is non-empty; the sweep is the product of all of them, in
                            offline jobs are not latency bounds and stay)
 ``demand_growth``          multiply request rates and offline request counts
 ``regions``                a list of region lists, e.g. ``[[us-east-1], [us-east-1, us-west-2]]``
+``commitment_discount``    multiply every commitment (reserved) price by ``k`` (``0 < k <= 10``; 1 = as
+                           published): only plans with rate profiles hold committed VMs
 =========================  ==============================================================================
 
 Prices change by transforming ``Resolved.instances`` (the catalog the base scenario resolved to); the scenario
