@@ -220,3 +220,14 @@ def test_shipped_commitment_table_loads():
     assert list(table.columns)[:len(COMMITMENT_COLUMNS)] == list(COMMITMENT_COLUMNS)
     assert ((table["discount"] >= 0) & (table["discount"] < 1)).all()
     assert table["source"].str.startswith("https://").all() and (table["retrieved"] != "").all()
+
+
+def test_simulate_replays_the_busiest_hour(mu):
+    from solver.simulate_report import busiest_hour, simulate_plan
+
+    sc = toy(day(mu, [1] * 10 + [3] * 6 + [1] * 8), commitment_discount=0.5)
+    data = plan_payload(plan(sc))
+    hour_plan, rates, hour = busiest_hour(data)
+    assert hour == 10 and hour_plan["pools"][0]["count"] == 3 and rates["a"] == pytest.approx(0.999 * 3 * mu)
+    report = simulate_plan(_resolved(sc), data, requests=500)
+    assert any("hour 10 replayed" in n for n in report.notes)
