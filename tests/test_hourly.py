@@ -231,3 +231,12 @@ def test_simulate_replays_the_busiest_hour(mu):
     assert hour == 10 and hour_plan["pools"][0]["count"] == 3 and rates["a"] == pytest.approx(0.999 * 3 * mu)
     report = simulate_plan(_resolved(sc), data, requests=500)
     assert any("hour 10 replayed" in n for n in report.notes)
+
+
+def test_spot_capacity_is_never_committed(mu):
+    # spot at 0.3 USD/h beats a 0.4 USD/h commitment in every hour: all burst, on spot (36 VM-h x 0.3)
+    sc = toy(day(mu, [1] * 10 + [3] * 6 + [1] * 8), commitment_discount=0.5, pricing="both")
+    p = plan(sc)
+    q = only_pool(p)
+    assert q.pricing == "spot" and q.base == 0 and q.reserved_usd_per_hour is None
+    assert p.objective == pytest.approx(36 * 0.3, rel=1e-9) and verify(_resolved(sc), p) == []
