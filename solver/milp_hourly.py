@@ -9,12 +9,15 @@ VMs row i needs at the demand's peak (``demand_load``). Online pools p only (off
     s.t.  (hourly demand)    sum_{i in d} x_{i,h} = 1                       for all d, h with f_{d,h} > 0
           (hourly capacity)  sum_{i in p} f_{d(i),h} load_i x_{i,h} <= b_p + u_{p,h}             for all p, h
           (peak)             b_p + u_{p,h} <= n_p                                                for all p, h
-          b_p in Z>=0 (0 where no commitment price), u_{p,h} in Z>=0, x_{i,h} in [0, 1];
+          (min run)          u_{p,h} - u_{p,h-1} <= s_{p,h},  sum_{k<m} s_{p,h-k} <= u_{p,h}      with min_run_hours m
+          b_p in Z>=0 (0 where no commitment price), u_{p,h}, s_{p,h} in Z>=0, x_{i,h} in [0, 1];
 
 b_p the committed (reserved) VMs paid r_p every hour, u_{p,h} the on-demand or spot VMs of hour h paid c_p.
 x_{i,h*(d)} is the demand's ``x_i`` itself at its peak hour h*(d) (the first hour of highest rate), so the plan's
 assignments show each demand's peak-hour routing. n_p, costless here, is the peak fleet max_h (b_p + u_{p,h}):
-the quota, instance-type, hourly-budget and link rows of ``milp.py`` bound it as before.
+the quota, instance-type, hourly-budget and link rows of ``milp.py`` bound it as before. (min run) is the
+aggregated minimum-up-time rule: s_{p,h} counts the burst VMs started in hour h, and every VM started in the last
+m hours still runs; hours wrap around (h - 1 of hour 0 is hour 23: the day repeats).
 """
 from __future__ import annotations
 
@@ -117,10 +120,29 @@ def add_peak_constraints(p: Problem, hv: HourlyVars) -> None:
                             np.array([1.0, 1.0, -1.0]), -math.inf, 0.0)
 
 
+def add_min_run_constraints(p: Problem, hv: HourlyVars, hours: int | None) -> None:
+    """(min run) u_{p,h} - u_{p,h-1} <= s_{p,h} and sum_{k<m} s_{p,h-k} <= u_{p,h}: a started burst VM runs
+    at least m hours (hours mod 24; s_{p,h} >= 0 integer, costless)."""
+    if hours is None or hours <= 1:
+        return
+    for k in np.flatnonzero(hv.base >= 0):
+        name = p.pools["pool"].iat[k]
+        s = p.model.add_vars("starts", [f"{name}@h{h:02d}" for h in range(HOURS_PER_DAY)], 0.0,
+                             p.pools["max_vms"].iat[k], True)
+        u = hv.burst[k]
+        for h in range(HOURS_PER_DAY):
+            p.model.add_row(f"start[{name}@h{h:02d}]", np.array([u[h], u[h - 1], s[h]]), np.array([1.0, -1.0, -1.0]),
+                            -math.inf, 0.0)
+            window = [s[(h - j) % HOURS_PER_DAY] for j in range(hours)]
+            p.model.add_row(f"min_run[{name}@h{h:02d}]", np.array([*window, u[h]]),
+                            np.array([1.0] * hours + [-1.0]), -math.inf, 0.0)
+
+
 def add_hourly(p: Problem, scenario: Scenario) -> HourlyVars:
     """Every hourly family (see the module doc); called by ``milp.build_problem`` when ``scenario.hourly``."""
     hv = add_hourly_variables(p, scenario)
     add_hourly_demand_constraints(p, hv)
     add_hourly_capacity_constraints(p, hv)
     add_peak_constraints(p, hv)
+    add_min_run_constraints(p, hv, scenario.min_run_hours)
     return hv

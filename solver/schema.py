@@ -435,6 +435,8 @@ class Scenario(Frozen):
         "no row in catalogs/commitments.csv (e.g. a negotiated rate); None: only the catalog's commitments")
     commitment_price_scale: float = Field(default=1.0, gt=0, le=10,
                                           description="multiplies every commitment price (sweep commitment_discount)")
+    min_run_hours: int | None = Field(default=None, ge=1, le=24, description="hourly plans: a burst VM, once "
+                                      "started, runs at least this many hours (the day repeats)")
 
     _bounds = field_validator("horizon_hours", "budget_usd_per_hour", "budget_usd", "max_instance_types")(check_bounds)
     _names = field_validator("catalogs", "clouds", "regions", "instance_types")(check_names)

@@ -322,6 +322,7 @@ def _check_hourly(plan: Plan, resolved: Resolved, rps: dict[tuple[str, str], flo
             bad.append(f"commitment[{p.pool}]: {q.base} committed VMs at {q.reserved_usd_per_hour}, offered {r}")
         bad += [f"hourly_capacity[{p.pool}@h{h:02d}]: needs {need[p.pool][h]:.4f} VMs, has {q.base + q.burst[h]}"
                 for h in range(24) if not _le(need[p.pool][h], q.base + q.burst[h])]
+        bad += _min_run(p.pool, q.burst, sc.min_run_hours)
         usd = ((r or 0.0) * q.base * 24 + p.unit_usd_per_hour * sum(q.burst)) * days
         if p.count != q.base + max(q.burst) or not _close(p.usd, usd) or not _close(p.pool_usd_per_hour * sc.horizon_hours, usd):
             bad.append(f"hourly_cost[{p.pool}]: {p.count} VMs, {p.usd:.4f} USD; recomputed peak {q.base + max(q.burst)}"
@@ -329,6 +330,16 @@ def _check_hourly(plan: Plan, resolved: Resolved, rps: dict[tuple[str, str], flo
     if set(hp) != {p.pool for p in plan.pools if p.mode == "online"}:
         bad.append("hourly: its pools are not the plan's online pools")
     return bad
+
+
+def _min_run(pool: str, burst: list[int], hours: int | None) -> list[str]:
+    """Each started burst VM runs >= m hours (day wraps): exact with the fewest starts max(0, u_h - u_{h-1})."""
+    if hours is None or hours <= 1:
+        return []
+    starts = [max(0, burst[h] - burst[h - 1]) for h in range(24)]
+    return [f"min_run[{pool}@h{h:02d}]: {burst[h]} burst VMs, but {sum(starts[(h - j) % 24] for j in range(hours))}"
+            f" started in the last {hours} h" for h in range(24)
+            if burst[h] < sum(starts[(h - j) % 24] for j in range(hours))]
 
 
 def _offline_rules(p: Pool, work: float, hours: float, deadline: float, billing: str) -> list[str]:

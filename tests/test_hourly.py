@@ -240,3 +240,19 @@ def test_spot_capacity_is_never_committed(mu):
     q = only_pool(p)
     assert q.pricing == "spot" and q.base == 0 and q.reserved_usd_per_hour is None
     assert p.objective == pytest.approx(36 * 0.3, rel=1e-9) and verify(_resolved(sc), p) == []
+
+
+def test_min_run_hours_keeps_started_vms_running(mu):
+    # (min run) one VM's load in hours 3 and 9 only, no commitment: without a minimum run 2 VM-h; with
+    # min_run_hours 4 two runs of 4 h (hours 3-6, 9-12) cost 8 VM-h, one run through hours 3-9 costs 7
+    needs = [0] * 24
+    needs[3] = needs[9] = 1
+    assert sum(only_pool(plan(toy(day(mu, needs)))).burst) == 2
+    sc = toy(day(mu, needs), min_run_hours=4)
+    p = plan(sc)
+    q = only_pool(p)
+    assert q.burst == [0] * 3 + [1] * 7 + [0] * 14 and p.objective == pytest.approx(7 * L4_PRICE, rel=1e-9)
+    assert verify(_resolved(sc), p) == []
+    data = plan_payload(p)
+    data["hourly"]["pools"][0]["burst"][5:9] = [0, 0, 0, 0]  # a 2 h run, then a 2 h run
+    assert any(v.startswith("min_run[") for v in verify(_resolved(sc), data))
