@@ -10,8 +10,16 @@ import sys
 import types
 import typing
 
-from .errors import (CatalogError, InfeasibleError, InputError, NoCandidatesError, PlannerError, ScenarioError,
-                     SolverFailure, UnknownNameError)
+from .errors import (
+    CatalogError,
+    InfeasibleError,
+    InputError,
+    NoCandidatesError,
+    PlannerError,
+    ScenarioError,
+    SolverFailure,
+    UnknownNameError,
+)
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .plan import plan

@@ -16,13 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import find_gpu, read_csv_rows
-from .engines import EngineProfile
-from .errors import CatalogError
+from .engines import EngineProfile, find_engine
+from .errors import CatalogError, UnknownNameError
+from .io import read_json
 from .resources import catalog_dir, default_calibration, resolve_user_path
 from .roofline import N_COEF
-from .engines import find_engine
-from .errors import UnknownNameError
-from .io import read_json
 
 DEFAULT_CALIBRATION = default_calibration()
 EFFICIENCY_FILE = catalog_dir() / "gpu_efficiency.csv"

@@ -22,9 +22,9 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import CatalogError, UnknownNameError, first_problem
+from .io import parse_yaml, read_json, yaml_problem
 from .resources import catalog_dir, model_dir, resolve_user_path
 from .schema import GPUSpec, Instance, ModelCard
-from .io import parse_yaml, read_json, yaml_problem
 from .skypilot import VM_COLUMNS, collapse_zones, is_per_zone
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from .catalog import (VM_COLUMNS, default_catalog_paths, gpu_specs, load_instances, normalise, read_csv_rows,
-                      suggest)
+from .catalog import VM_COLUMNS, default_catalog_paths, gpu_specs, load_instances, normalise, read_csv_rows, suggest
 from .errors import CatalogError, InputError, UnknownNameError
 from .io import atomic_write_text, neutralise_cell
 from .provenance import catalog_info

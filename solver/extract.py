@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,10 @@ import pandas as pd
 from .backends import SolveResult, Status, solve, write_lp
 from .candidates import Candidates
 from .errors import PlannerError, SolverFailure
+from .field_checks import HOURS_PER_DAY
 from .milp import Problem
-from .plan_types import Assignment, Plan, Pool, SolverStats
+from .milp_hourly import HourlyVars
+from .plan_types import Assignment, Hourly, HourlyPool, HourlyShare, Plan, Pool, SolverStats
 from .scenario import Resolved
 
 Checker = Callable[[Plan], list[str]]
@@ -97,16 +100,63 @@ def _used_pools(problem: Problem, values: np.ndarray, horizon_hours: float) -> p
     loaded = set(problem.rows.loc[x > SHARE_EPS, "pool"])
     pools = problem.pools.assign(count=np.round(values[problem.n]).astype(int),
                                  vm_hours=np.where(problem.t >= 0, hours, np.nan))
+    if problem.hourly is not None:  # the peak hour's fleet and the day's cost (milp_hourly.py)
+        fleet = hourly_fleet(problem.hourly, values, problem.pools, horizon_hours)
+        pools = pools.assign(count=np.where(problem.hourly.base >= 0, fleet["peak"], pools["count"]))
+        for col in ("base", "commitment_usd", "burst_usd"):
+            pools[col] = fleet[col]
+        pools["burst"] = list(fleet["burst"])
+        loaded |= set(pools.loc[fleet["peak"] > 0, "pool"]) & hourly_loaded(problem, values)
     pools = pools[(pools["count"] > 0) & pools["pool"].isin(loaded)]
     price = pools["unit_usd_per_hour"]
     online = pools["mode"] == "online"
-    return pools.assign(pool_usd_per_hour=price * pools["count"],
-                        usd=np.where(online, price * pools["count"] * horizon_hours, price * pools["vm_hours"]))
+    usd = np.where(online, price * pools["count"] * horizon_hours, price * pools["vm_hours"])
+    if problem.hourly is not None:
+        usd = np.where(online, pools["commitment_usd"] + pools["burst_usd"], usd)
+        return pools.assign(usd=usd, pool_usd_per_hour=np.where(online, usd / horizon_hours, price * pools["count"]))
+    return pools.assign(pool_usd_per_hour=price * pools["count"], usd=usd)
+
+
+def hourly_fleet(hv: HourlyVars, values: np.ndarray, pools: pd.DataFrame, horizon_hours: float) -> dict[str, Any]:
+    """Per pool (zeros for offline pools): committed VMs, burst VMs per hour, the peak fleet and the costs."""
+    on = hv.base >= 0
+    base = np.where(on, np.round(values[np.maximum(hv.base, 0)]), 0).astype(int)
+    burst = np.where(on[:, None], np.round(values[np.maximum(hv.burst, 0)]), 0).astype(int)
+    days = horizon_hours / HOURS_PER_DAY
+    price = pools["unit_usd_per_hour"].to_numpy(float)
+    reserved = np.nan_to_num(hv.reserved_usd_per_hour)
+    return {"base": base, "burst": burst, "peak": base + burst.max(axis=1),
+            "commitment_usd": reserved * base * HOURS_PER_DAY * days, "burst_usd": price * burst.sum(axis=1) * days}
+
+
+def hourly_shares(problem: Problem, values: np.ndarray) -> np.ndarray:
+    """x[i, h] for every row and hour (0 where the hour's rate is 0)."""
+    hv = problem.hourly
+    assert hv is not None  # callers check
+    return np.where(hv.x >= 0, np.clip(values[np.maximum(hv.x, 0)], 0.0, 1.0), 0.0)
+
+
+def hourly_loaded(problem: Problem, values: np.ndarray) -> set[str]:
+    """Pools carrying load in some hour."""
+    used = (hourly_shares(problem, values) > SHARE_EPS).any(axis=1)
+    return set(problem.rows.loc[used, "pool"])
+
+
+def daily_shares(problem: Problem, values: np.ndarray) -> np.ndarray:
+    """Each row's share: x_i, or with rate profiles the share of the demand's daily requests,
+    sum_h f_{d,h} x_{i,h} / sum_h f_{d,h} (online rows)."""
+    x = np.clip(values[problem.x], 0.0, 1.0)
+    hv = problem.hourly
+    if hv is None:
+        return x
+    online = (problem.rows["mode"] == "online").to_numpy()
+    daily = (hourly_shares(problem, values) * hv.factor).sum(axis=1) / hv.factor.sum(axis=1)
+    return np.where(online, daily, x)
 
 
 def _assignments(problem: Problem, values: np.ndarray, pools: pd.DataFrame) -> list[Assignment]:
     """Rows carrying load, each with its share of its pool's cost apportioned by load."""
-    rows = problem.rows.assign(x=np.clip(values[problem.x], 0.0, 1.0))
+    rows = problem.rows.assign(x=daily_shares(problem, values))
     used = rows[rows["x"] > SHARE_EPS].merge(pools[["pool", "count", "pool_usd_per_hour"]], on="pool")
     pool_load = used["demand_load"] * used["x"]
     total_load = pool_load.groupby(used["pool"]).transform("sum")
@@ -120,6 +170,30 @@ def _assignments(problem: Problem, values: np.ndarray, pools: pd.DataFrame) -> l
         requests_per_s_per_vm=float(r.requests_per_s_per_vm),
         share_usd_per_hour=float(r.pool_usd_per_hour * (load / total if total > 0 else 0.0)))
         for r, load, total in zip(used.itertuples(), pool_load, total_load)]
+
+
+def _hourly(problem: Problem, values: np.ndarray, pools: pd.DataFrame, resolved: Resolved) -> Hourly | None:
+    """The plan's hourly section: base and burst VMs per used online pool, shares per hour, planned rates."""
+    hv = problem.hourly
+    if hv is None:
+        return None
+    sc = resolved.scenario
+    online = pools[pools["mode"] == "online"]
+    reserved = dict(zip(problem.pools["pool"], hv.reserved_usd_per_hour))
+    hp = [HourlyPool(pool=p.pool, pricing=p.pricing, unit_usd_per_hour=float(p.unit_usd_per_hour),
+                     reserved_usd_per_hour=None if math.isnan(reserved[p.pool]) else float(reserved[p.pool]),
+                     base=int(p.base), burst=[int(b) for b in p.burst], commitment_usd=float(p.commitment_usd),
+                     burst_usd=float(p.burst_usd)) for p in online.itertuples()]
+    x = hourly_shares(problem, values)
+    used = (x > SHARE_EPS).any(axis=1) & problem.rows["pool"].isin(set(online["pool"])).to_numpy()
+    shares = [HourlyShare(demand=r.demand, pool=r.pool, shares=[round(float(v), 9) for v in x[i]],
+                          requests_per_s_per_vm=float(r.requests_per_s_per_vm))
+              for i, r in zip(np.flatnonzero(used), problem.rows[used].itertuples())]
+    rates = {w.name: [(w.request_rate_per_s or 0.0) * (w.peak_factor or sc.peak_factor) * f for f in w.hourly_factors()]
+             for w in sc.workloads if w.mode == "online"}
+    return Hourly(days=sc.horizon_hours / HOURS_PER_DAY, rate_per_s=rates, pools=sorted(hp, key=lambda p: p.pool),
+                  shares=sorted(shares, key=lambda s: (s.demand, s.pool)),
+                  commitment_usd=round(sum(p.commitment_usd for p in hp), 6), burst_usd=round(sum(p.burst_usd for p in hp), 6))
 
 
 def _pool_models(pools: pd.DataFrame) -> list[Pool]:
@@ -157,4 +231,5 @@ def extract_plan(problem: Problem, result: SolveResult, resolved: Resolved, cand
                            constraints=len(m.rows), wall_s=round(result.wall_s, 3) if timings else None,
                            note=result.note),
         pruning=cands.stats, calibration=resolved.calibration.source,
+        hourly=_hourly(problem, result.values, pools, resolved),
     )

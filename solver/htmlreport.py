@@ -18,6 +18,7 @@ from .io import atomic_write_text
 from .planfile import PlanView, load_plan_view
 from .plots import PLOTS
 from .provenance import caption, table_provenance
+from .report import hourly_tables
 from .scenario import load_scenario
 from .sweep import AXIS_PREFIX, read_results, summary_table
 
@@ -118,6 +119,18 @@ def plan_figure(plan: PlanView) -> Any:
     return fig
 
 
+def _hourly_sections(plan: PlanView) -> list[str]:
+    """With rate profiles: the committed base vs burst per pool (table ``hourly``) and the fleet per hour
+    (table ``hourly-fleet``)."""
+    if plan.hourly is None:
+        return []
+    split_head, split, fleet_head, fleet = hourly_tables(plan.hourly)
+    return ["<h2>Committed base + hourly burst</h2><p>Committed (reserved) VMs are paid every hour at the commitment "
+            "price; burst VMs are on-demand (or spot) and paid only in the hours they run.</p>",
+            table("hourly", split_head, split), "<h3>Fleet per hour (committed + burst VMs)</h3>",
+            table("hourly-fleet", fleet_head, fleet)]
+
+
 def plan_report(plan: PlanView, *, scenario: Any | None = None, source: str = "") -> str:
     """The HTML page of one plan. ``scenario`` (a ``Scenario``) adds the SLO bounds to the margins table."""
 
@@ -150,6 +163,7 @@ def plan_report(plan: PlanView, *, scenario: Any | None = None, source: str = ""
                 "<h2>Cost breakdown</h2><p>Run-rate (online, USD per hour) and one-off (offline jobs, USD) are "
                 "different kinds of money and are not added here; the plan objective adds them over the horizon.</p>",
                 "<h3>Run-rate (USD/h)</h3>", run_rate, "<h3>One-off (USD)</h3>", one_off,
+                *_hourly_sections(plan),
                 "<h2>SLO margins</h2>", slo_note, slo, "<h2>Plots</h2>", png_tag(plan_figure(plan), "cost breakdown")]
     return page(f"InferSave plan: {plan.scenario}", sections, caption(plan.provenance))
 

@@ -44,13 +44,13 @@ from .backends import SolveResult
 from .candidates import Candidates
 from .errors import NoCandidatesError, ScenarioError, SolverFailure, first_problem
 from .extract import SolveOptions, solve_plan
+from .io import read_json
 from .milp import build_problem
 from .perf import Calibration
 from .plan_types import Plan
 from .scenario import Resolved
 from .schema import Frozen, Scenario, Workload
 from .table import complete
-from .io import read_json
 
 FRACTION_TOL = 1e-6
 CAPACITY_TOL = 1e-6

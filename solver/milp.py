@@ -24,85 +24,23 @@ Memory and SLO limits are not rows of this model: the candidate table (``candida
 ``table.py``) only holds rows that fit GPU and host memory and meet their demand's SLO, and the MILP does not
 repeat those checks. ``build_problem`` checks the table's declared columns (``table.check_table``).
 
+With rate profiles (some workload's ``rate_profile``), online capacity is per hour of a day instead, paid as
+committed base VMs plus hourly burst VMs; ``milp_hourly.py`` holds those families and n_p becomes the peak fleet.
+
 Every row is named ``family[key]`` and every variable ``kind[pool]`` or ``x[pool@demand]``, so a dumped LP
 (``infersave plan --dump-lp``) reads back to the candidate and pool ids.
 """
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from .linear_model import LinearModel, Problem
+from .milp_hourly import add_hourly
 from .schema import Scenario
 from .table import check_table, demand_load, quota_matches
-
-Row = tuple[str, np.ndarray, np.ndarray, float, float]  # name, variable indices, coefficients, lo, hi
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.]", "_", name)
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        k = seen.get(name, 0) + 1
-        seen[name] = k
-        out.append(name if k == 1 else f"{name}_{k}")
-    return out
-
-
-@dataclass
-class LinearModel:
-    """A MILP as plain arrays: variables with bounds and integrality, named rows lo <= a.x <= hi."""
-
-    names: list[str] = field(default_factory=list)
-    lower: list[float] = field(default_factory=list)
-    upper: list[float] = field(default_factory=list)
-    integer: list[bool] = field(default_factory=list)
-    cost: list[float] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
-
-    def add_vars(self, prefix: str, keys: list[str], lower: float, upper: np.ndarray | float, integer: bool,
-                 cost: np.ndarray | float = 0.0) -> np.ndarray:
-        start = len(self.names)
-        n = len(keys)
-        self.names.extend(f"{prefix}[{k}]" for k in keys)
-        self.lower.extend([lower] * n)
-        self.upper.extend(np.broadcast_to(np.asarray(upper, float), (n,)).tolist())
-        self.integer.extend([integer] * n)
-        self.cost.extend(np.broadcast_to(np.asarray(cost, float), (n,)).tolist())
-        return np.arange(start, start + n)
-
-    def add_row(self, name: str, index: np.ndarray, coef: np.ndarray, lo: float, hi: float) -> None:
-        self.rows.append((name, np.asarray(index, int), np.asarray(coef, float), lo, hi))
-
-    def safe_names(self) -> tuple[list[str], list[str]]:
-        """Variable and row names every back end and LP/MPS writer accepts: characters other than letters,
-        digits, ``_`` and ``.`` become ``_``; a name that collides after that gets ``_2``, ``_3``, ..."""
-        return _unique([_safe(n) for n in self.names]), _unique([_safe(r[0]) for r in self.rows])
-
-    @property
-    def n_integer(self) -> int:
-        return int(sum(self.integer))
-
-
-@dataclass
-class Problem:
-    """The model plus the maps from table rows and pools to variable indices."""
-
-    model: LinearModel
-    rows: pd.DataFrame
-    pools: pd.DataFrame
-    x: np.ndarray
-    n: np.ndarray
-    t: np.ndarray  # -1 for online pools
-    z: dict[str, int] = field(default_factory=dict)
-
 
 MINIMUM_BILLED_HOURS = {"per_second": 1 / 60, "hourly": 1.0}  # a started VM is billed at least this (h)
 USED_SHARE = 1e-4  # a pool with VMs carries at least this share of some demand (see add_used_constraints)
@@ -154,10 +92,13 @@ def add_demand_constraints(p: Problem) -> None:
 
 def add_capacity_constraints(p: Problem, scenario: Scenario) -> None:
     """(capacity) L_p = sum_{i in p} load_i x_i <= n_p online; offline the work W_p = sum load_i x_i (VM-hours)
-    <= billed hours t_p, plus the offline billing rows of ``_offline_rows``."""
+    <= billed hours t_p, plus the offline billing rows of ``_offline_rows``. With rate profiles the online rows are
+    ``milp_hourly``'s per hour instead."""
     load = p.rows["demand_load"].to_numpy()
     for k, idx in enumerate(p.rows.groupby("pool", sort=True).indices.values()):
         pool = p.pools.iloc[k]
+        if scenario.hourly and pool["mode"] == "online":
+            continue
         right = p.n[k] if pool["mode"] == "online" else p.t[k]
         p.model.add_row(f"capacity[{pool['pool']}]", np.append(p.x[idx], right), np.append(load[idx], -1.0),
                         -math.inf, 0.0)
@@ -315,8 +256,9 @@ def build_problem(rows: pd.DataFrame, scenario: Scenario, slices: int | None = N
     online = (pools["mode"] == "online").to_numpy()
     price = pools["unit_usd_per_hour"].to_numpy(float)
     x = model.add_vars("x", list(rows["pool"] + "@" + rows["demand"]), 0.0, 1.0, False)
+    # with rate profiles, online VMs are paid through milp_hourly's base and burst variables; n_p is the peak fleet
     n = model.add_vars("n", list(pools["pool"]), 0.0, pools["max_vms"].to_numpy(), True,
-                       np.where(online, price * scenario.horizon_hours, 0.0))
+                       np.where(online & (not scenario.hourly), price * scenario.horizon_hours, 0.0))
     t = np.full(len(pools), -1)
     offline = np.flatnonzero(~online)
     if len(offline):
@@ -331,6 +273,8 @@ def build_problem(rows: pd.DataFrame, scenario: Scenario, slices: int | None = N
     add_demand_constraints(problem)
     add_capacity_constraints(problem, scenario)
     add_linking_constraints(problem)
+    if scenario.hourly:
+        problem.hourly = add_hourly(problem, scenario)
     add_used_constraints(problem, scenario)
     if slices is not None:
         add_slice_constraints(problem, slices)

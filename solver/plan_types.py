@@ -82,6 +82,41 @@ class SLOPromise(Frozen):
     probability: float | None
 
 
+class HourlyPool(Frozen):
+    """An online pool's fleet over the day: ``base`` committed VMs held every hour plus ``burst[h]`` on-demand (or
+    spot) VMs in hour h. ``reserved_usd_per_hour``: one committed VM's price (None: no commitment offered)."""
+
+    pool: str
+    pricing: str
+    unit_usd_per_hour: float
+    reserved_usd_per_hour: float | None
+    base: int
+    burst: list[int]
+    commitment_usd: float  # base VMs over the horizon
+    burst_usd: float  # burst VM-hours over the horizon
+
+
+class HourlyShare(Frozen):
+    """A demand's share on a pool in each hour (0 where it sends nothing there), with the requests/s one VM of
+    the pool sustains for it (as in its ``Assignment``)."""
+
+    demand: str
+    pool: str
+    shares: list[float]
+    requests_per_s_per_vm: float
+
+
+class Hourly(Frozen):
+    """The hourly plan of a scenario with rate profiles: a day of 24 hours repeated over the horizon."""
+
+    days: float  # horizon_hours / 24
+    rate_per_s: dict[str, list[float]]  # planned rate per workload and hour (profile x peak factor)
+    pools: list[HourlyPool]
+    shares: list[HourlyShare]
+    commitment_usd: float
+    burst_usd: float
+
+
 class Plan(Frozen):
     """A fleet plan. ``status``: ``optimal``, or ``feasible`` (a time-limited incumbent; see ``gap``)."""
 
@@ -100,3 +135,4 @@ class Plan(Frozen):
     calibration: str
     slo_report: list[SLOPromise] = []  # per online workload and bound: prediction at the planned load
     provenance: dict[str, Any] | None = None  # package version, catalog dates, calibration id
+    hourly: Hourly | None = None  # base + burst VMs per hour (only when a workload gives a rate profile)

@@ -120,6 +120,7 @@ class PlanView(_View):
     pools: list[PoolView]
     calibration: str = ""
     provenance: dict[str, Any] | None = None
+    hourly: dict[str, Any] | None = None  # the plan's hourly section (base + burst VMs per hour), if any
 
     def pool_assignments(self, pool: str) -> list[AssignmentView]:
         return [a for a in self.assignments if a.pool == pool]

@@ -96,7 +96,10 @@ def recommendation_csv(rec: Recommendation) -> str:
 
 
 def plan_payload(plan: Plan) -> dict[str, Any]:
-    return plan.model_dump()
+    payload = plan.model_dump()
+    if payload.get("hourly") is None:  # plans without rate profiles keep their JSON as before
+        payload.pop("hourly", None)
+    return payload
 
 
 def plan_text(plan: Plan) -> str:
@@ -125,7 +128,49 @@ def plan_text(plan: Plan) -> str:
               f"solver {s.backend}: {s.variables} variables ({s.integer_variables} integer), {s.constraints} "
               f"constraints, gap {gap}" + (f", {s.wall_s:.2f} s" if s.wall_s is not None else "") +
               f"; pruning {plan.pruning}" + (f"\nnote: {s.note}" if s.note else ""))
-    return render_text(table) + _promises_text(plan) + footer + "\n"
+    text = render_text(table)
+    if plan.hourly is not None:
+        text += hourly_text(plan.hourly.model_dump())
+    return text + _promises_text(plan) + footer + "\n"
+
+
+def _short(pool: str) -> str:
+    """``model|cloud:region:type:pricing|...`` -> ``model type`` (the hourly tables' column names)."""
+    parts = pool.split("|")
+    where = parts[1].split(":") if len(parts) > 1 else [pool]
+    return f"{parts[0]} {where[2] if len(where) > 2 else where[-1]}"
+
+
+def hourly_tables(hourly: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str], list[list[Any]]]:
+    """The base + burst split per pool and the fleet per hour (base + burst VMs), as headers and rows, for the
+    text and HTML reports. ``hourly`` is a plan's ``hourly`` section as JSON."""
+    split_head = ["pool", "pricing", "committed VMs", "commit USD/h per VM", "peak VMs", "burst VM-h/day",
+                  "commitment USD", "burst USD"]
+    split = [[_short(p["pool"]), p["pricing"], p["base"], p["reserved_usd_per_hour"], p["base"] + max(p["burst"]),
+              sum(p["burst"]), p["commitment_usd"], p["burst_usd"]] for p in hourly["pools"]]
+    split.append(["total", "", sum(p["base"] for p in hourly["pools"]), None, None,
+                  sum(sum(p["burst"]) for p in hourly["pools"]), hourly["commitment_usd"], hourly["burst_usd"]])
+    fleet_head = ["hour", *(f"{w} req/s" for w in hourly["rate_per_s"]), *(_short(p["pool"]) for p in hourly["pools"]),
+                  "VMs"]
+    fleet = [[f"{h:02d}", *(r[h] for r in hourly["rate_per_s"].values()),
+              *(f"{p['base']}+{p['burst'][h]}" for p in hourly["pools"]),
+              sum(p["base"] + p["burst"][h] for p in hourly["pools"])] for h in range(24)]
+    return split_head, split, fleet_head, fleet
+
+
+def hourly_text(hourly: dict[str, Any]) -> str:
+    """The hourly plan as two text tables: committed base vs burst per pool, and the fleet per hour."""
+    split_head, split, fleet_head, fleet = hourly_tables(hourly)
+    out = ""
+    for title, head, rows in ((f"Committed base + burst over {hourly['days']:g} day(s) (USD)", split_head, split),
+                              ("Fleet per hour (committed + burst VMs per pool)", fleet_head, fleet)):
+        table = Table(title=title)
+        for col in head:
+            table.add_column(col, justify="left" if col in ("pool", "pricing", "hour") else "right")
+        for row in rows:
+            table.add_row(*("" if v is None else f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row))
+        out += render_text(table)
+    return out
 
 
 def _promises_text(plan: Plan) -> str:

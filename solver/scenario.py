@@ -11,11 +11,12 @@ from typing import Any, Sequence
 import yaml
 from pydantic import ValidationError
 
-from .catalog import catalog_paths, find_model, load_catalog_files, suggest
-from .errors import ScenarioError, UnknownNameError, first_problem
 from .calibration import Calibration, load_calibration
+from .catalog import catalog_paths, find_model, load_catalog_files, suggest
 from .engines import find_engine
+from .errors import ScenarioError, UnknownNameError, first_problem
 from .io import parse_yaml, yaml_problem
+from .profiles import read_profile_csvs
 from .resources import default_calibration
 from .schema import Instance, ModelCard, Scenario
 
@@ -144,6 +145,7 @@ def load_scenario(path: str | Path, *, catalogs: Sequence[Path] = (), models: Se
     """Read, validate and resolve a scenario file (see ``resolve`` for ``catalogs`` and ``models``)."""
     path = Path(path)
     data, node = read_yaml(path)
+    data = read_profile_csvs(data, str(path), path.parent)
     scenario = parse_scenario(data, str(path), node)
     return resolve(scenario, str(path), path.parent, catalogs=catalogs, models=models)
 

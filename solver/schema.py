@@ -6,9 +6,12 @@ Units are in the field names (``_gib``, ``_gb_s``, ``_s``, ``usd_per_hour``).
 from __future__ import annotations
 
 import datetime
-from typing import Literal
+import math
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .field_checks import HOURS_PER_DAY, check_batch_sizes, check_bounds, check_names, check_rate_profile
 
 Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
@@ -22,61 +25,6 @@ Billing = Literal["per_second", "hourly"]
 def default_kv_dtype(dtype: str, kv_dtype: str | None = None) -> str:
     """The KV-cache precision: as given, else the weights' (integer-quantised weights keep an fp16 cache)."""
     return kv_dtype or ("fp16" if dtype in ("int8", "int4") else dtype)
-
-
-# Plausibility bounds (README "Limits"): (lowest, highest, unit). A value outside is a unit slip, not a plan.
-MAX_TOKENS = 10_000_000
-MAX_BATCH = 65_536
-BOUNDS: dict[str, tuple[float, float, str]] = {
-    "input_tokens": (1, MAX_TOKENS, "tokens"), "output_tokens": (1, MAX_TOKENS, "tokens"),
-    "request_rate_per_s": (1e-9, 1e6, "requests/s"), "num_requests": (1, 1e10, "requests"),
-    "deadline_hours": (1 / 3600, 8760, "h"), "horizon_hours": (1 / 3600, 87_600, "h"),
-    "max_ttft_s": (1e-6, 86_400, "s"), "max_tpot_s": (1e-6, 3600, "s"), "max_e2e_s": (1e-6, 7 * 86_400, "s"),
-    "min_tokens_per_s": (1e-6, 1e9, "tokens/s"), "budget_usd_per_hour": (1e-6, 1e9, "USD/h"),
-    "budget_usd": (1e-6, 1e12, "USD"), "max_instance_types": (1, 10_000, "instance types"),
-    "max_instances": (0, 1e7, "VMs"), "max_gpus": (0, 1e8, "GPUs"),
-    "prefill_chunk_tokens": (16, 1_048_576, "tokens"), "max_tensor_parallel": (1, 64, "GPUs"),
-    "offload_step": (0.01, 1, ""),
-}
-
-
-def _num(x: float) -> str:
-    return f"{x:,.0f}" if float(x).is_integer() and abs(x) < 1e13 else f"{x:.4g}"
-
-
-def check_bounds(value: float | int | None, info: ValidationInfo) -> float | int | None:
-    """The plausibility bound of ``info.field_name`` (``BOUNDS``), with the unit in the message."""
-    if value is None or info.field_name not in BOUNDS:
-        return value
-    lo, hi, unit = BOUNDS[info.field_name]
-    if not lo <= value <= hi:
-        u = f" {unit}" if unit else ""
-        side = f"above the plausible maximum of {_num(hi)}" if value > hi else f"below the plausible minimum of {_num(lo)}"
-        raise ValueError(f"{_num(value)}{u} is {side}{u}; check the units")
-    return value
-
-
-def check_batch_sizes(value: list[int] | None) -> list[int] | None:
-    if value is None:
-        return value
-    if not value:
-        raise ValueError("batch_sizes must be a non-empty list of positive integers")
-    for b in value:
-        if not 1 <= b <= MAX_BATCH:
-            raise ValueError(f"batch size {b} must be between 1 and {MAX_BATCH:,} sequences")
-    if len(set(value)) != len(value):
-        raise ValueError("batch_sizes lists a batch size twice")
-    return value
-
-
-def check_names(value: list[str] | None) -> list[str] | None:
-    if value is not None:
-        if not value:
-            raise ValueError("give at least one name, or leave the field out")
-        for name in value:
-            if not name.strip():
-                raise ValueError("names must be non-empty")
-    return value
 
 
 Name = Field(default=None, min_length=1, pattern=r"\S")
@@ -272,11 +220,35 @@ class Workload(Frozen):
     max_replicas: int | None = Field(default=None, ge=1, description="online: at most this many such VMs")
     spread: list[str] | None = Field(default=None, min_length=1, description="online: at least one such VM "
                                      "in each of these regions (N+1 redundancy across regions)")
+    rate_profile: list[float] | None = Field(default=None, description="online: requests/s in each hour 0..23 "
+                                             "of a day (instead of request_rate_per_s, which becomes its peak)")
+    rate_profile_csv: str | None = Field(default=None, min_length=1, description="a CSV hour,rate_per_s (hours "
+                                         "0..23) relative to the scenario file; read into rate_profile on load")
 
     _bounds = field_validator("input_tokens", "output_tokens", "request_rate_per_s", "num_requests",
                               "deadline_hours")(check_bounds)
     _batches = field_validator("batch_sizes")(check_batch_sizes)
     _names = field_validator("instance_types")(check_names)
+    _profile = field_validator("rate_profile")(check_rate_profile)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _peak_of_profile(cls, data: Any) -> Any:
+        """A rate profile sets request_rate_per_s to its peak (the rate candidates and SLO promises are sized
+        for); a request_rate_per_s given beside it must be that peak."""
+        if not isinstance(data, dict) or not isinstance(data.get("rate_profile"), list):
+            return data
+        values = data["rate_profile"]
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                 for v in values):
+            return data  # the field validator names the problem
+        peak = float(max(values))
+        given = data.get("request_rate_per_s")
+        if given is None and peak > 0:
+            return {**data, "request_rate_per_s": peak}
+        if isinstance(given, (int, float)) and not math.isclose(float(given), peak, rel_tol=1e-9):
+            raise ValueError(f"request_rate_per_s {given} differs from the rate_profile's peak {peak:g}: give one")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:
@@ -304,7 +276,19 @@ class Workload(Frozen):
             raise ValueError("min_replicas, max_replicas and spread apply to online workloads only")
         if self.min_replicas and self.max_replicas and self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas exceeds max_replicas")
+        if self.rate_profile_csv is not None and self.rate_profile is None:
+            raise ValueError("rate_profile_csv is read when the scenario file is loaded (load_scenario); "
+                             "from Python give rate_profile")
+        if self.rate_profile is not None and self.mode != "online":
+            raise ValueError("rate_profile applies to online workloads only")
         return self
+
+    def hourly_factors(self) -> list[float]:
+        """Each hour's rate as a fraction of the peak rate: the profile over its peak, or 24 ones."""
+        if self.rate_profile is None:
+            return [1.0] * HOURS_PER_DAY
+        peak = max(self.rate_profile)
+        return [v / peak for v in self.rate_profile]
 
     @property
     def effective_kv_dtype(self) -> str:
@@ -378,6 +362,13 @@ class Scenario(Frozen):
                               description="probability, given the model's measured error, that each SLO holds")
     peak_factor: float = Field(default=1.0, ge=1, le=100, description="plan online rates at peak = factor x mean")
     settings: Settings = Field(default_factory=Settings)
+    commitment_discount: float | None = Field(
+        default=None, ge=0, lt=1, description="1-year commitment discount for on-demand offerings whose family has "
+        "no row in catalogs/commitments.csv (e.g. a negotiated rate); None: only the catalog's commitments")
+    commitment_price_scale: float = Field(default=1.0, gt=0, le=10,
+                                          description="multiplies every commitment price (sweep commitment_discount)")
+    min_run_hours: int | None = Field(default=None, ge=1, le=24, description="hourly plans: a burst VM, once "
+                                      "started, runs at least this many hours (the day repeats)")
 
     _bounds = field_validator("horizon_hours", "budget_usd_per_hour", "budget_usd", "max_instance_types")(check_bounds)
     _names = field_validator("catalogs", "clouds", "regions", "instance_types")(check_names)
@@ -389,4 +380,13 @@ class Scenario(Frozen):
             if w.name in seen:
                 raise ValueError(f"workloads[{i}].name: duplicate workload name {w.name!r}")
             seen.add(w.name)
+        if self.hourly and (self.max_spot_share is not None or any(w.min_replicas or w.spread
+                                                                   for w in self.workloads)):
+            raise ValueError("rate_profile does not combine with max_spot_share, min_replicas or spread yet "
+                             "(those count VMs that the hourly plan varies); drop one of them")
         return self
+
+    @property
+    def hourly(self) -> bool:
+        """Plan per hour of a day (base + burst VMs): some workload gives a rate profile."""
+        return any(w.rate_profile is not None for w in self.workloads)

@@ -19,13 +19,13 @@ import numpy as np
 from .calibration import Calibration
 from .catalog import find_gpu
 from .engines import EngineProfile, find_engine
+from .errors import InputError
+from .io import atomic_write_text, read_json
 from .roofline import Hardware, weight_bytes
 from .scenario import Resolved, load_scenario
 from .schema import Workload
 from .serving import Shape
 from .simulate import route_and_simulate
-from .errors import InputError
-from .io import atomic_write_text, read_json
 
 WARMUP = 0.10
 METRICS = ("ttft", "tpot", "e2e")
@@ -183,6 +183,22 @@ def _lengths(w: Workload, n: int, rng: np.random.Generator) -> tuple[np.ndarray,
     return (np.array([b.input_tokens for b in mix])[k], np.array([b.output_tokens for b in mix])[k], k)
 
 
+def busiest_hour(plan: dict) -> tuple[dict, dict[str, float], int]:
+    """An hourly plan (rate profiles) as the plan of its busiest hour h (most planned requests/s in all): each
+    pool with its committed + burst VMs of hour h, each demand routed by its hour-h shares; with the hour's rates."""
+    hourly = plan["hourly"]
+    rates = hourly["rate_per_s"]
+    h = max(range(24), key=lambda k: (sum(r[k] for r in rates.values()), -k))
+    fleet = {q["pool"]: q["base"] + q["burst"][h] for q in hourly["pools"]}
+    pools = [p | {"count": fleet.get(p["pool"], p["count"])} for p in plan["pools"]]
+    share = {(s["demand"], s["pool"]): s["shares"][h] for s in hourly["shares"]}
+    rows = [a | {"share": share.get((a["demand"], a["pool"]), a["share"]) if a["pool"] in fleet else a["share"]}
+            for a in plan["assignments"]]
+    keep = [a for a in rows if a["share"] > 0]
+    return (plan | {"pools": [p for p in pools if p["count"] > 0], "assignments": keep},
+            {w: r[h] for w, r in rates.items()}, h)
+
+
 def simulate_plan(scenario: Resolved | str | Path, plan: dict, *, requests: int = 20000, seed: int = 0,
                   arrivals: str = "poisson", calibration: Calibration | None = None,
                   engine: str | None = None) -> SimulationReport:
@@ -190,6 +206,9 @@ def simulate_plan(scenario: Resolved | str | Path, plan: dict, *, requests: int 
     resolved = scenario if isinstance(scenario, Resolved) else load_scenario(scenario)
     calibration = calibration or resolved.calibration  # the calibration the plan was made with
     rng = np.random.default_rng(seed)
+    hour_rates: dict[str, float] | None = None
+    if plan.get("hourly"):  # rate profiles: replay the busiest hour with that hour's fleet and routing
+        plan, hour_rates, hour = busiest_hour(plan)
     pools = _pools(resolved, plan, calibration, engine)
     report = SimulationReport(resolved.scenario.name, int(requests), int(seed), arrivals, WARMUP)
     report.notes.append(f"first {WARMUP:.0%} of each workload's requests (by arrival) left out as warm-up; "
@@ -197,6 +216,10 @@ def simulate_plan(scenario: Resolved | str | Path, plan: dict, *, requests: int 
     online = [w for w in resolved.scenario.workloads if w.mode == "online" and w.request_rate_per_s]
     # replay the rate the plan was sized for: the mean rate times the peak factor
     peak = {w.name: (w.request_rate_per_s or 0.0) * (w.peak_factor or resolved.scenario.peak_factor) for w in online}
+    if hour_rates is not None:
+        peak = {name: hour_rates.get(name, rate) for name, rate in peak.items()}
+        online = [w for w in online if peak[w.name] > 0]
+        report.notes.append(f"hourly plan: hour {hour:02d} replayed (the most planned requests/s)")
     total_rate = sum(peak.values())
     streams: dict[str, list] = {p: [] for p in pools}  # pool -> [(workload, index array, arr, lin, lout)]
     per_workload: dict[str, dict] = {}

@@ -31,8 +31,8 @@ from typing import Any
 import pandas as pd
 
 from .errors import CatalogError
-from .measurements import COLUMNS
 from .io import read_json
+from .measurements import COLUMNS
 
 ROW_COLUMNS = (*COLUMNS, "notes", "request_rate_per_s", "concurrency", "statistic")
 # (file statistic key, our statistic name)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from .catalog import find_gpu
 from .perf import GIB, Estimate, Hardware, estimate, make_serving
 from .plan_types import Assignment, Plan, Pool
+from .profiles import commitment_discount
 from .scenario import Resolved
 from .schema import Bucket, Instance, Workload
 
@@ -148,6 +149,7 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
     served: dict[str, float] = defaultdict(float)
     load: dict[str, float] = defaultdict(float)
     members: dict[str, list[tuple[Assignment, Workload]]] = defaultdict(list)
+    rps: dict[tuple[str, str], float] = {}  # re-predicted requests/s per VM of each (demand, pool)
     for a in plan.assignments:
         w = workloads.get(a.workload)
         demands = _demands(w) if w is not None else {}
@@ -168,6 +170,7 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
         rules, est = _row_rules(resolved, w, bucket, p, inst)
         bad += rules
         rps_vm = float(est.requests_per_s[0]) * (inst.gpu_count // max(p.tensor_parallel, 1))
+        rps[(a.demand, a.pool)] = rps_vm
         bad += _reported(a, p, bucket, est, rps_vm)
         if rps_vm > 0:
             per = (w.request_rate_per_s or 0.0) * (w.peak_factor or sc.peak_factor) if w.mode == "online" \
@@ -179,6 +182,7 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
         bad += [f"demand[{d}]: served {served.get(d, 0.0):.6f} of 1" for d in _demands(w)
                 if not _close(served.get(d, 0.0), 1.0)]
     bad += _check_pools(plan, pools, members, load, resolved, offers)
+    bad += _check_hourly(plan, resolved, rps)
     bad += _check_limits(plan, resolved)
     bad += _check_replicas(plan, resolved, members, offers)
     return bad
@@ -253,12 +257,16 @@ def _check_pools(plan: Plan, pools: dict[str, Pool], members: dict[str, list[tup
             bad.append(f"pool[{p.pool}]: {p.count} VMs and {len(group)} assignments: a listed pool works")
             continue
         bad += _pool_shape(p, group, sc.share_replicas)
-        if not _close(p.pool_usd_per_hour, p.unit_usd_per_hour * p.count):
+        if p.mode == "online" and plan.hourly is not None:
+            pass  # capacity and cost per hour: _check_hourly
+        elif not _close(p.pool_usd_per_hour, p.unit_usd_per_hour * p.count):
             bad.append(f"cost[{p.pool}]: pool_usd_per_hour {p.pool_usd_per_hour:.4f} is not unit x count")
         work = load.get(p.pool, 0.0)
         if p.mode == "online":
             if p.vm_hours is not None:
                 bad.append(f"billing[{p.pool}]: an online pool reports VM-hours")
+            if plan.hourly is not None:
+                continue
             if not _le(work, p.count):
                 bad.append(f"capacity[{p.pool}]: needs {work:.4f} VMs, has {p.count}")
             expected = p.unit_usd_per_hour * p.count * plan.horizon_hours
@@ -273,6 +281,65 @@ def _check_pools(plan: Plan, pools: dict[str, Pool], members: dict[str, list[tup
         if not _close(total, p.pool_usd_per_hour, 1e-5):
             bad.append(f"cost[{p.pool}]: assignments' share_usd_per_hour sum {total:.4f}, pool {p.pool_usd_per_hour:.4f}")
     return bad
+
+
+def _check_hourly(plan: Plan, resolved: Resolved, rps: dict[tuple[str, str], float]) -> list[str]:
+    """With rate profiles: per hour h, every demand's shares sum to 1 and each online pool's load
+    sum_d rate_{d,h} share_{d,h} / rps_vm <= base + burst_h; costs are base x commitment price x 24 h plus burst
+    VM-hours x unit price, per day, times horizon / 24; the pool's count is its peak hour's fleet."""
+    sc = resolved.scenario
+    if (plan.hourly is not None) != sc.hourly:
+        return [f"hourly: the scenario {'has' if sc.hourly else 'has no'} rate profile, the plan "
+                f"{'lacks' if plan.hourly is None else 'has'} an hourly section"]
+    if plan.hourly is None:
+        return []
+    bad, days, hp = [], sc.horizon_hours / 24, {q.pool: q for q in plan.hourly.pools}
+    rate = {d: (w, b.fraction, [(w.request_rate_per_s or 0.0) * (w.peak_factor or sc.peak_factor) * f
+                                for f in w.hourly_factors()]) for w in sc.workloads if w.mode == "online"
+            for d, b in _demands(w).items()}
+    need = defaultdict(lambda: [0.0] * 24)
+    served = defaultdict(lambda: [0.0] * 24)
+    for s in plan.hourly.shares:
+        if s.demand not in rate or (s.demand, s.pool) not in rps or len(s.shares) != 24:
+            bad.append(f"hourly[{s.demand}@{s.pool}]: not an assignment of the plan, or not 24 shares")
+            continue
+        w, frac, r = rate[s.demand]
+        for h, x in enumerate(s.shares):
+            served[s.demand][h] += x
+            need[s.pool][h] += r[h] * frac * x / rps[(s.demand, s.pool)] if rps[(s.demand, s.pool)] > 0 else 0.0
+    bad += [f"hourly_demand[{d}@h{h:02d}]: served {served[d][h]:.6f} of 1" for d, (_, _, r) in rate.items()
+            for h in range(24) if r[h] > 0 and not _close(served[d][h], 1.0)]
+    for p in plan.pools:
+        q = hp.get(p.pool)
+        if p.mode != "online":
+            continue
+        if q is None or len(q.burst) != 24 or q.base < 0 or min(q.burst) < 0:
+            bad.append(f"hourly[{p.pool}]: no hourly fleet of 24 non-negative burst counts and a base")
+            continue
+        d = commitment_discount(p.cloud, p.instance_type, sc)
+        r = None if d is None or p.pricing != "on_demand" else p.unit_usd_per_hour * (1 - d) * sc.commitment_price_scale
+        if q.base > 0 and (r is None or q.reserved_usd_per_hour is None or not _close(r, q.reserved_usd_per_hour)):
+            bad.append(f"commitment[{p.pool}]: {q.base} committed VMs at {q.reserved_usd_per_hour}, offered {r}")
+        bad += [f"hourly_capacity[{p.pool}@h{h:02d}]: needs {need[p.pool][h]:.4f} VMs, has {q.base + q.burst[h]}"
+                for h in range(24) if not _le(need[p.pool][h], q.base + q.burst[h])]
+        bad += _min_run(p.pool, q.burst, sc.min_run_hours)
+        usd = ((r or 0.0) * q.base * 24 + p.unit_usd_per_hour * sum(q.burst)) * days
+        if p.count != q.base + max(q.burst) or not _close(p.usd, usd) or not _close(p.pool_usd_per_hour * sc.horizon_hours, usd):
+            bad.append(f"hourly_cost[{p.pool}]: {p.count} VMs, {p.usd:.4f} USD; recomputed peak {q.base + max(q.burst)}"
+                       f" VMs, {usd:.4f} USD")
+    if set(hp) != {p.pool for p in plan.pools if p.mode == "online"}:
+        bad.append("hourly: its pools are not the plan's online pools")
+    return bad
+
+
+def _min_run(pool: str, burst: list[int], hours: int | None) -> list[str]:
+    """Each started burst VM runs >= m hours (day wraps): exact with the fewest starts max(0, u_h - u_{h-1})."""
+    if hours is None or hours <= 1:
+        return []
+    starts = [max(0, burst[h] - burst[h - 1]) for h in range(24)]
+    return [f"min_run[{pool}@h{h:02d}]: {burst[h]} burst VMs, but {sum(starts[(h - j) % 24] for j in range(hours))}"
+            f" started in the last {hours} h" for h in range(24)
+            if burst[h] < sum(starts[(h - j) % 24] for j in range(hours))]
 
 
 def _offline_rules(p: Pool, work: float, hours: float, deadline: float, billing: str) -> list[str]:

@@ -35,7 +35,9 @@ def plan_record(plan: Any) -> dict[str, Any]:
     data = plan.model_dump()
     return {"scenario": data["scenario"], "status": data["status"], "objective": data["objective"],
             "bound": data["bound"], "online_usd_per_hour": data["online_usd_per_hour"],
-            "offline_usd": data["offline_usd"], "pools": data["pools"]}
+            "offline_usd": data["offline_usd"], "pools": data["pools"]} | (
+        {"hourly": {"pools": data["hourly"]["pools"], "commitment_usd": data["hourly"]["commitment_usd"],
+                    "burst_usd": data["hourly"]["burst_usd"]}} if data.get("hourly") else {})
 
 
 def golden_record(path: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from solver.catalog import CATALOG_DIR, MODEL_DIR, find_gpu, gpu_specs, load_gpu
 from solver.calibration import load_calibration
 from solver.measurements import load_measurements
 
-PROFILE_CSVS = ("gpus.csv", "engines.csv", "gpu_efficiency.csv")  # not instance catalogs
+PROFILE_CSVS = ("gpus.csv", "engines.csv", "gpu_efficiency.csv", "commitments.csv")  # not instance catalogs
 INSTANCE_CSVS = sorted(p for p in CATALOG_DIR.glob("*.csv") if p.name not in PROFILE_CSVS)
 GPU_CSVS = [CATALOG_DIR / "gpus.csv", CATALOG_DIR / "measurements" / "gpus_extra.csv"]
 MODEL_CARDS = sorted(MODEL_DIR.rglob("*.yaml"))

@@ -26,6 +26,8 @@ Axes (every value list is non-empty; the sweep is the product of all of them, in
                            offline jobs are not latency bounds and stay)
 ``demand_growth``          multiply request rates and offline request counts
 ``regions``                a list of region lists, e.g. ``[[us-east-1], [us-east-1, us-west-2]]``
+``commitment_discount``    multiply every commitment (reserved) price by ``k`` (``0 < k <= 10``; 1 = as
+                           published): only plans with rate profiles hold committed VMs
 =========================  ==============================================================================
 
 Prices change by transforming ``Resolved.instances`` (the catalog the base scenario resolved to); the scenario
@@ -38,14 +40,37 @@ axis named like a plan field (``pricing``) never clashes with the assignment's o
 """
 from __future__ import annotations
 
-from .axes import (PLAIN_AXES, PRICE_KEYS, PRICINGS, LoadedSweep, Sweep, apply_point, load_sweep, make_sweep,
-                   parse_sweep)
-from .execute import (DASK_TIMEOUT_S, MAX_POINT_TIME_LIMIT_S, MAX_POINTS, SweepStopped, check_limits,
-                      default_workers, run_sweep, solve_point)
-from .results import (ASSIGNMENT_FIELDS, AXIS_PREFIX, INT_FIELDS, POINT_FIELDS, SOLVED, TABLE_FIELDS, axis_cell,
-                      axis_columns, exit_code, label_axis, merge_tables, output_kind, partial_path, read_results, results_table,
-                      resume_table,
-                      summary_table, write_results)
+from .axes import PLAIN_AXES, PRICE_KEYS, PRICINGS, LoadedSweep, Sweep, apply_point, load_sweep, make_sweep, parse_sweep
+from .execute import (
+                   DASK_TIMEOUT_S,
+                   MAX_POINT_TIME_LIMIT_S,
+                   MAX_POINTS,
+                   SweepStopped,
+                   check_limits,
+                   default_workers,
+                   run_sweep,
+                   solve_point,
+)
+from .results import (
+                   ASSIGNMENT_FIELDS,
+                   AXIS_PREFIX,
+                   INT_FIELDS,
+                   POINT_FIELDS,
+                   SOLVED,
+                   TABLE_FIELDS,
+                   axis_cell,
+                   axis_columns,
+                   exit_code,
+                   label_axis,
+                   merge_tables,
+                   output_kind,
+                   partial_path,
+                   read_results,
+                   results_table,
+                   resume_table,
+                   summary_table,
+                   write_results,
+)
 
 __all__ = ["DASK_TIMEOUT_S", "MAX_POINTS", "MAX_POINT_TIME_LIMIT_S", "SweepStopped", "check_limits",
            "merge_tables", "partial_path", "resume_table", "ASSIGNMENT_FIELDS", "AXIS_PREFIX", "INT_FIELDS", "PLAIN_AXES", "POINT_FIELDS", "PRICE_KEYS", "PRICINGS",

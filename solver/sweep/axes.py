@@ -18,7 +18,7 @@ from ..schema import SLO, Frozen, Instance, Scenario, Workload
 
 PRICE_KEYS = ("gpu", "cloud", "family", "type")
 PLAIN_AXES = ("price_multiplier", "reserved_discount", "pricing", "spot_share", "slo_scale", "demand_growth",
-              "regions", "confidence")
+              "regions", "confidence", "commitment_discount")
 PRICINGS = ("on_demand", "spot", "both")
 
 class Sweep(Frozen):
@@ -108,6 +108,8 @@ def _check_axis(name: str, values: list[Any], instances: list[Instance], fail: C
         x = number(v)
         if kind in ("multiplier", "slo_scale", "demand_growth") and (x is None or x <= 0):
             raise fail(f"expected a positive number, got {v!r}", name, i)
+        if kind == "commitment_discount" and (x is None or not 0 < x <= 10):
+            raise fail(f"expected a factor 0 < k <= 10 on commitment prices, got {v!r}", name, i)
         if kind == "spot_share" and (x is None or not 0 <= x <= 1):
             raise fail(f"expected a share 0 <= s <= 1, got {v!r}", name, i)
         if kind == "confidence" and (x is None or not 0.5 <= x < 1):
@@ -187,6 +189,7 @@ def _scale_slo(slo: SLO, s: float) -> SLO:
 def _grow(w: Workload, g: float) -> Workload:
     return w.model_copy(update=dict(
         request_rate_per_s=None if w.request_rate_per_s is None else w.request_rate_per_s * g,
+        rate_profile=None if w.rate_profile is None else [v * g for v in w.rate_profile],
         num_requests=None if w.num_requests is None else max(1, round(w.num_requests * g))))
 
 
@@ -220,6 +223,8 @@ def apply_point(base: Resolved, values: dict[str, Any]) -> Resolved:
             update["regions"] = list(v)
         elif name == "confidence":
             update["confidence"] = float(v)
+        elif name == "commitment_discount":  # k multiplies every commitment price (hourly plans' committed VMs)
+            update["commitment_price_scale"] = float(v)
         else:  # pragma: no cover - load_sweep rejects unknown axes
             raise ScenarioError(f"unknown axis {name!r}")
     instances = base.instances
