@@ -24,6 +24,7 @@ import math
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -160,7 +161,7 @@ def _shell(argv: list[str]) -> str:
 def skypilot_task(launch: PoolLaunch, offload_flag: str = "kv-offloading") -> dict:
     """The SkyPilot task (offline) or SkyServe service (online) YAML of one pool, as a dict."""
     p = launch.pool
-    resources = {"cloud": p.cloud} if p.cloud in SKYPILOT_CLOUDS else {}  # e.g. the paper's catalog: SkyPilot finds it
+    resources: dict[str, Any] = {"cloud": p.cloud} if p.cloud in SKYPILOT_CLOUDS else {}  # e.g. the paper's catalog: SkyPilot finds it
     resources |= {"region": p.region, "instance_type": p.instance_type,
                  "accelerators": f"{p.gpu}:{p.gpu_count}", "use_spot": p.pricing == "spot"}
     task: dict = {"name": launch.name}

@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ def statistic(values: np.ndarray, name: str) -> float:
     return float(np.mean(values)) if name == "mean" else float(np.percentile(values, float(name.lstrip("p"))))
 
 
-def _get(row: dict, *keys: str, default=None):
+def _get(row: dict, *keys: str, default: Any = None) -> Any:
     for k in keys:
         if k in row and row[k] is not None:
             return row[k]
@@ -278,6 +279,7 @@ def _online_stats(w: Workload, data: dict, report: SimulationReport) -> dict:
 
 def _offline(w: Workload, plan: dict, pools: dict, requests: int, rng: np.random.Generator,
              report: SimulationReport) -> dict:
+    assert w.num_requests is not None and w.deadline_hours is not None  # the schema requires both offline
     rows = [a for a in plan.get("assignments", []) if a["workload"] == w.name]
     parts, finish_h = [], 0.0
     for a in rows:

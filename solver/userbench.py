@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import pandas as pd
 
@@ -67,6 +67,10 @@ def read_user_benchmark(path: str | os.PathLike, *, model: str, gpu: str, gpu_co
 
 # ---- vLLM benchmark_serving ------------------------------------------------------------------------------------------
 
+@overload
+def _num(value: Any, path: Path, field: str, *, required: Literal[True] = ...) -> float: ...
+@overload
+def _num(value: Any, path: Path, field: str, *, required: bool) -> float | None: ...
 def _num(value: Any, path: Path, field: str, *, required: bool = True) -> float | None:
     if value is None or value == "":
         if required:
@@ -149,8 +153,8 @@ def _stat(summary: dict, file_stat: str) -> Any:
 
 
 def _guidellm_load(bench: dict, path: Path, where: str) -> tuple[float | None, float | None, str]:
-    config = bench.get("config") if isinstance(bench.get("config"), dict) else {}
-    args = bench.get("args") if isinstance(bench.get("args"), dict) else {}
+    config: dict = bench["config"] if isinstance(bench.get("config"), dict) else {}
+    args: dict = bench["args"] if isinstance(bench.get("args"), dict) else {}
     strategy = config.get("strategy") or args.get("strategy") or bench.get("strategy")
     if not isinstance(strategy, dict) or "type_" not in strategy:
         raise CatalogError("benchmark has no scheduling strategy (config.strategy / args.strategy with type_)",

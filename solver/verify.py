@@ -141,6 +141,7 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
     offers = {(i.cloud, i.instance_type, i.region): i for i in resolved.instances}
     bad = physically_impossible(plan) + _check_header(plan, resolved)
     pools: dict[str, Pool] = {}
+    p: Pool | None
     for p in plan.pools:
         if p.pool in pools:
             bad.append(f"pool[{p.pool}]: listed twice")
