@@ -322,14 +322,14 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
                        "; ".join(notes))
 
 
-def _rows_by_block(model: LinearModel, blocks: list[np.ndarray]) -> list[list]:
+def _rows_by_block(model: LinearModel, blocks: list[np.ndarray]) -> list[list[Any]]:
     """Each row re-indexed into its block's local variable numbering."""
     block_of = np.empty(len(model.names), dtype=int)
     local = np.empty(len(model.names), dtype=int)
     for b, block in enumerate(blocks):
         block_of[block] = b
         local[block] = np.arange(len(block))
-    out: list[list] = [[] for _ in blocks]
+    out: list[list[Any]] = [[] for _ in blocks]
     for name, idx, coef, lo, hi in model.rows:
         if len(idx):
             out[int(block_of[idx[0]])].append((name, local[idx], coef, lo, hi))

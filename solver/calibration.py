@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -232,7 +233,7 @@ def _quantiles(raw: object, path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def calibration_payload(calibration: Calibration, meta: dict | None = None) -> dict:
+def calibration_payload(calibration: Calibration, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON form of a calibration (``load_calibration`` reads it back)."""
     def vec(v: np.ndarray) -> list[float]:
         return [float(x) for x in v]

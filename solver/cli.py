@@ -57,7 +57,7 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def guarded(fn: Callable) -> Callable:
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Map every failure to a one-line message and its exit code."""
 
     @functools.wraps(fn)
@@ -415,9 +415,11 @@ def catalog_show(gpu: Optional[str] = typer.Option(None, "--gpu", help="e.g. H10
     from .report import to_json
 
     df = offerings(catalog or None, gpu=gpu, cloud=cloud, region=region)
-    text = {Format.json: lambda: to_json({"offerings": df.astype(object).where(df.notna(), None)
-                                          .to_dict(orient="records")}),
-            Format.csv: lambda: csv_safe(df).to_csv(index=False), Format.table: lambda: offerings_text(df)}[format]()
+    render: dict[Any, Callable[[], str]] = {
+        Format.json: lambda: to_json({"offerings": df.astype(object).where(df.notna(), None)
+                                      .to_dict(orient="records")}),
+        Format.csv: lambda: csv_safe(df).to_csv(index=False), Format.table: lambda: offerings_text(df)}
+    text = render[format]()
     emit(text, None)
 
 
