@@ -21,8 +21,8 @@ try:  # Airflow 3: the task SDK
     from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # Airflow 2.9 / 2.10
     try:
-        from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
-        from airflow.models import BaseOperator  # type: ignore[no-redef]
+        from airflow.exceptions import AirflowFailException  # type: ignore[no-redef, unused-ignore]
+        from airflow.models import BaseOperator  # type: ignore[no-redef, unused-ignore]
     except ImportError:
         raise ImportError("solver.airflow needs Apache Airflow: pip install 'infersave[airflow]'") from None
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SolverFailure
-from .milp import LinearModel
+from .linear_model import LinearModel
 
 log = logging.getLogger(__name__)
 BACKENDS = ("highs", "cbc", "ortools", "highs-pulp")
@@ -212,7 +212,7 @@ def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: floa
                        note=note)
 
 
-def _is_link(row: tuple, integer: list[bool]) -> bool:
+def _is_link(row: tuple[Any, ...], integer: list[bool]) -> bool:
     """x <= n with x continuous and n integer: a valid inequality that only tightens the LP relaxation."""
     _name, idx, coef, lo, hi = row
     return (len(idx) == 2 and math.isinf(lo) and hi == 0 and coef[0] == 1.0 and coef[1] == -1.0
@@ -381,14 +381,14 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
                        "; ".join(notes))
 
 
-def _rows_by_block(model: LinearModel, blocks: list[np.ndarray]) -> list[list]:
+def _rows_by_block(model: LinearModel, blocks: list[np.ndarray]) -> list[list[Any]]:
     """Each row re-indexed into its block's local variable numbering."""
     block_of = np.empty(len(model.names), dtype=int)
     local = np.empty(len(model.names), dtype=int)
     for b, block in enumerate(blocks):
         block_of[block] = b
         local[block] = np.arange(len(block))
-    out: list[list] = [[] for _ in blocks]
+    out: list[list[Any]] = [[] for _ in blocks]
     for name, idx, coef, lo, hi in model.rows:
         if len(idx):
             out[int(block_of[idx[0]])].append((name, local[idx], coef, lo, hi))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -165,7 +166,7 @@ def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
     if not isinstance(data, dict) or data.get("form") != FORM:
         raise CatalogError(f"not a calibration of form {FORM!r} (refit with `infersave calibrate`)",
                            path=str(path), field="form")
-    levels = {}
+    levels: dict[str, dict[str, np.ndarray]] = {}
     for level in ("per_gpu", "per_engine", "per_engine_gpu"):
         raw = data.get(level, {})
         if not isinstance(raw, dict):
@@ -178,7 +179,8 @@ def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
         raise CatalogError("has no coefficients (global is null and per_gpu, per_engine, per_engine_gpu are empty)",
                            path=str(path), field="global")
     return Calibration(global_theta=global_theta, error_quantiles=_quantiles(data.get("error_quantiles", {}), path),
-                       source=str(data.get("source", path)), **levels)
+                       source=str(data.get("source", path)), per_gpu=levels["per_gpu"],
+                       per_engine=levels["per_engine"], per_engine_gpu=levels["per_engine_gpu"])
 
 
 def _check_keys(levels: dict[str, dict[str, np.ndarray]], path: Path) -> None:
@@ -229,7 +231,7 @@ def _quantiles(raw: object, path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def calibration_payload(calibration: Calibration, meta: dict | None = None) -> dict:
+def calibration_payload(calibration: Calibration, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON form of a calibration (``load_calibration`` reads it back)."""
     def vec(v: np.ndarray) -> list[float]:
         return [float(x) for x in v]

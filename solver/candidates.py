@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -148,7 +149,7 @@ def evaluate_model(model: ModelCard, demands: pd.DataFrame, hw_configs: pd.DataF
     return pd.concat(out, ignore_index=True)
 
 
-def _serving(frame: pd.DataFrame, key: tuple, scenario: Scenario, calibration: Calibration) -> Serving:
+def _serving(frame: pd.DataFrame, key: tuple[Any, ...], scenario: Scenario, calibration: Calibration) -> Serving:
     """How these rows are served: engine coefficients per GPU, mode, SLO bounds and error headroom."""
     dtype, _, engine, mode, percentiles = key
     bounds = {"ttft": frame["max_ttft_s"].to_numpy(float), "tpot": frame["max_tpot_s"].to_numpy(float),
@@ -157,7 +158,7 @@ def _serving(frame: pd.DataFrame, key: tuple, scenario: Scenario, calibration: C
                         gpus=frame["gpu"].to_numpy(), bounds=bounds, confidence=scenario.confidence)
 
 
-def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, key: tuple, scenario: Scenario,
+def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, key: tuple[Any, ...], scenario: Scenario,
                     calibration: Calibration, prune: bool) -> pd.DataFrame:
     s = scenario.settings
     dtype, kv_dtype, engine_name = key[0], key[1], key[2]

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 from pydantic import ValidationError
@@ -306,7 +306,7 @@ NON_DECODER_TYPES = frozenset({
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
-def _check_decoder(cfg: dict, path: Path) -> None:
+def _check_decoder(cfg: dict[str, Any], path: Path) -> None:
     """Refuse, by name, a config.json that is not a decoder-only causal language model."""
     model_type = str(cfg.get("model_type", ""))
     archs = cfg.get("architectures")

@@ -13,12 +13,12 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from .catalog import VM_COLUMNS, default_catalog_paths, gpu_specs, load_instances, normalise, read_csv_rows, suggest
+from .catalog import default_catalog_paths, gpu_specs, load_instances, normalise, read_csv_rows, suggest
 from .errors import CatalogError, InputError, UnknownNameError
 from .io import atomic_write_text, neutralise_cell
 from .provenance import catalog_info
 from .report import render_text
-from .skypilot import ImportReport, collapse_zones
+from .skypilot import VM_COLUMNS, ImportReport, collapse_zones
 
 OUT_COLUMNS = [*VM_COLUMNS, "source", "retrieved"]
 SHOW_COLUMNS = ["gpu", "gpu_count", "cloud", "region", "instance_type", "vcpus", "host_mem_gib", "usd_per_hour",

@@ -57,7 +57,7 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def guarded(fn: Callable) -> Callable:
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Map every failure to a one-line message and its exit code."""
 
     @functools.wraps(fn)
@@ -393,6 +393,7 @@ def export(plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="plan
     if to is ExportTarget.vllm:
         emit(vllm_text(view, launches, offload_flag), None if out_dir is None else out_dir / "vllm_commands.sh")
         return
+    assert out_dir is not None  # checked above for --to skypilot
     for path in write_skypilot(view, out_dir, launches, offload_flag):
         typer.echo(f"wrote {path}", err=True)
 
@@ -414,9 +415,11 @@ def catalog_show(gpu: Optional[str] = typer.Option(None, "--gpu", help="e.g. H10
     from .report import to_json
 
     df = offerings(catalog or None, gpu=gpu, cloud=cloud, region=region)
-    text = {Format.json: lambda: to_json({"offerings": df.astype(object).where(df.notna(), None)
-                                          .to_dict(orient="records")}),
-            Format.csv: lambda: csv_safe(df).to_csv(index=False), Format.table: lambda: offerings_text(df)}[format]()
+    render: dict[Any, Callable[[], str]] = {
+        Format.json: lambda: to_json({"offerings": df.astype(object).where(df.notna(), None)
+                                      .to_dict(orient="records")}),
+        Format.csv: lambda: csv_safe(df).to_csv(index=False), Format.table: lambda: offerings_text(df)}
+    text = render[format]()
     emit(text, None)
 
 

@@ -24,6 +24,7 @@ import math
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -157,13 +158,14 @@ def _shell(argv: list[str]) -> str:
     return " ".join(f'"{a}"' if "${" in a else shlex.quote(a) for a in argv)
 
 
-def skypilot_task(launch: PoolLaunch, offload_flag: str = "kv-offloading") -> dict:
+def skypilot_task(launch: PoolLaunch, offload_flag: str = "kv-offloading") -> dict[str, Any]:
     """The SkyPilot task (offline) or SkyServe service (online) YAML of one pool, as a dict."""
     p = launch.pool
-    resources = {"cloud": p.cloud} if p.cloud in SKYPILOT_CLOUDS else {}  # e.g. the paper's catalog: SkyPilot finds it
+    # no cloud for one SkyPilot does not know (e.g. the paper's catalog): SkyPilot finds it
+    resources: dict[str, Any] = {"cloud": p.cloud} if p.cloud in SKYPILOT_CLOUDS else {}
     resources |= {"region": p.region, "instance_type": p.instance_type,
                  "accelerators": f"{p.gpu}:{p.gpu_count}", "use_spot": p.pricing == "spot"}
-    task: dict = {"name": launch.name}
+    task: dict[str, Any] = {"name": launch.name}
     if launch.online:
         resources["ports"] = PORT
         task["service"] = {"readiness_probe": {"path": "/v1/models", "initial_delay_seconds": READINESS_DELAY_S},

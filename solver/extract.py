@@ -19,8 +19,7 @@ from .backends import SolveResult, Status, solve, write_lp
 from .candidates import Candidates
 from .errors import PlannerError, SolverFailure
 from .field_checks import HOURS_PER_DAY
-from .milp import Problem
-from .milp_hourly import HourlyVars
+from .linear_model import HourlyVars, Problem
 from .plan_types import Assignment, Hourly, HourlyPool, HourlyShare, Plan, Pool, SolverStats
 from .scenario import Resolved
 
@@ -148,10 +147,10 @@ def daily_shares(problem: Problem, values: np.ndarray) -> np.ndarray:
     x = np.clip(values[problem.x], 0.0, 1.0)
     hv = problem.hourly
     if hv is None:
-        return x
+        return np.asarray(x, float)
     online = (problem.rows["mode"] == "online").to_numpy()
     daily = (hourly_shares(problem, values) * hv.factor).sum(axis=1) / hv.factor.sum(axis=1)
-    return np.where(online, daily, x)
+    return np.asarray(np.where(online, daily, x), float)
 
 
 def _assignments(problem: Problem, values: np.ndarray, pools: pd.DataFrame) -> list[Assignment]:

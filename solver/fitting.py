@@ -97,7 +97,9 @@ def _first_prior(data: Dataset, priors: np.ndarray, mask: np.ndarray) -> np.ndar
     return priors[np.flatnonzero(mask)[0]]
 
 
-def _calibration(m_all, m_gpu, m_eng, m_pair, data: Dataset, priors: np.ndarray, source: str) -> Calibration:
+def _calibration(m_all: np.ndarray, m_gpu: dict[str, np.ndarray], m_eng: dict[str, np.ndarray],
+                 m_pair: dict[tuple[str, str], np.ndarray], data: Dataset, priors: np.ndarray,
+                 source: str) -> Calibration:
     gpus, engines = data.rows["gpu"].to_numpy(), data.rows["profile"].to_numpy()
     per_gpu = {g: _first_prior(data, priors, gpus == g) * m for g, m in m_gpu.items()}
     per_engine = {e: _first_prior(data, priors, engines == e) * m for e, m in m_eng.items()}

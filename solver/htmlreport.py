@@ -12,7 +12,7 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .io import atomic_write_text
 from .planfile import PlanView, load_plan_view
@@ -101,6 +101,7 @@ def plan_figure(plan: PlanView) -> Any:
     offline = [p for p in plan.pools if p.mode == "offline" and p.usd > 0]
     fig = Figure(figsize=(11, 0.5 + 0.45 * max(len(online), len(offline), 2)), layout="constrained")
     left, right = fig.subplots(1, 2)
+    value: Callable[[Any], float]
     for ax, pools, value, title in ((left, online, lambda p: p.pool_usd_per_hour, "run-rate (USD/h), online pools"),
                                     (right, offline, lambda p: p.usd, "one-off cost (USD), offline jobs")):
         labels = [f"{p.count}x {p.instance_type} ({p.region})" for p in pools]
@@ -171,7 +172,7 @@ def plan_report(plan: PlanView, *, scenario: Any | None = None, source: str = ""
 # ---- sweep results -----------------------------------------------------------------------------------------
 
 
-def results_report(df: Any, *, source: str = "", prov: dict | None = None) -> str:
+def results_report(df: Any, *, source: str = "", prov: dict[str, Any] | None = None) -> str:
     """The HTML page of a sweep results table: per-point summary and every plot ``plots.py`` can draw."""
     import tempfile
 

@@ -51,7 +51,7 @@ class _NoDuplicateKeys:
                     seen.add(key)
                 except TypeError:  # unhashable: the base class reports it
                     pass
-        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc, no-any-return]
 
 
 class StrictLoader(_NoDuplicateKeys, yaml.SafeLoader):

@@ -41,12 +41,12 @@ import pandas as pd
 from pydantic import Field, ValidationError
 
 from .backends import SolveResult
+from .calibration import Calibration
 from .candidates import Candidates
 from .errors import NoCandidatesError, ScenarioError, SolverFailure, first_problem
 from .extract import SolveOptions, solve_plan
 from .io import read_json
 from .milp import build_problem
-from .perf import Calibration
 from .plan_types import Plan
 from .scenario import Resolved
 from .schema import Frozen, Scenario, Workload
@@ -95,7 +95,7 @@ def demand_name(i: int, j: int) -> str:
     return f"in{i}_out{j}"
 
 
-def _field(loc: tuple) -> str:
+def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 

@@ -66,7 +66,7 @@ def add_hourly_variables(p: Problem, scenario: Scenario) -> HourlyVars:
 
 
 def online_rows(p: Problem) -> np.ndarray:
-    return (p.rows["mode"] == "online").to_numpy()
+    return np.asarray((p.rows["mode"] == "online").to_numpy(), bool)
 
 
 def add_hourly_demand_constraints(p: Problem, hv: HourlyVars) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -64,7 +64,7 @@ def base_point(summary: pd.DataFrame, axes: list[str]) -> pd.Series | None:
     return ok[mask].iloc[0] if mask.any() else ok.iloc[0]
 
 
-def _caption(fig: Figure, df: pd.DataFrame, prov: dict | None, what: str = "") -> None:
+def _caption(fig: Figure, df: pd.DataFrame, prov: dict[str, Any] | None, what: str = "") -> None:
 
     axes = ", ".join(a.removeprefix(AXIS_PREFIX) for a in axis_columns(df)) or "no axes"
     n = df["point"].nunique()
@@ -91,7 +91,7 @@ def _pct_axis(ax: Any, base: float | None) -> None:
     sec.set_ylabel("% vs base", fontsize=8)
 
 
-def _groups(summary: pd.DataFrame, others: list[str]) -> list[tuple[str, tuple, pd.DataFrame]]:
+def _groups(summary: pd.DataFrame, others: list[str]) -> list[tuple[str, tuple[Any, ...], pd.DataFrame]]:
     if not others:
         return [("all points", (), summary)]
     out = []
@@ -101,7 +101,7 @@ def _groups(summary: pd.DataFrame, others: list[str]) -> list[tuple[str, tuple, 
     return out
 
 
-def _style(others: list[str], key: tuple, levels: dict[str, list]) -> dict[str, Any]:
+def _style(others: list[str], key: tuple[Any, ...], levels: dict[str, list[Any]]) -> dict[str, Any]:
     """Colour from the price axes, marker and line style from the rest, so coinciding lines stay distinct."""
     price_idx = [levels[a].index(v) for a, v in zip(others, key) if _is_price(a)]
     rest_idx = [levels[a].index(v) for a, v in zip(others, key) if not _is_price(a)]
@@ -123,7 +123,8 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=int)
 
 
-def _lines(ax: Any, groups: list, xcol: str, ycol: str, others: list[str], levels: dict, log_x: bool) -> None:
+def _lines(ax: Any, groups: list[Any], xcol: str, ycol: str, others: list[str], levels: dict[str, Any],
+           log_x: bool) -> None:
     """One line per group; each is nudged sideways by a small step so that identical lines stay visible."""
     n = len(groups)
     for k, (label, key, g) in enumerate(groups):
@@ -136,7 +137,7 @@ def _lines(ax: Any, groups: list, xcol: str, ycol: str, others: list[str], level
                 lw=1.4, alpha=0.9, mfc="white" if k % 2 else st["color"])
 
 
-def plot_cost_vs_slo(df: pd.DataFrame, path: Path, prov: dict | None = None) -> Path | None:
+def plot_cost_vs_slo(df: pd.DataFrame, path: Path, prov: dict[str, Any] | None = None) -> Path | None:
     """Run-rate (and one-off) cost against the SLO scale, or without an slo_scale axis against worst TPOT."""
     summary = summary_table(df)
     ok = summary[summary["status"].isin(SOLVED)].copy()
@@ -195,7 +196,7 @@ def plot_cost_vs_slo(df: pd.DataFrame, path: Path, prov: dict | None = None) -> 
     return _save(fig, path)
 
 
-def plot_cost_vs_confidence(df: pd.DataFrame, path: Path, prov: dict | None = None) -> Path | None:
+def plot_cost_vs_confidence(df: pd.DataFrame, path: Path, prov: dict[str, Any] | None = None) -> Path | None:
     """The price of certainty: cost against the probability (given the model's measured error) that every SLO
     holds; one line per combination of the other axes."""
     col = AXIS_PREFIX + "confidence"
@@ -254,7 +255,7 @@ def _short_label(row: pd.Series, axes: list[str]) -> str:
     return f"#{row['point']}\n" + "\n".join(short.get(t, t) for t in (label_axis(a, row[a]) for a in axes))
 
 
-def plot_composition(df: pd.DataFrame, path: Path, prov: dict | None = None) -> Path:
+def plot_composition(df: pd.DataFrame, path: Path, prov: dict[str, Any] | None = None) -> Path:
     """Stacked bars per sweep point: GPUs by GPU model (spot hatched), run-rate USD/h, and one-off USD."""
     summary = summary_table(df)
     axes = axis_columns(df)
@@ -300,7 +301,7 @@ def plot_composition(df: pd.DataFrame, path: Path, prov: dict | None = None) -> 
     return _save(fig, path)
 
 
-def plot_cost_vs_price(df: pd.DataFrame, path: Path, prov: dict | None = None) -> Path | None:
+def plot_cost_vs_price(df: pd.DataFrame, path: Path, prov: dict[str, Any] | None = None) -> Path | None:
     """Run-rate (and one-off) cost against each price axis, one line per combination of the other axes."""
     axes = axis_columns(df)
     price_axes = [a for a in axes if _is_price(a)]
@@ -319,6 +320,7 @@ def plot_cost_vs_price(df: pd.DataFrame, path: Path, prov: dict | None = None) -
         others = [a for a in axes if a != pa]
         levels = {a: list(dict.fromkeys(summary[a])) for a in others}
         groups = _groups(ok, others)
+        xfmt: Callable[[float], str]
         if name == "reserved_discount":
             xlabel, xfmt = "reserved-instance discount on on-demand prices", lambda v: f"{v:.0%}"
         else:
@@ -353,7 +355,8 @@ PLOTS = {"cost_vs_slo.png": plot_cost_vs_slo, "fleet_composition.png": plot_comp
          "cost_vs_price.png": plot_cost_vs_price, "cost_vs_confidence.png": plot_cost_vs_confidence}
 
 
-def plot_all(df: pd.DataFrame, out_dir: str | Path, prov: dict | None = None) -> tuple[list[Path], dict[str, str]]:
+def plot_all(df: pd.DataFrame, out_dir: str | Path,
+             prov: dict[str, Any] | None = None) -> tuple[list[Path], dict[str, str]]:
     """Write every plot the table's axes support into ``out_dir``; returns (written, {skipped: reason}).
     ``prov`` (``solver.provenance``) is read from the table's ``provenance.*`` columns when not given."""
 

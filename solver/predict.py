@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
     calib = load_calibration(calibration)
     serving = make_serving(calib, engine=engine, dtype=dtype, mode="offline", percentiles={},
                            gpus=np.array([spec.gpu]), bounds={}, confidence=0.5)
-    args = dict(dtype=dtype, kv_dtype=kv, batch=np.array([batch_size]), input_tokens=np.array([input_tokens]),
+    args: dict[str, Any] = dict(dtype=dtype, kv_dtype=kv, batch=np.array([batch_size]), input_tokens=np.array([input_tokens]),
                 output_tokens=np.array([output_tokens]), tp=np.array([gpu_count]), serving=serving,
                 gpu_memory_utilization=gpu_memory_utilization)
     hw = Hardware.from_specs([spec], dtype)

@@ -14,6 +14,7 @@ happens while the table is evaluated, in ``candidates.py``.)
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -181,7 +182,7 @@ def _configs_shared(rows: pd.DataFrame) -> pd.DataFrame:
                             fill_value=0.0, aggfunc="max")
     values_all = wide.to_numpy()
     no_offload = wide.index.get_level_values("offload_ratio").to_numpy(float) == 0.0
-    keep: list[tuple] = []
+    keep: list[tuple[Any, ...]] = []
     for _, idx in pd.Series(range(len(wide)), index=wide.index).groupby(level=key, sort=False):
         positions = idx.to_numpy()
         values = values_all[positions]

@@ -17,6 +17,7 @@ fits (the branch is re-chosen after each fit).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,7 @@ class Hardware:
         )
 
     @classmethod
-    def for_rows(cls, gpus: np.ndarray, dtype: str, lookup) -> Hardware:
+    def for_rows(cls, gpus: np.ndarray, dtype: str, lookup: Callable[[str], GPUSpec]) -> Hardware:
         """Per-row hardware for a column of GPU names, looking each distinct name up once."""
         names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)
         unique = cls.from_specs([lookup(n) for n in names], dtype)
@@ -112,8 +113,8 @@ def allreduce_s(model: ModelCard, hw: Hardware, tokens: np.ndarray, tp: np.ndarr
 
 
 def iteration_work(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, tp: np.ndarray,
-                   decode_seqs: np.ndarray, decode_context_tokens: np.ndarray, prefill_tokens: np.ndarray,
-                   prefill_attention_pairs: np.ndarray, offload_ratio: np.ndarray | float = 0.0,
+                   decode_seqs: np.ndarray | float, decode_context_tokens: np.ndarray | float,
+                   prefill_tokens: np.ndarray | float, prefill_attention_pairs: np.ndarray | float, offload_ratio: np.ndarray | float = 0.0,
                    runs: np.ndarray | None = None) -> IterationWork:
     """Roofline work of one iteration.
 

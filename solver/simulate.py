@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engines import EngineProfile
-from .roofline import iteration_work, time_s
+from .roofline import IterationWork, iteration_work, time_s
 from .serving import Shape
 
 
@@ -50,7 +50,8 @@ class IterationCost:
         theta = np.asarray(theta, float).reshape(-1)
         self.shape, self.theta = shape, theta
 
-        def work(d=0.0, c=0.0, p=0.0, a=0.0, runs=1.0):
+        def work(d: float = 0.0, c: float = 0.0, p: np.ndarray | float = 0.0, a: float = 0.0,
+                 runs: np.ndarray | float = 1.0) -> IterationWork:
             return iteration_work(shape.model, shape.hw, dtype=shape.dtype, kv_dtype=shape.kv_dtype, tp=shape.tp,
                                   decode_seqs=d, decode_context_tokens=c, prefill_tokens=p,
                                   prefill_attention_pairs=a, offload_ratio=shape.offload_ratio,
@@ -118,7 +119,8 @@ def simulate_replica(shape: Shape, theta: np.ndarray, engine: EngineProfile, max
     return _continuous(shape, theta, engine, int(max_seqs), arr, lin, lout, kv_capacity_tokens)
 
 
-def _continuous(shape, theta, engine, max_seqs, arr_np, lin_np, lout_np, cap) -> ReplicaResult:
+def _continuous(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: int, arr_np: np.ndarray,
+                lin_np: np.ndarray, lout_np: np.ndarray, cap: float | None) -> ReplicaResult:
     n = arr_np.size
     budget_max = int(engine.token_budget)
     chunk_max = int(engine.chunk_tokens)
@@ -301,7 +303,9 @@ def _continuous(shape, theta, engine, max_seqs, arr_np, lin_np, lout_np, cap) ->
     return _result(arr_np, ttft, e2e, queue, lout_np, busy, max_queue, iters, preempt, last_done, slots / max_seqs)
 
 
-def _result(arr, ttft, e2e, queue, lout, busy, max_queue, iters, preempt, last_done, slot_s) -> ReplicaResult:
+def _result(arr: np.ndarray, ttft: list[float] | np.ndarray, e2e: list[float] | np.ndarray,
+            queue: list[float] | np.ndarray, lout: np.ndarray, busy: float, max_queue: int, iters: int, preempt: int,
+            last_done: float, slot_s: float) -> ReplicaResult:
     ttft, e2e, queue = np.array(ttft, float), np.array(e2e, float), np.array(queue, float)
     steps = np.asarray(lout, float) - 1.0
     tpot = np.where(steps > 0, (e2e - ttft) / np.maximum(steps, 1.0), 0.0)
@@ -312,12 +316,13 @@ def _result(arr, ttft, e2e, queue, lout, busy, max_queue, iters, preempt, last_d
                          max_queue=int(max_queue), iterations=int(iters), preemptions=int(preempt), span_s=span)
 
 
-def _static(shape, theta, engine, max_seqs, arr, lin, lout) -> ReplicaResult:
+def _static(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: int, arr: np.ndarray, lin: np.ndarray,
+            lout: np.ndarray) -> ReplicaResult:
     n = arr.size
     ttft, e2e, queue = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     chunk = float(engine.chunk_tokens)
 
-    def t(d, c, p, a):
+    def t(d: np.ndarray | float, c: np.ndarray | float, p: np.ndarray | float, a: np.ndarray | float) -> np.ndarray:
         w = iteration_work(shape.model, shape.hw, dtype=shape.dtype, kv_dtype=shape.kv_dtype, tp=shape.tp,
                            decode_seqs=d, decode_context_tokens=c, prefill_tokens=p, prefill_attention_pairs=a,
                            offload_ratio=shape.offload_ratio)
@@ -384,12 +389,18 @@ def route_and_simulate(shape: Shape, theta: np.ndarray, engine: EngineProfile, m
         idx = order[r::max(int(replicas), 1)]
         which[idx] = r
         if idx.size == 0:
-            util.append(0.0), occ.append(0.0), mq.append(0.0), xq.append(0)
+            util.append(0.0)
+            occ.append(0.0)
+            mq.append(0.0)
+            xq.append(0)
             continue
         res = simulate_replica(shape, theta, engine, max_seqs, arr[idx], lin[idx], lout[idx], kv_capacity_tokens)
         for k in out:
             out[k][idx] = getattr(res, k)
-        util.append(res.utilisation), occ.append(res.occupancy), mq.append(res.mean_queue), xq.append(res.max_queue)
+        util.append(res.utilisation)
+        occ.append(res.occupancy)
+        mq.append(res.mean_queue)
+        xq.append(res.max_queue)
         pre += res.preemptions
         its += res.iterations
     return PoolResult(replica=which, utilisation=util, occupancy=occ, mean_queue=mq, max_queue=xq, preemptions=pre,

@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -82,16 +83,16 @@ class SimulationReport:
     seed: int
     arrivals: str
     warmup_share: float
-    workloads: list[dict] = field(default_factory=list)
-    pools: list[dict] = field(default_factory=list)
-    failures: list[dict] = field(default_factory=list)
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+    pools: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
     def holds(self) -> bool:
         return not self.failures
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "holds": self.holds}
 
 
@@ -113,7 +114,7 @@ def statistic(values: np.ndarray, name: str) -> float:
     return float(np.mean(values)) if name == "mean" else float(np.percentile(values, float(name.lstrip("p"))))
 
 
-def _get(row: dict, *keys: str, default=None):
+def _get(row: dict[str, Any], *keys: str, default: Any = None) -> Any:
     for k in keys:
         if k in row and row[k] is not None:
             return row[k]
@@ -138,7 +139,7 @@ class _Pool:
     kv_tokens: float | None
 
 
-def _pools(resolved: Resolved, plan: dict, calibration: Calibration, engine: str | None) -> dict[str, _Pool]:
+def _pools(resolved: Resolved, plan: dict[str, Any], calibration: Calibration, engine: str | None) -> dict[str, _Pool]:
     counts = {p["pool"]: int(p.get("count", 1)) for p in plan.get("pools", [])}
     by_name = {w.name: w for w in resolved.scenario.workloads}
     util = resolved.scenario.settings.gpu_memory_utilization
@@ -183,7 +184,7 @@ def _lengths(w: Workload, n: int, rng: np.random.Generator) -> tuple[np.ndarray,
     return (np.array([b.input_tokens for b in mix])[k], np.array([b.output_tokens for b in mix])[k], k)
 
 
-def busiest_hour(plan: dict) -> tuple[dict, dict[str, float], int]:
+def busiest_hour(plan: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float], int]:
     """An hourly plan (rate profiles) as the plan of its busiest hour h (most planned requests/s in all): each
     pool with its committed + burst VMs of hour h, each demand routed by its hour-h shares; with the hour's rates."""
     hourly = plan["hourly"]
@@ -199,7 +200,7 @@ def busiest_hour(plan: dict) -> tuple[dict, dict[str, float], int]:
             {w: r[h] for w, r in rates.items()}, h)
 
 
-def simulate_plan(scenario: Resolved | str | Path, plan: dict, *, requests: int = 20000, seed: int = 0,
+def simulate_plan(scenario: Resolved | str | Path, plan: dict[str, Any], *, requests: int = 20000, seed: int = 0,
                   arrivals: str = "poisson", calibration: Calibration | None = None,
                   engine: str | None = None) -> SimulationReport:
     """Simulate every workload of ``plan`` (the plan JSON as a dict); see the module docstring."""
@@ -221,8 +222,8 @@ def simulate_plan(scenario: Resolved | str | Path, plan: dict, *, requests: int 
         online = [w for w in online if peak[w.name] > 0]
         report.notes.append(f"hourly plan: hour {hour:02d} replayed (the most planned requests/s)")
     total_rate = sum(peak.values())
-    streams: dict[str, list] = {p: [] for p in pools}  # pool -> [(workload, index array, arr, lin, lout)]
-    per_workload: dict[str, dict] = {}
+    streams: dict[str, list[Any]] = {p: [] for p in pools}  # pool -> [(workload, index array, arr, lin, lout)]
+    per_workload: dict[str, dict[str, Any]] = {}
     for w in online:
         n = max(int(round(requests * peak[w.name] / total_rate)), 20)
         arr = arrival_times(peak[w.name], n, arrivals, rng)
@@ -273,11 +274,11 @@ def simulate_plan(scenario: Resolved | str | Path, plan: dict, *, requests: int 
     return report
 
 
-def _online_stats(w: Workload, data: dict, report: SimulationReport) -> dict:
+def _online_stats(w: Workload, data: dict[str, Any], report: SimulationReport) -> dict[str, Any]:
     order = np.argsort(data["arr"], kind="stable")
     keep = order[int(math.floor(WARMUP * order.size)):]
     out = {k: v[keep] for k, v in data["out"].items()}
-    row: dict = {"workload": w.name, "mode": "online", "requests": int(keep.size),
+    row: dict[str, Any] = {"workload": w.name, "mode": "online", "requests": int(keep.size),
                  "rate_per_s": w.request_rate_per_s, "peak_factor": w.peak_factor or 1.0, "unrouted": int(np.sum(data["pool"] == ""))}
     for m in METRICS:
         v = out[f"{m}_s"]
@@ -299,8 +300,9 @@ def _online_stats(w: Workload, data: dict, report: SimulationReport) -> dict:
     return row
 
 
-def _offline(w: Workload, plan: dict, pools: dict, requests: int, rng: np.random.Generator,
-             report: SimulationReport) -> dict:
+def _offline(w: Workload, plan: dict[str, Any], pools: dict[str, Any], requests: int, rng: np.random.Generator,
+             report: SimulationReport) -> dict[str, Any]:
+    assert w.num_requests is not None and w.deadline_hours is not None  # the schema requires both offline
     rows = [a for a in plan.get("assignments", []) if a["workload"] == w.name]
     parts, finish_h = [], 0.0
     for a in rows:
@@ -344,7 +346,8 @@ def render_table(report: SimulationReport) -> str:
             continue
         for m in METRICS:
             s = row[m]
-            ms = lambda x: f"{x * 1e3:>8.1f}ms" if math.isfinite(x) else f"{'inf':>10}"  # noqa: E731
+            ms: Callable[[float], str] = (  # noqa: E731
+                lambda x: f"{x * 1e3:>8.1f}ms" if math.isfinite(x) else f"{'inf':>10}")
             bound = ms(s["bound"]) if "bound" in s else f"{'-':>10}"
             meets = f"{s['meets_share']:>7.1%}" if "meets_share" in s else f"{'':>7}"
             lines.append(f"{row['workload']:<18}{m:<8}{ms(s['mean'])}{ms(s['p50'])}{ms(s['p90'])}{ms(s['p99'])}"
@@ -358,7 +361,7 @@ def render_table(report: SimulationReport) -> str:
     return "\n".join(lines)
 
 
-def failure_message(f: dict) -> str:
+def failure_message(f: dict[str, Any]) -> str:
     if f["metric"] == "makespan_h":
         return (f"{f['workload']}: simulated makespan {f['value']:.2f} h exceeds the deadline of "
                 f"{f['bound']:.2f} h")

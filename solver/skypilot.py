@@ -67,7 +67,7 @@ def collapse_zones(rows: list[dict[str, str]], path: Path, cloud: str, known_gpu
     """Rows of this project's catalog format (``VM_COLUMNS`` + source, retrieved, and ``__row__``: the first zone
     row's line) from the rows of one SkyPilot ``vms.csv`` (see the module docstring)."""
     rep = ImportReport(cloud=cloud, source=source, rows_in=len(rows))
-    accel: dict[tuple, tuple[float | None, float | None]] = {}
+    accel: dict[tuple[Any, ...], tuple[float | None, float | None]] = {}
     for r in rows:  # GCP: accelerator-only price rows
         if not r["InstanceType"] and r["AcceleratorName"]:
             accel[(r["AcceleratorName"], r["AcceleratorCount"], r["Region"], r.get("AvailabilityZone", ""))] = (

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import pandas as pd
 
@@ -40,7 +40,7 @@ VLLM_STATS = (("mean", "mean"), ("median", "median"), ("p90", "p90"), ("p99", "p
 GUIDELLM_STATS = (("mean", "mean"), ("median", "median"), ("p90", "p90"), ("p99", "p99"))
 
 
-def read_user_benchmark(path: str | os.PathLike, *, model: str, gpu: str, gpu_count: int = 1, engine: str = "vllm",
+def read_user_benchmark(path: str | os.PathLike[str], *, model: str, gpu: str, gpu_count: int = 1, engine: str = "vllm",
                         dtype: str = "fp16", kv_dtype: str | None = None) -> pd.DataFrame:
     """Rows (published.csv columns plus the optional online columns) from a vLLM benchmark_serving or a GuideLLM
     result file. Raises CatalogError naming the file and field when the file is neither format or lacks a field."""
@@ -67,6 +67,10 @@ def read_user_benchmark(path: str | os.PathLike, *, model: str, gpu: str, gpu_co
 
 # ---- vLLM benchmark_serving ------------------------------------------------------------------------------------------
 
+@overload
+def _num(value: Any, path: Path, field: str, *, required: Literal[True] = ...) -> float: ...
+@overload
+def _num(value: Any, path: Path, field: str, *, required: bool) -> float | None: ...
 def _num(value: Any, path: Path, field: str, *, required: bool = True) -> float | None:
     if value is None or value == "":
         if required:
@@ -83,7 +87,7 @@ def _num(value: Any, path: Path, field: str, *, required: bool = True) -> float 
     return out
 
 
-def _mean_len(data: dict, lens_key: str, total_key: str, path: Path) -> float:
+def _mean_len(data: dict[str, Any], lens_key: str, total_key: str, path: Path) -> float:
     lens = data.get(lens_key)
     completed = _num(data.get("completed"), path, "completed")
     if isinstance(lens, list) and lens:
@@ -100,7 +104,7 @@ def _mean_len(data: dict, lens_key: str, total_key: str, path: Path) -> float:
     return _num(data.get(total_key), path, total_key) / completed
 
 
-def _vllm_rows(data: dict, path: Path, base: dict) -> list[dict]:
+def _vllm_rows(data: dict[str, Any], path: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
     rate = _num(data.get("request_rate"), path, "request_rate", required=False)
     conc = _num(data.get("max_concurrency"), path, "max_concurrency", required=False)
     l_in = _mean_len(data, "input_lens", "total_input_tokens", path)
@@ -131,7 +135,7 @@ def _vllm_rows(data: dict, path: Path, base: dict) -> list[dict]:
 
 # ---- GuideLLM ----------------------------------------------------------------------------------------------------------
 
-def _successful(metrics: dict, name: str) -> dict | None:
+def _successful(metrics: dict[str, Any], name: str) -> dict[str, Any] | None:
     block = metrics.get(name)
     if not isinstance(block, dict):
         return None
@@ -139,7 +143,7 @@ def _successful(metrics: dict, name: str) -> dict | None:
     return ok if isinstance(ok, dict) else None
 
 
-def _stat(summary: dict, file_stat: str) -> Any:
+def _stat(summary: dict[str, Any], file_stat: str) -> Any:
     if file_stat in ("mean", "median"):
         value = summary.get(file_stat)
         if value is None and file_stat == "median":
@@ -148,9 +152,9 @@ def _stat(summary: dict, file_stat: str) -> Any:
     return (summary.get("percentiles") or {}).get(file_stat)
 
 
-def _guidellm_load(bench: dict, path: Path, where: str) -> tuple[float | None, float | None, str]:
-    config = bench.get("config") if isinstance(bench.get("config"), dict) else {}
-    args = bench.get("args") if isinstance(bench.get("args"), dict) else {}
+def _guidellm_load(bench: dict[str, Any], path: Path, where: str) -> tuple[float | None, float | None, str]:
+    config: dict[str, Any] = bench["config"] if isinstance(bench.get("config"), dict) else {}
+    args: dict[str, Any] = bench["args"] if isinstance(bench.get("args"), dict) else {}
     strategy = config.get("strategy") or args.get("strategy") or bench.get("strategy")
     if not isinstance(strategy, dict) or "type_" not in strategy:
         raise CatalogError("benchmark has no scheduling strategy (config.strategy / args.strategy with type_)",
@@ -168,7 +172,7 @@ def _guidellm_load(bench: dict, path: Path, where: str) -> tuple[float | None, f
     raise CatalogError(f"unknown strategy type {kind!r}", path=str(path), where=where, field="strategy.type_")
 
 
-def _guidellm_rows(data: dict, path: Path, base: dict) -> list[dict]:
+def _guidellm_rows(data: dict[str, Any], path: Path, base: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for k, bench in enumerate(data["benchmarks"]):
         where = f"benchmarks[{k}]"
@@ -216,8 +220,8 @@ def _guidellm_rows(data: dict, path: Path, base: dict) -> list[dict]:
     return rows
 
 
-def _row(base: dict, metric: str, value: float, unit: str, l_in: float, l_out: float, date: str, load: dict,
-         statistic: str, notes: str) -> dict:
+def _row(base: dict[str, Any], metric: str, value: float, unit: str, l_in: float, l_out: float, date: str,
+         load: dict[str, Any], statistic: str, notes: str) -> dict[str, Any]:
     return {**base, "source_id": "user", "batch_size": math.nan, "input_tokens": int(round(l_in)),
             "output_tokens": int(round(l_out)), "metric": metric, "value": float(value), "unit": unit, "date": date,
             "notes": notes, "request_rate_per_s": math.nan if load["request_rate_per_s"] is None

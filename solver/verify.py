@@ -142,6 +142,7 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
     offers = {(i.cloud, i.instance_type, i.region): i for i in resolved.instances}
     bad = physically_impossible(plan) + _check_header(plan, resolved)
     pools: dict[str, Pool] = {}
+    p: Pool | None
     for p in plan.pools:
         if p.pool in pools:
             bad.append(f"pool[{p.pool}]: listed twice")
@@ -297,8 +298,8 @@ def _check_hourly(plan: Plan, resolved: Resolved, rps: dict[tuple[str, str], flo
     rate = {d: (w, b.fraction, [(w.request_rate_per_s or 0.0) * (w.peak_factor or sc.peak_factor) * f
                                 for f in w.hourly_factors()]) for w in sc.workloads if w.mode == "online"
             for d, b in _demands(w).items()}
-    need = defaultdict(lambda: [0.0] * 24)
-    served = defaultdict(lambda: [0.0] * 24)
+    need: defaultdict[str, list[float]] = defaultdict(lambda: [0.0] * 24)
+    served: defaultdict[str, list[float]] = defaultdict(lambda: [0.0] * 24)
     for s in plan.hourly.shares:
         if s.demand not in rate or (s.demand, s.pool) not in rps or len(s.shares) != 24:
             bad.append(f"hourly[{s.demand}@{s.pool}]: not an assignment of the plan, or not 24 shares")
@@ -317,13 +318,15 @@ def _check_hourly(plan: Plan, resolved: Resolved, rps: dict[tuple[str, str], flo
             bad.append(f"hourly[{p.pool}]: no hourly fleet of 24 non-negative burst counts and a base")
             continue
         d = commitment_discount(p.cloud, p.instance_type, sc)
-        r = None if d is None or p.pricing != "on_demand" else p.unit_usd_per_hour * (1 - d) * sc.commitment_price_scale
-        if q.base > 0 and (r is None or q.reserved_usd_per_hour is None or not _close(r, q.reserved_usd_per_hour)):
-            bad.append(f"commitment[{p.pool}]: {q.base} committed VMs at {q.reserved_usd_per_hour}, offered {r}")
+        offered = (None if d is None or p.pricing != "on_demand"
+                   else p.unit_usd_per_hour * (1 - d) * sc.commitment_price_scale)
+        if q.base > 0 and (offered is None or q.reserved_usd_per_hour is None
+                           or not _close(offered, q.reserved_usd_per_hour)):
+            bad.append(f"commitment[{p.pool}]: {q.base} committed VMs at {q.reserved_usd_per_hour}, offered {offered}")
         bad += [f"hourly_capacity[{p.pool}@h{h:02d}]: needs {need[p.pool][h]:.4f} VMs, has {q.base + q.burst[h]}"
                 for h in range(24) if not _le(need[p.pool][h], q.base + q.burst[h])]
         bad += _min_run(p.pool, q.burst, sc.min_run_hours)
-        usd = ((r or 0.0) * q.base * 24 + p.unit_usd_per_hour * sum(q.burst)) * days
+        usd = ((offered or 0.0) * q.base * 24 + p.unit_usd_per_hour * sum(q.burst)) * days
         if p.count != q.base + max(q.burst) or not _close(p.usd, usd) or not _close(p.pool_usd_per_hour * sc.horizon_hours, usd):
             bad.append(f"hourly_cost[{p.pool}]: {p.count} VMs, {p.usd:.4f} USD; recomputed peak {q.base + max(q.burst)}"
                        f" VMs, {usd:.4f} USD")

@@ -46,12 +46,12 @@ def run_sweep_to_file(sweep_file: Path, out: Path, *, workers: int | None, sched
     skip = set(done["point"]) if done is not None else set()
     last_write = [time.monotonic()]
 
-    def save_partial(records: list[dict]) -> int:
+    def save_partial(records: list[dict[str, Any]]) -> int:
         table = merge_tables([done, results_table(records, loaded.axis_names) if records else None])
         write_results(table, partial, prov)
         return int(table["point"].nunique())
 
-    def checkpoint(_record: dict, records: list[dict]) -> None:
+    def checkpoint(_record: dict[str, Any], records: list[dict[str, Any]]) -> None:
         # at most once a second (INFERSAVE_CHECKPOINT_S): a kill -9 loses at most that much work
         if time.monotonic() - last_write[0] >= float(os.environ.get("INFERSAVE_CHECKPOINT_S", "1")):
             save_partial(records)

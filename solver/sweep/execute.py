@@ -144,7 +144,7 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_local(loaded: LoadedSweep, points: list[tuple[int, dict]], options: dict, workers: int,
+def _run_local(loaded: LoadedSweep, points: list[tuple[int, dict[str, Any]]], options: dict[str, Any], workers: int,
                done: Callable[[Record], None], deadline: _Deadline) -> None:
     records: list[Record] = []
 
@@ -168,7 +168,7 @@ def _run_local(loaded: LoadedSweep, points: list[tuple[int, dict]], options: dic
         pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(loaded.base,))
         try:
             queue = iter(points)
-            in_flight: set[Future] = set()
+            in_flight: set[Future[Any]] = set()
             while True:
                 while len(in_flight) < n * IN_FLIGHT_PER_WORKER:  # bounded batches, never all points at once
                     item = next(queue, None)
@@ -190,7 +190,7 @@ def _run_local(loaded: LoadedSweep, points: list[tuple[int, dict]], options: dic
         raise SweepStopped(f"interrupted ({len(records)} of {len(points)} points done)", records) from None
 
 
-def _run_dask(loaded: LoadedSweep, points: list[tuple[int, dict]], options: dict, scheduler: Any,
+def _run_dask(loaded: LoadedSweep, points: list[tuple[int, dict[str, Any]]], options: dict[str, Any], scheduler: Any,
               done: Callable[[Record], None], deadline: _Deadline) -> None:
     try:
         from dask.distributed import Client, as_completed

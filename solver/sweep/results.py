@@ -32,7 +32,7 @@ def axis_cell(value: Any) -> Any:
 # ---- tables ------------------------------------------------------------------------------------------------
 
 
-def results_table(records: list[dict], axis_names: list[str]) -> pd.DataFrame:
+def results_table(records: list[dict[str, Any]], axis_names: list[str]) -> pd.DataFrame:
     """Tidy table: one row per point x assignment; a point without a plan keeps one row of empty fields."""
     rows = []
     for rec in sorted(records, key=lambda r: r["point"]):
