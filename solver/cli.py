@@ -393,8 +393,7 @@ def export(plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="plan
     if to is ExportTarget.vllm:
         emit(vllm_text(view, launches, offload_flag), None if out_dir is None else out_dir / "vllm_commands.sh")
         return
-    assert out_dir is not None  # checked above for --to skypilot
-    for path in write_skypilot(view, out_dir, launches, offload_flag):
+    for path in write_skypilot(view, out_dir or Path("."), launches, offload_flag):  # out_dir checked above
         typer.echo(f"wrote {path}", err=True)
 
 
