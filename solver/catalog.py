@@ -25,7 +25,7 @@ from .errors import CatalogError, UnknownNameError, first_problem
 from .io import parse_yaml, read_json, yaml_problem
 from .resources import catalog_dir, model_dir, resolve_user_path
 from .schema import GPUSpec, Instance, ModelCard
-from .skypilot import VM_COLUMNS, collapse_zones, is_per_zone
+from .skypilot import VM_COLUMNS, cell_number, collapse_zones, is_per_zone
 
 log = logging.getLogger(__name__)
 CATALOG_DIR = catalog_dir()
@@ -73,16 +73,7 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _number(row: dict[str, str], column: str, path: Path, *, required: bool = True) -> float | None:
-    raw = row.get(column, "")
-    if raw == "":
-        if required:
-            raise CatalogError("is empty", path=str(path), where=f"row {row['__row__']}", field=column)
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise CatalogError(f"expected a number, got {raw!r}", path=str(path), where=f"row {row['__row__']}",
-                           field=column) from None
+    return cell_number(row, column, path, required=required, missing=("",))
 
 
 def _validation_error(exc: ValidationError, path: Path, where: str,

@@ -51,9 +51,14 @@ def is_per_zone(header: list[str], rows: list[dict[str, str]]) -> bool:
     return "AvailabilityZone" in header
 
 
-def _num(row: dict[str, str], column: str, path: Path) -> float | None:
+def cell_number(row: dict[str, str], column: str, path: Path, *, required: bool = False,
+                missing: tuple[str, ...] = ("", "nan", "NaN")) -> float | None:
+    """A numeric CSV cell; a ``missing`` cell is None (or an error when ``required``). SkyPilot writes "nan"
+    for a missing price; this project's catalogs only leave the cell empty (``missing=("",)``)."""
     raw = row.get(column, "")
-    if raw in ("", "nan", "NaN"):
+    if raw in missing:
+        if required:
+            raise CatalogError("is empty", path=str(path), where=f"row {row['__row__']}", field=column)
         return None
     try:
         return float(raw)
@@ -71,19 +76,19 @@ def collapse_zones(rows: list[dict[str, str]], path: Path, cloud: str, known_gpu
     for r in rows:  # GCP: accelerator-only price rows
         if not r["InstanceType"] and r["AcceleratorName"]:
             accel[(r["AcceleratorName"], r["AcceleratorCount"], r["Region"], r.get("AvailabilityZone", ""))] = (
-                _num(r, "Price", path), _num(r, "SpotPrice", path))
+                cell_number(r, "Price", path), cell_number(r, "SpotPrice", path))
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         if not r["InstanceType"]:
             continue
-        count = _num(r, "AcceleratorCount", path)
+        count = cell_number(r, "AcceleratorCount", path)
         if not r["AcceleratorName"] or not count or count != int(count):
             rep.skipped_no_gpu += 1
             continue
         if r["AcceleratorName"] not in known_gpus:
             rep.unknown_gpus[r["AcceleratorName"]] = rep.unknown_gpus.get(r["AcceleratorName"], 0) + 1
             continue
-        price, spot = _num(r, "Price", path), _num(r, "SpotPrice", path)
+        price, spot = cell_number(r, "Price", path), cell_number(r, "SpotPrice", path)
         extra = accel.get((r["AcceleratorName"], r["AcceleratorCount"], r["Region"], r.get("AvailabilityZone", "")))
         if extra is not None:
             price = None if price is None or extra[0] is None else price + extra[0]
@@ -101,8 +106,8 @@ def collapse_zones(rows: list[dict[str, str]], path: Path, cloud: str, known_gpu
         real = [s for s in spots if s < price]
         first = zone_rows[0]
         out.append({"InstanceType": itype, "AcceleratorName": first["AcceleratorName"],
-                    "AcceleratorCount": first["_count"], "vCPUs": _num(first, "vCPUs", path),
-                    "MemoryGiB": _num(first, "MemoryGiB", path), "Price": price,
+                    "AcceleratorCount": first["_count"], "vCPUs": cell_number(first, "vCPUs", path),
+                    "MemoryGiB": cell_number(first, "MemoryGiB", path), "Price": price,
                     "SpotPrice": min(real) if real else None, "Region": region, "source": source,
                     "retrieved": retrieved, "__row__": first["__row__"]})
     rep.rows_out = len(out)
