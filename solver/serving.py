@@ -96,6 +96,7 @@ class OnlineState:
     ttft_s: np.ndarray
     tpot_s: np.ndarray
     e2e_s: np.ndarray
+    stable: np.ndarray  # bool: the queue drains (iteration fixed point exists, slots below the cap)
 
 
 def _mixed_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, chunk: np.ndarray, t: np.ndarray | float,
@@ -198,7 +199,8 @@ def _wait_quantile(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray, q: floa
 
 
 def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
-                 rate: np.ndarray, percentiles: dict[str, str], prompt_scv: np.ndarray | float = 0.0) -> OnlineState:
+                 rate: np.ndarray, percentiles: dict[str, str], prompt_scv: np.ndarray | float = 0.0,
+                 metrics: tuple[str, ...] = ("ttft", "tpot", "e2e")) -> OnlineState:
     """Steady-state latencies of a continuous-batching replica at ``rate`` requests/s.
 
     ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``; ``prompt_scv`` is the
@@ -258,13 +260,15 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
         return slot + prompt + residual + own_prefill
 
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
-    ttft, tpot = ttft_at(quant["ttft"]), tpot_at(quant["tpot"])
-    e2e = ttft_at(quant["e2e"]) + (l_out - 1.0) * tpot_at(quant["e2e"])
+    nan = np.full_like(rate, np.nan)  # a metric not asked for (capacity searches skip unbounded ones)
+    ttft = ttft_at(quant["ttft"]) if "ttft" in metrics else nan
+    tpot = tpot_at(quant["tpot"]) if "tpot" in metrics else nan
+    e2e = ttft_at(quant["e2e"]) + (l_out - 1.0) * tpot_at(quant["e2e"]) if "e2e" in metrics else nan
     unstable = ~finite | (occupancy >= MAX_UTILISATION * cap)
     inf = np.inf
     return OnlineState(rate_per_s=rate, iteration_s=np.where(finite, t, inf), decode_seqs=n,
                        occupancy=occupancy, ttft_s=np.where(unstable, inf, ttft),
-                       tpot_s=np.where(unstable, inf, tpot), e2e_s=np.where(unstable, inf, e2e))
+                       tpot_s=np.where(unstable, inf, tpot), e2e_s=np.where(unstable, inf, e2e), stable=~unstable)
 
 
 def online_capacity(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
@@ -279,12 +283,15 @@ def online_capacity(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_
     hi = cap / np.maximum(idle_iter * shape.output_tokens, 1e-12)  # cap slots at the fastest iteration
     lo = np.zeros_like(hi)
 
+    limits = {k: np.asarray(bounds.get(k, np.nan), float) for k in ("ttft", "tpot", "e2e")}
+    bounded = tuple(k for k, b in limits.items() if not np.all(np.isnan(b)))
+
     def holds(rate: np.ndarray) -> np.ndarray:
-        state = online_state(shape, theta, engine, cap, rate, percentiles)
-        ok = np.isfinite(state.e2e_s)
-        for key, value in (("ttft", state.ttft_s), ("tpot", state.tpot_s), ("e2e", state.e2e_s)):
-            bound = np.asarray(bounds.get(key, np.nan), float)
-            ok &= np.isnan(bound) | (value <= bound)
+        state = online_state(shape, theta, engine, cap, rate, percentiles, metrics=bounded)
+        ok = np.asarray(state.stable, bool).copy()
+        for key in bounded:
+            value = getattr(state, f"{key}_s")
+            ok &= np.isnan(limits[key]) | (value <= limits[key])
         return ok
 
     idle_ok = holds(np.full_like(hi, 1e-9))
