@@ -113,15 +113,20 @@ def tp_options(model: ModelCard, gpu_count: int, max_tp: int) -> list[int]:
 
 
 def _workload_filter(rows: pd.DataFrame, workloads: dict[str, Workload], scenario: Scenario) -> np.ndarray:
-    keep = np.ones(len(rows), dtype=bool)
-    for name, w in workloads.items():
-        sel = (rows["workload"] == name).to_numpy()
-        pricing = w.pricing or scenario.pricing
-        if pricing != "both":
-            keep &= ~sel | (rows["pricing"] == pricing).to_numpy()
-        if w.instance_types:
-            keep &= ~sel | rows["instance_type"].isin(w.instance_types).to_numpy()
-    return keep
+    """Rows each workload's own ``pricing`` and ``instance_types`` allow (one pass over the table, not one per
+    workload: that was quadratic in the fleet size)."""
+    names = rows["workload"]
+    pricing = names.map({n: w.pricing or scenario.pricing for n, w in workloads.items()}).to_numpy()
+    keep = (pricing == "both") | (pricing == rows["pricing"].to_numpy())
+    allowed = pd.MultiIndex.from_tuples([(n, t) for n, w in workloads.items() for t in (w.instance_types or [])],
+                                        names=["workload", "instance_type"])
+    restricted = names.isin([n for n, w in workloads.items() if w.instance_types]).to_numpy()
+    if restricted.any():
+        pairs = pd.MultiIndex.from_frame(rows.loc[restricted, ["workload", "instance_type"]].astype(str))
+        ok = np.ones(len(rows), dtype=bool)
+        ok[np.flatnonzero(restricted)] = pairs.isin(allowed)
+        keep &= ok
+    return np.asarray(keep, bool)
 
 
 def _offload_levels(min_r: np.ndarray, step: float, allow: bool) -> np.ndarray:
@@ -232,7 +237,7 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
     feasible = rows[~host]
     bad = evaluated[code != ""].assign(rejection=code[code != ""], rejection_bound=bound[code != ""])
     if prune:  # the offering detail of rejected rows is only needed to explain demands left with nothing
-        bad = bad[~bad["demand"].isin(feasible["demand"])]
+        bad = bad[~bad["demand"].isin(feasible["demand"].unique())]
     rejected = pd.concat([_join_offers(bad, offers_all, workloads, scenario),
                           rows[host].assign(rejection=Rejection.HOST_MEMORY.value, rejection_bound=np.nan)],
                          ignore_index=True)

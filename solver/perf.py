@@ -112,25 +112,26 @@ def memory(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: 
                 gpu_mem_usable=usable, min_offload_ratio=min_r, host_kv_bytes=r * kv_total)
 
 
-def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: np.ndarray,
-             input_tokens: np.ndarray, output_tokens: np.ndarray, tp: np.ndarray,
-             offload_ratio: np.ndarray | float, serving: Serving, gpu_memory_utilization: float = 0.9,
-             prefill_chunk_tokens: int = 8192) -> Estimate:
-    """Memory and latency of one engine replica (``tp`` GPUs); ``batch`` is the static batch (offline) or the
-    concurrency cap, max running sequences (online)."""
-    batch = np.asarray(batch, float)
-    l_in, l_out = np.asarray(input_tokens, float), np.asarray(output_tokens, float)
-    r = np.broadcast_to(np.asarray(offload_ratio, float), batch.shape)
-    mem = memory(model, hw, dtype=dtype, kv_dtype=kv_dtype, batch=batch, input_tokens=l_in, output_tokens=l_out,
-                 tp=tp, offload_ratio=r, gpu_memory_utilization=gpu_memory_utilization,
-                 prefill_chunk_tokens=prefill_chunk_tokens)
-    shape = Shape(model, hw, dtype, kv_dtype, np.asarray(tp, float) * np.ones_like(batch), l_in * np.ones_like(batch),
-                  l_out * np.ones_like(batch), r)
-    ones = np.ones_like(batch)
-    factors = {k: np.asarray((serving.error_factors or {}).get(k, 1.0), float) * ones for k in ("ttft", "tpot", "e2e")}
+def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct combination of the columns, each row's index into those firsts).
+
+    Columns are 1-D per-row arrays or 2-D (rows x k); rows equal in every value (bit for bit) are one."""
+    width = max(np.shape(c)[0] for c in columns if np.ndim(c))
+    parts = [np.asarray(c, float).reshape(width, -1) if np.ndim(c) else np.full((width, 1), float(c)) for c in columns]
+    key = np.ascontiguousarray(np.hstack(parts))
+    keyed = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
+    _, first, inverse = np.unique(keyed, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
+def _latency(shape: Shape, batch: np.ndarray, serving: Serving, factors: dict[str, np.ndarray]
+             ) -> dict[str, np.ndarray]:
+    """Latencies and throughputs of the rows of ``shape`` (online: at their capacity), inflated by ``factors``."""
+    l_in, l_out = shape.input_tokens, shape.output_tokens
     if serving.online:
         pct = serving.percentiles or {}
-        bounds = {k: np.asarray((serving.bounds or {}).get(k, np.nan), float) / factors[k] for k in factors}
+        bounds = {k: np.asarray((serving.bounds or {}).get(k, np.nan), float) * np.ones_like(batch) / factors[k]
+                  for k in factors}
         capacity = online_capacity(shape, serving.theta, serving.engine, batch, bounds, pct)
         state = online_state(shape, serving.theta, serving.engine, batch, np.maximum(capacity, IDLE_RATE), pct)
         ttft, tpot, e2e = state.ttft_s, state.tpot_s, state.e2e_s
@@ -142,5 +143,34 @@ def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch
         e2e_f = e2e * factors["e2e"]
         rps = batch / e2e_f
         tokens_per_s, out_per_s = batch * (l_in + l_out) / e2e_f, batch * l_out / e2e_f
-    return Estimate(**mem, ttft_s=ttft * factors["ttft"], tpot_s=tpot * factors["tpot"], e2e_s=e2e * factors["e2e"],
-                    tokens_per_s=tokens_per_s, output_tokens_per_s=out_per_s, requests_per_s=rps)
+    return dict(ttft_s=ttft * factors["ttft"], tpot_s=tpot * factors["tpot"], e2e_s=e2e * factors["e2e"],
+                tokens_per_s=tokens_per_s, output_tokens_per_s=out_per_s, requests_per_s=rps)
+
+
+def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: np.ndarray,
+             input_tokens: np.ndarray, output_tokens: np.ndarray, tp: np.ndarray,
+             offload_ratio: np.ndarray | float, serving: Serving, gpu_memory_utilization: float = 0.9,
+             prefill_chunk_tokens: int = 8192) -> Estimate:
+    """Memory and latency of one engine replica (``tp`` GPUs); ``batch`` is the static batch (offline) or the
+    concurrency cap, max running sequences (online).
+
+    Latencies are computed once per distinct row: a candidate table repeats the same replica on every VM size
+    of a GPU and for every demand of the same shape, and an online row's capacity search is the costly part."""
+    batch = np.asarray(batch, float)
+    l_in, l_out = np.asarray(input_tokens, float), np.asarray(output_tokens, float)
+    r = np.broadcast_to(np.asarray(offload_ratio, float), batch.shape)
+    mem = memory(model, hw, dtype=dtype, kv_dtype=kv_dtype, batch=batch, input_tokens=l_in, output_tokens=l_out,
+                 tp=tp, offload_ratio=r, gpu_memory_utilization=gpu_memory_utilization,
+                 prefill_chunk_tokens=prefill_chunk_tokens)
+    ones = np.ones_like(batch)
+    shape = Shape(model, hw, dtype, kv_dtype, np.asarray(tp, float) * ones, l_in * ones, l_out * ones, r)
+    factors = {k: np.asarray((serving.error_factors or {}).get(k, 1.0), float) * ones for k in ("ttft", "tpot", "e2e")}
+    bounds = {k: np.asarray((serving.bounds or {}).get(k, np.nan), float) * ones for k in factors}
+    theta = np.asarray(serving.theta, float) * ones[:, None] if len(ones) else np.asarray(serving.theta, float)
+    hw_columns = [getattr(hw, k) * ones for k in Hardware.__dataclass_fields__]
+    first, inverse = distinct_rows(*hw_columns, shape.tp, batch, shape.input_tokens, shape.output_tokens, r, theta,
+                                   *factors.values(), *bounds.values()) if len(ones) else (np.arange(0), np.arange(0))
+    distinct = Serving(engine=serving.engine, theta=theta[first], online=serving.online,
+                       bounds={k: b[first] for k, b in bounds.items()}, percentiles=serving.percentiles)
+    out = _latency(shape.take(first), batch[first], distinct, {k: f[first] for k, f in factors.items()})
+    return Estimate(**mem, **{k: v[inverse] for k, v in out.items()})

@@ -65,7 +65,11 @@ class Hardware:
         """Per-row hardware for a column of GPU names, looking each distinct name up once."""
         names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)
         unique = cls.from_specs([lookup(n) for n in names], dtype)
-        return cls(**{k: getattr(unique, k)[inverse] for k in cls.__dataclass_fields__})
+        return unique.take(inverse)
+
+    def take(self, rows: np.ndarray) -> Hardware:
+        """The figures of the given rows (an index array), in that order."""
+        return Hardware(**{k: getattr(self, k)[rows] for k in Hardware.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,11 @@ class Shape:
                               prefill_tokens=prefill_tokens, prefill_attention_pairs=prefill_pairs,
                               offload_ratio=self.offload_ratio, runs=runs)
 
+    def take(self, rows: np.ndarray) -> Shape:
+        """The shape of the given rows (an index array), in that order."""
+        return Shape(self.model, self.hw.take(rows), self.dtype, self.kv_dtype, self.tp[rows], self.input_tokens[rows],
+                     self.output_tokens[rows], self.offload_ratio[rows])
+
     @property
     def mean_context(self) -> np.ndarray:
         """Average context over the decode steps (FlexGen's s + n/2)."""
@@ -147,14 +152,15 @@ def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, ch
             best = np.maximum(best, root)
     # where every iteration carries prompt work (share > 1) the prompt tokens spread over all iterations
     dense = np.isfinite(best) & (k * best > 1.0)
-    if dense.any():
-        l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
-        t = np.where(dense, best, 0.0)
+    if dense.any():  # only those rows: this loop is the fixed point's costliest part
+        rows = np.flatnonzero(dense)
+        sub, th = shape.take(rows), theta[rows] if np.ndim(theta) == 2 else theta
+        l_in, l_out, lam = sub.input_tokens.astype(float), sub.output_tokens.astype(float), rate[rows]
+        t = best[rows]
         for _ in range(40):
-            n, p = rate * t * l_out, rate * t * l_in
-            w = shape.work(n, p, p * l_in / 2.0, runs=np.ones_like(rate))
-            t = np.where(dense, time_s(w, theta), t)
-        best = np.where(dense, np.where(t < 1e3, t, np.inf), best)
+            n, p = lam * t * l_out, lam * t * l_in
+            t = time_s(sub.work(n, p, p * l_in / 2.0, runs=np.ones_like(lam)), th)
+        best[rows] = np.where(t < 1e3, t, np.inf)
     for _ in range(2):  # polish where the weight bytes are not affine in tokens (MoE expert touching)
         ok = np.isfinite(best) & ~dense
         best = np.where(ok, mean_iteration_s(shape, theta, rate, chunk, np.where(ok, best, 0.0)), best)
@@ -163,11 +169,14 @@ def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, ch
 
 def _erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
     """Probability that an arrival waits in M/M/c with ``servers`` slots and offered ``load`` (Erlang C)."""
-    servers = np.asarray(servers, int)
+    servers = np.broadcast_to(np.asarray(servers, int), np.shape(load))
     b = np.ones_like(load, dtype=float)
-    for k in range(1, int(servers.max()) + 1):
-        nb = load * b / (k + load * b)
-        b = np.where(k <= servers, nb, b)
+    for c in np.unique(servers):  # Erlang B by its recursion, each server count only as far as it goes
+        rows = np.flatnonzero(servers == c)
+        a, bc = load[rows], np.ones(len(rows))
+        for k in range(1, int(c) + 1):
+            bc = a * bc / (k + a * bc)
+        b[rows] = bc
     rho = load / servers
     return np.where(rho < 1.0, b / np.maximum(1.0 - rho * (1.0 - b), 1e-12), 1.0)
 

@@ -244,15 +244,15 @@ GRID = [("opt-2.7b", "g4dn.xlarge", 32, 1024, 128), ("llama-3.1-8b", "g5.xlarge"
 @pytest.mark.parametrize("mode", ["offline", "online"])
 def test_predict_and_planner_give_the_same_numbers(model, instance, batch, inp, out, mode):
     """One code path: the planner's candidate row and predict agree on offload, latency and throughput."""
-    import solver
     from solver.candidates import build_candidates
+    from solver.scenario import resolve
     from solver.schema import Scenario
 
     wl = {"name": "w", "model": model, "mode": mode, "input_tokens": inp, "output_tokens": out,
           "batch_sizes": [batch]}
     wl |= {"num_requests": 1000, "deadline_hours": 1000.0} if mode == "offline" else {"request_rate_per_s": 1.0}
     sc = Scenario(workloads=[wl], instance_types=[instance], regions=["us-east-1"], settings={"max_tensor_parallel": 1})
-    resolved = solver.scenario.resolve(sc)
+    resolved = resolve(sc)
     cands = build_candidates(sc, resolved.instances, resolved.models, resolved.calibration, prune=False)
     rows = cands.table[(cands.table["tensor_parallel"] == 1) & (cands.table["pricing"] == "on_demand")]
     row = rows.sort_values("offload_ratio").iloc[0]
