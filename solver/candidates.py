@@ -213,7 +213,11 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
     if offers_all.empty:
         empty = pd.DataFrame()
         return Candidates(empty, empty, demands, stats)
-    frames = []
+    # one model at a time, end to end: pools never mix models, and only that model's evaluated rows (the bulk of
+    # the memory: every demand x GPU config x batch x offload level) are held at once
+    counts = dict.fromkeys(("rows_evaluated", "rows_feasible", "rows_kept"), 0)
+    kept_offers: set[str] = set()
+    feasible_parts, rejected_parts = [], []
     for model_name, model_demands in demands.groupby("model", sort=True):
         model = models[model_name]
         hw = offers_all[["gpu", "gpu_count"]].drop_duplicates()
@@ -221,9 +225,36 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
                            for t in tp_options(model, c, scenario.settings.max_tensor_parallel)])
         if hw.empty:
             continue
-        frames.append(evaluate_model(model, model_demands, hw, workloads, scenario, calibration, prune))
-    evaluated = pd.concat(frames, ignore_index=True)
-    stats["rows_evaluated"] = len(evaluated)
+        evaluated = evaluate_model(model, model_demands, hw, workloads, scenario, calibration, prune)
+        feasible, rejected, offers, n_feasible = _select(evaluated, offers_all, workloads, scenario, prune)
+        counts["rows_evaluated"] += len(evaluated)
+        counts["rows_feasible"] += n_feasible
+        counts["rows_kept"] += len(feasible)
+        kept_offers.update(offers["offer"])
+        feasible_parts.append(feasible)
+        rejected_parts.append(rejected)
+    stats |= {"rows_evaluated": counts["rows_evaluated"], "offerings_kept": len(kept_offers),
+              "rows_feasible": counts["rows_feasible"], "rows_kept": counts["rows_kept"]}
+    if not feasible_parts:
+        empty = pd.DataFrame()
+        return Candidates(empty, empty, demands, stats)
+    feasible, rejected = _stack(feasible_parts), _stack(rejected_parts)
+    order = ["demand", "offer", "tensor_parallel", "batch_size", "offload_ratio"]
+    return Candidates(feasible.sort_values(order).reset_index(drop=True),
+                      rejected.sort_values(order).reset_index(drop=True) if len(rejected) else rejected,
+                      demands, stats)
+
+
+def _stack(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts one under the other (empty parts only where all are, so column types come from real rows)."""
+    full = [p for p in parts if len(p)]
+    return pd.concat(full or parts[:1], ignore_index=True)
+
+
+def _select(evaluated: pd.DataFrame, offers_all: pd.DataFrame, workloads: dict[str, Workload], scenario: Scenario,
+            prune: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """One model's evaluated rows -> (candidate rows on offerings, rejected rows with their codes, the offerings
+    kept, the number of feasible rows before pool pruning)."""
     code, bound = classify(evaluated)
     good = evaluated[code == ""]
     offers = offers_all
@@ -231,7 +262,6 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
         good = prune_configs(good, scenario)
         need = good["host_kv_gib_per_vm"].groupby([good["gpu"], good["gpu_count"]]).max()
         offers = prune_offerings(offers_all, scenario, need)
-    stats["offerings_kept"] = len(offers)
     rows = _join_offers(good, offers, workloads, scenario)
     host = host_memory_exceeded(rows, scenario.settings.host_memory_utilization)
     feasible = rows[~host]
@@ -241,14 +271,10 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
     rejected = pd.concat([_join_offers(bad, offers_all, workloads, scenario),
                           rows[host].assign(rejection=Rejection.HOST_MEMORY.value, rejection_bound=np.nan)],
                          ignore_index=True)
-    stats["rows_feasible"] = len(feasible)
+    n_feasible = len(feasible)
     if prune and not feasible.empty:
         feasible = prune_pools(feasible, scenario)
-    stats["rows_kept"] = len(feasible)
-    order = ["demand", "offer", "tensor_parallel", "batch_size", "offload_ratio"]
-    return Candidates(feasible.sort_values(order).reset_index(drop=True),
-                      rejected.sort_values(order).reset_index(drop=True) if len(rejected) else rejected,
-                      demands, stats)
+    return feasible, rejected, offers, n_feasible
 
 
 def _join_offers(rows: pd.DataFrame, offers: pd.DataFrame, workloads: dict[str, Workload],

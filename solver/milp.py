@@ -95,15 +95,18 @@ def add_capacity_constraints(p: Problem, scenario: Scenario) -> None:
     <= billed hours t_p, plus the offline billing rows of ``_offline_rows``. With rate profiles the online rows are
     ``milp_hourly``'s per hour instead."""
     load = p.rows["demand_load"].to_numpy()
+    hourly = scenario.hourly  # a property over every workload: once, not per pool
+    names, modes = p.pools["pool"].to_numpy(), p.pools["mode"].to_numpy()
+    deadlines = p.pools["deadline_hours"].to_numpy(float)
     for k, idx in enumerate(p.rows.groupby("pool", sort=True).indices.values()):
-        pool = p.pools.iloc[k]
-        if scenario.hourly and pool["mode"] == "online":
+        online = modes[k] == "online"
+        if hourly and online:
             continue
-        right = p.n[k] if pool["mode"] == "online" else p.t[k]
-        p.model.add_row(f"capacity[{pool['pool']}]", np.append(p.x[idx], right), np.append(load[idx], -1.0),
+        right = p.n[k] if online else p.t[k]
+        p.model.add_row(f"capacity[{names[k]}]", np.append(p.x[idx], right), np.append(load[idx], -1.0),
                         -math.inf, 0.0)
-        if pool["mode"] == "offline":
-            _offline_rows(p, k, p.x[idx], load[idx], float(pool["deadline_hours"]), scenario.billing)
+        if not online:
+            _offline_rows(p, k, p.x[idx], load[idx], float(deadlines[k]), scenario.billing)
 
 
 def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline: float, billing: str) -> None:
@@ -135,9 +138,9 @@ def add_linking_constraints(p: Problem) -> None:
     """(link) x_i <= n_p(i): a demand uses a pool only if the pool has a VM (valid since x <= 1 <= n_p when used;
     it tightens the LP relaxation where a demand needs less than one VM, as in facility location)."""
     pool_index = p.rows.groupby("pool", sort=True).ngroup().to_numpy()
-    for i, k in enumerate(pool_index):
-        p.model.add_row(f"link[{p.rows['pool'].iat[i]}@{p.rows['demand'].iat[i]}]", np.array([p.x[i], p.n[k]]),
-                        np.array([1.0, -1.0]), -math.inf, 0.0)
+    coef = np.array([1.0, -1.0])
+    for i, (k, pool, demand) in enumerate(zip(pool_index, p.rows["pool"].tolist(), p.rows["demand"].tolist())):
+        p.model.add_row(f"link[{pool}@{demand}]", np.array([p.x[i], p.n[k]]), coef, -math.inf, 0.0)
 
 
 def needs_used_rows(scenario: Scenario) -> bool:

@@ -57,12 +57,9 @@ def prune_offerings(offers: pd.DataFrame, scenario: Scenario, host_need_gib: pd.
 def _allowed_matrix(offers: pd.DataFrame, scenario: Scenario) -> np.ndarray:
     """offering x workload: may the workload run there (its own ``instance_types``; under a region ``spread``
     an offering is only interchangeable within its region, so the region joins the key)."""
-    cols = []
-    for w in scenario.workloads:
-        ok = np.ones(len(offers), dtype=bool)
-        if w.instance_types:
-            ok &= offers["instance_type"].isin(w.instance_types).to_numpy()
-        cols.append(ok)
+    cols = []  # a workload without its own instance types allows every offering: no column needed
+    for types in sorted({tuple(sorted(w.instance_types)) for w in scenario.workloads if w.instance_types}):
+        cols.append(offers["instance_type"].isin(types).to_numpy())
     spread = sorted({r for w in scenario.workloads for r in (w.spread or [])})
     for region in spread:
         cols.append((offers["region"] == region).to_numpy())

@@ -156,15 +156,37 @@ def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, ch
         rows = np.flatnonzero(dense)
         sub, th = shape.take(rows), theta[rows] if np.ndim(theta) == 2 else theta
         l_in, l_out, lam = sub.input_tokens.astype(float), sub.output_tokens.astype(float), rate[rows]
-        t = best[rows]
-        for _ in range(40):
-            n, p = lam * t * l_out, lam * t * l_in
-            t = time_s(sub.work(n, p, p * l_in / 2.0, runs=np.ones_like(lam)), th)
+        if shape.model.is_moe:  # weight bytes are not affine in tokens: iterate to the fixed point
+            t = best[rows]
+            for _ in range(40):
+                n, p = lam * t * l_out, lam * t * l_in
+                t = time_s(sub.work(n, p, p * l_in / 2.0, runs=np.ones_like(lam)), th)
+        else:  # affine in t on each GEMM branch: the fixed point is the larger of the two branch roots
+            # (through two points with over a token of prompt per iteration, where the LM head's share is fixed)
+            t_a = best[rows]
+            (c0, m0, r0), (c1, m1, r1) = (_dense_parts(sub, th, lam, at) for at in (t_a, 2.0 * t_a))
+            roots = []
+            for g0, g1 in ((c0, c1), (m0, m1)):
+                slope = (g1 + r1 - g0 - r0) / t_a
+                roots.append(np.where(slope < 1.0, (g0 + r0 - slope * t_a) / np.maximum(1.0 - slope, 1e-300), np.inf))
+            t = np.maximum(*roots)
         best[rows] = np.where(t < 1e3, t, np.inf)
     for _ in range(2):  # polish where the weight bytes are not affine in tokens (MoE expert touching)
         ok = np.isfinite(best) & ~dense
         best = np.where(ok, mean_iteration_s(shape, theta, rate, chunk, np.where(ok, best, 0.0)), best)
     return best
+
+
+def _dense_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, t: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(compute, memory, rest) parts of an iteration of mean time ``t`` when every iteration carries prompt
+    tokens: rate*t*L_out decodes and rate*t*L_in prompt tokens spread over all iterations."""
+    l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
+    n, p = rate * t * l_out, rate * t * l_in
+    w = shape.work(n, p, p * l_in / 2.0, runs=np.ones_like(rate))
+    rest = theta[..., 2] * w.kv_s + theta[..., 3] * w.comm_s + w.host_s + theta[..., 4] * w.steps \
+        + theta[..., 5] * w.layer_steps
+    return theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s, rest
 
 
 def _erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
