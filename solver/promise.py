@@ -2,7 +2,7 @@
 
 The candidate table predicts latency at each configuration's capacity (the most a replica may carry); the plan
 puts less on most pools. Each pool is predicted at the requests it actually receives from all its demands (its
-iteration mix from their rate-weighted lengths; each demand's TTFT with its own prompt prefilled in that mix).
+iteration mix from their lengths, ``serving.mix_shape``; each demand's TTFT with its own prompt prefilled in that mix).
 A workload's promise for a mean is the request-weighted mean over its pools, for a percentile the worst pool. The margin is ``bound / predicted - 1``; the probability that the bound holds comes from
 the calibration's held-out residuals of (engine, GPU class, metric) (``calibration.probability_within``).
 """
@@ -18,7 +18,7 @@ from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
 from .roofline import Hardware, phases_time_s
 from .scenario import Resolved
-from .serving import Shape, online_state, prefill_phases
+from .serving import Shape, mix_shape, online_state, prefill_phases
 
 METRIC_KIND = {"ttft": "ttft", "tpot": "tpot", "e2e": "throughput"}
 
@@ -37,26 +37,23 @@ def demand_rates(resolved: Resolved) -> dict[str, float]:
 
 
 def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) -> dict[int, dict[str, float]]:
-    """Latencies of every demand in one pool: the pool's iteration mix from all its demands (rate-weighted
-    lengths), each demand's TTFT with its own prompt prefilled in that mix. ``rows``: (assignment, requests/s
+    """Latencies of every demand in one pool: the pool's iteration mix from all its demands (``mix_shape``), each demand's TTFT with its own prompt prefilled in that mix. ``rows``: (assignment, requests/s
     per replica of that demand)."""
     first = rows[0][0]
     w0 = next(x for x in resolved.scenario.workloads if x.name == first.workload)
     model, spec, one = resolved.models[w0.model], find_gpu(first.gpu), np.ones(1)
     total = sum(rate for _, rate in rows)
-    l_in = sum(rate * a.input_tokens for a, rate in rows) / max(total, 1e-300)
-    l_out = sum(rate * a.output_tokens for a, rate in rows) / max(total, 1e-300)
-    # prompt work scales with prompt length: its spread lengthens the wait for the token budget
-    second = sum(rate * a.input_tokens ** 2 for a, rate in rows) / max(total, 1e-300)
-    scv = max(second / max(l_in * l_in, 1e-300) - 1.0, 0.0)
+    hw = Hardware.from_specs([spec], w0.dtype)
+    mix, scv = mix_shape(model, hw, w0.dtype, w0.effective_kv_dtype, first.tensor_parallel, first.offload_ratio,
+                         np.array([rate for _, rate in rows]), np.array([a.input_tokens for a, _ in rows]),
+                         np.array([a.output_tokens for a, _ in rows]))
 
-    def shape(inp: float, out: float) -> Shape:
-        return Shape(model, Hardware.from_specs([spec], w0.dtype), w0.dtype, w0.effective_kv_dtype,
-                     one * first.tensor_parallel, one * inp, one * out, one * first.offload_ratio)
+    def shape(inp: float, out: float) -> Shape:  # one demand's prompt, beside the mix's running decodes
+        return Shape(model, hw, w0.dtype, w0.effective_kv_dtype, one * first.tensor_parallel, one * inp, one * out,
+                     one * first.offload_ratio, mix.context_tokens)
 
     serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
                            percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
-    mix = shape(l_in, l_out)
     out = {}
     for k, (a, _) in enumerate(rows):
         w = next(x for x in resolved.scenario.workloads if x.name == a.workload)

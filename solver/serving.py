@@ -50,6 +50,10 @@ class Shape:
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     offload_ratio: np.ndarray
+    # a mix of request sizes (``mix_shape``): running decodes' mean context and prompt attention pairs per prompt
+    # token, when they are not those of one size (L_in + L_out / 2 and L_in / 2)
+    context_tokens: np.ndarray | None = None
+    pairs_per_prompt_token: np.ndarray | None = None
 
     def work(self, decode_seqs: np.ndarray | float, prefill_tokens: np.ndarray | float,
              prefill_pairs: np.ndarray | float, runs: np.ndarray | None = None) -> IterationWork:
@@ -62,12 +66,39 @@ class Shape:
     def take(self, rows: np.ndarray) -> Shape:
         """The shape of the given rows (an index array), in that order."""
         return Shape(self.model, self.hw.take(rows), self.dtype, self.kv_dtype, self.tp[rows], self.input_tokens[rows],
-                     self.output_tokens[rows], self.offload_ratio[rows])
+                     self.output_tokens[rows], self.offload_ratio[rows],
+                     None if self.context_tokens is None else self.context_tokens[rows],
+                     None if self.pairs_per_prompt_token is None else self.pairs_per_prompt_token[rows])
 
     @property
     def mean_context(self) -> np.ndarray:
-        """Average context over the decode steps (FlexGen's s + n/2)."""
+        """Average context of a running decode (FlexGen's s + n/2 for one size)."""
+        if self.context_tokens is not None:
+            return np.asarray(self.context_tokens, float)
         return np.asarray(self.input_tokens, float) + np.asarray(self.output_tokens, float) / 2.0
+
+    @property
+    def pairs_per_token(self) -> np.ndarray:
+        """Causal attention pairs per prompt token (L_in / 2 for one size, E[L_in^2] / (2 E[L_in]) for a mix)."""
+        if self.pairs_per_prompt_token is not None:
+            return np.asarray(self.pairs_per_prompt_token, float)
+        return np.asarray(self.input_tokens, float) / 2.0
+
+
+def mix_shape(model: ModelCard, hw: Hardware, dtype: str, kv_dtype: str, tp: float, offload_ratio: float,
+              rates: np.ndarray, input_tokens: np.ndarray, output_tokens: np.ndarray) -> tuple[Shape, float]:
+    """One replica serving several request sizes at ``rates``: (its one-row shape, the squared coefficient of
+    variation of prompt lengths). Means are per request; the running decodes' context is weighted by output
+    length (a long answer stays in the batch longer), the prompt attention by squared prompt length."""
+    r, li, lo = (np.asarray(x, float) for x in (rates, input_tokens, output_tokens))
+    total = max(float(r.sum()), 1e-300)
+    l_in, l_out = float(r @ li) / total, float(r @ lo) / total
+    second = float(r @ (li * li)) / total
+    context = float(r @ (lo * (li + lo / 2.0))) / max(float(r @ lo), 1e-300)
+    one = np.ones(1)
+    shape = Shape(model, hw, dtype, kv_dtype, one * tp, one * l_in, one * l_out, one * offload_ratio,
+                  one * context, one * second / max(2.0 * l_in, 1e-300))
+    return shape, max(second / max(l_in * l_in, 1e-300) - 1.0, 0.0)
 
 
 def prefill_phases(shape: Shape, batch: np.ndarray, chunk_tokens: int, decode_seqs: np.ndarray | float = 0.0
@@ -113,7 +144,7 @@ def _mixed_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, chunk: np.nd
     ones = np.ones_like(rate)
 
     def parts(prompt: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        w = shape.work(n, prompt, np.asarray(prompt) * l_in / 2.0, runs=ones)
+        w = shape.work(n, prompt, np.asarray(prompt) * shape.pairs_per_token, runs=ones)
         rest = theta[..., 2] * w.kv_s + theta[..., 3] * w.comm_s + w.host_s + theta[..., 4] * w.steps \
             + theta[..., 5] * w.layer_steps
         return theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s, rest
@@ -160,7 +191,7 @@ def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, ch
             t = best[rows]
             for _ in range(40):
                 n, p = lam * t * l_out, lam * t * l_in
-                t = time_s(sub.work(n, p, p * l_in / 2.0, runs=np.ones_like(lam)), th)
+                t = time_s(sub.work(n, p, p * sub.pairs_per_token, runs=np.ones_like(lam)), th)
         else:  # affine in t on each GEMM branch: the fixed point is the larger of the two branch roots
             # (through two points with over a token of prompt per iteration, where the LM head's share is fixed)
             t_a = best[rows]
@@ -183,7 +214,7 @@ def _dense_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, t: float
     tokens: rate*t*L_out decodes and rate*t*L_in prompt tokens spread over all iterations."""
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
     n, p = rate * t * l_out, rate * t * l_in
-    w = shape.work(n, p, p * l_in / 2.0, runs=np.ones_like(rate))
+    w = shape.work(n, p, p * shape.pairs_per_token, runs=np.ones_like(rate))
     rest = theta[..., 2] * w.kv_s + theta[..., 3] * w.comm_s + w.host_s + theta[..., 4] * w.steps \
         + theta[..., 5] * w.layer_steps
     return theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s, rest
@@ -267,7 +298,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
                                 theta)
     # prompts queue for the token budget: an M/D/m queue whose m servers are the prompt chunks that fit beside
     # the running decodes, each held for the mixed iterations of its prefill (a conservative M/D/1 per server)
-    t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * l_in / 2.0, runs=np.ones_like(rate)), theta)
+    t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * shape.pairs_per_token, runs=np.ones_like(rate)), theta)
     servers = np.maximum(np.floor(np.maximum(budget - n, 1.0) / prompt_chunk), 1.0)
     prompt_service = own_chunks * t_mix
     rho_prompt = np.minimum(rate * prompt_service / servers, 0.999)

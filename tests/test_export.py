@@ -114,7 +114,7 @@ def test_vllm_lines_one_per_pool(plans):
     r = run_cli(["export", plans["chat"], "--to", "vllm"])
     assert r.exit_code == 0
     lines = [line for line in r.stdout.splitlines() if line.startswith("vllm serve ")]
-    assert len(lines) == len(_used_pools(data)) == 4  # chat_fleet: 70b, 8b and the coder split over two types
+    assert len(lines) == len(_used_pools(data)) == 3  # chat_fleet: one pool each for the 70b, the 8b and the coder
 
 
 def test_old_and_new_plan_keys_are_accepted(plans, tmp_path):
