@@ -208,7 +208,7 @@ def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, ch
     return best
 
 
-def _dense_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, t: float
+def _dense_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, t: np.ndarray | float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(compute, memory, rest) parts of an iteration of mean time ``t`` when every iteration carries prompt
     tokens: rate*t*L_out decodes and rate*t*L_in prompt tokens spread over all iterations."""
