@@ -106,6 +106,8 @@ class Calibration:
             # a level without its own fit keeps its prior, scaled by the pooled multiplier
             prior = prior_theta(gpu, engine) * (1.0 if self.global_theta is None else self.global_theta)
             theta = np.concatenate([self.per_gpu.get(gpu, prior)[:4], self.per_engine.get(engine.engine, prior)[4:]])
+        # no kernel beats the datasheet: a pooled multiplier carried to another GPU must not promise that
+        theta[:4] = np.maximum(theta[:4], 1.0)
         # quantised weight kernels reach a smaller fraction of the roofline than fp16 ones
         theta[:2] = theta[:2] / engine.kernel_efficiency(dtype)
         return theta
