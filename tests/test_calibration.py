@@ -44,3 +44,17 @@ def test_loading_a_scenario_does_not_import_the_fitting_code():
             "sys.exit(any(m.startswith(('scipy', 'solver.ctcf', 'solver.calibrate')) for m in sys.modules))")
     root = Path(__file__).resolve().parent.parent
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+def test_no_gpu_is_promised_more_than_its_datasheet():
+    """An efficiency carried from the pooled fit to a GPU without its own fit is capped at the datasheet (k >= 1),
+    as per-GPU fits are: a multiplier below 1 would promise more FLOPS or bandwidth than the chip has."""
+    import numpy as np
+
+    from solver.calibration import Calibration
+    from solver.engines import find_engine
+
+    eager = Calibration(global_theta=np.array([0.3, 0.4, 0.5, 0.6, 1.0, 1.0]))  # an over-eager pooled fit
+    for gpu in ("A10G", "L4", "T4", "H100", "V100"):
+        theta = eager.theta(find_engine("vllm"), gpu, "fp16")
+        assert (theta[:4] >= 1.0).all(), gpu

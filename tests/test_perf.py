@@ -266,3 +266,29 @@ def test_predict_and_planner_give_the_same_numbers(model, instance, batch, inp, 
     else:
         assert p.online_requests_per_s == pytest.approx(row["requests_per_s_per_vm"] / row["replicas_per_vm"],
                                                         rel=1e-9)
+
+
+def test_repeated_rows_are_estimated_once_and_alike():
+    """``estimate`` computes each distinct replica row once: a table that repeats rows (every VM size of a GPU,
+    every demand of the same shape) gets, row for row, what the rows get on their own."""
+    from solver.calibration import PRIORS
+    from solver.perf import Hardware, distinct_rows, estimate, make_serving
+
+    gpus = np.array(["H100", "L4", "H100", "H100", "L4"])
+    batch, l_in = np.array([64.0, 32.0, 64.0, 128.0, 32.0]), np.array([1024.0, 512.0, 1024.0, 1024.0, 512.0])
+    first, inverse = distinct_rows(gpus == "H100", batch, l_in)
+    assert len(first) == 3 and (inverse[[0, 2]] == inverse[0]).all() and inverse[1] == inverse[4]
+    bounds = {"ttft": np.full(5, 2.0), "tpot": np.full(5, 0.05), "e2e": np.full(5, np.nan)}
+
+    def run(rows):
+        serving = make_serving(PRIORS, engine="vllm", dtype="bf16", mode="online", percentiles={}, gpus=gpus[rows],
+                               bounds={k: v[rows] for k, v in bounds.items()}, confidence=0.5)
+        return estimate(find_model("llama-3.1-8b"), Hardware.for_rows(gpus[rows], "bf16", find_gpu), dtype="bf16",
+                        kv_dtype="bf16", batch=batch[rows], input_tokens=l_in[rows], output_tokens=np.full(len(rows), 256.0),
+                        tp=np.ones(len(rows)), offload_ratio=0.0, serving=serving)
+
+    together = run(np.arange(5))
+    for k in range(5):
+        alone = run(np.array([k]))
+        assert together.requests_per_s[k] == alone.requests_per_s[0]
+        assert together.ttft_s[k] == alone.ttft_s[0] and together.tpot_s[k] == alone.tpot_s[0]

@@ -117,3 +117,47 @@ def test_quantised_kernels_are_slower_per_byte_than_fp16():
     int4 = PRIORS.theta(ENGINE, "H100", "int4")
     fp16 = PRIORS.theta(ENGINE, "H100", "fp16")
     assert int4[1] > fp16[1]
+
+
+def test_dense_prompt_fixed_point_is_the_iterated_one():
+    """Where every iteration carries prompt tokens (long prompts, high rate) the closed-form fixed point equals
+    the limit of iterating t <- iteration(rate t L_out decodes, rate t L_in prompt tokens)."""
+    from solver.serving import _iteration_fixed_point
+
+    s, th = shape(l_in=128, l_out=16), theta()  # many short prompts: more than one prompt per iteration
+    rate = np.array([300.0])
+    t = _iteration_fixed_point(s, th, rate, np.array([128.0]))[0]
+    assert np.isfinite(t) and rate[0] * t > 1.0  # the dense case
+    it = np.array([t / 2])
+    for _ in range(5000):
+        n, p = rate * it * 16, rate * it * 128
+        it = time_s(s.work(n, p, p * 128 / 2.0, runs=np.ones(1)), th)
+    assert t == pytest.approx(float(it[0]), rel=1e-9)
+
+
+def test_mix_of_one_size_is_that_size():
+    from solver.serving import mix_shape
+
+    s = shape(l_in=1024, l_out=256)
+    mix, scv = mix_shape(s.model, s.hw, "fp16", "fp16", 1.0, 0.0, np.array([2.0, 3.0]), np.array([1024, 1024]),
+                         np.array([256, 256]))
+    assert scv == pytest.approx(0.0)
+    assert mix.mean_context[0] == pytest.approx(s.mean_context[0])
+    assert mix.pairs_per_token[0] == pytest.approx(s.pairs_per_token[0])
+    a = online_state(s, theta(), ENGINE, np.array([128.0]), np.array([5.0]), {})
+    b = online_state(mix, theta(), ENGINE, np.array([128.0]), np.array([5.0]), {})
+    assert b.tpot_s[0] == pytest.approx(a.tpot_s[0], rel=1e-12) and b.ttft_s[0] == pytest.approx(a.ttft_s[0], rel=1e-12)
+
+
+def test_mix_weights_the_running_context_by_output_length():
+    """A long answer stays in the batch longer: the running decodes' mean context is output-weighted, so a mix
+    of short chats and long-context answers reads more KV per decode than its per-request mean lengths say."""
+    from solver.serving import mix_shape
+
+    s = shape()
+    rates, l_in, l_out = np.array([10.0, 1.0]), np.array([256, 4096]), np.array([64, 1024])
+    mix, scv = mix_shape(s.model, s.hw, "fp16", "fp16", 1.0, 0.0, rates, l_in, l_out)
+    per_request = float(rates @ (l_in + l_out / 2)) / rates.sum()
+    by_output = float(rates @ (l_out * (l_in + l_out / 2))) / float(rates @ l_out)
+    assert mix.mean_context[0] == pytest.approx(by_output) and by_output > 2 * per_request
+    assert scv > 1.0 and mix.pairs_per_token[0] > mix.input_tokens[0] / 2  # E[L^2] / (2 E[L]) > E[L] / 2
