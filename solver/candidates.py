@@ -118,10 +118,10 @@ def _workload_filter(rows: pd.DataFrame, workloads: dict[str, Workload], scenari
     names = rows["workload"]
     pricing = names.map({n: w.pricing or scenario.pricing for n, w in workloads.items()}).to_numpy()
     keep = (pricing == "both") | (pricing == rows["pricing"].to_numpy())
-    allowed = pd.MultiIndex.from_tuples([(n, t) for n, w in workloads.items() for t in (w.instance_types or [])],
-                                        names=["workload", "instance_type"])
     restricted = names.isin([n for n, w in workloads.items() if w.instance_types]).to_numpy()
     if restricted.any():
+        allowed = pd.MultiIndex.from_tuples([(n, t) for n, w in workloads.items() for t in (w.instance_types or [])],
+                                            names=["workload", "instance_type"])
         pairs = pd.MultiIndex.from_frame(rows.loc[restricted, ["workload", "instance_type"]].astype(str))
         ok = np.ones(len(rows), dtype=bool)
         ok[np.flatnonzero(restricted)] = pairs.isin(allowed)
@@ -215,7 +215,7 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
         return Candidates(empty, empty, demands, stats)
     # one model at a time, end to end: pools never mix models, and only that model's evaluated rows (the bulk of
     # the memory: every demand x GPU config x batch x offload level) are held at once
-    counts = dict.fromkeys(("rows_evaluated", "rows_feasible", "rows_kept"), 0)
+    stats |= dict.fromkeys(("rows_evaluated", "offerings_kept", "rows_feasible", "rows_kept"), 0)
     kept_offers: set[str] = set()
     feasible_parts, rejected_parts = [], []
     for model_name, model_demands in demands.groupby("model", sort=True):
@@ -227,14 +227,13 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
             continue
         evaluated = evaluate_model(model, model_demands, hw, workloads, scenario, calibration, prune)
         feasible, rejected, offers, n_feasible = _select(evaluated, offers_all, workloads, scenario, prune)
-        counts["rows_evaluated"] += len(evaluated)
-        counts["rows_feasible"] += n_feasible
-        counts["rows_kept"] += len(feasible)
+        stats["rows_evaluated"] += len(evaluated)
+        stats["rows_feasible"] += n_feasible
+        stats["rows_kept"] += len(feasible)
         kept_offers.update(offers["offer"])
         feasible_parts.append(feasible)
         rejected_parts.append(rejected)
-    stats |= {"rows_evaluated": counts["rows_evaluated"], "offerings_kept": len(kept_offers),
-              "rows_feasible": counts["rows_feasible"], "rows_kept": counts["rows_kept"]}
+    stats["offerings_kept"] = len(kept_offers)
     if not feasible_parts:
         empty = pd.DataFrame()
         return Candidates(empty, empty, demands, stats)

@@ -37,7 +37,8 @@ def demand_rates(resolved: Resolved) -> dict[str, float]:
 
 
 def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) -> dict[int, dict[str, float]]:
-    """Latencies of every demand in one pool: the pool's iteration mix from all its demands (``mix_shape``), each demand's TTFT with its own prompt prefilled in that mix. ``rows``: (assignment, requests/s
+    """Latencies of every demand in one pool: the pool's iteration mix from all its demands (``mix_shape``),
+    each demand's TTFT with its own prompt prefilled in that mix. ``rows``: (assignment, requests/s
     per replica of that demand)."""
     first = rows[0][0]
     w0 = next(x for x in resolved.scenario.workloads if x.name == first.workload)

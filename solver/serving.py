@@ -144,10 +144,7 @@ def _mixed_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, chunk: np.nd
     ones = np.ones_like(rate)
 
     def parts(prompt: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        w = shape.work(n, prompt, np.asarray(prompt) * shape.pairs_per_token, runs=ones)
-        rest = theta[..., 2] * w.kv_s + theta[..., 3] * w.comm_s + w.host_s + theta[..., 4] * w.steps \
-            + theta[..., 5] * w.layer_steps
-        return theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s, rest
+        return _branches(shape.work(n, prompt, np.asarray(prompt) * shape.pairs_per_token, runs=ones), theta)
 
     share = rate * t * l_in / chunk
     return parts(chunk * ones), parts(0.0), (share,)
@@ -214,7 +211,11 @@ def _dense_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, t: np.ndarra
     tokens: rate*t*L_out decodes and rate*t*L_in prompt tokens spread over all iterations."""
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
     n, p = rate * t * l_out, rate * t * l_in
-    w = shape.work(n, p, p * shape.pairs_per_token, runs=np.ones_like(rate))
+    return _branches(shape.work(n, p, p * shape.pairs_per_token, runs=np.ones_like(rate)), theta)
+
+
+def _branches(w: IterationWork, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An iteration's calibrated (compute, memory, rest) parts: ``time_s`` is max(compute, memory) + rest."""
     rest = theta[..., 2] * w.kv_s + theta[..., 3] * w.comm_s + w.host_s + theta[..., 4] * w.steps \
         + theta[..., 5] * w.layer_steps
     return theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s, rest
