@@ -53,13 +53,16 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
         return Shape(model, hw, w0.dtype, w0.effective_kv_dtype, one * first.tensor_parallel, one * inp, one * out,
                      one * first.offload_ratio, mix.context_tokens)
 
+    # the pool's Poisson stream is dealt round-robin over its replicas: each sees Erlang-k arrivals
+    arrival_scv = 1.0 / max(first.count * max(first.gpu_count // first.tensor_parallel, 1), 1)
     serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
                            percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
     out = {}
     for k, (a, _) in enumerate(rows):
         w = next(x for x in resolved.scenario.workloads if x.name == a.workload)
         pct = w.slo.percentiles()
-        state = online_state(mix, serving.theta, serving.engine, one * a.batch_size, one * max(total, 1e-9), pct, scv)
+        state = online_state(mix, serving.theta, serving.engine, one * a.batch_size, one * max(total, 1e-9), pct, scv,
+                             arrival_scv=arrival_scv)
         # swap the mix's average prompt for this demand's own, prefilled beside the same running decodes
         chunk = serving.engine.chunk_tokens
         own = phases_time_s(prefill_phases(shape(a.input_tokens, a.output_tokens), one, chunk, state.decode_seqs),
@@ -68,7 +71,7 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
         ttft = float(state.ttft_s[0] - avg[0] + own[0])
         tpot = float(state.tpot_s[0])
         at_e2e = online_state(mix, serving.theta, serving.engine, one * a.batch_size, one * max(total, 1e-9),
-                              {"ttft": pct["e2e"], "tpot": pct["e2e"]}, scv)
+                              {"ttft": pct["e2e"], "tpot": pct["e2e"]}, scv, arrival_scv=arrival_scv)
         e2e = float(at_e2e.ttft_s[0] - avg[0] + own[0]) + (a.output_tokens - 1) * float(at_e2e.tpot_s[0])
         out[k] = {"ttft": ttft, "tpot": tpot, "e2e": e2e}
     return out

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engines import EngineProfile
+from .queueing import erlang_c, residual_s, wait_quantile
 from .roofline import Hardware, IterationWork, Phases, iteration_work, phases_time_s, time_s
 from .schema import ModelCard
 
@@ -205,6 +206,74 @@ def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, ch
     return best
 
 
+def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budget: float, t: np.ndarray,
+                        decodes: np.ndarray | None = None) -> np.ndarray:
+    """Mean iteration time when a Poisson number of prompts (mean rate*t) arrives per iteration and the scheduler
+    packs the waiting ones into the token budget the decodes leave (``room``).
+
+    The roofline is convex in the prompt tokens (a memory-bound decode-only step, compute-bound steps with
+    prompts), so one chunk per iteration in a share of iterations (``mean_iteration_s``) underestimates it where
+    several short prompts land in one step. Prompt tokens beyond the room wait for the next iterations, which are
+    then full instead of prompt-free (work is conserved); long prompts reduce to the chunk-share model.
+    """
+    l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
+    n = rate * t * l_out if decodes is None else decodes
+    room = np.maximum(budget - n, 1.0)
+    ones = np.ones_like(rate)
+    c0, m0, r0 = _branches(shape.work(n, 0.0, 0.0, runs=ones), theta)
+    c1, m1, r1 = _branches(shape.work(n, room, room * shape.pairs_per_token, runs=ones), theta)
+
+    def at(tokens: np.ndarray) -> np.ndarray:  # every part is affine in the prompt tokens of the step
+        f = tokens / room
+        return np.maximum(c0 + f * (c1 - c0), m0 + f * (m1 - m0)) + r0 + f * (r1 - r0)
+
+    mu = rate * t
+    fits = np.floor(room / np.maximum(l_in, 1.0))  # whole prompts that fit beside the decodes
+    top = float(np.max(mu, initial=0.0))
+    k_hi = int(min(float(np.max(fits, initial=0.0)), np.ceil(top + 10.0 * np.sqrt(top) + 10.0)))
+    pmf = np.exp(-mu)
+    total, below, tokens_below = np.zeros_like(mu), np.zeros_like(mu), np.zeros_like(mu)
+    for k in range(k_hi + 1):
+        inside = k <= fits
+        total += np.where(inside, pmf * at(np.minimum(k * l_in, room)), 0.0)
+        below += np.where(inside, pmf, 0.0)
+        tokens_below += np.where(inside, pmf * k * l_in, 0.0)
+        pmf = pmf * mu / (k + 1.0)
+    full = np.clip(1.0 - below, 0.0, 1.0)
+    spill = np.clip((mu * l_in - tokens_below) / room - full, 0.0, np.exp(-mu))
+    return total + (full + spill) * at(room) - spill * at(np.zeros_like(room))
+
+
+def _batched_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, budget: float, start: np.ndarray,
+                         steps: int = 4) -> np.ndarray:
+    """Fixed point t = batched_iteration_s(t), by secant steps from ``start`` (the chunk-share fixed point, which
+    lies below it: the batched mean is a spread of the same prompt tokens); inf where the map has no fixed point
+    (its slope reaches 1 above the start)."""
+    out = start.copy()
+    rows = np.flatnonzero(np.isfinite(start) & (start > 0))
+    if rows.size == 0:
+        return out
+    sub, th, lam = shape.take(rows), theta[rows] if np.ndim(theta) == 2 else theta, rate[rows]
+    t_prev = start[rows]
+    g_prev = batched_iteration_s(sub, th, lam, budget, t_prev)
+    t = np.maximum(g_prev, t_prev)
+    dead = np.zeros(rows.size, bool)
+    for _ in range(steps):
+        g = batched_iteration_s(sub, th, lam, budget, t)
+        dt = t - t_prev
+        slope = np.where(np.abs(dt) > 1e-12 * t, (g - g_prev) / np.where(dt == 0, 1.0, dt), 0.0)
+        done = np.abs(g - t) <= 1e-9 * t
+        dead |= (slope >= 1.0) & (g > t * (1.0 + 1e-9))
+        t_next = t + (g - t) / np.maximum(1.0 - slope, 1e-3)
+        dead |= ~(t_next < 1e3)
+        t_prev, g_prev = t, g
+        t = np.where(done | dead, t, np.maximum(t_next, 0.0))
+        if np.all(done | dead):
+            break
+    out[rows] = np.where(dead, np.inf, t)
+    return out
+
+
 def _dense_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, t: np.ndarray | float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(compute, memory, rest) parts of an iteration of mean time ``t`` when every iteration carries prompt
@@ -221,60 +290,23 @@ def _branches(w: IterationWork, theta: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s, rest
 
 
-def _erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
-    """Probability that an arrival waits in M/M/c with ``servers`` slots and offered ``load`` (Erlang C)."""
-    servers = np.broadcast_to(np.asarray(servers, int), np.shape(load))
-    b = np.ones_like(load, dtype=float)
-    for c in np.unique(servers):  # Erlang B by its recursion, each server count only as far as it goes
-        rows = np.flatnonzero(servers == c)
-        a, bc = load[rows], np.ones(len(rows))
-        for k in range(1, int(c) + 1):
-            bc = a * bc / (k + a * bc)
-        b[rows] = bc
-    rho = load / servers
-    return np.where(rho < 1.0, b / np.maximum(1.0 - rho * (1.0 - b), 1e-12), 1.0)
-
-
-def _residual(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray, q: float | None
-              ) -> np.ndarray:
-    """Rest of the iteration an arrival lands in (length-biased: long prompt-carrying iterations catch more
-    arrivals). A share ``share`` of iterations lasts ``t_mix``, the rest ``t_dec``; the engine is busy with
-    probability ``busy``. Returns the mean, or the ``q`` quantile of the piecewise-linear tail
-    P(R > x) = busy * (s (1 - x / t_mix)^+ + (1 - s) (1 - x / t_dec)^+), s the time share of long iterations."""
-    long, short = np.maximum(t_mix, t_dec), np.minimum(t_mix, t_dec)
-    frac = np.where(t_mix >= t_dec, share, 1.0 - share)
-    s = frac * long / np.maximum(frac * long + (1.0 - frac) * short, 1e-300)
-    if q is None:
-        return busy * (s * long + (1.0 - s) * short) / 2.0
-    tail = 1.0 - q
-    beyond = long * (1.0 - tail / np.maximum(busy * s, 1e-300))  # the quantile if it lies past the short ones
-    within = (1.0 - tail / np.maximum(busy, 1e-300)) / (s / long + (1.0 - s) / np.maximum(short, 1e-300))
-    x = np.where(beyond >= short, beyond, within)
-    return np.where(busy > tail, np.maximum(x, 0.0), 0.0)
-
-
-def _wait_quantile(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray, q: float | None) -> np.ndarray:
-    """Quantile (or mean) of a wait that is 0 with probability 1 - p_wait and exponential otherwise."""
-    if q is None:
-        return p_wait * mean_wait_given_wait
-    tail = 1.0 - q
-    return np.where(p_wait > tail, mean_wait_given_wait * np.log(np.maximum(p_wait, 1e-300) / tail), 0.0)
-
-
 def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
                  rate: np.ndarray, percentiles: dict[str, str], prompt_scv: np.ndarray | float = 0.0,
-                 metrics: tuple[str, ...] = ("ttft", "tpot", "e2e")) -> OnlineState:
+                 metrics: tuple[str, ...] = ("ttft", "tpot", "e2e"), arrival_scv: np.ndarray | float = 1.0
+                 ) -> OnlineState:
     """Steady-state latencies of a continuous-batching replica at ``rate`` requests/s.
 
     ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``; ``prompt_scv`` is the
-    squared coefficient of variation of prompt lengths (0 for one size; a pool serving a mix passes its own).
+    squared coefficient of variation of prompt lengths (0 for one size; a pool serving a mix passes its own);
+    ``arrival_scv`` that of the replica's inter-arrival times (1: Poisson; round-robin over k replicas of a
+    Poisson stream gives each an Erlang-k stream, 1 / k), which scales both queueing waits (Allen-Cunneen).
     """
     rate = np.asarray(rate, float)
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
     budget = float(engine.token_budget)
     chunk = float(engine.chunk_tokens)
     prompt_chunk = np.minimum(l_in, budget) * np.ones_like(rate)
-    t = _iteration_fixed_point(shape, theta, rate, prompt_chunk)
+    t = _batched_fixed_point(shape, theta, rate, budget, _iteration_fixed_point(shape, theta, rate, prompt_chunk))
     finite = np.isfinite(t)
     t_ok = np.where(finite, t, 0.0)
     n = rate * t_ok * l_out
@@ -293,33 +325,41 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
         t_with, t_without = np.maximum(c1, m1) + r1, np.maximum(c0, m0) + r0
         mixed = share * steps
         mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed), steps)
-        return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps
+        # several short prompts packed in one step: the batched mean exceeds the chunk-share mean at every quantile
+        spread = batched_iteration_s(shape, theta, rate, budget, t_ok, n_q) - (share * t_with + (1 - share) * t_without)
+        return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps + np.maximum(spread, 0.0)
 
     own_prefill = phases_time_s([(shape.work(n, l_in / own_chunks, l_in * l_in / 2.0 / own_chunks), own_chunks)],
                                 theta)
+    # the prompts that arrive during the same iteration (rate * t of them) are packed into the request's first step
+    first = l_in / own_chunks
+    others = np.minimum(rate * t_ok * l_in, np.maximum(budget - n - first, 0.0))
+    own_prefill = own_prefill + time_s(shape.work(n, first + others, first * l_in / 2.0 + others * shape.pairs_per_token,
+                                                  runs=np.ones_like(rate)), theta) \
+        - time_s(shape.work(n, first, first * l_in / 2.0, runs=np.ones_like(rate)), theta)
     # prompts queue for the token budget: an M/D/m queue whose m servers are the prompt chunks that fit beside
     # the running decodes, each held for the mixed iterations of its prefill (a conservative M/D/1 per server)
     t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * shape.pairs_per_token, runs=np.ones_like(rate)), theta)
     servers = np.maximum(np.floor(np.maximum(budget - n, 1.0) / prompt_chunk), 1.0)
     prompt_service = own_chunks * t_mix
     rho_prompt = np.minimum(rate * prompt_service / servers, 0.999)
-    # Pollaczek-Khinchine: a mix of prompt lengths (squared coefficient of variation prompt_scv) waits longer
-    budget_wait_mean = rho_prompt * (1.0 + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
+    # Pollaczek-Khinchine (Allen-Cunneen for smoother arrivals): a mix of prompt lengths waits longer
+    budget_wait_mean = rho_prompt * (arrival_scv + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
     # an admitted request holds its slot while its prompt waits for budget too (Little's law on the slots)
     occupancy = occupancy + rate * budget_wait_mean
     # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
     service = occupancy / np.maximum(rate, 1e-300)
-    p_wait = _erlang_c(np.maximum(cap, 1), np.minimum(occupancy, cap))
+    p_wait = erlang_c(np.maximum(cap, 1), np.minimum(occupancy, cap))
     # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the Allen-Cunneen halving for
     # deterministic service fell further below the simulator near saturation (benchmarks/simulate.py)
-    slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9)
+    slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9) * (arrival_scv + 1.0) / 2.0
     busy = 1.0 - np.exp(-occupancy)
     t_dec = time_s(shape.work(n, 0.0, 0.0, runs=np.ones_like(rate)), theta)
 
     def ttft_at(q: float | None) -> np.ndarray:
-        slot = _wait_quantile(p_wait, slot_wait_mean, q)
-        prompt = _wait_quantile(rho_prompt, budget_wait_mean / np.maximum(rho_prompt, 1e-9), q)
-        residual = _residual(busy, share, t_mix, t_dec, q)
+        slot = wait_quantile(p_wait, slot_wait_mean, q)
+        prompt = wait_quantile(rho_prompt, budget_wait_mean / np.maximum(rho_prompt, 1e-9), q)
+        residual = residual_s(busy, share, t_mix, t_dec, q)
         return slot + prompt + residual + own_prefill
 
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
