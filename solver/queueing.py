@@ -29,7 +29,7 @@ def residual_s(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np
     frac = np.where(t_mix >= t_dec, share, 1.0 - share)
     s = frac * long / np.maximum(frac * long + (1.0 - frac) * short, 1e-300)
     if q is None:
-        return busy * (s * long + (1.0 - s) * short) / 2.0
+        return np.asarray(busy * (s * long + (1.0 - s) * short) / 2.0, float)
     tail = 1.0 - q
     beyond = long * (1.0 - tail / np.maximum(busy * s, 1e-300))  # the quantile if it lies past the short ones
     within = (1.0 - tail / np.maximum(busy, 1e-300)) / (s / long + (1.0 - s) / np.maximum(short, 1e-300))
@@ -40,6 +40,6 @@ def residual_s(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np
 def wait_quantile(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray, q: float | None) -> np.ndarray:
     """Quantile (or mean) of a wait that is 0 with probability 1 - p_wait and exponential otherwise."""
     if q is None:
-        return p_wait * mean_wait_given_wait
+        return np.asarray(p_wait * mean_wait_given_wait, float)
     tail = 1.0 - q
     return np.where(p_wait > tail, mean_wait_given_wait * np.log(np.maximum(p_wait, 1e-300) / tail), 0.0)
