@@ -36,7 +36,7 @@ from .schema import ModelCard
 QUANTILE = {"mean": None, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 Z = {None: 0.0, 0.5: 0.0, 0.9: 1.2816, 0.95: 1.6449, 0.99: 2.3263}
 MAX_UTILISATION = 0.98  # of the concurrency cap: beyond it the queue of a finite simulation never drains
-BISECTION_STEPS = 40
+BISECTION_STEPS = 30  # 1e-9 of the bracket: far below any SLO or price resolution
 
 
 @dataclass(frozen=True)
@@ -223,29 +223,39 @@ def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budge
     c0, m0, r0 = _branches(shape.work(n, 0.0, 0.0, runs=ones), theta)
     c1, m1, r1 = _branches(shape.work(n, room, room * shape.pairs_per_token, runs=ones), theta)
 
-    def at(tokens: np.ndarray) -> np.ndarray:  # every part is affine in the prompt tokens of the step
-        f = tokens / room
-        return np.maximum(c0 + f * (c1 - c0), m0 + f * (m1 - m0)) + r0 + f * (r1 - r0)
-
+    # time of a step with x prompt tokens: m(x) + r(x) + (c(x) - m(x))^+, every part affine in x
+    gap0, gap_slope = c0 - m0, (c1 - m1 - c0 + m0) / room
+    lin0, lin_slope = m0 + r0, (m1 + r1 - m0 - r0) / room
     mu = rate * t
     fits = np.floor(room / np.maximum(l_in, 1.0))  # whole prompts that fit beside the decodes
-    top = float(np.max(mu, initial=0.0))
-    k_hi = int(min(float(np.max(fits, initial=0.0)), np.ceil(top + 10.0 * np.sqrt(top) + 10.0)))
-    pmf = np.exp(-mu)
-    total, below, tokens_below = np.zeros_like(mu), np.zeros_like(mu), np.zeros_like(mu)
-    for k in range(k_hi + 1):
-        inside = k <= fits
-        total += np.where(inside, pmf * at(np.minimum(k * l_in, room)), 0.0)
-        below += np.where(inside, pmf, 0.0)
-        tokens_below += np.where(inside, pmf * k * l_in, 0.0)
-        pmf = pmf * mu / (k + 1.0)
-    full = np.clip(1.0 - below, 0.0, 1.0)
-    spill = np.clip((mu * l_in - tokens_below) / room - full, 0.0, np.exp(-mu))
-    return total + (full + spill) * at(room) - spill * at(np.zeros_like(room))
+    # the loop runs over rows where packing matters: short prompts whose tokens per step stay below the room
+    rows = np.flatnonzero((fits >= 1.0) & (mu * l_in < room))
+    mean_x = np.minimum(mu * l_in, room)  # prompt tokens per step (work conserved)
+    # prompt-saturated rows: every step is full; long prompts (one chunk fills the room): a share of steps is
+    share = mean_x / room
+    excess = (1.0 - share) * np.maximum(gap0, 0.0) + share * np.maximum(gap0 + gap_slope * room, 0.0)
+    if rows.size:
+        m, f, li, rm, g0, gs = mu[rows], fits[rows], l_in[rows], room[rows], gap0[rows], gap_slope[rows]
+        top = float(np.max(m))
+        k_hi = int(min(float(np.max(f)), np.ceil(top + 10.0 * np.sqrt(top) + 10.0)))
+        pmf = np.exp(-m)
+        total, below, tokens_below = np.zeros_like(m), np.zeros_like(m), np.zeros_like(m)
+        for k in range(k_hi + 1):
+            p = np.where(k <= f, pmf, 0.0)
+            total += p * np.maximum(g0 + gs * (k * li), 0.0)
+            below += p
+            tokens_below += p * (k * li)
+            pmf = pmf * m / (k + 1.0)
+        full = np.clip(1.0 - below, 0.0, 1.0)
+        # prompt tokens beyond the room wait for later steps, which are then full instead of prompt-free
+        spill = np.clip((m * li - tokens_below) / rm - full, 0.0, np.exp(-m))
+        full_gap = np.maximum(g0 + gs * rm, 0.0)
+        excess[rows] = total + (full + spill) * full_gap - spill * np.maximum(g0, 0.0)
+    return lin0 + lin_slope * mean_x + excess
 
 
 def _batched_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, budget: float, start: np.ndarray,
-                         steps: int = 4) -> np.ndarray:
+                         steps: int = 4, tol: float = 1e-7) -> np.ndarray:
     """Fixed point t = batched_iteration_s(t), by secant steps from ``start`` (the chunk-share fixed point, which
     lies below it: the batched mean is a spread of the same prompt tokens); inf where the map has no fixed point
     (its slope reaches 1 above the start)."""
@@ -253,24 +263,28 @@ def _batched_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, budg
     rows = np.flatnonzero(np.isfinite(start) & (start > 0))
     if rows.size == 0:
         return out
-    sub, th, lam = shape.take(rows), theta[rows] if np.ndim(theta) == 2 else theta, rate[rows]
+
+    def g(idx: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return batched_iteration_s(shape.take(idx), theta[idx] if np.ndim(theta) == 2 else theta, rate[idx], budget, t)
+
     t_prev = start[rows]
-    g_prev = batched_iteration_s(sub, th, lam, budget, t_prev)
+    g_prev = g(rows, t_prev)
     t = np.maximum(g_prev, t_prev)
-    dead = np.zeros(rows.size, bool)
+    live = np.abs(t - t_prev) > tol * t_prev  # rows still moving; the others are at their fixed point
     for _ in range(steps):
-        g = batched_iteration_s(sub, th, lam, budget, t)
-        dt = t - t_prev
-        slope = np.where(np.abs(dt) > 1e-12 * t, (g - g_prev) / np.where(dt == 0, 1.0, dt), 0.0)
-        done = np.abs(g - t) <= 1e-9 * t
-        dead |= (slope >= 1.0) & (g > t * (1.0 + 1e-9))
-        t_next = t + (g - t) / np.maximum(1.0 - slope, 1e-3)
-        dead |= ~(t_next < 1e3)
-        t_prev, g_prev = t, g
-        t = np.where(done | dead, t, np.maximum(t_next, 0.0))
-        if np.all(done | dead):
+        if not live.any():
             break
-    out[rows] = np.where(dead, np.inf, t)
+        idx = np.flatnonzero(live)
+        gt = g(rows[idx], t[idx])
+        dt = t[idx] - t_prev[idx]
+        slope = np.where(np.abs(dt) > 1e-12 * t[idx], (gt - g_prev[idx]) / np.where(dt == 0, 1.0, dt), 0.0)
+        dead = ((slope >= 1.0) & (gt > t[idx] * (1.0 + tol))) | ~(t[idx] + (gt - t[idx]) / np.maximum(1.0 - slope, 1e-3)
+                                                                   < 1e3)
+        t_next = np.where(dead, np.inf, np.maximum(t[idx] + (gt - t[idx]) / np.maximum(1.0 - slope, 1e-3), 0.0))
+        t_prev[idx], g_prev[idx] = t[idx], gt
+        t[idx] = t_next
+        live[idx] = ~dead & (np.abs(t_next - t_prev[idx]) > tol * t_prev[idx])
+    out[rows] = t
     return out
 
 
