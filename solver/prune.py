@@ -4,7 +4,8 @@
    when a no-offload setting serves every demand of the group at least as fast (it can replace it on any VM);
 2. offerings (``prune_offerings``): among offerings with the same GPU, GPU count and pricing kind, one that costs
    at least as much and has no more host memory than another *unconstrained* offering (no quota names it, no
-   limit on distinct types) is dominated: any VM of it can be swapped for the other at no extra cost;
+   limit on distinct types) is dominated: any VM of it can be swapped for the other at no extra cost (not where
+   offline VM counts are pinned under a spot share: there a second offering is a second pool);
 3. pools (``prune_pools``): a pool no faster for every demand of its group than a no-dearer pool on the same
    offering, or on an unconstrained one, is dropped.
 
@@ -31,6 +32,11 @@ def prune_offerings(offers: pd.DataFrame, scenario: Scenario, host_need_gib: pd.
     offloaded KV: a twin's extra RAM beyond that cannot matter.
     """
     if scenario.max_instance_types is not None or offers.empty:
+        return offers
+    # offline VM counts pinned to ceil(W/D) per pool (``counts_pinned``): a second, identical offering is a second
+    # pool, so one more on-demand VM beside spot ones, which no swap onto the first offering can reproduce
+    if any(w.mode == "offline" for w in scenario.workloads) and scenario.max_spot_share is not None \
+            and scenario.billing == "per_second":
         return offers
     keep = np.ones(len(offers), dtype=bool)
     util = scenario.settings.host_memory_utilization
