@@ -12,8 +12,10 @@ mixes in prompt chunks within a token budget. At request rate ``lam`` the steady
     t = iteration(n decodes, n * (L_in + L_out / 2) context, p prompt tokens),
     n = lam * t * L_out,  p = lam * t * L_in                      (Little's law per iteration)
 
-``t`` is affine in (n, p) on each GEMM branch, so the fixed point is closed-form per branch, and the larger
-one holds (the iteration time is the max of two affine maps). Then
+With one prompt chunk in a share of iterations, ``t`` is affine in (n, p) on each GEMM branch, so that fixed point
+is closed-form per branch pair. The scheduler really packs a Poisson number of waiting prompts into each step's
+token budget (``batched_iteration_s``); the roofline is convex in a step's prompt tokens, so that mean lies above,
+and the fixed point is polished from the closed-form root by secant steps. Then
 
 * ``TPOT`` = the iteration time with the decodes at a quantile of their (Poisson) count;
 * ``TTFT`` = admission wait (Erlang C over ``max_num_seqs`` slots when the cap binds) + wait for the token
