@@ -38,6 +38,9 @@ from .schema import ModelCard
 QUANTILE = {"mean": None, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 Z = {None: 0.0, 0.5: 0.0, 0.9: 1.2816, 0.95: 1.6449, 0.99: 2.3263}
 MAX_UTILISATION = 0.98  # of the concurrency cap: beyond it the queue of a finite simulation never drains
+# Capacity (what the planner may load a replica with) stops lower: above ~85 % of the slots a request-level replay
+# queues far beyond the Erlang C wait (benchmarks/simulate.py), so no plan is sized into that regime
+PLANNING_UTILISATION = 0.85
 BISECTION_STEPS = 30  # 1e-9 of the bracket: far below any SLO or price resolution
 
 
@@ -228,16 +231,19 @@ def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budge
     # time of a step with x prompt tokens: m(x) + r(x) + (c(x) - m(x))^+, every part affine in x
     gap0, gap_slope = c0 - m0, (c1 - m1 - c0 + m0) / room
     lin0, lin_slope = m0 + r0, (m1 + r1 - m0 - r0) / room
-    mu = rate * t
-    fits = np.floor(room / np.maximum(l_in, 1.0))  # whole prompts that fit beside the decodes
+    # a mix of prompt lengths as lumps of the size-biased length E[L^2]/E[L] arriving at the rate that keeps the
+    # tokens per step: the compound Poisson's mean and variance are matched (one size: L_in and rate*t)
+    lump = np.maximum(2.0 * shape.pairs_per_token, 1.0)
+    mu = rate * t * l_in / lump
+    fits = np.floor(room / lump)  # whole prompts that fit beside the decodes
     # the loop runs over rows where packing matters: short prompts whose tokens per step stay below the room
-    rows = np.flatnonzero((fits >= 1.0) & (mu * l_in < room))
-    mean_x = np.minimum(mu * l_in, room)  # prompt tokens per step (work conserved)
+    rows = np.flatnonzero((fits >= 1.0) & (mu * lump < room))
+    mean_x = np.minimum(mu * lump, room)  # prompt tokens per step (work conserved)
     # prompt-saturated rows: every step is full; long prompts (one chunk fills the room): a share of steps is
     share = mean_x / room
     excess = (1.0 - share) * np.maximum(gap0, 0.0) + share * np.maximum(gap0 + gap_slope * room, 0.0)
     if rows.size:
-        m, f, li, rm, g0, gs = mu[rows], fits[rows], l_in[rows], room[rows], gap0[rows], gap_slope[rows]
+        m, f, li, rm, g0, gs = mu[rows], fits[rows], lump[rows], room[rows], gap0[rows], gap_slope[rows]
         top = float(np.max(m))
         k_hi = int(min(float(np.max(f)), np.ceil(top + 10.0 * np.sqrt(top) + 10.0)))
         pmf = np.exp(-m)
@@ -326,7 +332,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     finite = np.isfinite(t)
     t_ok = np.where(finite, t, 0.0)
     n = rate * t_ok * l_out
-    own_chunks = np.maximum(np.ceil(l_in / chunk), 1.0)
+    # a prompt's chunks fit beside the running decodes: at most the budget they leave per step
+    own_chunks = np.maximum(np.ceil(l_in / np.maximum(np.minimum(chunk, budget - n), 1.0)), 1.0)
     occupancy = rate * t_ok * (l_out + own_chunks)
     cap = np.asarray(max_seqs, float)
 
@@ -347,9 +354,12 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
 
     own_prefill = phases_time_s([(shape.work(n, l_in / own_chunks, l_in * l_in / 2.0 / own_chunks), own_chunks)],
                                 theta)
-    # the prompts that arrive during the same iteration (rate * t of them) are packed into the request's first step
+    alone = own_prefill  # the prompt's own steps beside the running decodes: its service for the token budget
+    # the prompts that arrive during the same iteration (rate * t of them; fewer when arrivals are smoother than
+    # Poisson, as behind a round-robin router) are packed into the request's first step
+    seen = np.minimum(np.asarray(arrival_scv, float), 1.0)
     first = l_in / own_chunks
-    others = np.minimum(rate * t_ok * l_in, np.maximum(budget - n - first, 0.0))
+    others = np.minimum(seen * rate * t_ok * l_in, np.maximum(budget - n - first, 0.0))
     own_prefill = own_prefill + time_s(shape.work(n, first + others, first * l_in / 2.0 + others * shape.pairs_per_token,
                                                   runs=np.ones_like(rate)), theta) \
         - time_s(shape.work(n, first, first * l_in / 2.0, runs=np.ones_like(rate)), theta)
@@ -357,7 +367,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     # the running decodes, each held for the mixed iterations of its prefill (a conservative M/D/1 per server)
     t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * shape.pairs_per_token, runs=np.ones_like(rate)), theta)
     servers = np.maximum(np.floor(np.maximum(budget - n, 1.0) / prompt_chunk), 1.0)
-    prompt_service = own_chunks * t_mix
+    prompt_service = alone
     rho_prompt = np.minimum(rate * prompt_service / servers, 0.999)
     # Pollaczek-Khinchine (Allen-Cunneen for smoother arrivals): a mix of prompt lengths waits longer
     budget_wait_mean = rho_prompt * (arrival_scv + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
@@ -365,17 +375,22 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     occupancy = occupancy + rate * budget_wait_mean
     # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
     service = occupancy / np.maximum(rate, 1e-300)
-    p_wait = erlang_c(np.maximum(cap, 1), np.minimum(occupancy, cap))
-    # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the Allen-Cunneen halving for
-    # deterministic service fell further below the simulator near saturation (benchmarks/simulate.py)
-    slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9) * (arrival_scv + 1.0) / 2.0
+    # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the slots held are the arrivals of
+    # the last holding time, Poisson whatever the holding-time law (M/G/inf), and the Allen-Cunneen halving for
+    # deterministic service fell below the simulator. Smoother arrivals (scv c_a^2) shrink that count's variance
+    # to ~c_a^2 times its mean: as many-server (Halfin-Whitt) scaling, c / c_a^2 slots at the same utilisation
+    scale = np.maximum(np.asarray(arrival_scv, float), 1e-2) * np.ones_like(rate)
+    slot_servers = np.maximum(np.round(np.maximum(cap, 1) / scale), 1.0)
+    p_wait = erlang_c(slot_servers, np.minimum(occupancy, cap) * slot_servers / np.maximum(cap, 1))
+    slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9) * scale
     busy = 1.0 - np.exp(-occupancy)
     t_dec = time_s(shape.work(n, 0.0, 0.0, runs=np.ones_like(rate)), theta)
 
     def ttft_at(q: float | None) -> np.ndarray:
         slot = wait_quantile(p_wait, slot_wait_mean, q)
-        prompt = wait_quantile(rho_prompt, budget_wait_mean / np.maximum(rho_prompt, 1e-9), q)
-        residual = residual_s(busy, share, t_mix, t_dec, q)
+        p_prompt = rho_prompt * seen  # smoother arrivals find another prompt in service less often
+        prompt = wait_quantile(p_prompt, budget_wait_mean / np.maximum(p_prompt, 1e-9), q)
+        residual = residual_s(busy, share * seen, t_mix, t_dec, q)
         return slot + prompt + residual + own_prefill
 
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
@@ -407,7 +422,7 @@ def online_capacity(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_
 
     def holds(rate: np.ndarray) -> np.ndarray:
         state = online_state(shape, theta, engine, cap, rate, percentiles, metrics=bounded)
-        ok = np.asarray(state.stable, bool).copy()
+        ok = np.asarray(state.stable, bool) & (state.occupancy <= PLANNING_UTILISATION * cap)
         for key in bounded:
             value = getattr(state, f"{key}_s")
             ok &= np.isnan(limits[key]) | (value <= limits[key])

@@ -11,7 +11,7 @@ from solver.calibration import PRIORS, UNCALIBRATED, load_calibration
 from solver.catalog import find_gpu, find_model
 from solver.engines import find_engine
 from solver.roofline import Hardware, iteration_work, phases_time_s, time_s
-from solver.serving import (Shape, batched_iteration_s, mean_iteration_s, online_capacity, online_state, prefill_phases,
+from solver.serving import (PLANNING_UTILISATION, Shape, batched_iteration_s, mean_iteration_s, online_capacity, online_state, prefill_phases,
                             static_latency)
 from solver.simulate import simulate_replica
 
@@ -54,13 +54,13 @@ def test_idle_replica_ttft_is_its_own_prefill():
 
 
 def test_saturated_capacity_equals_the_decode_bound_rate():
-    # no latency bound: capacity is where the concurrency cap fills, i.e. cap / (L_out * iteration at the cap)
+    # no latency bound: capacity is where the slots reach the planning share of the cap (decode-bound rate)
     s, th = shape(l_in=16, l_out=512), theta()
     cap = np.array([32.0])
     rate = online_capacity(s, th, ENGINE, cap, {}, {})
     state = online_state(s, th, ENGINE, cap, rate * 0.999, {})
     decode_bound = cap / ((512 + 1) * state.iteration_s)
-    assert rate[0] == pytest.approx(0.98 * decode_bound[0], rel=0.03)
+    assert rate[0] == pytest.approx(PLANNING_UTILISATION * decode_bound[0], rel=0.03)
 
 
 def test_iteration_fixed_point_is_self_consistent():
