@@ -6,6 +6,7 @@ diagnosis of scenarios without a plan.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from .errors import InfeasibleError, NoCandidatesError, ScenarioError
 from .extract import SolveOptions, solve_plan
 from .milp import build_problem
 from .plan_types import Plan
-from .promise import slo_report
+from .promise import mixed_headroom, slo_report
 from .provenance import provenance_of
 from .scenario import Resolved, load_scenario, resolve
 from .schema import Scenario
@@ -91,6 +92,9 @@ def diagnose(rows: pd.DataFrame, scenario: Scenario, backend: str) -> str:
     return f"infeasible because of the {' and '.join(culprits)} constraints: relax them to find a plan"
 
 
+MIX_ROUNDS = 4  # re-solves for pools whose request-size mix needs more than the sum of solo capacities
+
+
 def candidates_for(resolved: Resolved, prune: bool = True) -> Candidates:
     """The scenario's candidate table; raises ``NoCandidatesError`` naming each demand's nearest miss."""
     sc = resolved.scenario
@@ -136,4 +140,14 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
 
     out = solve_plan(problem, resolved, cands, options, check=check if verify_plan else None,
                      check_name="verification", on_infeasible=infeasible)
+    for _ in range(MIX_ROUNDS):  # pools of several sizes that their mix overloads: shrink their capacity, re-solve
+        headroom = mixed_headroom(resolved, out)
+        if not headroom:
+            break
+        table = cands.table
+        before = table["mix_headroom"] if "mix_headroom" in table else 1.0
+        cands = dataclasses.replace(cands, table=table.assign(
+            mix_headroom=before * table["pool"].map(headroom).fillna(1.0).to_numpy(float)))
+        out = solve_plan(build_problem(cands.table, resolved.scenario), resolved, cands, options,
+                         check=check if verify_plan else None, check_name="verification", on_infeasible=infeasible)
     return out.model_copy(update={"slo_report": slo_report(resolved, out), "provenance": provenance_of(resolved)})

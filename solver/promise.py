@@ -18,7 +18,7 @@ from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
 from .roofline import Hardware, phases_time_s
 from .scenario import Resolved
-from .serving import Shape, mix_shape, online_state, prefill_phases
+from .serving import PLANNING_UTILISATION, Shape, mix_shape, online_state, prefill_phases
 
 METRIC_KIND = {"ttft": "ttft", "tpot": "tpot", "e2e": "throughput"}
 
@@ -39,7 +39,7 @@ def demand_rates(resolved: Resolved) -> dict[str, float]:
 def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) -> dict[int, dict[str, float]]:
     """Latencies of every demand in one pool: the pool's iteration mix from all its demands (``mix_shape``),
     each demand's TTFT with its own prompt prefilled in that mix. ``rows``: (assignment, requests/s
-    per replica of that demand)."""
+    per replica of that demand). Key -1 holds the pool's slots held over the planning share of its cap."""
     first = rows[0][0]
     w0 = next(x for x in resolved.scenario.workloads if x.name == first.workload)
     model, spec, one = resolved.models[w0.model], find_gpu(first.gpu), np.ones(1)
@@ -57,7 +57,9 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
     arrival_scv = 1.0 / max(first.count * max(first.gpu_count // first.tensor_parallel, 1), 1)
     serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
                            percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
-    out = {}
+    slots = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9), {}, scv,
+                         metrics=(), arrival_scv=arrival_scv).occupancy[0]
+    out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * first.batch_size))}}
     for k, (a, _) in enumerate(rows):
         w = next(x for x in resolved.scenario.workloads if x.name == a.workload)
         pct = w.slo.percentiles()
@@ -77,20 +79,62 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
     return out
 
 
-def slo_report(resolved: Resolved, plan: Plan) -> list[SLOPromise]:
-    """One promise per (online workload, bound given), sorted by workload and metric."""
+def _by_pool(resolved: Resolved, plan: Plan) -> dict[str, list[tuple[Assignment, float]]]:
+    """Online assignments per pool, with the requests/s each puts on one replica."""
     rates = demand_rates(resolved)
-    workloads = {w.name: w for w in resolved.scenario.workloads}
+    workloads = {w.name for w in resolved.scenario.workloads}
     by_pool: dict[str, list[tuple[Assignment, float]]] = defaultdict(list)
     for a in plan.assignments:
         if a.workload in workloads and a.demand in rates and a.input_tokens > 0 and a.count > 0:
             replicas = a.count * max(a.gpu_count // a.tensor_parallel, 1)
             by_pool[a.pool].append((a, rates[a.demand] * a.share / replicas))
+    return by_pool
+
+
+def mixed_headroom(resolved: Resolved, plan: Plan, steps: int = 20) -> dict[str, float]:
+    """Pools of several request sizes that the mix overloads, with the largest share s < 1 of their planned load
+    at which the mix keeps every bound of its demands and its slots within the planning share.
+
+    The MILP sizes a shared pool by the sum of each size's solo capacity (linear), but the sizes share one
+    iteration time, so a mix of demands each at its solo capacity can need more than the replica has.
+    """
+    workloads = {w.name: w for w in resolved.scenario.workloads}
+
+    def holds(rows: list[tuple[Assignment, float]], scale: float) -> bool:
+        pred = _pool_predictions(resolved, [(a, rate * scale) for a, rate in rows])
+        if not pred[-1]["slots"] <= 1.0:
+            return False
+        for k, (a, _) in enumerate(rows):
+            slo = workloads[a.workload].slo
+            for metric, bound in (("ttft", slo.max_ttft_s), ("tpot", slo.max_tpot_s), ("e2e", slo.max_e2e_s)):
+                if bound is not None and not pred[k][metric] <= bound:
+                    return False
+        return True
+
+    out = {}
+    for pool, rows in _by_pool(resolved, plan).items():
+        if len({a.demand for a, _ in rows}) < 2 or holds(rows, 1.0):
+            continue
+        lo, hi = 0.0, 1.0
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if holds(rows, mid) else (lo, mid)
+        out[pool] = max(lo, 0.05)
+    return out
+
+
+def slo_report(resolved: Resolved, plan: Plan) -> list[SLOPromise]:
+    """One promise per (online workload, bound given), sorted by workload and metric."""
+    rates = demand_rates(resolved)
+    workloads = {w.name: w for w in resolved.scenario.workloads}
+    by_pool = _by_pool(resolved, plan)
     # per workload and metric: the worst pool (percentiles) and the request-weighted average (means)
     worst: dict[tuple[str, str], tuple[float, Assignment]] = {}
     weighted: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     for rows in by_pool.values():
         for k, values in _pool_predictions(resolved, rows).items():
+            if k < 0:
+                continue
             a, _ = rows[k]
             weight = rates[a.demand] * a.share
             for metric, value in values.items():

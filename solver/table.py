@@ -160,8 +160,11 @@ def quota_matches(quota: Quota, offers: pd.DataFrame) -> np.ndarray:
 
 
 def demand_load(rows: pd.DataFrame) -> np.ndarray:
-    """VMs (online) or VM-hours (offline) a row needs to carry its whole demand."""
+    """VMs (online) or VM-hours (offline) a row needs to carry its whole demand (a ``mix_headroom`` column, where
+    present, is the share of its solo capacity a pool of mixed request sizes may use: ``promise.mixed_headroom``)."""
     rps = rows["requests_per_s_per_vm"].to_numpy(float)
+    if "mix_headroom" in rows:
+        rps = rps * rows["mix_headroom"].to_numpy(float)
     online = (rows["mode"] == "online").to_numpy()
     return np.asarray(np.where(online, rows["rate_per_s"].to_numpy(float) / rps,
                                rows["num_requests"].to_numpy(float) / (3600.0 * rps)), float)
