@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SolverFailure
+from .fastpath import solve_fast
 from .linear_model import LinearModel
 
 log = logging.getLogger(__name__)
@@ -337,11 +338,13 @@ def components(model: LinearModel) -> list[np.ndarray]:
 
 def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | None = None,
           mip_gap: float = 1e-6, threads: int | None = None, fallback: bool = True,
-          decompose: bool = True) -> SolveResult:
+          decompose: bool = True, fast: bool = True) -> SolveResult:
     """Solve block by block when the model splits into independent blocks (exact: the optimum of a sum of
-    independent problems is the sum of their optima), each with the chosen back end."""
+    independent problems is the sum of their optima), each with the chosen back end, or, with ``fast``, in
+    closed form where ``fastpath.solve_fast`` proves a block's optimum (one demand on pools of its own)."""
     blocks = components(model) if decompose else [np.arange(len(model.names))]
-    if len(blocks) == 1:
+    fast = fast and os.environ.get("INFERSAVE_FAST_BLOCKS", "1") != "0"
+    if len(blocks) == 1 and not fast:
         return solve_block(model, backend, time_limit_s=time_limit_s, mip_gap=mip_gap, threads=threads,
                            fallback=fallback)
     rows_of = _rows_by_block(model, blocks)
@@ -354,11 +357,20 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
     # small blocks first; under a time limit each block gets an equal share of what is left, so one hard
     # block cannot starve the others, and the limit caps the whole solve: once it is spent, no block starts
     order = sorted(range(len(blocks)), key=lambda k: len(blocks[k]))
+    closed = 0
     for position, k in enumerate(order):
         block, rows = blocks[k], rows_of[k]
         sub = LinearModel(names=[model.names[v] for v in block], lower=[model.lower[v] for v in block],
                           upper=[model.upper[v] for v in block], integer=[model.integer[v] for v in block],
                           cost=[model.cost[v] for v in block], rows=rows)
+        exact = solve_fast(sub) if fast else None
+        if exact is not None:  # a proven optimum: objective = bound
+            closed += 1
+            values[block], spent = exact[0], exact[2]
+            objective, bound, wall = objective + exact[1], bound + exact[1], wall + spent
+            statuses.append(Status.OPTIMAL)
+            used.add(backend)
+            continue
         left = None
         if deadline is not None:
             remaining = deadline - time.perf_counter()
@@ -382,6 +394,8 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
         objective += result.objective or 0.0
         bound += result.bound if result.bound is not None else (result.objective or 0.0)
     status = Status.OPTIMAL if all(s is Status.OPTIMAL for s in statuses) else Status.FEASIBLE
+    if closed:
+        notes.append(f"{closed} of {len(blocks)} blocks solved in closed form (fastpath.py)")
     return SolveResult(status, float(np.dot(model.cost, values)), bound, values, "+".join(sorted(used)), wall,
                        "; ".join(notes))
 
