@@ -18,7 +18,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .engines import EngineProfile, find_engine
-from .roofline import GIB, Hardware, weight_bytes
+from .roofline import GIB, Hardware, factorize, weight_bytes
 from .schema import ModelCard
 from .serving import Shape, online_capacity, online_state, static_latency
 
@@ -82,8 +82,7 @@ def make_serving(calibration: Calibration, *, engine: str, dtype: str, mode: str
     """Serving description of rows on ``gpus``: coefficients per GPU, and the error headroom at ``confidence``
     (TTFT and TPOT from their own residuals, E2E from the throughput residuals)."""
     profile = find_engine(engine)
-    gpus = np.asarray(gpus).astype(str)
-    names, inverse = np.unique(gpus, return_inverse=True)
+    names, inverse = factorize(gpus)
     factors = {metric: np.array([calibration.error_factor(profile.engine, g, kind, confidence) for g in names]
                                 )[inverse].astype(float)
                for metric, kind in (("ttft", "ttft"), ("tpot", "tpot"), ("e2e", "throughput"))}
@@ -115,13 +114,26 @@ def memory(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: 
 def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first row of each distinct combination of the columns, each row's index into those firsts).
 
-    Columns are 1-D per-row arrays or 2-D (rows x k); rows equal in every value (bit for bit) are one."""
+    Columns are 1-D per-row arrays or 2-D (rows x k); rows equal in every value (bit for bit) are one. Each
+    column's bit patterns are hashed (``pandas.factorize``) and the codes combined column by column, so no
+    wide key is sorted; distinct rows come in order of first appearance."""
+    import pandas as pd
+
     width = max(np.shape(c)[0] for c in columns if np.ndim(c))
-    parts = [np.asarray(c, float).reshape(width, -1) if np.ndim(c) else np.full((width, 1), float(c)) for c in columns]
-    key = np.ascontiguousarray(np.hstack(parts))
-    keyed = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
-    _, first, inverse = np.unique(keyed, return_index=True, return_inverse=True)
-    return first, inverse.ravel()
+    codes, count = np.zeros(width, dtype=np.int64), 1
+    for column in columns:
+        values = np.asarray(column, float).reshape(width, -1) if np.ndim(column) else np.full((width, 1), float(column))
+        for j in range(values.shape[1]):
+            bits = np.ascontiguousarray(values[:, j]).view(np.int64)
+            part, uniques = pd.factorize(bits)
+            if count * len(uniques) >= 2**62:  # keep the combined code in 64 bits: renumber what is there so far
+                codes, seen = pd.factorize(codes)
+                count = len(seen)
+            codes, count = codes * len(uniques) + part, count * len(uniques)
+    inverse, distinct = pd.factorize(codes)
+    first = np.empty(len(distinct), dtype=np.intp)
+    first[inverse[::-1]] = np.arange(width)[::-1]
+    return first, np.asarray(inverse, dtype=np.intp)
 
 
 def _latency(shape: Shape, batch: np.ndarray, serving: Serving, factors: dict[str, np.ndarray]
