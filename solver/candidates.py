@@ -30,7 +30,7 @@ from .errors import ScenarioError
 from .perf import GIB, Hardware, Serving, estimate, make_serving, memory
 from .prune import prune_configs, prune_offerings, prune_pools
 from .schema import Instance, ModelCard, Scenario, Workload
-from .table import Rejection, classify, host_memory_exceeded, quota_matches
+from .table import Rejection, classify, host_memory_exceeded, offload_fits, quota_matches
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,10 @@ def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, key: tuple[Any, ...],
     args |= dict(batch=expanded["batch_size"].to_numpy(), input_tokens=expanded["input_tokens"].to_numpy(),
                  output_tokens=expanded["output_tokens"].to_numpy(), tp=expanded["tensor_parallel"].to_numpy(),
                  serving=_serving(expanded, key, scenario, calibration))
-    est = estimate(model, hw, offload_ratio=expanded["offload_ratio"].to_numpy(), **args)
+    # with pruning, rejected rows are kept only to explain demands left with nothing, and a row that does not fit
+    # memory is explained by that alone: its latencies (the costly part) are not computed (NaN)
+    fits = offload_fits(expanded["offload_ratio"], expanded["min_offload_ratio"]) if prune else None
+    est = estimate(model, hw, offload_ratio=expanded["offload_ratio"].to_numpy(), latency_rows=fits, **args)
     replicas = expanded["gpu_count"].to_numpy() // expanded["tensor_parallel"].to_numpy()
     return expanded.drop(columns=["level"]).assign(
         dtype=dtype, kv_dtype=kv_dtype, replicas_per_vm=replicas,

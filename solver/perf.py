@@ -162,12 +162,13 @@ def _latency(shape: Shape, batch: np.ndarray, serving: Serving, factors: dict[st
 def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: np.ndarray,
              input_tokens: np.ndarray, output_tokens: np.ndarray, tp: np.ndarray,
              offload_ratio: np.ndarray | float, serving: Serving, gpu_memory_utilization: float = 0.9,
-             prefill_chunk_tokens: int = 8192) -> Estimate:
+             prefill_chunk_tokens: int = 8192, latency_rows: np.ndarray | None = None) -> Estimate:
     """Memory and latency of one engine replica (``tp`` GPUs); ``batch`` is the static batch (offline) or the
     concurrency cap, max running sequences (online).
 
     Latencies are computed once per distinct row: a candidate table repeats the same replica on every VM size
-    of a GPU and for every demand of the same shape, and an online row's capacity search is the costly part."""
+    of a GPU and for every demand of the same shape, and an online row's capacity search is the costly part.
+    With ``latency_rows`` (a mask) only those rows get latencies, the others NaN (memory is computed for all)."""
     batch = np.asarray(batch, float)
     l_in, l_out = np.asarray(input_tokens, float), np.asarray(output_tokens, float)
     r = np.broadcast_to(np.asarray(offload_ratio, float), batch.shape)
@@ -179,10 +180,17 @@ def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch
     factors = {k: np.asarray((serving.error_factors or {}).get(k, 1.0), float) * ones for k in ("ttft", "tpot", "e2e")}
     bounds = {k: np.asarray((serving.bounds or {}).get(k, np.nan), float) * ones for k in factors}
     theta = np.asarray(serving.theta, float) * ones[:, None] if len(ones) else np.asarray(serving.theta, float)
-    hw_columns = [getattr(hw, k) * ones for k in Hardware.__dataclass_fields__]
-    first, inverse = distinct_rows(*hw_columns, shape.tp, batch, shape.input_tokens, shape.output_tokens, r, theta,
-                                   *factors.values(), *bounds.values()) if len(ones) else (np.arange(0), np.arange(0))
+    rows = np.arange(len(ones)) if latency_rows is None else np.flatnonzero(latency_rows)
+    columns = [getattr(hw, k) * ones for k in Hardware.__dataclass_fields__]
+    columns += [shape.tp, batch, shape.input_tokens, shape.output_tokens, r, theta, *factors.values(), *bounds.values()]
+    first, inverse = distinct_rows(*(c[rows] for c in columns)) if len(rows) else (np.arange(0), np.arange(0))
+    first = rows[first]
     distinct = Serving(engine=serving.engine, theta=theta[first], online=serving.online,
                        bounds={k: b[first] for k, b in bounds.items()}, percentiles=serving.percentiles)
     out = _latency(shape.take(first), batch[first], distinct, {k: f[first] for k, f in factors.items()})
-    return Estimate(**mem, **{k: v[inverse] for k, v in out.items()})
+    if latency_rows is None:
+        return Estimate(**mem, **{k: v[inverse] for k, v in out.items()})
+    full = {k: np.full(len(ones), np.nan) for k in out}
+    for k, v in out.items():
+        full[k][rows] = v[inverse]
+    return Estimate(**mem, **full)
