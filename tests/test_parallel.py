@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,9 +59,12 @@ def test_share_and_worker_rules():
 SCRIPT = """
 import json, sys
 import numpy as np
+import solver.backends as backends
 from solver.backends import solve
 from solver.linear_model import LinearModel
-from solver.parallel import block_workers
+calls = []
+forked = backends.solve_blocks
+backends.solve_blocks = lambda *args: calls.append(args[3]) or forked(*args)
 rng = np.random.default_rng(0)
 m = LinearModel()
 for b in range(4):  # four independent vertex covers of a 600-node path (bipartite: the LP is integral)
@@ -70,7 +72,7 @@ for b in range(4):  # four independent vertex covers of a 600-node path (biparti
     for j in range(599):
         m.add_row(f"edge[{b}.{j}]", v[j:j + 2], np.ones(2), 1.0, np.inf)
 result = solve(m, "highs", mip_gap=1e-6)
-print(json.dumps([result.status.value, result.objective, result.bound]))
+print(json.dumps([result.status.value, result.objective, result.bound, calls]))
 """
 
 
@@ -79,7 +81,9 @@ def test_parallel_solve_matches_one_process():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = [subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True,
                            env=env | {"INFERSAVE_WORKERS": workers}).stdout for workers in ("2", "1")]
-    (status2, obj2, bound2), (status1, obj1, bound1) = (json.loads(r) for r in runs)
+    (status2, obj2, bound2, calls2), (status1, obj1, bound1, calls1) = (json.loads(r) for r in runs)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    assert calls1 == [] and calls2 == ([2] if cpus >= 2 and hasattr(os, "fork") else [])  # the workers used
     assert status2 == status1 == "optimal"
     assert obj2 == pytest.approx(obj1, rel=1e-9) and bound2 == pytest.approx(bound1, rel=1e-9)
 
