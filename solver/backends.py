@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from .blocks import components, rows_by_block
 from .errors import SolverFailure
 from .fastpath import solve_fast
 from .linear_model import LinearModel
+from .parallel import block_share, block_workers, solve_blocks
 
 log = logging.getLogger(__name__)
 BACKENDS = ("highs", "cbc", "ortools", "highs-pulp")
@@ -34,6 +36,7 @@ MIN_BLOCK_S = 1e-3  # a block started under a time limit gets at least this (0 w
 BLOCK_GRACE_S = 1.0  # ... and may take up to this much of the time left, beyond its equal share
 RESTRICTED_S = 10.0  # at most this long for the restricted MIP that gives a MIP start
 WARM_START_MIN_INTEGERS = 200  # blocks with fewer integer variables solve fast enough without a MIP start
+_HIGHS_RAN = False  # whether HiGHS ran in this process (then blocks are not solved in forked workers)
 
 
 class Status(str, enum.Enum):
@@ -159,6 +162,9 @@ def lp_relaxation_bound(model: LinearModel) -> float | None:
 def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: float,
                    threads: int | None, warm_start: bool = True) -> SolveResult:
     import highspy
+
+    global _HIGHS_RAN
+    _HIGHS_RAN = True  # its worker threads now exist: a forked copy of this process would inherit them broken
 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -306,84 +312,51 @@ def _solve_ortools(model: LinearModel, time_limit_s: float | None, mip_gap: floa
                        "ortools", wall)
 
 
-def components(model: LinearModel) -> list[np.ndarray]:
-    """Variable index sets of the independent blocks of the model (no row links two blocks), in the order of
-    their lowest variable index. Union-find in numpy (hook each row's variables onto their smallest root, then
-    jump pointers; a few rounds), so planning does not pay for importing scipy.sparse."""
-    n_vars = len(model.names)
-    sizes = np.array([len(idx) for _, idx, _, _, _ in model.rows], dtype=np.int64)
-    if not model.rows or not sizes.any():
-        return [np.arange(n_vars)] if not model.rows else [np.array([v]) for v in range(n_vars)]
-    var_idx = np.concatenate([idx for _, idx, _, _, _ in model.rows]).astype(np.int64)
-    row_of = np.repeat(np.arange(len(model.rows)), sizes)
-    parent = np.arange(n_vars)
-    while True:
-        roots = parent[var_idx]
-        row_min = np.full(len(model.rows), n_vars)
-        np.minimum.at(row_min, row_of, roots)
-        hooked = parent.copy()
-        np.minimum.at(hooked, roots, row_min[row_of])  # every root in a row points at the row's smallest root
-        while True:  # pointer jumping: labels only decrease, so this ends
-            jumped = hooked[hooked]
-            if np.array_equal(jumped, hooked):
-                break
-            hooked = jumped
-        if np.array_equal(hooked, parent):
-            break
-        parent = hooked
-    order = np.argsort(parent, kind="stable")
-    splits = np.flatnonzero(np.diff(parent[order])) + 1
-    return np.split(order, splits)
-
-
 def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | None = None,
           mip_gap: float = 1e-6, threads: int | None = None, fallback: bool = True,
           decompose: bool = True, fast: bool = True) -> SolveResult:
     """Solve block by block when the model splits into independent blocks (exact: the optimum of a sum of
-    independent problems is the sum of their optima), each with the chosen back end, or, with ``fast``, in
-    closed form where ``fastpath.solve_fast`` proves a block's optimum (one demand on pools of its own)."""
+    independent problems is the sum of their optima): with ``fast``, in closed form where
+    ``fastpath.solve_fast`` proves a block's optimum (one demand on pools of its own), the others with the chosen
+    back end, in worker processes where ``parallel.block_workers`` allows (``INFERSAVE_WORKERS=1``: here)."""
     blocks = components(model) if decompose else [np.arange(len(model.names))]
     fast = fast and os.environ.get("INFERSAVE_FAST_BLOCKS", "1") != "0"
     if len(blocks) == 1 and not fast:
         return solve_block(model, backend, time_limit_s=time_limit_s, mip_gap=mip_gap, threads=threads,
                            fallback=fallback)
-    rows_of = _rows_by_block(model, blocks)
+    rows_of = rows_by_block(model, blocks)
+    start = time.perf_counter()
     values = np.zeros(len(model.names))
     objective = bound = wall = 0.0
     statuses: list[Status] = []
     notes: list[str] = []
     used: set[str] = set()
-    deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
     # small blocks first; under a time limit each block gets an equal share of what is left, so one hard
     # block cannot starve the others, and the limit caps the whole solve: once it is spent, no block starts
-    order = sorted(range(len(blocks)), key=lambda k: len(blocks[k]))
-    closed = 0
-    for position, k in enumerate(order):
-        block, rows = blocks[k], rows_of[k]
+    pending: list[tuple[np.ndarray, LinearModel]] = []
+    for k in sorted(range(len(blocks)), key=lambda k: len(blocks[k])):
+        block = blocks[k]
         sub = LinearModel(names=[model.names[v] for v in block], lower=[model.lower[v] for v in block],
                           upper=[model.upper[v] for v in block], integer=[model.integer[v] for v in block],
-                          cost=[model.cost[v] for v in block], rows=rows)
+                          cost=[model.cost[v] for v in block], rows=rows_of[k])
         exact = solve_fast(sub) if fast else None
-        if exact is not None:  # a proven optimum: objective = bound
-            closed += 1
-            values[block], spent = exact[0], exact[2]
-            objective, bound, wall = objective + exact[1], bound + exact[1], wall + spent
-            statuses.append(Status.OPTIMAL)
-            used.add(backend)
+        if exact is None:
+            pending.append((block, sub))
             continue
-        left = None
-        if deadline is not None:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                notes.append(f"time limit of {time_limit_s:g} s spent after {position} of {len(order)} blocks")
-                return SolveResult(Status.NO_SOLUTION, None, None, None, "+".join(sorted(used)) or backend, wall,
-                                   "; ".join(notes))
-            # an equal share of what is left, but a block may run up to BLOCK_GRACE_S beyond it while the others
-            # keep MIN_BLOCK_S each: at 10,000 blocks the equal share (~2 ms) is too short for a solver call to
-            # return any solution, which would sink the whole plan
-            after = len(order) - position - 1
-            left = max(MIN_BLOCK_S, remaining / (after + 1), min(BLOCK_GRACE_S, remaining - MIN_BLOCK_S * after))
-        result = solve_block(sub, backend, time_limit_s=left, mip_gap=mip_gap, threads=threads, fallback=fallback)
+        values[block] = exact[0]  # a proven optimum: objective = bound
+        objective, bound, wall = objective + exact[1], bound + exact[1], wall + exact[2]
+        statuses.append(Status.OPTIMAL)
+        used.add(backend)
+    if len(pending) < len(blocks):
+        notes.append(f"{len(blocks) - len(pending)} of {len(blocks)} blocks solved in closed form (fastpath.py)")
+    left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
+    results = _solve_rest([sub for _, sub in pending], backend, left, mip_gap, threads, fallback)
+    for position, ((block, _sub), result) in enumerate(zip(pending, results)):
+        if result is None:
+            notes.append(f"time limit of {time_limit_s:g} s spent after {len(blocks) - len(pending) + position} "
+                         f"of {len(blocks)} blocks")
+            return SolveResult(Status.NO_SOLUTION, None, None, None, "+".join(sorted(used)) or backend, wall,
+                               "; ".join(notes))
         statuses.append(result.status)
         used.add(result.backend)
         notes += [result.note] if result.note else []
@@ -394,23 +367,35 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
         objective += result.objective or 0.0
         bound += result.bound if result.bound is not None else (result.objective or 0.0)
     status = Status.OPTIMAL if all(s is Status.OPTIMAL for s in statuses) else Status.FEASIBLE
-    if closed:
-        notes.append(f"{closed} of {len(blocks)} blocks solved in closed form (fastpath.py)")
     return SolveResult(status, float(np.dot(model.cost, values)), bound, values, "+".join(sorted(used)), wall,
                        "; ".join(notes))
 
 
-def _rows_by_block(model: LinearModel, blocks: list[np.ndarray]) -> list[list[Any]]:
-    """Each row re-indexed into its block's local variable numbering."""
-    block_of = np.empty(len(model.names), dtype=int)
-    local = np.empty(len(model.names), dtype=int)
-    for b, block in enumerate(blocks):
-        block_of[block] = b
-        local[block] = np.arange(len(block))
-    out: list[list[Any]] = [[] for _ in blocks]
-    for name, idx, coef, lo, hi in model.rows:
-        if len(idx):
-            out[int(block_of[idx[0]])].append((name, local[idx], coef, lo, hi))
+def _solve_rest(subs: list[LinearModel], backend: str, time_limit_s: float | None, mip_gap: float,
+                threads: int | None, fallback: bool) -> list[SolveResult | None]:
+    """``solve_block`` on each block, in this order, under one limit (``parallel.block_share`` per block);
+    None for blocks not started once the limit is spent. The list stops after a block without a solution."""
+    def one(sub: LinearModel, seconds: float | None) -> SolveResult:
+        return solve_block(sub, backend, time_limit_s=seconds, mip_gap=mip_gap, threads=threads, fallback=fallback)
+
+    if time_limit_s is not None and time_limit_s <= 0:
+        return [None] * len(subs)
+    workers = block_workers(subs, forbidden=_HIGHS_RAN)
+    if workers > 1:
+        return solve_blocks(subs, one, time_limit_s, workers, (MIN_BLOCK_S, BLOCK_GRACE_S))
+    deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
+    out: list[SolveResult | None] = []
+    for position, sub in enumerate(subs):
+        seconds = None
+        if deadline is not None:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return out + [None] * (len(subs) - position)
+            seconds = block_share(remaining, len(subs) - position - 1, MIN_BLOCK_S, BLOCK_GRACE_S)
+        result = one(sub, seconds)
+        out.append(result)
+        if result.values is None:
+            break
     return out
 
 

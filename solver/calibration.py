@@ -21,7 +21,7 @@ from .engines import EngineProfile, find_engine
 from .errors import CatalogError, UnknownNameError
 from .io import read_json
 from .resources import catalog_dir, default_calibration, resolve_user_path
-from .roofline import N_COEF
+from .roofline import N_COEF, factorize
 
 DEFAULT_CALIBRATION = default_calibration()
 EFFICIENCY_FILE = catalog_dir() / "gpu_efficiency.csv"
@@ -136,7 +136,7 @@ class Calibration:
         return None
 
     def theta_rows(self, engine: EngineProfile, gpus: list[str] | np.ndarray, dtype: str) -> np.ndarray:
-        names, inverse = np.unique(np.asarray(gpus, dtype=object).astype(str), return_inverse=True)
+        names, inverse = factorize(gpus)
         table = np.array([self.theta(engine, g, dtype) for g in names]).reshape(-1, N_COEF)
         return table[inverse]
 

@@ -14,6 +14,9 @@ grows with the offload ratio while memory fit only needs it above a floor); the 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +30,7 @@ from .errors import ScenarioError
 from .perf import GIB, Hardware, Serving, estimate, make_serving, memory
 from .prune import prune_configs, prune_offerings, prune_pools
 from .schema import Instance, ModelCard, Scenario, Workload
-from .table import Rejection, classify, host_memory_exceeded, quota_matches
+from .table import Rejection, classify, host_memory_exceeded, offload_fits, quota_matches
 
 
 @dataclass(frozen=True)
@@ -148,8 +151,13 @@ def evaluate_model(model: ModelCard, demands: pd.DataFrame, hw_configs: pd.DataF
     present = set(base["workload"].unique())  # once, not per workload (that was quadratic in the fleet size)
     keys = {name: (w.dtype, w.effective_kv_dtype, w.engine, w.mode, ",".join(f"{k}={v}" for k, v in sorted(w.slo.percentiles().items())))
             for name, w in workloads.items() if name in present}
+    codes, names = pd.factorize(base["workload"])  # the key per distinct name, not per row (a tuple per row was slow)
+    key_of = [keys[name] for name in names]
+    distinct = sorted(set(key_of))
+    group = np.array([distinct.index(k) for k in key_of], dtype=int)[codes]
     out = []
-    for key, frame in base.groupby(base["workload"].map(keys), sort=True):
+    for g, key in enumerate(distinct):
+        frame = base if len(distinct) == 1 else base[group == g]
         out.append(_evaluate_dtype(model, frame.reset_index(drop=True), key, scenario, calibration, prune))
     return pd.concat(out, ignore_index=True)
 
@@ -192,7 +200,10 @@ def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, key: tuple[Any, ...],
     args |= dict(batch=expanded["batch_size"].to_numpy(), input_tokens=expanded["input_tokens"].to_numpy(),
                  output_tokens=expanded["output_tokens"].to_numpy(), tp=expanded["tensor_parallel"].to_numpy(),
                  serving=_serving(expanded, key, scenario, calibration))
-    est = estimate(model, hw, offload_ratio=expanded["offload_ratio"].to_numpy(), **args)
+    # with pruning, rejected rows are kept only to explain demands left with nothing, and a row that does not fit
+    # memory is explained by that alone: its latencies (the costly part) are not computed (NaN)
+    fits = offload_fits(expanded["offload_ratio"], expanded["min_offload_ratio"]) if prune else None
+    est = estimate(model, hw, offload_ratio=expanded["offload_ratio"].to_numpy(), latency_rows=fits, **args)
     replicas = expanded["gpu_count"].to_numpy() // expanded["tensor_parallel"].to_numpy()
     return expanded.drop(columns=["level"]).assign(
         dtype=dtype, kv_dtype=kv_dtype, replicas_per_vm=replicas,
@@ -203,9 +214,28 @@ def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, key: tuple[Any, ...],
     )
 
 
+PARALLEL_MIN_DEMANDS = 200  # fewer demands than this: candidates in this process (a worker costs ~0.1 s to start)
+MAX_WORKERS = 2
+
+
+def candidate_workers(n_demands: int, n_models: int) -> int:
+    """Processes to build candidates in: one per model up to ``MAX_WORKERS`` and the CPUs this process may use,
+    for fleets of at least ``PARALLEL_MIN_DEMANDS`` demands; 1 (this process) inside a daemonic process (which
+    may not start any), where ``fork`` is missing, or with ``INFERSAVE_WORKERS=1`` (a number caps it)."""
+    cap = int(os.environ.get("INFERSAVE_WORKERS", MAX_WORKERS))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n_demands < PARALLEL_MIN_DEMANDS or multiprocessing.current_process().daemon \
+            or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(cap, cpus, n_models))
+
+
 def build_candidates(scenario: Scenario, instances: list[Instance], models: dict[str, ModelCard], calibration: Calibration,
-                     *, prune: bool = True, planning: bool = True) -> Candidates:
-    """The candidate table for a scenario (feasible rows) and the rejected rows with their ``Rejection``."""
+                     *, prune: bool = True, planning: bool = True, workers: int | None = None) -> Candidates:
+    """The candidate table for a scenario (feasible rows) and the rejected rows with their ``Rejection``.
+
+    Models are independent (pools never mix them), so with ``workers`` > 1 (default: ``candidate_workers``) each
+    model's rows are built in a forked worker process; the table is the same as in one process, row for row."""
     workloads = {w.name: w for w in scenario.workloads}
     demands = demand_table(scenario, planning=planning)
     offers_all = offering_table(scenario, instances)
@@ -214,23 +244,26 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
         empty = pd.DataFrame()
         return Candidates(empty, empty, demands, stats)
     # one model at a time, end to end: pools never mix models, and only that model's evaluated rows (the bulk of
-    # the memory: every demand x GPU config x batch x offload level) are held at once
+    # the memory: every demand x GPU config x batch x offload level) are held at once (per worker)
     stats |= dict.fromkeys(("rows_evaluated", "offerings_kept", "rows_feasible", "rows_kept"), 0)
     kept_offers: set[str] = set()
     feasible_parts, rejected_parts = [], []
-    for model_name, model_demands in demands.groupby("model", sort=True):
-        model = models[model_name]
-        hw = offers_all[["gpu", "gpu_count"]].drop_duplicates()
-        hw = pd.DataFrame([dict(gpu=g, gpu_count=c, tensor_parallel=t) for g, c in hw.itertuples(index=False)
-                           for t in tp_options(model, c, scenario.settings.max_tensor_parallel)])
-        if hw.empty:
+    names = sorted(demands["model"].unique())
+    context = (demands, offers_all, models, workloads, scenario, calibration, prune)
+    workers = candidate_workers(len(demands), len(names)) if workers is None else workers
+    if workers > 1 and len(names) > 1:
+        with ProcessPoolExecutor(min(workers, len(names)), mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_set_context, initargs=(context,)) as pool:
+            results = list(pool.map(_model_rows, names))
+    else:
+        results = [_model_rows(name, context) for name in names]
+    for result in results:
+        if result is None:
             continue
-        evaluated = evaluate_model(model, model_demands, hw, workloads, scenario, calibration, prune)
-        feasible, rejected, offers, n_feasible = _select(evaluated, offers_all, workloads, scenario, prune)
-        stats["rows_evaluated"] += len(evaluated)
-        stats["rows_feasible"] += n_feasible
-        stats["rows_kept"] += len(feasible)
-        kept_offers.update(offers["offer"])
+        feasible, rejected, offers, counts = result
+        for key, value in counts.items():
+            stats[key] += value
+        kept_offers.update(offers)
         feasible_parts.append(feasible)
         rejected_parts.append(rejected)
     stats["offerings_kept"] = len(kept_offers)
@@ -242,6 +275,34 @@ def build_candidates(scenario: Scenario, instances: list[Instance], models: dict
     return Candidates(feasible.sort_values(order).reset_index(drop=True),
                       rejected.sort_values(order).reset_index(drop=True) if len(rejected) else rejected,
                       demands, stats)
+
+
+_CONTEXT: tuple[Any, ...] = ()  # a worker's build inputs, set once when it starts (fork: not pickled)
+
+
+def _set_context(context: tuple[Any, ...]) -> None:
+    global _CONTEXT
+    _CONTEXT = context
+
+
+ModelRows = tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, int]]
+
+
+def _model_rows(model_name: str, context: tuple[Any, ...] | None = None) -> ModelRows | None:
+    """One model's (candidate rows, rejected rows, offerings kept, row counts); None where no offering has a
+    tensor-parallel degree the model allows."""
+    demands, offers_all, models, workloads, scenario, calibration, prune = context or _CONTEXT
+    model = models[model_name]
+    model_demands = demands[demands["model"] == model_name]
+    hw = offers_all[["gpu", "gpu_count"]].drop_duplicates()
+    hw = pd.DataFrame([dict(gpu=g, gpu_count=c, tensor_parallel=t) for g, c in hw.itertuples(index=False)
+                       for t in tp_options(model, c, scenario.settings.max_tensor_parallel)])
+    if hw.empty:
+        return None
+    evaluated = evaluate_model(model, model_demands, hw, workloads, scenario, calibration, prune)
+    feasible, rejected, offers, n_feasible = _select(evaluated, offers_all, workloads, scenario, prune)
+    counts = {"rows_evaluated": len(evaluated), "rows_feasible": n_feasible, "rows_kept": len(feasible)}
+    return feasible, rejected, list(offers["offer"]), counts
 
 
 def _stack(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -5,13 +5,12 @@ one block per workload; at 10,000 workloads a solver call per block (~3 ms of se
 the solve. Blocks of one demand whose pools serve nothing else have a structure that gives the optimum and its
 proof directly (``milp.py`` names the row families):
 
-* **cover** (online): rows ``demand`` sum_p x_p = 1, ``capacity`` L_p x_p <= n_p, optionally ``link``
-  x_p <= n_p; the cost is sum_p c_p n_p (c_p >= 0, n_p integer in [0, U_p]). Every feasible point has
-  x_p <= a_p n_p with a_p = 1 / L_p (1 / max(L_p, 1) with the link row), so sum_p a_p n_p >= 1: the block's
-  optimum is at least that of the integer covering problem min c.n s.t. a.n >= 1, 0 <= n <= U, which
-  ``min_cost_cover`` solves exactly (depth-first branch and bound, pools by cost per coverage, the bound being
-  the LP relaxation of what is left). Shares x_p = a_p n_p / sum_q a_q n_q then meet every row, so both optima
-  are equal.
+* **cover** (online): rows ``demand`` sum_p x_p = 1, ``capacity`` L_p x_p <= n_p and ``link`` x_p <= n_p; the
+  cost is sum_p c_p n_p (c_p >= 0, n_p integer in [0, U_p]). Every feasible point has x_p <= a_p n_p with
+  a_p = 1 / max(L_p, 1), so sum_p a_p n_p >= 1: the block's optimum is at least that of the integer covering
+  problem min c.n s.t. a.n >= 1, 0 <= n <= U, which ``min_cost_cover`` solves exactly (depth-first branch and
+  bound, pools by cost per coverage, the bound being the LP relaxation of what is left). Shares x_p in
+  proportion to min(1, a_p n_p) then meet every row, so both optima are equal.
 * **offline** (per-second billing): rows ``demand`` sum_p x_p = 1 and ``capacity`` L_p x_p <= t_p; the cost is
   sum_p c_p t_p with t_p continuous. Every feasible point costs at least sum_p c_p L_p x_p >= min_p c_p L_p;
   the best pool alone (x = 1, t = L, the fewest VMs its rows allow) attains that bound unless some row (the
@@ -35,6 +34,7 @@ from .linear_model import LinearModel
 COVER_TOL = 1e-10  # coverage a.n may fall this short of 1 (shares then break a capacity row by ~1e-10 of it)
 CHECK_TOL = 1e-9  # a row or bound may be off by this, relative to the magnitude of its terms
 MAX_NODES = 200_000  # a covering search that visits more nodes gives up (the back end takes the block)
+MAX_POOLS = 400  # ... as does one over more pools (the search recurses once per pool)
 
 
 def _single_demand(model: LinearModel) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -79,7 +79,7 @@ def min_cost_cover(cost: np.ndarray, cover: np.ndarray, upper: np.ndarray, *, to
     relative) the first one found is kept: pools in order of cost per coverage, then index, most VMs first."""
     cost, cover = np.asarray(cost, float), np.asarray(cover, float)
     top = np.floor(np.minimum(np.asarray(upper, float), 1e15) + 1e-9)
-    if len(cost) == 0 or np.any(cover <= 0) or np.any(cost < 0) or float(cover @ top) < 1.0 - tol:
+    if not 0 < len(cost) <= MAX_POOLS or np.any(cover <= 0) or np.any(cost < 0) or float(cover @ top) < 1.0 - tol:
         return None
     order = sorted(range(len(cost)), key=lambda i: (cost[i] / cover[i], i))
     c, a, u = ([float(arr[i]) for i in order] for arr in (cost, cover, top))
@@ -125,7 +125,9 @@ def _cover_values(model: LinearModel, x: np.ndarray, partner: np.ndarray, load: 
         if name.startswith("link[") and len(idx) == 2 and int(idx[0]) in position \
                 and int(idx[1]) == partner[position[int(idx[0])]] and c[0] == 1.0 and c[1] == -1.0:
             linked[position[int(idx[0])]] = True
-    cover = 1.0 / np.where(linked, np.maximum(load, 1.0), load)
+    if not linked.all():  # the capacity row's partner is not the pool's VM count (hourly offline billed hours)
+        return None
+    cover = 1.0 / np.maximum(load, 1.0)
     cost, upper = np.asarray(model.cost, float)[partner], np.asarray(model.upper, float)[partner]
     counts = min_cost_cover(cost, cover, upper)
     if counts is None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .engines import EngineProfile, find_engine
-from .roofline import GIB, Hardware, weight_bytes
+from .roofline import GIB, Hardware, factorize, weight_bytes
 from .schema import ModelCard
 from .serving import Shape, online_capacity, online_state, static_latency
 
@@ -82,8 +82,7 @@ def make_serving(calibration: Calibration, *, engine: str, dtype: str, mode: str
     """Serving description of rows on ``gpus``: coefficients per GPU, and the error headroom at ``confidence``
     (TTFT and TPOT from their own residuals, E2E from the throughput residuals)."""
     profile = find_engine(engine)
-    gpus = np.asarray(gpus).astype(str)
-    names, inverse = np.unique(gpus, return_inverse=True)
+    names, inverse = factorize(gpus)
     factors = {metric: np.array([calibration.error_factor(profile.engine, g, kind, confidence) for g in names]
                                 )[inverse].astype(float)
                for metric, kind in (("ttft", "ttft"), ("tpot", "tpot"), ("e2e", "throughput"))}
@@ -115,13 +114,26 @@ def memory(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: 
 def distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first row of each distinct combination of the columns, each row's index into those firsts).
 
-    Columns are 1-D per-row arrays or 2-D (rows x k); rows equal in every value (bit for bit) are one."""
+    Columns are 1-D per-row arrays or 2-D (rows x k); rows equal in every value (bit for bit) are one. Each
+    column's bit patterns are hashed (``pandas.factorize``) and the codes combined column by column, so no
+    wide key is sorted; distinct rows come in order of first appearance."""
+    import pandas as pd
+
     width = max(np.shape(c)[0] for c in columns if np.ndim(c))
-    parts = [np.asarray(c, float).reshape(width, -1) if np.ndim(c) else np.full((width, 1), float(c)) for c in columns]
-    key = np.ascontiguousarray(np.hstack(parts))
-    keyed = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
-    _, first, inverse = np.unique(keyed, return_index=True, return_inverse=True)
-    return first, inverse.ravel()
+    codes, count = np.zeros(width, dtype=np.int64), 1
+    for column in columns:
+        values = np.asarray(column, float).reshape(width, -1) if np.ndim(column) else np.full((width, 1), float(column))
+        for j in range(values.shape[1]):
+            bits = np.ascontiguousarray(values[:, j]).view(np.int64)
+            part, uniques = pd.factorize(bits)
+            if count * len(uniques) >= 2**62:  # keep the combined code in 64 bits: renumber what is there so far
+                codes, seen = pd.factorize(codes)
+                count = len(seen)
+            codes, count = codes * len(uniques) + part, count * len(uniques)
+    inverse, distinct = pd.factorize(codes)
+    first = np.empty(len(distinct), dtype=np.intp)
+    first[inverse[::-1]] = np.arange(width)[::-1]
+    return first, np.asarray(inverse, dtype=np.intp)
 
 
 def _latency(shape: Shape, batch: np.ndarray, serving: Serving, factors: dict[str, np.ndarray]
@@ -150,12 +162,13 @@ def _latency(shape: Shape, batch: np.ndarray, serving: Serving, factors: dict[st
 def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch: np.ndarray,
              input_tokens: np.ndarray, output_tokens: np.ndarray, tp: np.ndarray,
              offload_ratio: np.ndarray | float, serving: Serving, gpu_memory_utilization: float = 0.9,
-             prefill_chunk_tokens: int = 8192) -> Estimate:
+             prefill_chunk_tokens: int = 8192, latency_rows: np.ndarray | None = None) -> Estimate:
     """Memory and latency of one engine replica (``tp`` GPUs); ``batch`` is the static batch (offline) or the
     concurrency cap, max running sequences (online).
 
     Latencies are computed once per distinct row: a candidate table repeats the same replica on every VM size
-    of a GPU and for every demand of the same shape, and an online row's capacity search is the costly part."""
+    of a GPU and for every demand of the same shape, and an online row's capacity search is the costly part.
+    With ``latency_rows`` (a mask) only those rows get latencies, the others NaN (memory is computed for all)."""
     batch = np.asarray(batch, float)
     l_in, l_out = np.asarray(input_tokens, float), np.asarray(output_tokens, float)
     r = np.broadcast_to(np.asarray(offload_ratio, float), batch.shape)
@@ -167,10 +180,17 @@ def estimate(model: ModelCard, hw: Hardware, *, dtype: str, kv_dtype: str, batch
     factors = {k: np.asarray((serving.error_factors or {}).get(k, 1.0), float) * ones for k in ("ttft", "tpot", "e2e")}
     bounds = {k: np.asarray((serving.bounds or {}).get(k, np.nan), float) * ones for k in factors}
     theta = np.asarray(serving.theta, float) * ones[:, None] if len(ones) else np.asarray(serving.theta, float)
-    hw_columns = [getattr(hw, k) * ones for k in Hardware.__dataclass_fields__]
-    first, inverse = distinct_rows(*hw_columns, shape.tp, batch, shape.input_tokens, shape.output_tokens, r, theta,
-                                   *factors.values(), *bounds.values()) if len(ones) else (np.arange(0), np.arange(0))
+    rows = np.arange(len(ones)) if latency_rows is None else np.flatnonzero(latency_rows)
+    columns = [getattr(hw, k) * ones for k in Hardware.__dataclass_fields__]
+    columns += [shape.tp, batch, shape.input_tokens, shape.output_tokens, r, theta, *factors.values(), *bounds.values()]
+    first, inverse = distinct_rows(*(c[rows] for c in columns)) if len(rows) else (np.arange(0), np.arange(0))
+    first = rows[first]
     distinct = Serving(engine=serving.engine, theta=theta[first], online=serving.online,
                        bounds={k: b[first] for k, b in bounds.items()}, percentiles=serving.percentiles)
     out = _latency(shape.take(first), batch[first], distinct, {k: f[first] for k, f in factors.items()})
-    return Estimate(**mem, **{k: v[inverse] for k, v in out.items()})
+    if latency_rows is None:
+        return Estimate(**mem, **{k: v[inverse] for k, v in out.items()})
+    full = {k: np.full(len(ones), np.nan) for k in out}
+    for k, v in out.items():
+        full[k][rows] = v[inverse]
+    return Estimate(**mem, **full)

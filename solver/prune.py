@@ -103,8 +103,9 @@ def _pareto_single_demand(table: pd.DataFrame) -> pd.DataFrame:
     """One demand, unconstrained offerings: keep pools on the price/throughput Pareto frontier of each group."""
     ordered = table.sort_values(["group", "unit_usd_per_hour", "requests_per_s_per_vm", "pool"],
                                 ascending=[True, True, False, True], kind="stable")
-    best_before = ordered.groupby("group")["requests_per_s_per_vm"].transform(
-        lambda s: s.cummax().shift(fill_value=-np.inf))
+    # the best throughput of a cheaper (or as cheap and faster) pool of the group, -inf for the first
+    best_so_far = ordered.groupby("group", sort=False)["requests_per_s_per_vm"].cummax()
+    best_before = best_so_far.groupby(ordered["group"], sort=False).shift(fill_value=-np.inf)
     return ordered[ordered["requests_per_s_per_vm"] > best_before].sort_index()
 
 

@@ -63,9 +63,9 @@ loads = st.floats(0.02, 12.0, allow_nan=False)
 
 
 @settings(max_examples=examples(150))
-@given(st.lists(st.tuples(loads, st.sampled_from(PRICES)), min_size=1, max_size=7), st.booleans())
-def test_cover_block_matches_highs(pools, link):
-    model = cover_block([p[0] for p in pools], [p[1] for p in pools], link)
+@given(st.lists(st.tuples(loads, st.sampled_from(PRICES)), min_size=1, max_size=7))
+def test_cover_block_matches_highs(pools):
+    model = cover_block([p[0] for p in pools], [p[1] for p in pools])
     fast = solve_fast(model)
     assert fast is not None
     values, objective, _ = fast
@@ -100,6 +100,7 @@ def test_blocks_of_other_shapes_go_to_the_back_end():
     shared = cover_block([0.5, 2.5], [1.0, 1.0])
     shared.rows.append(("capacity[extra]", np.array([0, 3]), np.array([1.0, -1.0]), -math.inf, 0.0))
     assert solve_fast(shared) is None  # a share on two capacity rows: not a cover block
+    assert solve_fast(cover_block([0.5, 2.5], [1.0, 1.0], link=False)) is None  # x not tied to its VMs
     quota = cover_block([0.5, 2.5], [1.0, 1.2])
     quota.rows.append(("quota[0]", np.array([2]), np.array([1.0]), -math.inf, 0.0))  # the cheap pool banned
     assert solve_fast(quota) is None
