@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import logging
 import math
 import os
@@ -314,11 +315,12 @@ def _solve_ortools(model: LinearModel, time_limit_s: float | None, mip_gap: floa
 
 def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | None = None,
           mip_gap: float = 1e-6, threads: int | None = None, fallback: bool = True,
-          decompose: bool = True, fast: bool = True) -> SolveResult:
+          decompose: bool = True, fast: bool = True, reuse: dict[str, SolveResult] | None = None) -> SolveResult:
     """Solve block by block when the model splits into independent blocks (exact: the optimum of a sum of
     independent problems is the sum of their optima): with ``fast``, in closed form where
     ``fastpath.solve_fast`` proves a block's optimum (one demand on pools of its own), the others with the chosen
-    back end, in worker processes where ``parallel.block_workers`` allows (``INFERSAVE_WORKERS=1``: here)."""
+    back end, in worker processes where ``parallel.block_workers`` allows (``INFERSAVE_WORKERS=1``: here).
+    ``reuse``: proven block optima by content, filled and read across calls (one plan's re-solves share one)."""
     blocks = components(model) if decompose else [np.arange(len(model.names))]
     fast = fast and os.environ.get("INFERSAVE_FAST_BLOCKS", "1") != "0"
     if len(blocks) == 1 and not fast:
@@ -349,8 +351,24 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
         used.add(backend)
     if len(pending) < len(blocks):
         notes.append(f"{len(blocks) - len(pending)} of {len(blocks)} blocks solved in closed form (fastpath.py)")
+    # blocks proven optimal before with the same rows, bounds and costs (a re-solve after a few pools changed)
+    keys = [_block_key(sub, backend, mip_gap) if reuse is not None else "" for _, sub in pending]
+    known = [reuse.get(k) if reuse is not None else None for k in keys]
+    for (block, _sub), hit in zip(pending, known):
+        if hit is not None:
+            values[block] = hit.values
+            objective, bound = objective + (hit.objective or 0.0), bound + (hit.bound or 0.0)
+            statuses.append(hit.status)
+            used.add(hit.backend)
+    if any(hit is not None for hit in known):
+        notes.append(f"{sum(hit is not None for hit in known)} block(s) unchanged since an earlier solve, reused")
+        blocks_left = [(b, sub, k) for (b, sub), k, hit in zip(pending, keys, known) if hit is None]
+        pending, keys = [(b, sub) for b, sub, _ in blocks_left], [k for _, _, k in blocks_left]
     left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
     results = _solve_rest([sub for _, sub in pending], backend, left, mip_gap, threads, fallback)
+    for key, result in zip(keys, results):
+        if reuse is not None and result is not None and result.status is Status.OPTIMAL and result.values is not None:
+            reuse[key] = result
     for position, ((block, _sub), result) in enumerate(zip(pending, results)):
         if result is None:
             notes.append(f"time limit of {time_limit_s:g} s spent after {len(blocks) - len(pending) + position} "
@@ -369,6 +387,21 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
     status = Status.OPTIMAL if all(s is Status.OPTIMAL for s in statuses) else Status.FEASIBLE
     return SolveResult(status, float(np.dot(model.cost, values)), bound, values, "+".join(sorted(used)), wall,
                        "; ".join(notes))
+
+
+def _block_key(sub: LinearModel, backend: str, mip_gap: float) -> str:
+    """Digest of everything that defines a block's optimum: variables, bounds, costs, integrality and rows."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{backend}|{mip_gap!r}|".encode())
+    h.update("\x00".join(sub.names).encode())
+    for array in (sub.lower, sub.upper, sub.cost):
+        h.update(np.asarray(array, float).tobytes())
+    h.update(np.asarray(sub.integer, bool).tobytes())
+    for name, idx, coef, lo, hi in sub.rows:
+        h.update(f"{name}|{lo!r}|{hi!r}|".encode())
+        h.update(np.asarray(idx, np.int64).tobytes())
+        h.update(np.asarray(coef, float).tobytes())
+    return h.hexdigest()
 
 
 def _solve_rest(subs: list[LinearModel], backend: str, time_limit_s: float | None, mip_gap: float,

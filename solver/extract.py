@@ -37,6 +37,7 @@ class SolveOptions:
     timings: bool = True
     lp_path: Path | None = None
     started: float | None = None  # ``time.perf_counter()`` when the run began: the limit covers the whole run
+    reuse: dict[str, Any] | None = None  # block optima shared by one run's solves (``backends.solve``)
 
 
 WRITE_RESERVE = 0.05  # share of a time limit (at most WRITE_RESERVE_S) kept for extraction, checks and writing
@@ -72,7 +73,7 @@ def solve_plan(problem: Problem, resolved: Resolved, cands: Candidates, options:
     if options.lp_path is not None:
         write_lp(problem.model, options.lp_path)
     result = solve(problem.model, options.backend, time_limit_s=solve_time_left(options), mip_gap=options.mip_gap,
-                   threads=options.threads)
+                   threads=options.threads, reuse=options.reuse)
     if result.status is Status.INFEASIBLE:
         raise on_infeasible(result)
     if result.values is None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .backends import SolveResult, Status, solve
 from .candidates import Candidates, build_candidates
-from .errors import InfeasibleError, NoCandidatesError, ScenarioError
+from .errors import InfeasibleError, NoCandidatesError, ScenarioError, SolverFailure
 from .extract import SolveOptions, solve_plan
 from .milp import build_problem
 from .plan_types import Plan
@@ -130,7 +130,7 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
     cands = candidates_for(resolved, prune)
     problem = build_problem(cands.table, resolved.scenario)
     options = SolveOptions(solver, time_limit_s, mip_gap, timings=timings,
-                           lp_path=None if dump_lp is None else Path(dump_lp), started=started)
+                           lp_path=None if dump_lp is None else Path(dump_lp), started=started, reuse={})
 
     def infeasible(result: SolveResult) -> InfeasibleError:
         return InfeasibleError(diagnose(cands.table, resolved.scenario, result.backend))
@@ -140,7 +140,7 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
 
     out = solve_plan(problem, resolved, cands, options, check=check if verify_plan else None,
                      check_name="verification", on_infeasible=infeasible)
-    for _ in range(MIX_ROUNDS):  # pools of several sizes that their mix overloads: shrink their capacity, re-solve
+    for round_ in range(1, MIX_ROUNDS + 1):  # pools whose mix of sizes overloads them: shrink, re-solve
         headroom = mixed_headroom(resolved, out)
         if not headroom:
             break
@@ -148,6 +148,12 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
         before = table["mix_headroom"] if "mix_headroom" in table else 1.0
         cands = dataclasses.replace(cands, table=table.assign(
             mix_headroom=before * table["pool"].map(headroom).fillna(1.0).to_numpy(float)))
-        out = solve_plan(build_problem(cands.table, resolved.scenario), resolved, cands, options,
-                         check=check if verify_plan else None, check_name="verification", on_infeasible=infeasible)
+        try:
+            out = solve_plan(build_problem(cands.table, resolved.scenario), resolved, cands, options,
+                             check=check if verify_plan else None, check_name="verification",
+                             on_infeasible=infeasible)
+        except SolverFailure as exc:
+            raise SolverFailure(f"{len(headroom)} pool(s) serving several request sizes need more capacity than "
+                                f"the sum of their sizes' solo capacities; re-solve {round_} of {MIX_ROUNDS} "
+                                f"failed: {exc}") from None
     return out.model_copy(update={"slo_report": slo_report(resolved, out), "provenance": provenance_of(resolved)})
