@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
@@ -49,10 +50,6 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
                          np.array([rate for _, rate in rows]), np.array([a.input_tokens for a, _ in rows]),
                          np.array([a.output_tokens for a, _ in rows]))
 
-    def shape(inp: float, out: float) -> Shape:  # one demand's prompt, beside the mix's running decodes
-        return Shape(model, hw, w0.dtype, w0.effective_kv_dtype, one * first.tensor_parallel, one * inp, one * out,
-                     one * first.offload_ratio, mix.context_tokens)
-
     # the pool's Poisson stream is dealt round-robin over its replicas: each sees Erlang-k arrivals
     arrival_scv = 1.0 / max(first.count * max(first.gpu_count // first.tensor_parallel, 1), 1)
     serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
@@ -60,22 +57,32 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
     slots = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9), {}, scv,
                          metrics=(), arrival_scv=arrival_scv).occupancy[0]
     out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * first.batch_size))}}
-    for k, (a, _) in enumerate(rows):
-        w = next(x for x in resolved.scenario.workloads if x.name == a.workload)
-        pct = w.slo.percentiles()
-        state = online_state(mix, serving.theta, serving.engine, one * a.batch_size, one * max(total, 1e-9), pct, scv,
-                             arrival_scv=arrival_scv)
-        # swap the mix's average prompt for this demand's own, prefilled beside the same running decodes
-        chunk = serving.engine.chunk_tokens
-        own = phases_time_s(prefill_phases(shape(a.input_tokens, a.output_tokens), one, chunk, state.decode_seqs),
-                            serving.theta)
+    workloads = {w.name: w for w in resolved.scenario.workloads}
+    chunk = serving.engine.chunk_tokens
+    # the pool's state depends on a demand only through the statistics its SLO asks for: once per distinct set
+    states: dict[tuple[tuple[str, str], ...], tuple[Any, Any, np.ndarray]] = {}
+    for pct in {tuple(sorted(workloads[a.workload].slo.percentiles().items())) for a, _ in rows}:
+        stat = dict(pct)
+        state = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9), stat,
+                             scv, arrival_scv=arrival_scv)
+        at_e2e = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9),
+                              {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv)
         avg = phases_time_s(prefill_phases(mix, one, chunk, state.decode_seqs), serving.theta)
-        ttft = float(state.ttft_s[0] - avg[0] + own[0])
-        tpot = float(state.tpot_s[0])
-        at_e2e = online_state(mix, serving.theta, serving.engine, one * a.batch_size, one * max(total, 1e-9),
-                              {"ttft": pct["e2e"], "tpot": pct["e2e"]}, scv, arrival_scv=arrival_scv)
-        e2e = float(at_e2e.ttft_s[0] - avg[0] + own[0]) + (a.output_tokens - 1) * float(at_e2e.tpot_s[0])
-        out[k] = {"ttft": ttft, "tpot": tpot, "e2e": e2e}
+        states[pct] = (state, at_e2e, avg)
+    # every demand's own prompt prefilled beside the same running decodes, in one vectorised call per state
+    lengths = np.array([[a.input_tokens, a.output_tokens] for a, _ in rows], float)
+    ones = np.ones(len(rows))
+    own_shape = Shape(model, hw, w0.dtype, w0.effective_kv_dtype, ones * first.tensor_parallel, lengths[:, 0],
+                      lengths[:, 1], ones * first.offload_ratio, ones * float(np.asarray(mix.mean_context)[0]))
+    own_by_state = {pct: phases_time_s(prefill_phases(own_shape, ones, chunk, float(st[0].decode_seqs[0])),
+                                       serving.theta) for pct, st in states.items()}
+    for k, (a, _) in enumerate(rows):
+        pct = tuple(sorted(workloads[a.workload].slo.percentiles().items()))
+        state, at_e2e, avg = states[pct]
+        own = float(own_by_state[pct][k])  # this demand's prompt in place of the mix's average one
+        ttft = float(state.ttft_s[0] - avg[0] + own)
+        e2e = float(at_e2e.ttft_s[0] - avg[0] + own) + (a.output_tokens - 1) * float(at_e2e.tpot_s[0])
+        out[k] = {"ttft": ttft, "tpot": float(state.tpot_s[0]), "e2e": e2e}
     return out
 
 
@@ -91,7 +98,7 @@ def _by_pool(resolved: Resolved, plan: Plan) -> dict[str, list[tuple[Assignment,
     return by_pool
 
 
-def mixed_headroom(resolved: Resolved, plan: Plan, steps: int = 20) -> dict[str, float]:
+def mixed_headroom(resolved: Resolved, plan: Plan, steps: int = 12) -> dict[str, float]:
     """Pools of several request sizes that the mix overloads, with the largest share s < 1 of their planned load
     at which the mix keeps every bound of its demands and its slots within the planning share.
 
