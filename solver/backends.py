@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
 import logging
 import math
 import os
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .blocks import components, rows_by_block
+from .blocks import block_key, block_model, components, rows_by_block
 from .errors import SolverFailure
 from .fastpath import solve_fast
 from .linear_model import LinearModel
@@ -338,9 +337,7 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
     pending: list[tuple[np.ndarray, LinearModel]] = []
     for k in sorted(range(len(blocks)), key=lambda k: len(blocks[k])):
         block = blocks[k]
-        sub = LinearModel(names=[model.names[v] for v in block], lower=[model.lower[v] for v in block],
-                          upper=[model.upper[v] for v in block], integer=[model.integer[v] for v in block],
-                          cost=[model.cost[v] for v in block], rows=rows_of[k])
+        sub = block_model(model, block, rows_of[k])
         exact = solve_fast(sub) if fast else None
         if exact is None:
             pending.append((block, sub))
@@ -352,7 +349,7 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
     if len(pending) < len(blocks):
         notes.append(f"{len(blocks) - len(pending)} of {len(blocks)} blocks solved in closed form (fastpath.py)")
     # blocks proven optimal before with the same rows, bounds and costs (a re-solve after a few pools changed)
-    keys = [_block_key(sub, backend, mip_gap) if reuse is not None else "" for _, sub in pending]
+    keys = [block_key(sub, backend, mip_gap) if reuse is not None else "" for _, sub in pending]
     known = [reuse.get(k) if reuse is not None else None for k in keys]
     for (block, _sub), hit in zip(pending, known):
         if hit is not None:
@@ -387,21 +384,6 @@ def solve(model: LinearModel, backend: str = "highs", *, time_limit_s: float | N
     status = Status.OPTIMAL if all(s is Status.OPTIMAL for s in statuses) else Status.FEASIBLE
     return SolveResult(status, float(np.dot(model.cost, values)), bound, values, "+".join(sorted(used)), wall,
                        "; ".join(notes))
-
-
-def _block_key(sub: LinearModel, backend: str, mip_gap: float) -> str:
-    """Digest of everything that defines a block's optimum: variables, bounds, costs, integrality and rows."""
-    h = hashlib.blake2b(digest_size=20)
-    h.update(f"{backend}|{mip_gap!r}|".encode())
-    h.update("\x00".join(sub.names).encode())
-    for array in (sub.lower, sub.upper, sub.cost):
-        h.update(np.asarray(array, float).tobytes())
-    h.update(np.asarray(sub.integer, bool).tobytes())
-    for name, idx, coef, lo, hi in sub.rows:
-        h.update(f"{name}|{lo!r}|{hi!r}|".encode())
-        h.update(np.asarray(idx, np.int64).tobytes())
-        h.update(np.asarray(coef, float).tobytes())
-    return h.hexdigest()
 
 
 def _solve_rest(subs: list[LinearModel], backend: str, time_limit_s: float | None, mip_gap: float,

@@ -4,6 +4,7 @@ Solving block by block is exact (the optimum of a sum of independent problems is
 much faster where a fleet splits, e.g. one block per workload or per model's pooled replicas."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -53,3 +54,25 @@ def rows_by_block(model: LinearModel, blocks: list[np.ndarray]) -> list[list[Any
         if len(idx):
             out[int(block_of[idx[0]])].append((name, local[idx], coef, lo, hi))
     return out
+
+
+def block_model(model: LinearModel, block: np.ndarray, rows: list[Any]) -> LinearModel:
+    """The block's own model: its variables (in ``block`` order) and its rows in their local numbering."""
+    return LinearModel(names=[model.names[v] for v in block], lower=[model.lower[v] for v in block],
+                       upper=[model.upper[v] for v in block], integer=[model.integer[v] for v in block],
+                       cost=[model.cost[v] for v in block], rows=rows)
+
+
+def block_key(sub: LinearModel, backend: str, mip_gap: float) -> str:
+    """Digest of everything that defines a block's optimum: variables, bounds, costs, integrality and rows."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{backend}|{mip_gap!r}|".encode())
+    h.update("\x00".join(sub.names).encode())
+    for array in (sub.lower, sub.upper, sub.cost):
+        h.update(np.asarray(array, float).tobytes())
+    h.update(np.asarray(sub.integer, bool).tobytes())
+    for name, idx, coef, lo, hi in sub.rows:
+        h.update(f"{name}|{lo!r}|{hi!r}|".encode())
+        h.update(np.asarray(idx, np.int64).tobytes())
+        h.update(np.asarray(coef, float).tobytes())
+    return h.hexdigest()
