@@ -18,10 +18,12 @@ token budget (``batched_iteration_s``); the roofline is convex in a step's promp
 and the fixed point is polished from the closed-form root by secant steps. Then
 
 * ``TPOT`` = the iteration time with the decodes at a quantile of their (Poisson) count;
-* ``TTFT`` = admission wait (Erlang C over ``max_num_seqs`` slots when the cap binds) + wait for the token
-  budget (M/D/1 over the prompt work) + the rest of the running iteration + the request's own chunked prefill
-  beside the running decodes; an idle replica's TTFT is exactly its own prefill;
-* capacity = the highest rate at which every SLO of the demand holds at its percentile, by bisection.
+* ``TTFT`` = admission wait (Erlang C over ``max_num_seqs`` slots; arrivals smoother than Poisson, as behind a
+  round-robin router, act as c / c_a^2 slots at the same utilisation) + wait for the token budget (M/D/1 over the
+  prompt work) + the rest of the running iteration + the request's own prefill steps beside the running decodes
+  (the first shared with the prompts arriving with it); an idle replica's TTFT is exactly its own prefill;
+* capacity = the highest rate at which every SLO of the demand holds at its percentile and the slots held stay
+  within ``PLANNING_UTILISATION`` of the cap, by bisection.
 """
 from __future__ import annotations
 
