@@ -54,14 +54,12 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
     arrival_scv = 1.0 / max(first.count * max(first.gpu_count // first.tensor_parallel, 1), 1)
     serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
                            percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
-    slots = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9), {}, scv,
-                         metrics=(), arrival_scv=arrival_scv).occupancy[0]
-    out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * first.batch_size))}}
     workloads = {w.name: w for w in resolved.scenario.workloads}
     chunk = serving.engine.chunk_tokens
     # the pool's state depends on a demand only through the statistics its SLO asks for: once per distinct set
+    stats = [tuple(sorted(workloads[a.workload].slo.percentiles().items())) for a, _ in rows]
     states: dict[tuple[tuple[str, str], ...], tuple[Any, Any, np.ndarray]] = {}
-    for pct in {tuple(sorted(workloads[a.workload].slo.percentiles().items())) for a, _ in rows}:
+    for pct in dict.fromkeys(stats):
         stat = dict(pct)
         state = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9), stat,
                              scv, arrival_scv=arrival_scv)
@@ -69,6 +67,8 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
                               {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv)
         avg = phases_time_s(prefill_phases(mix, one, chunk, state.decode_seqs), serving.theta)
         states[pct] = (state, at_e2e, avg)
+    slots = next(iter(states.values()))[0].occupancy[0]  # slots held do not depend on the statistics asked for
+    out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * first.batch_size))}}
     # every demand's own prompt prefilled beside the same running decodes, in one vectorised call per state
     lengths = np.array([[a.input_tokens, a.output_tokens] for a, _ in rows], float)
     ones = np.ones(len(rows))
@@ -76,8 +76,7 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
                       lengths[:, 1], ones * first.offload_ratio, ones * float(np.asarray(mix.mean_context)[0]))
     own_by_state = {pct: phases_time_s(prefill_phases(own_shape, ones, chunk, float(st[0].decode_seqs[0])),
                                        serving.theta) for pct, st in states.items()}
-    for k, (a, _) in enumerate(rows):
-        pct = tuple(sorted(workloads[a.workload].slo.percentiles().items()))
+    for k, ((a, _), pct) in enumerate(zip(rows, stats)):
         state, at_e2e, avg = states[pct]
         own = float(own_by_state[pct][k])  # this demand's prompt in place of the mix's average one
         ttft = float(state.ttft_s[0] - avg[0] + own)

@@ -35,8 +35,7 @@ def prune_offerings(offers: pd.DataFrame, scenario: Scenario, host_need_gib: pd.
         return offers
     # offline VM counts pinned to ceil(W/D) per pool (``counts_pinned``): a second, identical offering is a second
     # pool, so one more on-demand VM beside spot ones, which no swap onto the first offering can reproduce
-    if any(w.mode == "offline" for w in scenario.workloads) and scenario.max_spot_share is not None \
-            and scenario.billing == "per_second":
+    if offline_counts_pinned(scenario) and any(w.mode == "offline" for w in scenario.workloads):
         return offers
     keep = np.ones(len(offers), dtype=bool)
     util = scenario.settings.host_memory_utilization
@@ -95,8 +94,12 @@ def counts_pinned(rows: pd.DataFrame, scenario: Scenario) -> pd.Series:
     """Rows no speed dominance may prune: offline rows under ``max_spot_share`` with per-second billing, whose
     VM count is pinned to ceil(W/D) (``milp._offline_rows``), so a slower pool means more on-demand VMs and
     thus more room for spot: faster is not always better there."""
-    pinned = scenario.max_spot_share is not None and scenario.billing == "per_second"
-    return (rows["mode"] == "offline") & pinned
+    return (rows["mode"] == "offline") & offline_counts_pinned(scenario)
+
+
+def offline_counts_pinned(scenario: Scenario) -> bool:
+    """Whether offline pools' VM counts are pinned to ceil(W/D) and counted by a spot share (see ``counts_pinned``)."""
+    return scenario.max_spot_share is not None and scenario.billing == "per_second"
 
 
 def _pareto_single_demand(table: pd.DataFrame) -> pd.DataFrame:

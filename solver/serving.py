@@ -290,9 +290,9 @@ def _batched_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, budg
         gt = g(rows[idx], t[idx])
         dt = t[idx] - t_prev[idx]
         slope = np.where(np.abs(dt) > 1e-12 * t[idx], (gt - g_prev[idx]) / np.where(dt == 0, 1.0, dt), 0.0)
-        dead = ((slope >= 1.0) & (gt > t[idx] * (1.0 + tol))) | ~(t[idx] + (gt - t[idx]) / np.maximum(1.0 - slope, 1e-3)
-                                                                   < 1e3)
-        t_next = np.where(dead, np.inf, np.maximum(t[idx] + (gt - t[idx]) / np.maximum(1.0 - slope, 1e-3), 0.0))
+        secant = t[idx] + (gt - t[idx]) / np.maximum(1.0 - slope, 1e-3)
+        dead = ((slope >= 1.0) & (gt > t[idx] * (1.0 + tol))) | ~(secant < 1e3)
+        t_next = np.where(dead, np.inf, np.maximum(secant, 0.0))
         t_prev[idx], g_prev[idx] = t[idx], gt
         t[idx] = t_next
         live[idx] = ~dead & (np.abs(t_next - t_prev[idx]) > tol * t_prev[idx])
@@ -325,7 +325,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``; ``prompt_scv`` is the
     squared coefficient of variation of prompt lengths (0 for one size; a pool serving a mix passes its own);
     ``arrival_scv`` that of the replica's inter-arrival times (1: Poisson; round-robin over k replicas of a
-    Poisson stream gives each an Erlang-k stream, 1 / k), which scales both queueing waits (Allen-Cunneen).
+    Poisson stream gives each an Erlang-k stream, 1 / k): the slot wait scales as c / c_a^2 slots, the budget
+    wait by Allen-Cunneen, and fewer prompts share a step or are found in service.
     """
     rate = np.asarray(rate, float)
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
@@ -356,17 +357,16 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
         spread = batched_iteration_s(shape, theta, rate, budget, t_ok, n_q) - (share * t_with + (1 - share) * t_without)
         return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps + np.maximum(spread, 0.0)
 
-    own_prefill = phases_time_s([(shape.work(n, l_in / own_chunks, l_in * l_in / 2.0 / own_chunks), own_chunks)],
-                                theta)
-    alone = own_prefill  # the prompt's own steps beside the running decodes: its service for the token budget
+    first = l_in / own_chunks  # tokens of each of the prompt's steps beside the running decodes
+    own_step = phases_time_s([(shape.work(n, first, first * l_in / 2.0), 1.0)], theta)
+    alone = own_chunks * own_step  # the prompt's own steps: its service for the token budget
     # the prompts that arrive during the same iteration (rate * t of them; fewer when arrivals are smoother than
     # Poisson, as behind a round-robin router) are packed into the request's first step
     seen = np.minimum(np.asarray(arrival_scv, float), 1.0)
-    first = l_in / own_chunks
     others = np.minimum(seen * rate * t_ok * l_in, np.maximum(budget - n - first, 0.0))
-    own_prefill = own_prefill + time_s(shape.work(n, first + others, first * l_in / 2.0 + others * shape.pairs_per_token,
-                                                  runs=np.ones_like(rate)), theta) \
-        - time_s(shape.work(n, first, first * l_in / 2.0, runs=np.ones_like(rate)), theta)
+    packed_step = phases_time_s([(shape.work(n, first + others, first * l_in / 2.0 + others * shape.pairs_per_token),
+                                  1.0)], theta)
+    own_prefill = alone - own_step + packed_step
     # prompts queue for the token budget: an M/D/m queue whose m servers are the prompt chunks that fit beside
     # the running decodes, each held for the mixed iterations of its prefill (a conservative M/D/1 per server)
     t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * shape.pairs_per_token, runs=np.ones_like(rate)), theta)
