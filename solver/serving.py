@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engines import EngineProfile
-from .queueing import erlang_c, residual_s, wait_quantile
+from .queueing import erlang_c, feedback_dispersion, residual_s, wait_quantile
 from .roofline import Hardware, IterationWork, Phases, iteration_work, phases_time_s, time_s
 from .schema import ModelCard
 
@@ -342,13 +342,21 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     occupancy = rate * t_ok * (l_out + own_chunks)
     cap = np.asarray(max_seqs, float)
 
-    # TPOT: a request decodes beside the others running, whose count fluctuates (Poisson) around n, and a
-    # Poisson number of its L_out - 1 steps carry another prompt's chunk (mean: the chunk share f of steps)
+    # the running count's variance over its mean: the load feeds back on the holding time (queueing.feedback_dispersion)
+    ones = np.ones_like(rate)
+    t_dec = time_s(shape.work(n, 0.0, 0.0, runs=ones), theta)
+    t_up = time_s(shape.work(n * 1.05 + 0.05, 0.0, 0.0, runs=ones), theta)
+    elasticity = (t_up / np.maximum(t_dec, 1e-300) - 1.0) * n / (0.05 * n + 0.05)
+    dispersion = feedback_dispersion(1.0 - t_dec / np.maximum(t_ok, 1e-300), elasticity)
+
+    # TPOT: a request decodes beside the others running, whose count fluctuates around n with variance
+    # dispersion * n (a request sees it size-biased: n + dispersion on average), and a Poisson number of its
+    # L_out - 1 steps carry another prompt's chunk (mean: the chunk share f of steps)
     share = np.clip(rate * t_ok * l_in / prompt_chunk, 0.0, 1.0)
     steps = np.maximum(l_out - 1.0, 1.0)
 
     def tpot_at(q: float | None) -> np.ndarray:
-        n_q = np.minimum(1.0 + n + Z[q] * np.sqrt(np.maximum(n, 0.0)), cap)
+        n_q = np.minimum(n + dispersion + Z[q] * np.sqrt(np.maximum(dispersion * n, 0.0)), cap)
         (c1, m1, r1), (c0, m0, r0), _ = _mixed_parts(shape, theta, rate, prompt_chunk, t_ok, n_q)
         t_with, t_without = np.maximum(c1, m1) + r1, np.maximum(c0, m0) + r0
         mixed = share * steps
@@ -381,14 +389,14 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     service = occupancy / np.maximum(rate, 1e-300)
     # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the slots held are the arrivals of
     # the last holding time, Poisson whatever the holding-time law (M/G/inf), and the Allen-Cunneen halving for
-    # deterministic service fell below the simulator. Smoother arrivals (scv c_a^2) shrink that count's variance
-    # to ~c_a^2 times its mean: as many-server (Halfin-Whitt) scaling, c / c_a^2 slots at the same utilisation
-    scale = np.maximum(np.asarray(arrival_scv, float), 1e-2) * np.ones_like(rate)
+    # deterministic service fell below the simulator. A count of variance v times its mean (smoother arrivals:
+    # c_a^2; the load's feedback on the holding time: queueing.feedback_dispersion) waits as many-server
+    # (Halfin-Whitt) scaling says: c / v slots at the same utilisation
+    scale = np.maximum(np.asarray(arrival_scv, float), 1e-2) * dispersion
     slot_servers = np.maximum(np.round(np.maximum(cap, 1) / scale), 1.0)
     p_wait = erlang_c(slot_servers, np.minimum(occupancy, cap) * slot_servers / np.maximum(cap, 1))
     slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9) * scale
     busy = 1.0 - np.exp(-occupancy)
-    t_dec = time_s(shape.work(n, 0.0, 0.0, runs=np.ones_like(rate)), theta)
 
     def ttft_at(q: float | None) -> np.ndarray:
         slot = wait_quantile(p_wait, slot_wait_mean, q)
