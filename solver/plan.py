@@ -92,7 +92,7 @@ def diagnose(rows: pd.DataFrame, scenario: Scenario, backend: str) -> str:
     return f"infeasible because of the {' and '.join(culprits)} constraints: relax them to find a plan"
 
 
-MIX_ROUNDS = 4  # re-solves for pools whose request-size mix needs more than the sum of solo capacities
+MIX_ROUNDS = 8  # re-solves for pools whose request-size mix needs more than the sum of solo capacities
 
 
 def candidates_for(resolved: Resolved, prune: bool = True) -> Candidates:

@@ -339,7 +339,6 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     n = rate * t_ok * l_out
     # a prompt's chunks fit beside the running decodes: at most the budget they leave per step
     own_chunks = np.maximum(np.ceil(l_in / np.maximum(np.minimum(chunk, budget - n), 1.0)), 1.0)
-    occupancy = rate * t_ok * (l_out + own_chunks)
     cap = np.asarray(max_seqs, float)
 
     # the running count's variance over its mean: the load feeds back on the holding time (queueing.feedback_dispersion)
@@ -359,8 +358,11 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
         n_q = np.minimum(n + dispersion + Z[q] * np.sqrt(np.maximum(dispersion * n, 0.0)), cap)
         (c1, m1, r1), (c0, m0, r0), _ = _mixed_parts(shape, theta, rate, prompt_chunk, t_ok, n_q)
         t_with, t_without = np.maximum(c1, m1) + r1, np.maximum(c0, m0) + r0
-        mixed = share * steps
-        mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed), steps)
+        # the prompts met are those that arrived during the request's stay, about the slots held when it leaves,
+        # so a request meets them size-biased (1 + dispersion / n) and their count varies with the slots held
+        ratio = dispersion / np.maximum(n, 1.0)
+        mixed = share * steps * (1.0 + ratio)
+        mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed + np.square(share * steps) * ratio), steps)
         # several short prompts packed in one step: the batched mean exceeds the chunk-share mean at every quantile
         spread = batched_iteration_s(shape, theta, rate, budget, t_ok, n_q) - (share * t_with + (1 - share) * t_without)
         return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps + np.maximum(spread, 0.0)
@@ -383,8 +385,9 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     rho_prompt = np.minimum(rate * prompt_service / servers, 0.999)
     # Pollaczek-Khinchine (Allen-Cunneen for smoother arrivals): a mix of prompt lengths waits longer
     budget_wait_mean = rho_prompt * (arrival_scv + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
-    # an admitted request holds its slot while its prompt waits for budget too (Little's law on the slots)
-    occupancy = occupancy + rate * budget_wait_mean
+    # Little's law on the slots: a request holds one through its wait for budget, its prefill and L_out - 1 steps
+    # as it sees them (TPOT's mean: longer than the time-average step where the load feeds back on them)
+    occupancy = rate * (budget_wait_mean + own_prefill + (l_out - 1.0) * tpot_at(None))
     # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
     service = occupancy / np.maximum(rate, 1e-300)
     # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the slots held are the arrivals of
