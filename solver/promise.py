@@ -19,7 +19,8 @@ from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
 from .roofline import Hardware, phases_time_s
 from .scenario import Resolved
-from .serving import PLANNING_UTILISATION, Shape, mix_shape, online_state, prefill_phases
+from .serving import PLANNING_UTILISATION, online_state, prefill_phases
+from .shape import Shape, mix_shape
 
 METRIC_KIND = {"ttft": "ttft", "tpot": "tpot", "e2e": "throughput"}
 

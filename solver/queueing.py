@@ -61,3 +61,22 @@ def wait_quantile(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray, q: float
         return np.asarray(p_wait * mean_wait_given_wait, float)
     tail = 1.0 - q
     return np.where(p_wait > tail, mean_wait_given_wait * np.log(np.maximum(p_wait, 1e-300) / tail), 0.0)
+
+
+def compound_poisson_pmf(mean_count: float, lengths: np.ndarray, weights: np.ndarray, top: float,
+                         cells: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Distribution of the tokens a Poisson number (mean ``mean_count``) of prompts brings, each of a length drawn
+    from ``lengths`` with probabilities ``weights``, up to ``top`` tokens (Panjer's recursion on a grid of at most
+    ``cells`` cells; lengths rounded up to a cell). Returns (tokens at each grid point, probability of each)."""
+    unit = max(float(top) / cells, 1.0)
+    size = np.maximum(np.ceil(np.asarray(lengths, float) / unit), 1.0).astype(int)
+    w = np.asarray(weights, float) / max(float(np.sum(weights)), 1e-300)
+    grid = int(np.floor(float(top) / unit))
+    pmf = np.zeros(grid + 1)
+    pmf[0] = np.exp(-mean_count)
+    keep = size <= grid
+    size, jump = size[keep], mean_count * w[keep] * size[keep]  # Panjer for Poisson: p(x) = sum_j (lam f_j j / x) p(x-j)
+    for x in range(1, grid + 1):
+        fit = size <= x
+        pmf[x] = float(jump[fit] @ pmf[x - size[fit]]) / x
+    return np.arange(grid + 1) * unit, pmf

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engines import EngineProfile
-from .queueing import erlang_c, feedback_dispersion, residual_s, wait_quantile
-from .roofline import Hardware, IterationWork, Phases, iteration_work, phases_time_s, time_s
-from .schema import ModelCard
+from .queueing import compound_poisson_pmf, erlang_c, feedback_dispersion, residual_s, wait_quantile
+from .roofline import IterationWork, Phases, phases_time_s, time_s
+from .shape import Shape, mix_shape
 
 # One-sided normal quantiles, and how a named statistic maps to a probability.
 QUANTILE = {"mean": None, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
@@ -44,69 +44,6 @@ MAX_UTILISATION = 0.98  # of the concurrency cap: beyond it the queue of a finit
 # queues far beyond the Erlang C wait (benchmarks/simulate.py), so no plan is sized into that regime
 PLANNING_UTILISATION = 0.85
 BISECTION_STEPS = 24  # 6e-8 of the bracket: far below any SLO or price resolution
-
-
-@dataclass(frozen=True)
-class Shape:
-    """What one replica serves: model, precision, tensor parallelism and request lengths (arrays per row)."""
-
-    model: ModelCard
-    hw: Hardware
-    dtype: str
-    kv_dtype: str
-    tp: np.ndarray
-    input_tokens: np.ndarray
-    output_tokens: np.ndarray
-    offload_ratio: np.ndarray
-    # a mix of request sizes (``mix_shape``): running decodes' mean context and prompt attention pairs per prompt
-    # token, when they are not those of one size (L_in + L_out / 2 and L_in / 2)
-    context_tokens: np.ndarray | None = None
-    pairs_per_prompt_token: np.ndarray | None = None
-
-    def work(self, decode_seqs: np.ndarray | float, prefill_tokens: np.ndarray | float,
-             prefill_pairs: np.ndarray | float, runs: np.ndarray | None = None) -> IterationWork:
-        ctx = self.mean_context
-        return iteration_work(self.model, self.hw, dtype=self.dtype, kv_dtype=self.kv_dtype, tp=self.tp,
-                              decode_seqs=decode_seqs, decode_context_tokens=np.asarray(decode_seqs, float) * ctx,
-                              prefill_tokens=prefill_tokens, prefill_attention_pairs=prefill_pairs,
-                              offload_ratio=self.offload_ratio, runs=runs)
-
-    def take(self, rows: np.ndarray) -> Shape:
-        """The shape of the given rows (an index array), in that order."""
-        return Shape(self.model, self.hw.take(rows), self.dtype, self.kv_dtype, self.tp[rows], self.input_tokens[rows],
-                     self.output_tokens[rows], self.offload_ratio[rows],
-                     None if self.context_tokens is None else self.context_tokens[rows],
-                     None if self.pairs_per_prompt_token is None else self.pairs_per_prompt_token[rows])
-
-    @property
-    def mean_context(self) -> np.ndarray:
-        """Average context of a running decode (FlexGen's s + n/2 for one size)."""
-        if self.context_tokens is not None:
-            return np.asarray(self.context_tokens, float)
-        return np.asarray(self.input_tokens, float) + np.asarray(self.output_tokens, float) / 2.0
-
-    @property
-    def pairs_per_token(self) -> np.ndarray:
-        """Causal attention pairs per prompt token (L_in / 2 for one size, E[L_in^2] / (2 E[L_in]) for a mix)."""
-        if self.pairs_per_prompt_token is not None:
-            return np.asarray(self.pairs_per_prompt_token, float)
-        return np.asarray(self.input_tokens, float) / 2.0
-
-
-def mix_shape(model: ModelCard, hw: Hardware, dtype: str, kv_dtype: str, tp: float, offload_ratio: float,
-              rates: np.ndarray, input_tokens: np.ndarray, output_tokens: np.ndarray) -> tuple[Shape, float]:
-    """One replica serving several request sizes at ``rates``: (its one-row shape, the squared coefficient of
-    variation of prompt lengths). Means are per request; the running decodes' context is weighted by output
-    length (a long answer stays in the batch longer), the prompt attention by squared prompt length."""
-    r, li, lo = (np.asarray(x, float) for x in (rates, input_tokens, output_tokens))
-    total = max(float(r.sum()), 1e-300)
-    l_in, l_out = float(r @ li) / total, float(r @ lo) / total
-    second = float(r @ (li * li)) / total
-    context = float(r @ (lo * (li + lo / 2.0))) / max(float(r @ lo), 1e-300)
-    one = np.ones(1)
-    shape = Shape(model, hw, dtype, kv_dtype, one * tp, one * l_in, one * l_out, one * offload_ratio,
-                  one * context, one * second / max(2.0 * l_in, 1e-300))
-    return shape, max(second / max(l_in * l_in, 1e-300) - 1.0, 0.0)
 
 
 def prefill_phases(shape: Shape, batch: np.ndarray, chunk_tokens: int, decode_seqs: np.ndarray | float = 0.0
@@ -244,6 +181,15 @@ def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budge
     # prompt-saturated rows: every step is full; long prompts (one chunk fills the room): a share of steps is
     share = mean_x / room
     excess = (1.0 - share) * np.maximum(gap0, 0.0) + share * np.maximum(gap0 + gap_slope * room, 0.0)
+    if shape.prompt_mix is not None and mean_x[0] < room[0]:  # one pool's mix: its step's tokens exactly
+        tokens, pmf = compound_poisson_pmf(float(rate[0] * t[0]), *shape.prompt_mix, top=float(room[0]))
+        below, tokens_below = float(pmf.sum()), float(pmf @ tokens)
+        full, spill = max(1.0 - below, 0.0), float(np.clip((mean_x[0] - tokens_below) / room[0] - max(1.0 - below, 0.0),
+                                                             0.0, pmf[0]))
+        g0, gs = float(gap0[0]), float(gap_slope[0])
+        excess[0] = pmf @ np.maximum(g0 + gs * tokens, 0.0) + (full + spill) * max(g0 + gs * float(room[0]), 0.0) \
+            - spill * max(g0, 0.0)
+        rows = rows[:0]
     if rows.size:
         m, f, li, rm, g0, gs = mu[rows], fits[rows], lump[rows], room[rows], gap0[rows], gap_slope[rows]
         top = float(np.max(m))

@@ -32,7 +32,7 @@ import numpy as np
 
 from .engines import EngineProfile
 from .roofline import IterationWork, iteration_work, time_s
-from .serving import Shape
+from .shape import Shape
 
 
 def _scalar(x: object) -> float:

@@ -25,7 +25,7 @@ from .io import atomic_write_text, read_json
 from .roofline import Hardware, weight_bytes
 from .scenario import Resolved, load_scenario
 from .schema import Workload
-from .serving import Shape
+from .shape import Shape
 from .simulate import route_and_simulate
 
 WARMUP = 0.10
