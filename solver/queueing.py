@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+SCALAR_ROWS = 4  # rows of one server count up to which the recursion runs on Python floats
+
 
 def erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
     """Probability that an arrival waits in M/M/c with ``servers`` slots and offered ``load`` (Erlang C)."""
@@ -12,11 +14,24 @@ def erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
     for c in np.unique(servers):  # Erlang B by its recursion, each server count only as far as it goes
         rows = np.flatnonzero(servers == c)
         a, bc = load[rows], np.ones(len(rows))
+        if len(rows) <= SCALAR_ROWS and np.all(np.isfinite(a) & (a >= 0)):
+            # a pool's own check (promise.py) has one row and thousands of slots (c / c_a^2): the same IEEE
+            # operations on Python floats, bit for bit, without numpy's per-call cost (~20x faster)
+            b[rows] = [_erlang_b(float(x), int(c)) for x in a]
+            continue
         for k in range(1, int(c) + 1):
             bc = a * bc / (k + a * bc)
         b[rows] = bc
     rho = load / servers
     return np.where(rho < 1.0, b / np.maximum(1.0 - rho * (1.0 - b), 1e-12), 1.0)
+
+
+def _erlang_b(load: float, servers: int) -> float:
+    """Erlang B of one row, by the same recursion as ``erlang_c``'s arrays."""
+    bc = 1.0
+    for k in range(1, servers + 1):
+        bc = load * bc / (k + load * bc)
+    return bc
 
 
 def residual_s(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray, q: float | None
