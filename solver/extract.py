@@ -38,6 +38,7 @@ class SolveOptions:
     lp_path: Path | None = None
     started: float | None = None  # ``time.perf_counter()`` when the run began: the limit covers the whole run
     reuse: dict[str, Any] | None = None  # block optima shared by one run's solves (``backends.solve``)
+    reserve_s: float = 0.0  # kept after the solve for the caller's own checks (plan(): mix check, verify, report)
 
 
 WRITE_RESERVE = 0.05  # share of a time limit (at most WRITE_RESERVE_S) kept for extraction, checks and writing
@@ -46,7 +47,8 @@ WRITE_RESERVE_S = 1.0
 
 def solve_time_left(options: SolveOptions) -> float | None:
     """Seconds the solve may take: the run's limit less what candidate building and model building already
-    spent (``options.started``) and a reserve for extraction, verification and writing the plan.
+    spent (``options.started``), a reserve for extraction and writing the plan, and ``options.reserve_s`` for
+    the checks the caller runs after the solve.
 
     Raises:
         SolverFailure: the limit was spent before the solve could start.
@@ -54,10 +56,11 @@ def solve_time_left(options: SolveOptions) -> float | None:
     if options.time_limit_s is None:
         return None
     spent = 0.0 if options.started is None else time.perf_counter() - options.started
-    left = options.time_limit_s - spent - min(WRITE_RESERVE * options.time_limit_s, WRITE_RESERVE_S)
+    left = options.time_limit_s - spent - min(WRITE_RESERVE * options.time_limit_s, WRITE_RESERVE_S) - options.reserve_s
     if left <= 0:
+        kept = f", {options.reserve_s:.1f} s kept for the checks after it" if options.reserve_s else ""
         raise SolverFailure(f"the time limit of {options.time_limit_s:g} s was spent before the solve "
-                            f"({spent:.1f} s building candidates and the model); raise --time-limit")
+                            f"({spent:.1f} s building candidates and the model{kept}); raise --time-limit")
     return left
 
 

@@ -93,6 +93,29 @@ def diagnose(rows: pd.DataFrame, scenario: Scenario, backend: str) -> str:
 
 
 MIX_ROUNDS = 8  # re-solves for pools whose request-size mix needs more than the sum of solo capacities
+# Seconds per demand the solve leaves for the checks after it (a time limit covers the whole run): measured on
+# the 1,000-workload fleets of benchmarks/scale.py on 2 busy cores, then about doubled. Verification and the SLO
+# report take ~1 ms per demand; the mix check ~1.5-1.9 ms more per demand that may share a pool with others (a
+# bisection for each pool whose request sizes overload it). At most CHECK_SHARE_MAX of the limit: a short limit
+# still leaves the solve most of it.
+CHECK_S_PER_DEMAND = 0.002
+MIX_CHECK_S_PER_DEMAND = 0.003
+CHECK_SHARE_MAX = 0.25
+
+
+def check_reserve_s(demands: pd.DataFrame, time_limit_s: float | None) -> float:
+    """Seconds to keep after the first solve for the mix check, verification and the SLO report, estimated
+    from the demands (``Candidates.demands``) before any plan exists."""
+    if time_limit_s is None:
+        return 0.0
+    online = demands[demands["mode"] == "online"]
+    pooled = int((online.groupby("group")["demand"].transform("size") > 1).sum())
+    return min(CHECK_S_PER_DEMAND * len(demands) + MIX_CHECK_S_PER_DEMAND * pooled, CHECK_SHARE_MAX * time_limit_s)
+
+
+def final_checks_s(plan: Plan) -> float:
+    """Seconds to keep for verification and the SLO report of a plan (once one exists)."""
+    return CHECK_S_PER_DEMAND * len(plan.assignments)
 
 
 def candidates_for(resolved: Resolved, prune: bool = True) -> Candidates:
@@ -112,10 +135,22 @@ def candidates_for(resolved: Resolved, prune: bool = True) -> Candidates:
     return cands
 
 
+def _mix_warning(out: Plan, headroom: dict[str, float], why: str) -> Plan:
+    """The plan with a WARNING note naming the pools whose mix of request sizes it overloads."""
+    names = ", ".join(sorted(headroom)[:3]) + (", ..." if len(headroom) > 3 else "")
+    warning = (f"WARNING: {len(headroom)} pool(s) serving several request sizes carry more than their mix holds "
+               f"(capacity = the sum of the sizes' solo capacities; {why}): {names}")
+    return out.model_copy(update={"solver": out.solver.model_copy(
+        update={"note": "; ".join(x for x in (out.solver.note, warning) if x)})})
+
+
 def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", time_limit_s: float | None = None,
          mip_gap: float = 1e-6, prune: bool = True, timings: bool = True, verify_plan: bool = True,
          dump_lp: str | Path | None = None) -> Plan:
     """Cheapest fleet that serves every workload of the scenario within its SLO and the business limits.
+
+    ``time_limit_s`` covers the whole run: candidates, the model, the solves, the mix check, verification and
+    the SLO report (the solves stop early enough to leave them their estimated time).
 
     Args:
         dump_lp: if given, the MILP is written there before solving (``.mps`` for MPS, else LP format).
@@ -125,12 +160,13 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
         InfeasibleError: candidates exist but quotas/budget/type limits cannot all hold (message: culprits).
         SolverFailure: no back end produced a plan within the limits.
     """
-    started = time.perf_counter()  # --time-limit covers candidates, model, solve, checks and writing
+    started = time.perf_counter()  # --time-limit covers candidates, model, solves, checks and writing
     resolved = _resolved(scenario)
     cands = candidates_for(resolved, prune)
     problem = build_problem(cands.table, resolved.scenario)
     options = SolveOptions(solver, time_limit_s, mip_gap, timings=timings,
-                           lp_path=None if dump_lp is None else Path(dump_lp), started=started, reuse={})
+                           lp_path=None if dump_lp is None else Path(dump_lp), started=started, reuse={},
+                           reserve_s=check_reserve_s(cands.demands, time_limit_s))
 
     def infeasible(result: SolveResult) -> InfeasibleError:
         return InfeasibleError(diagnose(cands.table, resolved.scenario, result.backend))
@@ -140,11 +176,15 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
                      on_infeasible=infeasible)
     first_solve_s = time.perf_counter() - solved_at
     for round_ in range(1, MIX_ROUNDS + 1):  # pools whose mix of sizes overloads them: shrink, re-solve
+        mix_at = time.perf_counter()
         headroom = mixed_headroom(resolved, out)
         if not headroom:
             break
-        left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started)
+        # a re-solve is followed by its own mix check (as long as this one, measured) and the final checks
+        reserve_s = time.perf_counter() - mix_at + final_checks_s(out)
+        left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started) - reserve_s
         stop = None if left is None or left > 3.0 * first_solve_s else f"{left:.1f} s of the time limit left"
+        options = dataclasses.replace(options, reserve_s=reserve_s if time_limit_s is not None else 0.0)
         if stop is None:
             table = cands.table
             before = table["mix_headroom"] if "mix_headroom" in table else 1.0
@@ -157,13 +197,12 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
             except SolverFailure as exc:
                 stop = str(exc)
         # out of time: keep the last plan and say what it lacks
-        names = ", ".join(sorted(headroom)[:3]) + (", ..." if len(headroom) > 3 else "")
-        warning = (f"WARNING: {len(headroom)} pool(s) serving several request sizes carry more than their mix holds "
-                   f"(capacity = the sum of the sizes' solo capacities; re-solve {round_} of {MIX_ROUNDS} not done: "
-                   f"{stop}): {names}")
-        out = out.model_copy(update={"solver": out.solver.model_copy(
-            update={"note": "; ".join(x for x in (out.solver.note, warning) if x)})})
+        out = _mix_warning(out, headroom, f"re-solve {round_} of {MIX_ROUNDS} not done: {stop}")
         break
+    else:  # every round re-solved: the last plan has not been checked yet
+        headroom = mixed_headroom(resolved, out)
+        if headroom:
+            out = _mix_warning(out, headroom, f"still after {MIX_ROUNDS} re-solves")
     violations = verify(resolved, out) if verify_plan else []  # once, on the plan returned
     if violations:
         raise SolverFailure("the solver's plan fails verification: " + "; ".join(violations[:5]))

@@ -14,17 +14,15 @@ import math
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
 from pydantic import ValidationError
 
-from .catalog import find_gpu
-from .perf import GIB, Estimate, Hardware, estimate, make_serving
+from .perf import Estimate
 from .plan_types import Assignment, Plan, Pool
 from .profiles import commitment_discount
 from .scenario import Resolved
 from .schema import Bucket, Instance, Workload
+from .verify_rows import REL_TOL, predict_rows, row_rules
 
-REL_TOL = 1e-6
 MINIMUM_BILLED_HOURS = {"per_second": 1 / 60, "hourly": 1.0}  # own copy of the billing rule (see milp.py)
 STATUSES = ("optimal", "feasible")
 
@@ -36,26 +34,6 @@ def _close(a: float, b: float, tol: float = REL_TOL) -> bool:
 def _le(a: float, b: float) -> bool:
     """a <= b within the relative tolerance."""
     return a <= b + REL_TOL * max(1.0, abs(a), abs(b))
-
-
-def _serving(resolved: Resolved, workload: Workload, gpu: str) -> Any:
-    """The workload's SLO as the online capacity must keep it (the offline deadline is checked separately)."""
-    slo = workload.slo
-    bounds = {k: np.array([v if v is not None else np.nan], float)
-              for k, v in (("ttft", slo.max_ttft_s), ("tpot", slo.max_tpot_s), ("e2e", slo.max_e2e_s))}
-    return make_serving(resolved.calibration, engine=workload.engine, dtype=workload.dtype, mode=workload.mode,
-                        percentiles=slo.percentiles(), gpus=np.array([gpu]), bounds=bounds,
-                        confidence=resolved.scenario.confidence)
-
-
-def _predict(resolved: Resolved, w: Workload, bucket: Bucket, gpu: str, tp: int, batch: int,
-             offload: float) -> Estimate:
-    s = resolved.scenario.settings
-    return estimate(resolved.models[w.model], Hardware.from_specs([find_gpu(gpu)], w.dtype), dtype=w.dtype,
-                    kv_dtype=w.effective_kv_dtype, batch=np.array([batch]),
-                    input_tokens=np.array([bucket.input_tokens]), output_tokens=np.array([bucket.output_tokens]),
-                    tp=np.array([tp]), offload_ratio=np.array([offload]), serving=_serving(resolved, w, gpu),
-                    gpu_memory_utilization=s.gpu_memory_utilization, prefill_chunk_tokens=s.prefill_chunk_tokens)
 
 
 def _demands(w: Workload) -> dict[str, Bucket]:
@@ -88,29 +66,7 @@ def _offering_rules(resolved: Resolved, w: Workload, p: Pool, inst: Instance) ->
     return bad
 
 
-def _row_rules(resolved: Resolved, w: Workload, bucket: Bucket, p: Pool, inst: Instance) -> tuple[list[str], Estimate]:
-    """Memory and SLO of one demand on one pool."""
-    est = _predict(resolved, w, bucket, p.gpu, p.tensor_parallel, p.batch_size, p.offload_ratio)
-    bad = []
-    need = float(est.gpu_mem_required[0]) / GIB
-    if not math.isfinite(float(est.min_offload_ratio[0])) or need > float(est.gpu_mem_usable[0]) / GIB + 1e-9 \
-            or p.offload_ratio + 1e-9 < est.min_offload_ratio[0]:
-        bad.append(f"memory[{w.name}@{p.pool}]: needs {need:.2f} GiB per GPU at offload {p.offload_ratio:.0%}")
-    host = float(est.host_kv_bytes[0]) * (inst.gpu_count // max(p.tensor_parallel, 1)) / GIB
-    if host > inst.host_mem_gib * resolved.scenario.settings.host_memory_utilization + 1e-9:
-        bad.append(f"memory[{w.name}@{p.pool}]: {host:.1f} GiB offloaded KV exceeds host RAM")
-    deadline = w.deadline_hours if w.mode == "offline" else None
-    for label, value, bound, sense in (("TTFT", est.ttft_s[0], w.slo.max_ttft_s, 1),
-                                       ("TPOT", est.tpot_s[0], w.slo.max_tpot_s, 1),
-                                       ("E2E", est.e2e_s[0], w.slo.max_e2e_s, 1),
-                                       ("TPS", est.tokens_per_s[0], w.slo.min_tokens_per_s, -1),
-                                       ("deadline", est.e2e_s[0] / 3600, deadline, 1)):
-        if bound is not None and sense * (value - bound) > REL_TOL * bound:
-            bad.append(f"slo[{w.name}@{p.pool}]: {label} {value:.4g} breaks bound {bound:g}")
-    return bad, est
-
-
-def _reported(a: Assignment, p: Pool, bucket: Bucket, est: Estimate, rps_vm: float) -> list[str]:
+def _reported(a: Assignment, p: Pool, bucket: Bucket, est: Estimate, k: int, rps_vm: float) -> list[str]:
     """The assignment repeats its pool and the model's predictions faithfully."""
     bad = []
     for key in ("cloud", "instance_type", "region", "pricing", "gpu", "gpu_count", "tensor_parallel", "count",
@@ -119,8 +75,8 @@ def _reported(a: Assignment, p: Pool, bucket: Bucket, est: Estimate, rps_vm: flo
             bad.append(f"assignment[{a.demand}@{a.pool}]: {key} {getattr(a, key)} differs from its pool's")
     if (a.input_tokens, a.output_tokens) != (bucket.input_tokens, bucket.output_tokens):
         bad.append(f"assignment[{a.demand}@{a.pool}]: request lengths differ from the scenario's")
-    for key, value in (("ttft_s", est.ttft_s[0]), ("tpot_s", est.tpot_s[0]), ("e2e_s", est.e2e_s[0]),
-                       ("tokens_per_s", est.tokens_per_s[0]), ("requests_per_s_per_vm", rps_vm)):
+    for key, value in (("ttft_s", est.ttft_s[k]), ("tpot_s", est.tpot_s[k]), ("e2e_s", est.e2e_s[k]),
+                       ("tokens_per_s", est.tokens_per_s[k]), ("requests_per_s_per_vm", rps_vm)):
         if not _close(getattr(a, key), float(value)):
             bad.append(f"prediction[{a.demand}@{a.pool}]: "
                        f"reported latency or rate {key} differs from the model's prediction")
@@ -151,28 +107,38 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
     load: dict[str, float] = defaultdict(float)
     members: dict[str, list[tuple[Assignment, Workload]]] = defaultdict(list)
     rps: dict[tuple[str, str], float] = {}  # re-predicted requests/s per VM of each (demand, pool)
+    # first the lookups, then one batched prediction of every row that names a known demand and catalog pool,
+    # then the rules, assignment by assignment (messages in the order of the plan's assignments)
+    entries: list[str | tuple[Assignment, Workload, Bucket, Pool, Instance]] = []
     for a in plan.assignments:
         w = workloads.get(a.workload)
         demands = _demands(w) if w is not None else {}
         p = pools.get(a.pool)
         inst = offers.get((p.cloud, p.instance_type, p.region)) if p is not None else None
         if w is None or a.demand not in demands:
-            bad.append(f"assignment[{a.demand}@{a.pool}]: unknown workload {a.workload!r} or demand")
+            entries.append(f"assignment[{a.demand}@{a.pool}]: unknown workload {a.workload!r} or demand")
+        elif p is None or inst is None or inst.gpu != p.gpu or inst.gpu_count != p.gpu_count:
+            entries.append(f"assignment[{a.demand}@{a.pool}]: pool missing or not an instance of the catalog")
+        else:
+            entries.append((a, w, demands[a.demand], p, inst))
+    rows = [e for e in entries if not isinstance(e, str)]
+    est = predict_rows(resolved, [(w, b, p) for _, w, b, p, _ in rows])
+    k = -1
+    for entry in entries:
+        if isinstance(entry, str):
+            bad.append(entry)
             continue
-        if p is None or inst is None or inst.gpu != p.gpu or inst.gpu_count != p.gpu_count:
-            bad.append(f"assignment[{a.demand}@{a.pool}]: pool missing or not an instance of the catalog")
-            continue
+        a, w, bucket, p, inst = entry
+        k += 1
         if not (0.0 < a.share <= 1.0 + 1e-9):
             bad.append(f"share[{a.demand}@{a.pool}]: {a.share} is not in (0, 1]")
         if a.model != w.model:
             bad.append(f"assignment[{a.demand}@{a.pool}]: model {a.model} is not the workload's {w.model}")
-        bucket = demands[a.demand]
         bad += _offering_rules(resolved, w, p, inst)
-        rules, est = _row_rules(resolved, w, bucket, p, inst)
-        bad += rules
-        rps_vm = float(est.requests_per_s[0]) * (inst.gpu_count // max(p.tensor_parallel, 1))
+        bad += row_rules(resolved, w, p, inst, est, k)
+        rps_vm = float(est.requests_per_s[k]) * (inst.gpu_count // max(p.tensor_parallel, 1))
         rps[(a.demand, a.pool)] = rps_vm
-        bad += _reported(a, p, bucket, est, rps_vm)
+        bad += _reported(a, p, bucket, est, k, rps_vm)
         if rps_vm > 0:
             per = (w.request_rate_per_s or 0.0) * (w.peak_factor or sc.peak_factor) if w.mode == "online" \
                 else (w.num_requests or 0) / 3600.0
@@ -400,31 +366,42 @@ def _check_limits(plan: Plan, resolved: Resolved) -> list[str]:
     return bad
 
 
-def _can_serve(resolved: Resolved, w: Workload, p: Pool, group: list[tuple[Assignment, Workload]],
-               offers: dict[tuple[str, str, str], Instance]) -> bool:
-    """Could pool p take a demand of w: it shares w's replicas (same sharing group), w may use its offering and
-    configuration, and some demand of w fits and meets its SLO there."""
+def _may_serve(resolved: Resolved, w: Workload, p: Pool, group: list[tuple[Assignment, Workload]],
+               offers: dict[tuple[str, str, str], Instance]) -> Instance | None:
+    """Pool p's instance if p could take a demand of w as far as its shape goes: it shares w's replicas (same
+    sharing group) and w may use its offering and configuration; whether a demand fits and meets its SLO there
+    is ``_check_replicas``' batched prediction."""
     inst = offers.get((p.cloud, p.instance_type, p.region))
     if inst is None or not group:
-        return False
+        return None
     kind = (w.model, w.dtype, w.effective_kv_dtype, w.engine, w.mode)
     if any((o.model, o.dtype, o.effective_kv_dtype, o.engine, o.mode) != kind for _, o in group):
-        return False
+        return None
     if not resolved.scenario.share_replicas and any(o.name != w.name for _, o in group):
-        return False
-    if _offering_rules(resolved, w, p, inst):
-        return False
-    return any(not _row_rules(resolved, w, b, p, inst)[0] for b in _demands(w).values())
+        return None
+    return None if _offering_rules(resolved, w, p, inst) else inst
 
 
 def _check_replicas(plan: Plan, resolved: Resolved, members: dict[str, list[tuple[Assignment, Workload]]],
                     offers: dict[tuple[str, str, str], Instance]) -> list[str]:
-    """Replica floors and caps and region spread count the VMs of working pools that can serve the workload."""
+    """Replica floors and caps and region spread count the VMs of working pools that can serve the workload:
+    pools where some demand of the workload fits and meets its SLO (one batched prediction for all)."""
+    limited = [w for w in resolved.scenario.workloads if w.min_replicas is not None or w.max_replicas is not None
+               or w.spread]
+    pairs = [(i, j, inst) for i, w in enumerate(limited) for j, p in enumerate(plan.pools)
+             if (inst := _may_serve(resolved, w, p, members.get(p.pool, []), offers)) is not None]
+    rows = [(limited[i], b, plan.pools[j]) for i, j, _ in pairs for b in _demands(limited[i]).values()]
+    est = predict_rows(resolved, rows)
+    can: set[tuple[int, int]] = set()  # (workload, pool) where some demand of the workload fits and meets its SLO
+    k = 0
+    for i, j, inst in pairs:
+        for _ in _demands(limited[i]):
+            if not row_rules(resolved, limited[i], plan.pools[j], inst, est, k):
+                can.add((i, j))
+            k += 1
     bad = []
-    for w in resolved.scenario.workloads:
-        if w.min_replicas is None and w.max_replicas is None and not w.spread:
-            continue
-        serving = [p for p in plan.pools if _can_serve(resolved, w, p, members.get(p.pool, []), offers)]
+    for i, w in enumerate(limited):
+        serving = [p for j, p in enumerate(plan.pools) if (i, j) in can]
         vms = sum(p.count for p in serving)
         if w.min_replicas is not None and vms < w.min_replicas:
             bad.append(f"replicas[{w.name}]: {vms} VMs can serve it, at least {w.min_replicas} needed")

@@ -1,16 +1,20 @@
-"""``--time-limit`` covers the whole run: the solve gets the limit less candidate and model building and a
-reserve for extraction, checks and writing; a limit spent before the solve is a one-line SolverFailure."""
+"""``--time-limit`` covers the whole run: the solve gets the limit less candidate and model building, a
+reserve for extraction and writing, and the estimated time of the checks after it (mix check, verification,
+SLO report); a limit spent before the solve is a one-line SolverFailure."""
 from __future__ import annotations
 
 import time
 
+import pandas as pd
 import pytest
 from conftest import FLEET_SCENARIOS
 
 import solver.extract as extract
+from solver.candidates import demand_table
 from solver.errors import SolverFailure
 from solver.extract import SolveOptions, solve_time_left
-from solver.plan import plan
+from solver.plan import CHECK_S_PER_DEMAND, CHECK_SHARE_MAX, MIX_CHECK_S_PER_DEMAND, check_reserve_s, plan
+from solver.scenario import load_scenario
 
 
 def test_solve_gets_what_is_left(monkeypatch):
@@ -23,10 +27,13 @@ def test_solve_gets_what_is_left(monkeypatch):
 
     monkeypatch.setattr(extract, "solve", spy)
     start = time.perf_counter()
-    plan(FLEET_SCENARIOS[0], time_limit_s=30)
+    resolved = load_scenario(FLEET_SCENARIOS[0])
+    checks = check_reserve_s(demand_table(resolved.scenario), 30)
+    plan(resolved, time_limit_s=30)
     assert seen and all(s is not None for s in seen)
-    assert seen[0] <= 30 - 1.0 + 1e-9  # the reserve: min(5 %, 1 s)
-    assert seen[0] >= 30 - 1.0 - (time.perf_counter() - start)
+    assert checks > 0
+    assert seen[0] <= 30 - 1.0 - checks + 1e-9  # the write reserve min(5 %, 1 s) and the checks' estimate
+    assert seen[0] >= 30 - 1.0 - checks - (time.perf_counter() - start)
     # re-solves (pools whose size mix needs headroom) get only what is left
     assert all(later <= earlier for earlier, later in zip(seen, seen[1:]))
 
@@ -36,3 +43,22 @@ def test_spent_limit_refused():
         solve_time_left(SolveOptions(time_limit_s=1.0, started=time.perf_counter() - 2.0))
     assert solve_time_left(SolveOptions(time_limit_s=None)) is None
     assert solve_time_left(SolveOptions(time_limit_s=10.0)) == pytest.approx(9.5)
+    assert solve_time_left(SolveOptions(time_limit_s=10.0, reserve_s=2.0)) == pytest.approx(7.5)
+    with pytest.raises(SolverFailure, match="kept for the checks"):
+        solve_time_left(SolveOptions(time_limit_s=10.0, reserve_s=9.6))
+
+
+def test_check_reserve_grows_with_demands_and_pooling():
+    """The checks' estimate: per demand, more per online demand that may share a pool, capped by the limit."""
+    resolved = load_scenario(FLEET_SCENARIOS[0])
+    demands = demand_table(resolved.scenario)
+    online = demands[demands["mode"] == "online"]
+    pooled = int((online.groupby("group")["demand"].transform("size") > 1).sum())
+    expected = CHECK_S_PER_DEMAND * len(demands) + MIX_CHECK_S_PER_DEMAND * pooled
+    assert check_reserve_s(demands, 600) == pytest.approx(expected)
+    assert check_reserve_s(demands, None) == 0.0
+    assert check_reserve_s(demands, 1e-3) == pytest.approx(CHECK_SHARE_MAX * 1e-3)
+    alone = demands.assign(group=demands["demand"])  # no pooling: no mix check to keep time for
+    assert check_reserve_s(alone, 600) == pytest.approx(CHECK_S_PER_DEMAND * len(demands))
+    twice = pd.concat([demands, demands.assign(demand=demands["demand"] + "'")], ignore_index=True)
+    assert check_reserve_s(twice, 600) > check_reserve_s(demands, 600)
