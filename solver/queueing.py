@@ -10,21 +10,27 @@ SCALAR_ROWS = 4  # rows of one server count up to which the recursion runs on Py
 
 def erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
     """Probability that an arrival waits in M/M/c with ``servers`` slots and offered ``load`` (Erlang C)."""
+    load = np.asarray(load, float)
     servers = np.broadcast_to(np.asarray(servers, int), np.shape(load))
-    b = np.ones_like(load, dtype=float)
-    for c in np.unique(servers):  # Erlang B by its recursion, each server count only as far as it goes
-        rows = np.flatnonzero(servers == c)
-        a, bc = load[rows], np.ones(len(rows))
-        if len(rows) <= SCALAR_ROWS and np.all(np.isfinite(a) & (a >= 0)):
-            # a pool's own check (promise.py) has one row and thousands of slots (c / c_a^2): the same IEEE
-            # operations on Python floats, bit for bit, without numpy's per-call cost (~20x faster)
-            b[rows] = [_erlang_b(float(x), int(c)) for x in a]
-            continue
-        for k in range(1, int(c) + 1):
-            bc = a * bc / (k + a * bc)
-        b[rows] = bc
+    flat_c, flat_a = servers.ravel(), load.ravel()
+    b = np.ones(flat_a.size)
+    if 0 < flat_a.size <= SCALAR_ROWS and np.all(np.isfinite(flat_a) & (flat_a >= 0)):
+        # a pool's own check (promise.py) has one row and thousands of slots (c / c_a^2): the same IEEE
+        # operations on Python floats, bit for bit, without numpy's per-call cost (~20x faster)
+        b[:] = [_erlang_b(float(x), int(c)) for x, c in zip(flat_a, flat_c)]
+    elif flat_a.size:
+        # Erlang B by its recursion, every row only as far as its own server count goes: rows sorted by servers,
+        # step k updates the suffix of rows with at least k (one slice per step however many counts there are)
+        order = np.argsort(flat_c, kind="stable")
+        a, bc = flat_a[order], np.ones(flat_a.size)
+        first = np.searchsorted(flat_c[order], np.arange(1, int(flat_c.max(initial=0)) + 1), side="left")
+        for k, start in enumerate(first, start=1):
+            x, y = a[start:], bc[start:]
+            bc[start:] = x * y / (k + x * y)
+        b[order] = bc
     rho = load / servers
-    return np.where(rho < 1.0, b / np.maximum(1.0 - rho * (1.0 - b), 1e-12), 1.0)
+    return np.where(rho < 1.0, b.reshape(load.shape) / np.maximum(1.0 - rho * (1.0 - b.reshape(load.shape)), 1e-12),
+                    1.0)
 
 
 def _erlang_b(load: float, servers: int) -> float:

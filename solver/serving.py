@@ -333,7 +333,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     budget_wait_mean = rho_prompt * (arrival_scv + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
     # Little's law on the slots: a request holds one through its wait for budget, its prefill and L_out - 1 steps
     # as it sees them (TPOT's mean: longer than the time-average step where the load feeds back on them)
-    occupancy = rate * (budget_wait_mean + own_prefill + (l_out - 1.0) * tpot_at(None))
+    tpot_mean = tpot_at(None)
+    occupancy = rate * (budget_wait_mean + own_prefill + (l_out - 1.0) * tpot_mean)
     # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
     service = occupancy / np.maximum(rate, 1e-300)
     # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the slots held are the arrivals of
@@ -357,8 +358,13 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
     nan = np.full_like(rate, np.nan)  # a metric not asked for (capacity searches skip unbounded ones)
     ttft = ttft_at(quant["ttft"]) if "ttft" in metrics else nan
-    tpot = tpot_at(quant["tpot"]) if "tpot" in metrics else nan
-    e2e = ttft_at(quant["e2e"]) + (l_out - 1.0) * tpot_at(quant["e2e"]) if "e2e" in metrics else nan
+    tpots: dict[float | None, np.ndarray] = {None: tpot_mean}  # the mean, computed for the slots held
+
+    def tpot_q(q: float | None) -> np.ndarray:
+        return tpots[q] if q in tpots else tpots.setdefault(q, tpot_at(q))
+
+    tpot = tpot_q(quant["tpot"]) if "tpot" in metrics else nan
+    e2e = ttft_at(quant["e2e"]) + (l_out - 1.0) * tpot_q(quant["e2e"]) if "e2e" in metrics else nan
     unstable = ~finite | (occupancy >= MAX_UTILISATION * cap)
     inf = np.inf
     return OnlineState(rate_per_s=rate, iteration_s=np.where(finite, t, inf), decode_seqs=n,
