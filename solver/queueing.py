@@ -4,6 +4,7 @@ exponential, and the compound-Poisson prompt tokens of a step."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import gammaincinv
 
 SCALAR_ROWS = 4  # rows of one server count up to which the recursion runs on Python floats
 
@@ -102,3 +103,45 @@ def compound_poisson_pmf(mean_count: float, lengths: np.ndarray, weights: np.nda
         fit = size <= x
         pmf[x] = float(jump[fit] @ pmf[x - size[fit]]) / x
     return np.arange(grid + 1) * unit, pmf
+
+
+def residual_moments(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(P(R > 0), E[R], E[R^2]) of ``residual_s``'s rest of the running iteration: uniform over a long or a short
+    iteration, length-biased, when the engine is busy."""
+    long, short = np.maximum(t_mix, t_dec), np.minimum(t_mix, t_dec)
+    frac = np.where(t_mix >= t_dec, share, 1.0 - share)
+    s = frac * long / np.maximum(frac * long + (1.0 - frac) * short, 1e-300)
+    mean = busy * (s * long + (1.0 - s) * short) / 2.0
+    second = busy * (s * long ** 2 + (1.0 - s) * short ** 2) / 3.0
+    return np.asarray(busy, float), np.asarray(mean, float), np.asarray(second, float)
+
+
+def exponential_moments(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(P(W > 0), E[W], E[W^2]) of a wait that is 0 with probability 1 - p_wait and exponential otherwise."""
+    p = np.clip(np.asarray(p_wait, float), 0.0, 1.0)
+    m = np.asarray(mean_wait_given_wait, float)
+    return p, p * m, 2.0 * p * m * m
+
+
+def sum_quantile(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], q: float) -> np.ndarray:
+    """``q`` quantile of a sum of independent waits, each given as (P(W_i > 0), E[W_i], E[W_i^2]).
+
+    The sum is 0 when every part is, and otherwise a gamma law with the sum's conditional mean and variance (exact
+    for one exponential part; a sum of the parts' own quantiles would overstate the tail: they rarely peak together).
+    """
+    p_zero = np.ones_like(parts[0][0])
+    mean = np.zeros_like(p_zero)
+    second = np.zeros_like(p_zero)
+    for p, m, m2 in parts:
+        second = second + m2 + 2.0 * mean * m  # E[(S + W)^2] for independent S, W
+        mean = mean + m
+        p_zero = p_zero * (1.0 - p)
+    p_pos = np.maximum(1.0 - p_zero, 1e-300)
+    mean_pos = mean / p_pos
+    var_pos = np.maximum(second / p_pos - mean_pos ** 2, 1e-300 + 1e-12 * mean_pos ** 2)
+    shape, scale = mean_pos ** 2 / var_pos, var_pos / np.maximum(mean_pos, 1e-300)
+    q_pos = np.clip((q - p_zero) / p_pos, 0.0, 1.0 - 1e-12)
+    out = scale * gammaincinv(np.maximum(shape, 1e-6), q_pos)
+    return np.where((q > p_zero) & (mean > 0), out, 0.0)

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engines import EngineProfile
-from .queueing import compound_poisson_pmf, erlang_c, feedback_dispersion, residual_s, wait_quantile
+from .queueing import (compound_poisson_pmf, erlang_c, exponential_moments, feedback_dispersion, residual_moments,
+                       residual_s, sum_quantile)
 from .roofline import IterationWork, Phases, phases_time_s, time_s
 from .shape import Shape, mix_shape
 
@@ -348,12 +349,17 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9) * scale
     busy = 1.0 - np.exp(-occupancy)
 
+    p_prompt = rho_prompt * seen  # smoother arrivals find another prompt in service less often
+
     def ttft_at(q: float | None) -> np.ndarray:
-        slot = wait_quantile(p_wait, slot_wait_mean, q)
-        p_prompt = rho_prompt * seen  # smoother arrivals find another prompt in service less often
-        prompt = wait_quantile(p_prompt, budget_wait_mean / np.maximum(p_prompt, 1e-9), q)
-        residual = residual_s(busy, share * seen, t_mix, t_dec, q)
-        return slot + prompt + residual + own_prefill
+        if q is None:
+            return p_wait * slot_wait_mean + p_prompt * (budget_wait_mean / np.maximum(p_prompt, 1e-9)) \
+                + residual_s(busy, share * seen, t_mix, t_dec, None) + own_prefill
+        # the quantile of the three waits' sum, not the sum of their quantiles
+        waits = [exponential_moments(p_wait, slot_wait_mean),
+                 exponential_moments(p_prompt, budget_wait_mean / np.maximum(p_prompt, 1e-9)),
+                 residual_moments(busy, share * seen, t_mix, t_dec)]
+        return sum_quantile(waits, q) + own_prefill
 
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
     nan = np.full_like(rate, np.nan)  # a metric not asked for (capacity searches skip unbounded ones)

@@ -306,3 +306,33 @@ def test_a_pool_of_two_prompt_lengths_decodes_as_simulated():
     state = online_state(shape, theta, VLLM, np.array([128.0]), np.array([rate]), {}, scv)
     assert abs(state.tpot_s[0] / np.mean(sim.tpot_s[n // 10:]) - 1.0) < 0.03
     assert abs(state.occupancy[0] / 128.0 / sim.occupancy - 1.0) < 0.03
+
+
+@pytest.mark.parametrize("p_slot,m_slot,p_budget,m_budget", [(0.2, 0.5, 0.4, 0.1), (0.01, 0.5, 0.4, 0.1),
+                                                             (0.5, 2.0, 0.6, 0.2), (0.001, 0.1, 0.2, 0.05)])
+def test_sum_quantile_against_monte_carlo(p_slot, m_slot, p_budget, m_budget):
+    """Three independent waits (slot, budget, the running iteration's rest): the gamma fit of their sum is exact
+    for one exponential wait, within 20 % of a Monte Carlo draw at p90 and p99 (measured: -8 to +19 %), and
+    nearer to it than the sum of the parts' quantiles (+10 to +33 % at p90/p99; -50 to -80 % at p50)."""
+    from solver.queueing import exponential_moments, residual_moments, residual_s, sum_quantile, wait_quantile
+    one = exponential_moments(np.array([p_slot]), np.array([m_slot]))
+    for q in (0.9, 0.99):
+        exact = wait_quantile(np.array([p_slot]), np.array([m_slot]), q)[0]
+        assert sum_quantile([one], q)[0] == pytest.approx(exact, rel=1e-9, abs=1e-12)
+    rng = np.random.default_rng(5)
+    n = 1_000_000
+    busy, share, t_mix, t_dec = 0.9, 0.3, 0.2, 0.04
+    slot = np.where(rng.random(n) < p_slot, rng.exponential(m_slot, n), 0.0)
+    budget = np.where(rng.random(n) < p_budget, rng.exponential(m_budget, n), 0.0)
+    long_ = rng.random(n) < share * t_mix / (share * t_mix + (1 - share) * t_dec)
+    residual = np.where(rng.random(n) < busy, rng.random(n) * np.where(long_, t_mix, t_dec), 0.0)
+    args = (np.array([busy]), np.array([share]), np.array([t_mix]), np.array([t_dec]))
+    parts = [one, exponential_moments(np.array([p_budget]), np.array([m_budget])), residual_moments(*args)]
+    for q in (0.5, 0.9, 0.99):
+        truth = np.quantile(slot + budget + residual, q)
+        fitted = sum_quantile(parts, q)[0]
+        summed = (wait_quantile(np.array([p_slot]), np.array([m_slot]), q)[0]
+                  + wait_quantile(np.array([p_budget]), np.array([m_budget]), q)[0] + residual_s(*args, q)[0])
+        assert abs(fitted - truth) <= abs(summed - truth) + 0.02 * truth
+        if q > 0.5:
+            assert fitted == pytest.approx(truth, rel=0.2)
