@@ -19,7 +19,7 @@ from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
 from .roofline import Hardware, phases_time_s
 from .scenario import Resolved
-from .serving import PLANNING_UTILISATION, online_state, prefill_phases
+from .serving import PLANNING_UTILISATION, QUANTILE, online_state, prefill_phases
 from .shape import Shape, mix_shape
 
 METRIC_KIND = {"ttft": "ttft", "tpot": "tpot", "e2e": "throughput"}
@@ -38,10 +38,12 @@ def demand_rates(resolved: Resolved) -> dict[str, float]:
     return out
 
 
-def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) -> dict[int, dict[str, float]]:
+def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], statistic: str | None = None
+                      ) -> dict[int, dict[str, float]]:
     """Latencies of every demand in one pool: the pool's iteration mix from all its demands (``mix_shape``),
     each demand's TTFT with its own prompt prefilled in that mix. ``rows``: (assignment, requests/s
-    per replica of that demand). Key -1 holds the pool's slots held over the planning share of its cap."""
+    per replica of that demand); ``statistic``: predict every metric at that one instead of each SLO's.
+    Key -1 holds the pool's slots held over the planning share of its cap."""
     first = rows[0][0]
     w0 = next(x for x in resolved.scenario.workloads if x.name == first.workload)
     model, spec, one = resolved.models[w0.model], find_gpu(first.gpu), np.ones(1)
@@ -58,7 +60,8 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]]) 
     workloads = {w.name: w for w in resolved.scenario.workloads}
     chunk = serving.engine.chunk_tokens
     # the pool's state depends on a demand only through the statistics its SLO asks for: once per distinct set
-    stats = [tuple(sorted(workloads[a.workload].slo.percentiles().items())) for a, _ in rows]
+    stats = [tuple(sorted(workloads[a.workload].slo.percentiles().items())) if statistic is None
+             else (("e2e", statistic), ("tpot", statistic), ("ttft", statistic)) for a, _ in rows]
     states: dict[tuple[tuple[str, str], ...], tuple[Any, Any, np.ndarray]] = {}
     for pct in dict.fromkeys(stats):
         stat = dict(pct)
@@ -130,19 +133,57 @@ def mixed_headroom(resolved: Resolved, plan: Plan, steps: int = 12) -> dict[str,
     return out
 
 
+LEVELS = ("p50", "p90", "p95", "p99")  # the points of each pool's latency tail a workload's percentile is read from
+
+
+def _mixed_quantile(weights: np.ndarray, points: np.ndarray, q: float) -> float:
+    """``q`` quantile of a workload's latency when its requests split over pools with ``weights`` and each pool's
+    latency has the quantiles ``points`` (pools x LEVELS): each tail log-linear between its points (exponential
+    beyond p99 at the p95-p99 slope, linear from 1 at 0 to 0.5 at p50), the mixture's tail found by bisection."""
+    levels = np.array([QUANTILE[x] for x in LEVELS], float)
+    tails = np.log(1.0 - levels)
+    x = np.maximum.accumulate(np.maximum(points, 1e-12), axis=1)
+    w = weights / weights.sum()
+
+    def tail(v: float) -> float:
+        out = 0.0
+        for wi, xi in zip(w, x):
+            if v <= xi[0]:
+                t = 1.0 - 0.5 * v / xi[0]
+            elif v >= xi[-1]:
+                slope = (tails[-1] - tails[-2]) / max(xi[-1] - xi[-2], 1e-12 * xi[-1])
+                t = float(np.exp(tails[-1] + slope * (v - xi[-1])))
+            else:
+                t = float(np.exp(np.interp(v, xi, tails)))
+            out += wi * t
+        return out
+
+    lo, hi = 0.0, float(x[:, -1].max())
+    while tail(hi) > 1.0 - q:
+        hi *= 2.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if tail(mid) > 1.0 - q else (lo, mid)
+    return hi
+
+
 def slo_report(resolved: Resolved, plan: Plan) -> list[SLOPromise]:
-    """One promise per (online workload, bound given), sorted by workload and metric."""
+    """One promise per (online workload, bound given), sorted by workload and metric: a mean is the
+    request-weighted mean over the workload's pools; a percentile one pool's, or for a workload spread over
+    several pools the percentile of the mixture of their latency laws."""
     rates = demand_rates(resolved)
     workloads = {w.name: w for w in resolved.scenario.workloads}
     by_pool = _by_pool(resolved, plan)
     # per workload and metric: the worst pool (percentiles) and the request-weighted average (means)
     worst: dict[tuple[str, str], tuple[float, Assignment]] = {}
     weighted: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for rows in by_pool.values():
+    pools_of: dict[str, set[str]] = defaultdict(set)
+    for pool, rows in by_pool.items():
         for k, values in _pool_predictions(resolved, rows).items():
             if k < 0:
                 continue
             a, _ = rows[k]
+            pools_of[a.workload].add(pool)
             weight = rates[a.demand] * a.share
             for metric, value in values.items():
                 key = (a.workload, metric)
@@ -153,6 +194,26 @@ def slo_report(resolved: Resolved, plan: Plan) -> list[SLOPromise]:
     for key, (total, weight) in weighted.items():
         if workloads[key[0]].slo.percentiles()[key[1]] == "mean" and weight > 0:
             worst[key] = (total / weight, worst[key][1])
+    spread = {name for name, pools in pools_of.items() if len(pools) > 1
+              and any(v != "mean" for v in workloads[name].slo.percentiles().values())}
+    if spread:  # each pool of those workloads at every level of its tail, then the mixture's percentile
+        rows_w: dict[str, list[tuple[float, dict[str, list[float]]]]] = defaultdict(list)
+        for pool, rows in by_pool.items():
+            if not any(a.workload in spread for a, _ in rows):
+                continue
+            at = [_pool_predictions(resolved, rows, level) for level in LEVELS]
+            for k, (a, _) in enumerate(rows):
+                if a.workload in spread:
+                    rows_w[a.workload].append((rates[a.demand] * a.share,
+                                               {m: [at[j][k][m] for j in range(len(LEVELS))] for m in at[0][k]}))
+        for name, parts in rows_w.items():
+            weights = np.array([w for w, _ in parts])
+            for metric, stat in workloads[name].slo.percentiles().items():
+                points = np.array([p[metric] for _, p in parts])
+                if stat != "mean" and (name, metric) in worst and weights.sum() > 0 and np.all(np.isfinite(points)):
+                    q = QUANTILE[stat]
+                    worst[(name, metric)] = (_mixed_quantile(weights, points, float(q if q is not None else 0.5)),
+                                             worst[(name, metric)][1])
     out = []
     for (name, metric), (value, a) in sorted(worst.items()):
         w = workloads[name]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import solver
@@ -89,3 +90,22 @@ def test_pools_of_several_sizes_are_resized_until_their_mix_holds(monkeypatch):
     assert mixed_headroom(resolved, fixed) == {}
     assert fixed.objective >= linear.objective - 1e-9
     assert {(p.workload, p.metric) for p in fixed.slo_report} == {(p.workload, p.metric) for p in linear.slo_report}
+
+
+def test_mixed_quantile_of_pools():
+    """One pool (or identical pools): its own quantile at each level; two pools: between them, and the
+    request-weighted tail at that value is the level asked (exponential beyond the p99 points)."""
+    from solver.promise import LEVELS, _mixed_quantile
+    pts = np.array([[0.10, 0.20, 0.25, 0.40]])
+    for level, x in zip(LEVELS, pts[0]):
+        q = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}[level]
+        assert _mixed_quantile(np.array([1.0]), pts, q) == pytest.approx(x, rel=1e-9)
+        assert _mixed_quantile(np.array([2.0, 5.0]), np.vstack([pts, pts]), q) == pytest.approx(x, rel=1e-9)
+    two = np.array([[0.10, 0.20, 0.25, 0.40], [0.20, 0.60, 0.80, 1.60]])
+    mixed = _mixed_quantile(np.array([0.8, 0.2]), two, 0.99)
+    assert 0.40 < mixed < 1.60
+    # at the mixed p99, 1 % of all requests lie beyond: 0.8 * tail_fast + 0.2 * tail_slow = 0.01
+    slope = np.log(0.01 / 0.05) / (0.40 - 0.25)
+    tail_fast = 0.01 * np.exp(slope * (mixed - 0.40))
+    tail_slow = np.exp(np.interp(mixed, two[1], np.log([0.5, 0.1, 0.05, 0.01])))
+    assert 0.8 * tail_fast + 0.2 * tail_slow == pytest.approx(0.01, rel=1e-6)
