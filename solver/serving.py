@@ -182,7 +182,7 @@ def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budge
     # prompt-saturated rows: every step is full; long prompts (one chunk fills the room): a share of steps is
     share = mean_x / room
     excess = (1.0 - share) * np.maximum(gap0, 0.0) + share * np.maximum(gap0 + gap_slope * room, 0.0)
-    if shape.prompt_mix is not None and mean_x[0] < room[0]:  # one pool's mix: its step's tokens exactly
+    if shape.prompt_mix is not None and mean_x.size == 1 and mean_x[0] < room[0]:  # one pool's mix: its tokens exactly
         tokens, pmf = compound_poisson_pmf(float(rate[0] * t[0]), *shape.prompt_mix, top=float(room[0]))
         below, tokens_below = float(pmf.sum()), float(pmf @ tokens)
         full, spill = max(1.0 - below, 0.0), float(np.clip((mean_x[0] - tokens_below) / room[0] - max(1.0 - below, 0.0),
