@@ -34,6 +34,32 @@ def erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
                     1.0)
 
 
+def elastic_erlang_c(servers: np.ndarray, load: np.ndarray, elasticity: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Erlang C when a slot's holding time grows with the slots held: H(k) = H (1 + eps (k - a) / a) at k busy
+    slots, a the mean load, so state k offers a_k = a + eps (k - a) (the departure rate per slot falls as slots
+    fill; eps = 0 is Erlang C). Returns (P(wait), a_c): an arrival waits when all ``servers`` are busy, and the
+    queue then drains at c / H(c) - lam, i.e. a mean wait of H a_c / (a (c - a_c)).
+    The birth-death chain's variance is a / (1 - eps) (linear-noise approximation): ``feedback_dispersion``."""
+    load = np.asarray(load, float)
+    servers = np.broadcast_to(np.asarray(servers, int), np.shape(load))
+    eps = np.broadcast_to(np.clip(np.asarray(elasticity, float), 0.0, 0.95), np.shape(load))
+    flat_c, flat_a, flat_e = servers.ravel(), load.ravel(), eps.ravel()
+    b = np.ones(flat_a.size)
+    if flat_a.size:  # Erlang B's recursion with the state's own load, rows sorted by servers (as erlang_c)
+        order = np.argsort(flat_c, kind="stable")
+        a, e, bc = flat_a[order], flat_e[order], np.ones(flat_a.size)
+        first = np.searchsorted(flat_c[order], np.arange(1, int(flat_c.max(initial=0)) + 1), side="left")
+        for k, start in enumerate(first, start=1):
+            x = np.maximum(a[start:] + e[start:] * (k - a[start:]), 0.0) * bc[start:]
+            bc[start:] = x / (k + x)
+        b[order] = bc
+    a_c = np.maximum(load + eps * (servers - load), 0.0)
+    rho = a_c / servers
+    blocked = b.reshape(load.shape)
+    return np.where(rho < 1.0, blocked / np.maximum(1.0 - rho * (1.0 - blocked), 1e-12), 1.0), a_c
+
+
 def _erlang_b(load: float, servers: int) -> float:
     """Erlang B of one row, by the same recursion as ``erlang_c``'s arrays."""
     bc = 1.0

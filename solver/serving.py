@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engines import EngineProfile
-from .queueing import (compound_poisson_pmf, erlang_c, exponential_moments, feedback_dispersion, residual_moments,
+from .queueing import (compound_poisson_pmf, elastic_erlang_c, exponential_moments, feedback_dispersion, residual_moments,
                        residual_s, sum_quantile)
 from .roofline import IterationWork, Phases, phases_time_s, time_s
 from .shape import Shape, mix_shape
@@ -340,13 +340,16 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     service = occupancy / np.maximum(rate, 1e-300)
     # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the slots held are the arrivals of
     # the last holding time, Poisson whatever the holding-time law (M/G/inf), and the Allen-Cunneen halving for
-    # deterministic service fell below the simulator. A count of variance v times its mean (smoother arrivals:
-    # c_a^2; the load's feedback on the holding time: queueing.feedback_dispersion) waits as many-server
-    # (Halfin-Whitt) scaling says: c / v slots at the same utilisation
-    scale = np.maximum(np.asarray(arrival_scv, float), 1e-2) * dispersion
+    # deterministic service fell below the simulator. The load feeds back on the holding time (a slot is held
+    # longer when more are: queueing.feedback_dispersion), so the chain's load grows with the slots busy
+    # (elastic_erlang_c: P(wait), and a drain rate c / H(c) - lam that is slower than (c - a) / H). Smoother
+    # arrivals (c_a^2, behind a round-robin router) shrink the count's variance: as many-server (Halfin-Whitt)
+    # scaling says, c / c_a^2 slots at the same utilisation
+    scale = np.maximum(np.asarray(arrival_scv, float), 1e-2) * np.ones_like(rate)
     slot_servers = np.maximum(np.round(np.maximum(cap, 1) / scale), 1.0)
-    p_wait = erlang_c(slot_servers, np.minimum(occupancy, cap) * slot_servers / np.maximum(cap, 1))
-    slot_wait_mean = service / np.maximum(cap - occupancy, 1e-9) * scale
+    slot_load = np.minimum(occupancy, cap) * slot_servers / np.maximum(cap, 1)
+    p_wait, full_load = elastic_erlang_c(slot_servers, slot_load, 1.0 - 1.0 / dispersion)
+    slot_wait_mean = service * full_load / np.maximum(slot_load * (slot_servers - full_load), 1e-9)
     busy = 1.0 - np.exp(-occupancy)
 
     p_prompt = rho_prompt * seen  # smoother arrivals find another prompt in service less often

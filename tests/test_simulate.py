@@ -262,8 +262,8 @@ def test_feedback_dispersion_hand_worked():
 
 def test_slots_near_the_planning_share_queue_as_simulated():
     """42 slots of an A10G at 90 % of the planning capacity: prompts stall every running decode, so the slots held
-    spread far wider than Poisson; the Poisson-count model said 700 ms mean TTFT against 1,044 ms simulated (-33 %),
-    the feedback dispersion says 826 ms (-21 %)."""
+    spread far wider than Poisson and a slot is held longer when more are; the Poisson-count model said 700 ms mean
+    TTFT against 1,044 ms simulated (-33 %), the elastic chain says 922 against 924 ms."""
     from solver.serving import online_capacity
     shape, row = make_shape(gpu="A10G")
     theta, slots = row[None, :], 42.0
@@ -273,7 +273,7 @@ def test_slots_near_the_planning_share_queue_as_simulated():
     sim = simulate_replica(shape, row, VLLM, int(slots), arr, np.full(n, 1024), np.full(n, 256))
     simulated = float(np.mean(sim.ttft_s[n // 10:]))
     predicted = float(online_state(shape, theta, VLLM, np.array([slots]), np.array([rate]), {}).ttft_s[0])
-    assert abs(predicted / simulated - 1.0) < 0.25, (predicted, simulated)
+    assert abs(predicted / simulated - 1.0) < 0.15, (predicted, simulated)
 
 
 def test_compound_poisson_pmf_matches_poisson_and_its_mean():
@@ -336,3 +336,23 @@ def test_sum_quantile_against_monte_carlo(p_slot, m_slot, p_budget, m_budget):
         assert abs(fitted - truth) <= abs(summed - truth) + 0.02 * truth
         if q > 0.5:
             assert fitted == pytest.approx(truth, rel=0.2)
+
+
+def test_elastic_erlang_c_is_erlang_c_without_feedback_and_its_chain_with_it():
+    """eps = 0: Erlang C. eps > 0: P(wait) and the queue's drain of the birth-death chain whose departure rate at
+    k busy slots is k / H(k), H(k) = H (1 + eps (k - a) / a), summed state by state."""
+    from solver.queueing import elastic_erlang_c, erlang_c
+    servers, load = np.array([1, 8, 40, 40]), np.array([0.6, 5.0, 30.0, 36.0])
+    p, a_c = elastic_erlang_c(servers, load, np.zeros(4))
+    assert np.allclose(p, erlang_c(servers, load), rtol=1e-12) and np.allclose(a_c, load)
+    c, a, eps, lam = 40, 30.0, 0.5, 1.0  # lam = 1, so H = a
+    mu = [k / (a * (1 + eps * (k - a) / a)) for k in range(1, c + 1)]
+    weights = np.cumprod([1.0] + [lam / m for m in mu])  # states 0..c
+    rho_c = lam / mu[-1]
+    full = weights[-1] / (1.0 - rho_c)  # c and above
+    p_chain = full / (weights[:-1].sum() + full)
+    p, a_c = elastic_erlang_c(np.array([c]), np.array([a]), np.array([eps]))
+    assert p[0] == pytest.approx(p_chain, rel=1e-9)
+    assert a_c[0] == pytest.approx(rho_c * c, rel=1e-12)
+    more = elastic_erlang_c(np.array([c, c]), np.array([a, a]), np.array([0.2, 0.6]))[0]
+    assert erlang_c(np.array([c]), np.array([a]))[0] < more[0] < more[1]
