@@ -17,6 +17,7 @@ import numpy as np
 from .catalog import find_gpu
 from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
+from .queueing import holding_overlap
 from .roofline import Hardware, phases_time_s
 from .scenario import Resolved
 from .serving import PLANNING_UTILISATION, QUANTILE, online_state, prefill_phases
@@ -53,8 +54,10 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
                          np.array([rate for _, rate in rows]), np.array([a.input_tokens for a, _ in rows]),
                          np.array([a.output_tokens for a, _ in rows]))
 
-    # the pool's Poisson stream is dealt round-robin over its replicas: each sees Erlang-k arrivals
+    # the pool's Poisson stream is dealt round-robin over its replicas: each sees Erlang-k arrivals; a mix of
+    # sizes holds its slots for different times (about its decode steps), which keeps more of the count's spread
     arrival_scv = 1.0 / max(first.count * max(first.gpu_count // first.tensor_parallel, 1), 1)
+    overlap = holding_overlap(np.array([a.output_tokens for a, _ in rows], float), np.array([r for _, r in rows]))
     serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
                            percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
     workloads = {w.name: w for w in resolved.scenario.workloads}
@@ -66,9 +69,10 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
     for pct in dict.fromkeys(stats):
         stat = dict(pct)
         state = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9), stat,
-                             scv, arrival_scv=arrival_scv)
+                             scv, arrival_scv=arrival_scv, holding_overlap=overlap)
         at_e2e = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9),
-                              {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv)
+                              {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv,
+                              holding_overlap=overlap)
         avg = phases_time_s(prefill_phases(mix, one, chunk, state.decode_seqs), serving.theta)
         states[pct] = (state, at_e2e, avg)
     slots = next(iter(states.values()))[0].occupancy[0]  # slots held do not depend on the statistics asked for

@@ -86,6 +86,17 @@ def feedback_dispersion(prompt_share: np.ndarray, decode_elasticity: np.ndarray)
     return np.asarray(1.0 / (1.0 - eps), float)
 
 
+def holding_overlap(holding_s: np.ndarray, weights: np.ndarray) -> float:
+    """E[min(H1, H2)] / E[H] for two independent holding times drawn from ``holding_s`` with ``weights``: 1 when
+    every request holds its slot as long; in an infinite-server queue fed by arrivals of scv c_a^2 the count's
+    variance over its mean is 1 + (c_a^2 - 1) times this (Whitt), so a mix of sizes keeps more of the Poisson
+    spread behind a round-robin router."""
+    h = np.asarray(holding_s, float)
+    w = np.asarray(weights, float) / max(float(np.sum(weights)), 1e-300)
+    mean = float(w @ h)
+    return float(w @ np.minimum.outer(h, h) @ w) / mean if mean > 0 else 1.0
+
+
 def residual_s(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray, q: float | None
               ) -> np.ndarray:
     """Rest of the iteration an arrival lands in (length-biased: long prompt-carrying iterations catch more

@@ -265,15 +265,17 @@ def _branches(w: IterationWork, theta: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
                  rate: np.ndarray, percentiles: dict[str, str], prompt_scv: np.ndarray | float = 0.0,
-                 metrics: tuple[str, ...] = ("ttft", "tpot", "e2e"), arrival_scv: np.ndarray | float = 1.0
-                 ) -> OnlineState:
+                 metrics: tuple[str, ...] = ("ttft", "tpot", "e2e"), arrival_scv: np.ndarray | float = 1.0,
+                 holding_overlap: float = 1.0) -> OnlineState:
     """Steady-state latencies of a continuous-batching replica at ``rate`` requests/s.
 
     ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``; ``prompt_scv`` is the
     squared coefficient of variation of prompt lengths (0 for one size; a pool serving a mix passes its own);
     ``arrival_scv`` that of the replica's inter-arrival times (1: Poisson; round-robin over k replicas of a
     Poisson stream gives each an Erlang-k stream, 1 / k): the slot wait scales as c / c_a^2 slots, the budget
-    wait by Allen-Cunneen, and fewer prompts share a step or are found in service.
+    wait by Allen-Cunneen, and fewer prompts share a step or are found in service. ``holding_overlap`` is
+    E[min(H1, H2)] / E[H] of the holding times (1 for one request size, ``queueing.holding_overlap`` for a mix):
+    smoother arrivals narrow the slots held by (1 - c_a^2) times it (an infinite-server queue's variance).
     """
     rate = np.asarray(rate, float)
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
@@ -345,7 +347,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     # (elastic_erlang_c: P(wait), and a drain rate c / H(c) - lam that is slower than (c - a) / H). Smoother
     # arrivals (c_a^2, behind a round-robin router) shrink the count's variance: as many-server (Halfin-Whitt)
     # scaling says, c / c_a^2 slots at the same utilisation
-    scale = np.maximum(np.asarray(arrival_scv, float), 1e-2) * np.ones_like(rate)
+    scale = np.maximum(1.0 + (np.asarray(arrival_scv, float) - 1.0) * holding_overlap, 1e-2) * np.ones_like(rate)
     slot_servers = np.maximum(np.round(np.maximum(cap, 1) / scale), 1.0)
     slot_load = np.minimum(occupancy, cap) * slot_servers / np.maximum(cap, 1)
     p_wait, full_load = elastic_erlang_c(slot_servers, slot_load, 1.0 - 1.0 / dispersion)

@@ -356,3 +356,10 @@ def test_elastic_erlang_c_is_erlang_c_without_feedback_and_its_chain_with_it():
     assert a_c[0] == pytest.approx(rho_c * c, rel=1e-12)
     more = elastic_erlang_c(np.array([c, c]), np.array([a, a]), np.array([0.2, 0.6]))[0]
     assert erlang_c(np.array([c]), np.array([a]))[0] < more[0] < more[1]
+
+
+def test_holding_overlap():
+    """One holding time: 1. Two equally likely times 1 and 3: E[min] = (1 + 1 + 1 + 3) / 4 = 1.5, E[H] = 2."""
+    from solver.queueing import holding_overlap
+    assert holding_overlap(np.array([7.0, 7.0]), np.array([0.3, 0.7])) == pytest.approx(1.0)
+    assert holding_overlap(np.array([1.0, 3.0]), np.array([1.0, 1.0])) == pytest.approx(0.75)
