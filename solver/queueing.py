@@ -45,11 +45,13 @@ def elastic_erlang_c(servers: np.ndarray, load: np.ndarray, elasticity: np.ndarr
     servers = np.broadcast_to(np.asarray(servers, int), np.shape(load))
     eps = np.broadcast_to(np.clip(np.asarray(elasticity, float), 0.0, 0.95), np.shape(load))
     flat_c, flat_a, flat_e = servers.ravel(), load.ravel(), eps.ravel()
-    b = np.ones(flat_a.size)
-    if flat_a.size:  # Erlang B's recursion with the state's own load, rows sorted by servers (as erlang_c)
-        order = np.argsort(flat_c, kind="stable")
-        a, e, bc = flat_a[order], flat_e[order], np.ones(flat_a.size)
-        first = np.searchsorted(flat_c[order], np.arange(1, int(flat_c.max(initial=0)) + 1), side="left")
+    b = np.zeros(flat_a.size)
+    # rows whose slots sit more than 10 standard deviations of the chain above its load never wait (< 1e-20)
+    near = np.flatnonzero(~((flat_c - flat_a) > 10.0 * np.sqrt(flat_a / (1.0 - flat_e) + 1.0)))
+    if near.size:  # Erlang B's recursion with the state's own load, rows sorted by servers (as erlang_c)
+        order = near[np.argsort(flat_c[near], kind="stable")]
+        a, e, bc = flat_a[order], flat_e[order], np.ones(order.size)
+        first = np.searchsorted(flat_c[order], np.arange(1, int(flat_c[order].max(initial=0)) + 1), side="left")
         for k, start in enumerate(first, start=1):
             x = np.maximum(a[start:] + e[start:] * (k - a[start:]), 0.0) * bc[start:]
             bc[start:] = x / (k + x)
