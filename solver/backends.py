@@ -29,12 +29,12 @@ from .errors import SolverFailure
 from .fastpath import solve_fast
 from .linear_model import LinearModel
 from .parallel import block_share, block_workers, solve_blocks
+from .warmstart import mip_start
 
 log = logging.getLogger(__name__)
 BACKENDS = ("highs", "cbc", "ortools", "highs-pulp")
 MIN_BLOCK_S = 1e-3  # a block started under a time limit gets at least this (0 would mean "no limit")
 BLOCK_GRACE_S = 1.0  # ... and may take up to this much of the time left, beyond its equal share
-RESTRICTED_S = 10.0  # at most this long for the restricted MIP that gives a MIP start
 WARM_START_MIN_INTEGERS = 200  # blocks with fewer integer variables solve fast enough without a MIP start
 _HIGHS_RAN = False  # whether HiGHS ran in this process (then blocks are not solved in forked workers)
 
@@ -159,8 +159,10 @@ def lp_relaxation_bound(model: LinearModel) -> float | None:
     return result.objective if result.status is Status.OPTIMAL else None
 
 
-def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: float,
-                   threads: int | None, warm_start: bool = True) -> SolveResult:
+def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: float, threads: int | None,
+                   warm_start: bool = True, start: np.ndarray | None = None) -> SolveResult:
+    """HiGHS through highspy; ``start``: a MIP start, or with ``warm_start`` one from ``warmstart.mip_start``
+    (blocks with ``WARM_START_MIN_INTEGERS`` integers or more)."""
     import highspy
 
     global _HIGHS_RAN
@@ -193,14 +195,34 @@ def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: floa
         h.passColName(j, name)
     for k, name in enumerate(row_names):
         h.passRowName(k, name)
-    start = time.perf_counter()
-    note = ""
+    began = time.perf_counter()
+    note = how = ""
     if warm_start and len(ints) >= WARM_START_MIN_INTEGERS and os.environ.get("INFERSAVE_WARM_START", "1") != "0":
-        note = _rounded_start(h, model, ints, time_limit_s, mip_gap, threads)
+        def lp(relaxed: LinearModel, seconds: float | None) -> np.ndarray | None:
+            result = _solve_highspy(relaxed, seconds, 0.0, threads)
+            return result.values if result.status is Status.OPTIMAL else None
+
+        def mip(sub: LinearModel, seconds: float | None, gap: float, begin: np.ndarray | None) -> np.ndarray | None:
+            return _solve_highspy(sub, seconds, gap, threads, warm_start=False, start=begin).values
+
+        start, how = mip_start(model, time_limit_s, mip_gap, lp, mip)
+        if start is not None:
+            note = f"MIP start from the {how} ({float(np.dot(model.cost, start)):.6g})"
         if time_limit_s:
-            h.setOptionValue("time_limit", max(MIN_BLOCK_S, float(time_limit_s) - (time.perf_counter() - start)))
+            h.setOptionValue("time_limit", max(MIN_BLOCK_S, float(time_limit_s) - (time.perf_counter() - began)))
+    if note and how != "rounded LP relaxation":
+        # the start came from restricted MIPs (warmstart.py); HiGHS's own sub-MIP heuristics rarely beat it on
+        # the full model and took ~13 of 37 s at the root on the coupled 300 fleet: those seconds go to cuts
+        for option in ("mip_heuristic_run_rins", "mip_heuristic_run_rens", "mip_heuristic_run_root_reduced_cost",
+                       "mip_heuristic_run_feasibility_jump"):
+            h.setOptionValue(option, False)
+    if start is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = np.asarray(start, float).tolist()
+        sol.value_valid = True
+        h.setSolution(sol)
     h.run()
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - began
     status = h.getModelStatus()
     info = h.getInfo()
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
@@ -218,57 +240,6 @@ def _solve_highspy(model: LinearModel, time_limit_s: float | None, mip_gap: floa
     optimal = status == highspy.HighsModelStatus.kOptimal
     return SolveResult(Status.OPTIMAL if optimal else Status.FEASIBLE, objective, bound, values, "highs", wall,
                        note=note)
-
-
-def _is_link(row: tuple[Any, ...], integer: list[bool]) -> bool:
-    """x <= n with x continuous and n integer: a valid inequality that only tightens the LP relaxation."""
-    _name, idx, coef, lo, hi = row
-    return (len(idx) == 2 and math.isinf(lo) and hi == 0 and coef[0] == 1.0 and coef[1] == -1.0
-            and not integer[idx[0]] and integer[idx[1]])
-
-
-def _rounded_start(h: Any, model: LinearModel, ints: np.ndarray, time_limit_s: float | None, mip_gap: float,
-                   threads: int | None) -> str:
-    """A MIP start for HiGHS from the LP relaxation. The relaxation is solved without the link rows x <= n
-    (valid inequalities that only tighten it; without them it solves several times faster). Rounding every
-    integer variable up keeps capacity, link and billing rows with the LP's shares; when it breaks no row (a
-    quota, a budget, a type count) that is the start. Otherwise a restricted MIP (RENS-like) gives it: integer
-    variables at 0 in the relaxation are fixed at 0 and the others bounded by their LP value rounded up plus one;
-    HiGHS presolve removes the fixed pools and their shares, so the restricted MIP is small. Its solution is
-    feasible for the full model (only bounds were tightened). Returns a note ("" when no start was passed)."""
-    import highspy
-
-    rows = [r for r in model.rows if not _is_link(r, model.integer)]
-    links = [r for r in model.rows if _is_link(r, model.integer)]
-    upper = np.asarray(model.upper, float)
-    relaxed = LinearModel(model.names, model.lower, model.upper, [False] * len(model.names), model.cost, rows)
-    result = _solve_highspy(relaxed, None if not time_limit_s else time_limit_s / 4, 0.0, threads)
-    if result.status is not Status.OPTIMAL or result.values is None:
-        return ""
-    value = result.values.copy()
-    value[ints] = np.minimum(np.ceil(value[ints] - 1e-6), upper[ints])
-    integer = np.asarray(model.integer)
-    broken = [name for name, idx, coef, _lo, hi in rows if not math.isinf(hi) and len(idx) and integer[idx].any()
-              and float(np.dot(coef, value[idx])) - hi > 1e-7 * max(1.0, abs(hi))]
-    how = "rounded LP relaxation"
-    if broken:
-        bounded = upper.copy()
-        lp = result.values[ints]
-        bounded[ints] = np.where(lp <= 1e-6, 0.0, np.minimum(upper[ints], np.ceil(lp - 1e-6) + 1))
-        for _name, idx, _coef, _lo, _hi in links:  # shares on a pool fixed at 0 VMs are 0 too
-            if bounded[idx[1]] == 0:
-                bounded[idx[0]] = 0.0
-        restricted = LinearModel(model.names, model.lower, bounded.tolist(), model.integer, model.cost, model.rows)
-        sub = _solve_highspy(restricted, min(time_limit_s / 4, RESTRICTED_S) if time_limit_s else RESTRICTED_S,
-                             max(mip_gap, 1e-3), threads, warm_start=False)
-        if sub.values is None:
-            return ""
-        value, how = sub.values, f"restricted MIP over the {int((bounded[ints] > 0).sum())} integers the LP uses"
-    sol = highspy.HighsSolution()
-    sol.col_value = value.tolist()
-    sol.value_valid = True
-    h.setSolution(sol)
-    return f"MIP start from the {how} ({float(np.dot(model.cost, value)):.6g})"
 
 
 def _solve_ortools(model: LinearModel, time_limit_s: float | None, mip_gap: float,
