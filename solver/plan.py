@@ -113,6 +113,21 @@ def check_reserve_s(demands: pd.DataFrame, time_limit_s: float | None) -> float:
     return min(CHECK_S_PER_DEMAND * len(demands) + MIX_CHECK_S_PER_DEMAND * pooled, CHECK_SHARE_MAX * time_limit_s)
 
 
+MIX_SHARE = 0.5  # of the solve's time held back for the mix re-solves when pools may serve several sizes
+MIN_RESOLVE_S = 1.0  # a mix re-solve starts only with this much of the time limit left
+
+
+def mix_share_s(demands: pd.DataFrame, time_limit_s: float | None, started: float, reserve_s: float) -> float:
+    """Seconds the first solve leaves for the mix re-solves: MIX_SHARE of what the limit leaves it when some
+    online demands may share a pool (their mix is checked after the solve), else nothing."""
+    if time_limit_s is None:
+        return 0.0
+    online = demands[demands["mode"] == "online"]
+    if not bool((online.groupby("group")["demand"].transform("size") > 1).any()):
+        return 0.0
+    return MIX_SHARE * max(time_limit_s - (time.perf_counter() - started) - reserve_s, 0.0)
+
+
 def final_checks_s(plan: Plan) -> float:
     """Seconds to keep for verification and the SLO report of a plan (once one exists)."""
     return CHECK_S_PER_DEMAND * len(plan.assignments)
@@ -164,17 +179,16 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
     resolved = _resolved(scenario)
     cands = candidates_for(resolved, prune)
     problem = build_problem(cands.table, resolved.scenario)
+    reserve_s = check_reserve_s(cands.demands, time_limit_s)
     options = SolveOptions(solver, time_limit_s, mip_gap, timings=timings,
                            lp_path=None if dump_lp is None else Path(dump_lp), started=started, reuse={},
-                           reserve_s=check_reserve_s(cands.demands, time_limit_s))
+                           reserve_s=reserve_s + mix_share_s(cands.demands, time_limit_s, started, reserve_s))
 
     def infeasible(result: SolveResult) -> InfeasibleError:
         return InfeasibleError(diagnose(cands.table, resolved.scenario, result.backend))
 
-    solved_at = time.perf_counter()
     out = solve_plan(problem, resolved, cands, options, check=None, check_name="verification",
                      on_infeasible=infeasible)
-    first_solve_s = time.perf_counter() - solved_at
     for round_ in range(1, MIX_ROUNDS + 1):  # pools whose mix of sizes overloads them: shrink, re-solve
         mix_at = time.perf_counter()
         headroom = mixed_headroom(resolved, out)
@@ -183,7 +197,9 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
         # a re-solve is followed by its own mix check (as long as this one, measured) and the final checks
         reserve_s = time.perf_counter() - mix_at + final_checks_s(out)
         left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - started) - reserve_s
-        stop = None if left is None or left > 3.0 * first_solve_s else f"{left:.1f} s of the time limit left"
+        # a re-solve solves again only the blocks the shrink changed (the others are reused), so it needs far less
+        # than the first solve; it gets every second left and keeps the last plan if it finds none in time
+        stop = None if left is None or left > MIN_RESOLVE_S else f"{left:.1f} s of the time limit left"
         options = dataclasses.replace(options, reserve_s=reserve_s if time_limit_s is not None else 0.0)
         if stop is None:
             table = cands.table

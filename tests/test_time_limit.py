@@ -13,7 +13,7 @@ import solver.extract as extract
 from solver.candidates import demand_table
 from solver.errors import SolverFailure
 from solver.extract import SolveOptions, solve_time_left
-from solver.plan import CHECK_S_PER_DEMAND, CHECK_SHARE_MAX, MIX_CHECK_S_PER_DEMAND, check_reserve_s, plan
+from solver.plan import CHECK_S_PER_DEMAND, CHECK_SHARE_MAX, MIX_CHECK_S_PER_DEMAND, MIX_SHARE, check_reserve_s, plan
 from solver.scenario import load_scenario
 
 
@@ -28,12 +28,16 @@ def test_solve_gets_what_is_left(monkeypatch):
     monkeypatch.setattr(extract, "solve", spy)
     start = time.perf_counter()
     resolved = load_scenario(FLEET_SCENARIOS[0])
-    checks = check_reserve_s(demand_table(resolved.scenario), 30)
+    demands = demand_table(resolved.scenario)
+    checks = check_reserve_s(demands, 30)
+    pooled = bool((demands[demands["mode"] == "online"].groupby("group")["demand"].transform("size") > 1).any())
     plan(resolved, time_limit_s=30)
     assert seen and all(s is not None for s in seen)
     assert checks > 0
-    assert seen[0] <= 30 - 1.0 - checks + 1e-9  # the write reserve min(5 %, 1 s) and the checks' estimate
-    assert seen[0] >= 30 - 1.0 - checks - (time.perf_counter() - start)
+    # the write reserve min(5 %, 1 s), the checks' estimate and, where pools may mix sizes, MIX_SHARE of the rest
+    share = 1.0 - MIX_SHARE if pooled else 1.0
+    assert seen[0] <= share * (30 - checks) - 1.0 + 1e-9
+    assert seen[0] >= share * (30 - checks - (time.perf_counter() - start)) - 1.0
     # re-solves (pools whose size mix needs headroom) get only what is left
     assert all(later <= earlier for earlier, later in zip(seen, seen[1:]))
 
@@ -62,3 +66,16 @@ def test_check_reserve_grows_with_demands_and_pooling():
     assert check_reserve_s(alone, 600) == pytest.approx(CHECK_S_PER_DEMAND * len(demands))
     twice = pd.concat([demands, demands.assign(demand=demands["demand"] + "'")], ignore_index=True)
     assert check_reserve_s(twice, 600) > check_reserve_s(demands, 600)
+
+
+def test_first_solve_leaves_the_mix_re_solves_their_share():
+    """Where online demands may share a pool, the first solve leaves MIX_SHARE of its time to the re-solves that
+    fix overloaded mixes; without pooling or without a limit it keeps all of it."""
+    from solver.plan import mix_share_s
+    resolved = load_scenario(FLEET_SCENARIOS[0])
+    demands = demand_table(resolved.scenario)
+    twice = demands.assign(group="one pool for all")
+    now = time.perf_counter()
+    assert mix_share_s(twice, 100.0, now, 4.0) == pytest.approx(MIX_SHARE * 96.0, abs=0.05)
+    assert mix_share_s(demands.assign(group=demands["demand"]), 100.0, now, 4.0) == 0.0
+    assert mix_share_s(twice, None, now, 4.0) == 0.0
