@@ -17,11 +17,16 @@ is closed-form per branch pair. The scheduler really packs a Poisson number of w
 token budget (``batched_iteration_s``); the roofline is convex in a step's prompt tokens, so that mean lies above,
 and the fixed point is polished from the closed-form root by secant steps. Then
 
-* ``TPOT`` = the iteration time with the decodes at a quantile of their (Poisson) count;
-* ``TTFT`` = admission wait (Erlang C over ``max_num_seqs`` slots; arrivals smoother than Poisson, as behind a
-  round-robin router, act as c / c_a^2 slots at the same utilisation) + wait for the token budget (M/D/1 over the
-  prompt work) + the rest of the running iteration + the request's own prefill steps beside the running decodes
-  (the first shared with the prompts arriving with it); an idle replica's TTFT is exactly its own prefill;
+* ``TPOT`` = the iteration time with the decodes at a quantile of their count as a request sees it (size-biased;
+  its variance over its mean is the dispersion of ``queueing.feedback_dispersion``: the load feeds back on the
+  holding time), with the prompts it meets during its stay;
+* slots held = rate x (budget wait + own prefill + (L_out - 1) x TPOT): Little's law on what a request experiences;
+* ``TTFT`` = admission wait (``queueing.elastic_erlang_c`` over ``max_num_seqs`` slots: Erlang C whose load grows
+  with the slots busy; arrivals smoother than Poisson, as behind a round-robin router, act as c / c_a^2 slots at
+  the same utilisation) + wait for the token budget (M/D/m over the prompt work) + the rest of the running
+  iteration + the request's own prefill steps beside the running decodes (the first shared with the prompts
+  arriving with it); a percentile is the quantile of the three waits' sum (``queueing.sum_quantile``); an idle
+  replica's TTFT is exactly its own prefill;
 * capacity = the highest rate at which every SLO of the demand holds at its percentile and the slots held stay
   within ``PLANNING_UTILISATION`` of the cap, by bisection.
 """
@@ -272,10 +277,11 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``; ``prompt_scv`` is the
     squared coefficient of variation of prompt lengths (0 for one size; a pool serving a mix passes its own);
     ``arrival_scv`` that of the replica's inter-arrival times (1: Poisson; round-robin over k replicas of a
-    Poisson stream gives each an Erlang-k stream, 1 / k): the slot wait scales as c / c_a^2 slots, the budget
+    Poisson stream gives each an Erlang-k stream, 1 / k): the slot wait scales as c / c_a'^2 slots, the budget
     wait by Allen-Cunneen, and fewer prompts share a step or are found in service. ``holding_overlap`` is
     E[min(H1, H2)] / E[H] of the holding times (1 for one request size, ``queueing.holding_overlap`` for a mix):
-    smoother arrivals narrow the slots held by (1 - c_a^2) times it (an infinite-server queue's variance).
+    smoother arrivals narrow the slots held by (1 - c_a^2) times it (an infinite-server queue's variance), so
+    c_a'^2 = 1 + (c_a^2 - 1) holding_overlap.
     """
     rate = np.asarray(rate, float)
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
