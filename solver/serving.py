@@ -302,20 +302,23 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     t_up = time_s(shape.work(n * 1.05 + 0.05, 0.0, 0.0, runs=ones), theta)
     elasticity = (t_up / np.maximum(t_dec, 1e-300) - 1.0) * n / (0.05 * n + 0.05)
     dispersion = feedback_dispersion(1.0 - t_dec / np.maximum(t_ok, 1e-300), elasticity)
+    # smoother arrivals (c_a^2, behind a round-robin router) narrow it, less so for a mix of holding times
+    smooth = np.maximum(1.0 + (np.asarray(arrival_scv, float) - 1.0) * holding_overlap, 1e-2) * ones
+    count_var = smooth * dispersion  # the running count's variance over its mean
 
     # TPOT: a request decodes beside the others running, whose count fluctuates around n with variance
-    # dispersion * n (a request sees it size-biased: n + dispersion on average), and a Poisson number of its
+    # count_var * n (a request sees it size-biased: n + count_var on average), and a Poisson number of its
     # L_out - 1 steps carry another prompt's chunk (mean: the chunk share f of steps)
     share = np.clip(rate * t_ok * l_in / prompt_chunk, 0.0, 1.0)
     steps = np.maximum(l_out - 1.0, 1.0)
 
     def tpot_at(q: float | None) -> np.ndarray:
-        n_q = np.minimum(n + dispersion + Z[q] * np.sqrt(np.maximum(dispersion * n, 0.0)), cap)
+        n_q = np.minimum(n + count_var + Z[q] * np.sqrt(np.maximum(count_var * n, 0.0)), cap)
         (c1, m1, r1), (c0, m0, r0), _ = _mixed_parts(shape, theta, rate, prompt_chunk, t_ok, n_q)
         t_with, t_without = np.maximum(c1, m1) + r1, np.maximum(c0, m0) + r0
         # the prompts met are those that arrived during the request's stay, about the slots held when it leaves,
-        # so a request meets them size-biased (1 + dispersion / n) and their count varies with the slots held
-        ratio = dispersion / np.maximum(n, 1.0)
+        # so a request meets them size-biased (1 + count_var / n) and their count varies with the slots held
+        ratio = count_var / np.maximum(n, 1.0)
         mixed = share * steps * (1.0 + ratio)
         mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed + np.square(share * steps) * ratio), steps)
         # several short prompts packed in one step: the batched mean exceeds the chunk-share mean at every quantile
@@ -353,8 +356,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     # (elastic_erlang_c: P(wait), and a drain rate c / H(c) - lam that is slower than (c - a) / H). Smoother
     # arrivals (c_a^2, behind a round-robin router) shrink the count's variance: as many-server (Halfin-Whitt)
     # scaling says, c / c_a^2 slots at the same utilisation
-    scale = np.maximum(1.0 + (np.asarray(arrival_scv, float) - 1.0) * holding_overlap, 1e-2) * np.ones_like(rate)
-    slot_servers = np.maximum(np.round(np.maximum(cap, 1) / scale), 1.0)
+    slot_servers = np.maximum(np.round(np.maximum(cap, 1) / smooth), 1.0)
     slot_load = np.minimum(occupancy, cap) * slot_servers / np.maximum(cap, 1)
     p_wait, full_load = elastic_erlang_c(slot_servers, slot_load, 1.0 - 1.0 / dispersion)
     slot_wait_mean = service * full_load / np.maximum(slot_load * (slot_servers - full_load), 1e-9)
