@@ -108,9 +108,14 @@ def check_reserve_s(demands: pd.DataFrame, time_limit_s: float | None) -> float:
     from the demands (``Candidates.demands``) before any plan exists."""
     if time_limit_s is None:
         return 0.0
+    return min(CHECK_S_PER_DEMAND * len(demands) + MIX_CHECK_S_PER_DEMAND * pooled_online(demands),
+               CHECK_SHARE_MAX * time_limit_s)
+
+
+def pooled_online(demands: pd.DataFrame) -> int:
+    """Online demands that may share a pool with another demand (their mix is checked after each solve)."""
     online = demands[demands["mode"] == "online"]
-    pooled = int((online.groupby("group")["demand"].transform("size") > 1).sum())
-    return min(CHECK_S_PER_DEMAND * len(demands) + MIX_CHECK_S_PER_DEMAND * pooled, CHECK_SHARE_MAX * time_limit_s)
+    return int((online.groupby("group")["demand"].transform("size") > 1).sum())
 
 
 MIX_SHARE = 0.5  # of the solve's time held back for the mix re-solves when pools may serve several sizes
@@ -122,8 +127,7 @@ def mix_share_s(demands: pd.DataFrame, time_limit_s: float | None, started: floa
     online demands may share a pool (their mix is checked after the solve), else nothing."""
     if time_limit_s is None:
         return 0.0
-    online = demands[demands["mode"] == "online"]
-    if not bool((online.groupby("group")["demand"].transform("size") > 1).any()):
+    if not pooled_online(demands):
         return 0.0
     return MIX_SHARE * max(time_limit_s - (time.perf_counter() - started) - reserve_s, 0.0)
 

@@ -15,11 +15,7 @@ def erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
     servers = np.broadcast_to(np.asarray(servers, int), np.shape(load))
     flat_c, flat_a = servers.ravel(), load.ravel()
     b = np.ones(flat_a.size)
-    if 0 < flat_a.size <= SCALAR_ROWS and np.all(np.isfinite(flat_a) & (flat_a >= 0)):
-        # a pool's own check (promise.py) has one row and thousands of slots (c / c_a^2): the same IEEE
-        # operations on Python floats, bit for bit, without numpy's per-call cost (~20x faster)
-        b[:] = [_erlang_b(float(x), int(c)) for x, c in zip(flat_a, flat_c)]
-    elif flat_a.size:
+    if flat_a.size:
         # Erlang B by its recursion, every row only as far as its own server count goes: rows sorted by servers,
         # step k updates the suffix of rows with at least k (one slice per step however many counts there are)
         order = np.argsort(flat_c, kind="stable")
@@ -30,8 +26,8 @@ def erlang_c(servers: np.ndarray, load: np.ndarray) -> np.ndarray:
             bc[start:] = x * y / (k + x * y)
         b[order] = bc
     rho = load / servers
-    return np.where(rho < 1.0, b.reshape(load.shape) / np.maximum(1.0 - rho * (1.0 - b.reshape(load.shape)), 1e-12),
-                    1.0)
+    blocked = b.reshape(load.shape)
+    return np.where(rho < 1.0, blocked / np.maximum(1.0 - rho * (1.0 - blocked), 1e-12), 1.0)
 
 
 def elastic_erlang_c(servers: np.ndarray, load: np.ndarray, elasticity: np.ndarray
@@ -48,7 +44,11 @@ def elastic_erlang_c(servers: np.ndarray, load: np.ndarray, elasticity: np.ndarr
     b = np.zeros(flat_a.size)
     # rows whose slots sit more than 10 standard deviations of the chain above its load never wait (< 1e-20)
     near = np.flatnonzero(~((flat_c - flat_a) > 10.0 * np.sqrt(flat_a / (1.0 - flat_e) + 1.0)))
-    if near.size:  # Erlang B's recursion with the state's own load, rows sorted by servers (as erlang_c)
+    if 0 < near.size <= SCALAR_ROWS and np.all(np.isfinite(flat_a[near]) & (flat_a[near] >= 0)):
+        # a pool's own check (promise.py) has one row and thousands of slots (c / c_a^2): the same IEEE
+        # operations on Python floats, bit for bit, without numpy's per-step cost (~20x faster)
+        b[near] = [_erlang_b(float(flat_a[j]), int(flat_c[j]), float(flat_e[j])) for j in near]
+    elif near.size:  # Erlang B's recursion with the state's own load, rows sorted by servers (as erlang_c)
         order = near[np.argsort(flat_c[near], kind="stable")]
         a, e, bc = flat_a[order], flat_e[order], np.ones(order.size)
         first = np.searchsorted(flat_c[order], np.arange(1, int(flat_c[order].max(initial=0)) + 1), side="left")
@@ -62,11 +62,12 @@ def elastic_erlang_c(servers: np.ndarray, load: np.ndarray, elasticity: np.ndarr
     return np.where(rho < 1.0, blocked / np.maximum(1.0 - rho * (1.0 - blocked), 1e-12), 1.0), a_c
 
 
-def _erlang_b(load: float, servers: int) -> float:
-    """Erlang B of one row, by the same recursion as ``erlang_c``'s arrays."""
+def _erlang_b(load: float, servers: int, eps: float) -> float:
+    """Blocking of one row, by the same recursion as ``elastic_erlang_c``'s arrays."""
     bc = 1.0
     for k in range(1, servers + 1):
-        bc = load * bc / (k + load * bc)
+        x = max(load + eps * (k - load), 0.0) * bc
+        bc = x / (k + x)
     return bc
 
 
@@ -99,15 +100,22 @@ def holding_overlap(holding_s: np.ndarray, weights: np.ndarray) -> float:
     return float(w @ np.minimum.outer(h, h) @ w) / mean if mean > 0 else 1.0
 
 
+def _long_share(share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(long iteration, short iteration, time share of the long ones) when a share ``share`` of iterations lasts
+    ``t_mix`` and the rest ``t_dec``."""
+    long, short = np.maximum(t_mix, t_dec), np.minimum(t_mix, t_dec)
+    frac = np.where(t_mix >= t_dec, share, 1.0 - share)
+    return long, short, frac * long / np.maximum(frac * long + (1.0 - frac) * short, 1e-300)
+
+
 def residual_s(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray, q: float | None
               ) -> np.ndarray:
     """Rest of the iteration an arrival lands in (length-biased: long prompt-carrying iterations catch more
     arrivals). A share ``share`` of iterations lasts ``t_mix``, the rest ``t_dec``; the engine is busy with
     probability ``busy``. Returns the mean, or the ``q`` quantile of the piecewise-linear tail
     P(R > x) = busy * (s (1 - x / t_mix)^+ + (1 - s) (1 - x / t_dec)^+), s the time share of long iterations."""
-    long, short = np.maximum(t_mix, t_dec), np.minimum(t_mix, t_dec)
-    frac = np.where(t_mix >= t_dec, share, 1.0 - share)
-    s = frac * long / np.maximum(frac * long + (1.0 - frac) * short, 1e-300)
+    long, short, s = _long_share(share, t_mix, t_dec)
     if q is None:
         return np.asarray(busy * (s * long + (1.0 - s) * short) / 2.0, float)
     tail = 1.0 - q
@@ -148,9 +156,7 @@ def residual_moments(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_d
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(P(R > 0), E[R], E[R^2]) of ``residual_s``'s rest of the running iteration: uniform over a long or a short
     iteration, length-biased, when the engine is busy."""
-    long, short = np.maximum(t_mix, t_dec), np.minimum(t_mix, t_dec)
-    frac = np.where(t_mix >= t_dec, share, 1.0 - share)
-    s = frac * long / np.maximum(frac * long + (1.0 - frac) * short, 1e-300)
+    long, short, s = _long_share(share, t_mix, t_dec)
     mean = busy * (s * long + (1.0 - s) * short) / 2.0
     second = busy * (s * long ** 2 + (1.0 - s) * short ** 2) / 3.0
     return np.asarray(busy, float), np.asarray(mean, float), np.asarray(second, float)

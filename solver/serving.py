@@ -363,18 +363,19 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     busy = 1.0 - np.exp(-occupancy)
 
     p_prompt = rho_prompt * seen  # smoother arrivals find another prompt in service less often
-    # the budget wait's spread: Poisson arrivals queue prompts in bursts, so a wait is exponential-like (what the
-    # simulator shows for one replica); a round-robin stream of k replicas mostly waits for the rest of one nearly
-    # deterministic prefill (M/G/1 per server by Takacs: 2 E[W]^2 + lam E[S^3] / 3 (1 - rho), E[S^3] of a gamma law
-    # of the prompt mix's scv, its collision term scaled like the chance of waiting); in between by c_a^2
-    third = prompt_service ** 3 * (1.0 + prompt_scv) * (1.0 + 2.0 * prompt_scv)
-    takacs = 2.0 * budget_wait_mean ** 2 + seen * rate / servers * third / (3.0 * (1.0 - rho_prompt))
-    prompt_wait_second = seen * 2.0 * budget_wait_mean ** 2 / np.maximum(p_prompt, 1e-9) + (1.0 - seen) * takacs
 
     def ttft_at(q: float | None) -> np.ndarray:
         if q is None:
             return p_wait * slot_wait_mean + p_prompt * (budget_wait_mean / np.maximum(p_prompt, 1e-9)) \
                 + residual_s(busy, share * seen, t_mix, t_dec, None) + own_prefill
+        # the budget wait's spread: Poisson arrivals queue prompts in bursts, so a wait is exponential-like (what
+        # the simulator shows for one replica); a round-robin stream of k replicas mostly waits for the rest of one
+        # nearly deterministic prefill (M/G/1 per server by Takacs: 2 E[W]^2 + lam E[S^3] / 3 (1 - rho), E[S^3] of
+        # a gamma law of the prompt mix's scv, its collision term scaled like the chance of waiting); in between by
+        # c_a^2
+        third = prompt_service ** 3 * (1.0 + prompt_scv) * (1.0 + 2.0 * prompt_scv)
+        takacs = 2.0 * budget_wait_mean ** 2 + seen * rate / servers * third / (3.0 * (1.0 - rho_prompt))
+        prompt_wait_second = seen * 2.0 * budget_wait_mean ** 2 / np.maximum(p_prompt, 1e-9) + (1.0 - seen) * takacs
         # the quantile of the three waits' sum, not the sum of their quantiles
         waits = [exponential_moments(p_wait, slot_wait_mean),
                  (p_prompt, budget_wait_mean, prompt_wait_second),
