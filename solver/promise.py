@@ -18,9 +18,9 @@ from .catalog import find_gpu
 from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
 from .queueing import holding_overlap
-from .roofline import Hardware, phases_time_s
+from .roofline import Hardware
 from .scenario import Resolved
-from .serving import PLANNING_UTILISATION, QUANTILE, online_state, prefill_phases
+from .serving import PLANNING_UTILISATION, QUANTILE, chunked_prefill, online_state
 from .shape import Shape, mix_shape
 
 METRIC_KIND = {"ttft": "ttft", "tpot": "tpot", "e2e": "throughput"}
@@ -61,7 +61,7 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
     serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
                            percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
     workloads = {w.name: w for w in resolved.scenario.workloads}
-    chunk = serving.engine.chunk_tokens
+    chunk, budget = float(serving.engine.chunk_tokens), float(serving.engine.token_budget)
     # the pool's state depends on a demand only through the statistics its SLO asks for: once per distinct set
     stats = [tuple(sorted(workloads[a.workload].slo.percentiles().items())) if statistic is None
              else (("e2e", statistic), ("tpot", statistic), ("ttft", statistic)) for a, _ in rows]
@@ -73,7 +73,7 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
         at_e2e = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9),
                               {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv,
                               holding_overlap=overlap)
-        avg = phases_time_s(prefill_phases(mix, one, chunk, state.decode_seqs), serving.theta)
+        avg = chunked_prefill(mix, serving.theta, state.decode_seqs, budget, chunk).total_s
         states[pct] = (state, at_e2e, avg)
     slots = next(iter(states.values()))[0].occupancy[0]  # slots held do not depend on the statistics asked for
     out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * first.batch_size))}}
@@ -82,8 +82,8 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
     ones = np.ones(len(rows))
     own_shape = Shape(model, hw, w0.dtype, w0.effective_kv_dtype, ones * first.tensor_parallel, lengths[:, 0],
                       lengths[:, 1], ones * first.offload_ratio, ones * float(np.asarray(mix.mean_context)[0]))
-    own_by_state = {pct: phases_time_s(prefill_phases(own_shape, ones, chunk, float(st[0].decode_seqs[0])),
-                                       serving.theta) for pct, st in states.items()}
+    own_by_state = {pct: chunked_prefill(own_shape, serving.theta, float(st[0].decode_seqs[0]), budget, chunk).total_s
+                    for pct, st in states.items()}
     for k, ((a, _), pct) in enumerate(zip(rows, stats)):
         state, at_e2e, avg = states[pct]
         own = float(own_by_state[pct][k])  # this demand's prompt in place of the mix's average one

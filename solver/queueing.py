@@ -4,7 +4,7 @@ exponential, and the compound-Poisson prompt tokens of a step."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaincinv
+from scipy.special import gammainc, gammaincinv
 
 SCALAR_ROWS = 4  # rows of one server count up to which the recursion runs on Python floats
 
@@ -152,41 +152,91 @@ def compound_poisson_pmf(mean_count: float, lengths: np.ndarray, weights: np.nda
     return np.arange(grid + 1) * unit, pmf
 
 
-def residual_moments(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(P(R > 0), E[R], E[R^2]) of ``residual_s``'s rest of the running iteration: uniform over a long or a short
-    iteration, length-biased, when the engine is busy."""
-    long, short, s = _long_share(share, t_mix, t_dec)
-    mean = busy * (s * long + (1.0 - s) * short) / 2.0
-    second = busy * (s * long ** 2 + (1.0 - s) * short ** 2) / 3.0
-    return np.asarray(busy, float), np.asarray(mean, float), np.asarray(second, float)
+def _hypoexponential_terms(waits: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """P(V > y) = sum_j c_j exp(-y / mu_j) for y > 0, V the sum of independent waits each 0 with probability 1 - p
+    and exponential of mean m otherwise (over which parts are positive, each sum a hypoexponential law)."""
+    # distinct means keep the partial fractions finite; a 1e-4 relative nudge moves no quantile visibly
+    means = [np.maximum(np.asarray(m, float), 1e-12) * (1.0 + 1e-4 * i) for i, (_, m) in enumerate(waits)]
+    probs = [np.clip(np.asarray(p, float), 0.0, 1.0) for p, _ in waits]
+    coef = [np.zeros_like(m) for m in means]
+    for subset in range(1, 2 ** len(waits)):
+        chosen = [i for i in range(len(waits)) if subset >> i & 1]
+        weight = np.ones_like(means[0])
+        for i, p in enumerate(probs):
+            weight = weight * (p if i in chosen else 1.0 - p)
+        for i in chosen:
+            part = weight
+            for j in chosen:
+                if j != i:
+                    part = part * means[i] / (means[i] - means[j])
+            coef[i] = coef[i] + part
+    return list(zip(coef, means))
 
 
-def exponential_moments(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(P(W > 0), E[W], E[W^2]) of a wait that is 0 with probability 1 - p_wait and exponential otherwise."""
-    p = np.clip(np.asarray(p_wait, float), 0.0, 1.0)
-    m = np.asarray(mean_wait_given_wait, float)
-    return p, p * m, 2.0 * p * m * m
+def _wait_tail(x: np.ndarray, segments: list[tuple[np.ndarray, np.ndarray]],
+               terms: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """P(R + V > x), x > 0, for R uniform on [0, L] with weight w per (w, L) segment (L = 0: R = 0) and P(V > y) =
+    sum_j c_j exp(-y / mu_j) from ``terms``."""
+    tail = np.zeros_like(x)
+    for weight, length in segments:
+        at_zero = sum((c * np.exp(-x / mu) for c, mu in terms), np.zeros_like(x))
+        a = np.minimum(x, length)
+        spread = sum((c * mu * (np.exp(-(x - a) / mu) - np.exp(-x / mu)) for c, mu in terms), np.zeros_like(x))
+        uniform = (np.maximum(length - x, 0.0) + spread) / np.maximum(length, 1e-300)
+        tail = tail + weight * np.where(length > 0, uniform, at_zero)
+    return tail
 
 
-def sum_quantile(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], q: float) -> np.ndarray:
-    """``q`` quantile of a sum of independent waits, each given as (P(W_i > 0), E[W_i], E[W_i^2]).
+def total_wait_quantile(q: float, busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray,
+                        waits: list[tuple[np.ndarray, np.ndarray]],
+                        step: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """``q`` quantile of the rest of the running iteration (``residual_s``) plus independent waits given as
+    (P(W > 0), E[W | W > 0]), each exponential when positive, plus a ``step`` (P, d) that is d with probability P
+    and 0 otherwise: from the sum's exact tail, found by bisection.
 
-    The sum is 0 when every part is, and otherwise a gamma law with the sum's conditional mean and variance (exact
-    for one exponential part; a sum of the parts' own quantiles would overstate the tail: they rarely peak together).
+    A moment fit of the sum (a gamma law) overstates the tail where a bounded part (the rest of one iteration) meets a
+    rare long one (a wait for slots or budget), and a sum of the parts' quantiles overstates it more: they rarely
+    peak together.
     """
-    p_zero = np.ones_like(parts[0][0])
-    mean = np.zeros_like(p_zero)
-    second = np.zeros_like(p_zero)
-    for p, m, m2 in parts:
-        second = second + m2 + 2.0 * mean * m  # E[(S + W)^2] for independent S, W
-        mean = mean + m
-        p_zero = p_zero * (1.0 - p)
-    p_pos = np.maximum(1.0 - p_zero, 1e-300)
-    mean_pos = mean / p_pos
-    var_pos = np.maximum(second / p_pos - mean_pos ** 2, 1e-300 + 1e-12 * mean_pos ** 2)
-    shape, scale = mean_pos ** 2 / var_pos, var_pos / np.maximum(mean_pos, 1e-300)
-    q_pos = np.clip((q - p_zero) / p_pos, 0.0, 1.0 - 1e-12)
-    out = scale * gammaincinv(np.maximum(shape, 1e-6), q_pos)
-    return np.where((q > p_zero) & (mean > 0), out, 0.0)
+    busy = np.asarray(busy, float)
+    long, short, s = _long_share(share, t_mix, t_dec)
+    zero = np.zeros_like(busy)
+    segments = [(1.0 - busy, zero), (busy * s, long), (busy * (1.0 - s), short)]
+    terms = _hypoexponential_terms(waits)
+    p_step, d_step = (zero, zero) if step is None else (np.asarray(step[0], float), np.asarray(step[1], float))
+
+    def tail(x: np.ndarray) -> np.ndarray:
+        def before(y: np.ndarray) -> np.ndarray:  # P(R + V > y), 1 below 0
+            return np.where(y < 0.0, 1.0, _wait_tail(np.maximum(y, 1e-300), segments, terms))
+        return np.asarray((1.0 - p_step) * before(x) + p_step * before(x - d_step), float)
+
+    beyond = 1.0 - q
+    slowest = np.maximum.reduce([mu for _, mu in terms])
+    weight = np.maximum(sum(np.abs(c) for c, _ in terms), beyond)
+    lo, hi = zero, long + d_step + slowest * np.log(weight / beyond)
+    for _ in range(48):
+        mid = 0.5 * (lo + hi)
+        over = tail(mid) > beyond
+        lo, hi = np.where(over, mid, lo), np.where(over, hi, mid)
+    return np.where(tail(zero) > beyond, hi, 0.0)
+
+
+def renewal_wait_ratios(k: np.ndarray | float, rate: np.ndarray, service: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """How much less an Erlang-``k`` stream (a Poisson stream dealt round-robin over k replicas) waits for a server
+    of ``service`` seconds than a Poisson stream of the same ``rate``: ratios of P(wait > 0) and E[wait | wait].
+
+    To first order in the load an arrival waits only for the request before it, which came A ago (A ~ Erlang(k)
+    of mean 1 / rate): it waits when A < S, for S - A. Smoother gaps rarely fall short of S, and when they do, only
+    just. The ratios of these terms to the Poisson ones (k = 1) scale the exact Poisson queue.
+    """
+    def terms(kk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = kk * rate * service
+        p = np.maximum(gammainc(kk, x), 1e-300)
+        mean_gap = gammainc(kk + 1.0, x) / (np.maximum(rate, 1e-300) * p)  # E[A | A < S]
+        return p, np.maximum(service - mean_gap, 1e-12 * service)
+
+    k_arr = np.maximum(np.asarray(k, float) * np.ones_like(np.asarray(rate, float)), 1.0)
+    p_k, w_k = terms(k_arr)
+    p_1, w_1 = terms(np.ones_like(k_arr))
+    return np.minimum(p_k / p_1, 1.0), np.minimum(w_k / np.maximum(w_1, 1e-300), 1.0)

@@ -33,12 +33,14 @@ and the fixed point is polished from the closed-form root by secant steps. Then
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+from scipy.special import gammainc
 
 from .engines import EngineProfile
-from .queueing import (compound_poisson_pmf, elastic_erlang_c, exponential_moments, feedback_dispersion, residual_moments,
-                       residual_s, sum_quantile)
+from .queueing import (compound_poisson_pmf, elastic_erlang_c, feedback_dispersion, renewal_wait_ratios, residual_s,
+                       total_wait_quantile)
 from .roofline import IterationWork, Phases, phases_time_s, time_s
 from .shape import Shape, mix_shape
 
@@ -59,6 +61,32 @@ def prefill_phases(shape: Shape, batch: np.ndarray, chunk_tokens: int, decode_se
     chunks = np.maximum(np.ceil(tokens / chunk_tokens), 1.0)
     pairs = np.asarray(batch, float) * np.square(shape.input_tokens.astype(float)) / 2.0
     return [(shape.work(decode_seqs, tokens / chunks, pairs / chunks), chunks)]
+
+
+class ChunkedPrefill(NamedTuple):
+    """A prompt's own steps beside ``n`` running decodes: ``chunks`` - 1 full ones of ``full_tokens`` (``full_s``
+    each) and a last one of ``last_tokens`` (``last_s``); ``total_s`` in all."""
+    chunks: np.ndarray
+    full_tokens: np.ndarray
+    last_tokens: np.ndarray
+    full_s: np.ndarray
+    last_s: np.ndarray
+    total_s: np.ndarray
+
+
+def chunked_prefill(shape: Shape, theta: np.ndarray, decode_seqs: np.ndarray | float, budget: float, chunk: float
+                    ) -> ChunkedPrefill:
+    """The scheduler gives a prompt whole chunks of what the token budget leaves beside the running decodes, then
+    the rest: a 2048-token prompt under a 2048-token budget is one full compute-bound step and a short weight-bound
+    one, not two halves."""
+    n = np.asarray(decode_seqs, float)
+    l_in = shape.input_tokens.astype(float)
+    full = np.maximum(np.minimum(chunk, budget - n), 1.0) * np.ones_like(l_in)
+    chunks = np.maximum(np.ceil(l_in / full), 1.0)
+    last = l_in - (chunks - 1.0) * full
+    full_s = phases_time_s([(shape.work(n, full, full * l_in / 2.0), 1.0)], theta)
+    last_s = phases_time_s([(shape.work(n, last, last * l_in / 2.0), 1.0)], theta)
+    return ChunkedPrefill(chunks, full, last, full_s, last_s, (chunks - 1.0) * full_s + last_s)
 
 
 def static_latency(shape: Shape, theta: np.ndarray, batch: np.ndarray, chunk_tokens: int
@@ -292,8 +320,6 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     finite = np.isfinite(t)
     t_ok = np.where(finite, t, 0.0)
     n = rate * t_ok * l_out
-    # a prompt's chunks fit beside the running decodes: at most the budget they leave per step
-    own_chunks = np.maximum(np.ceil(l_in / np.maximum(np.minimum(chunk, budget - n), 1.0)), 1.0)
     cap = np.asarray(max_seqs, float)
 
     # the running count's variance over its mean: the load feeds back on the holding time (queueing.feedback_dispersion)
@@ -325,24 +351,40 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
         spread = batched_iteration_s(shape, theta, rate, budget, t_ok, n_q) - (share * t_with + (1 - share) * t_without)
         return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps + np.maximum(spread, 0.0)
 
-    first = l_in / own_chunks  # tokens of each of the prompt's steps beside the running decodes
-    own_step = phases_time_s([(shape.work(n, first, first * l_in / 2.0), 1.0)], theta)
-    alone = own_chunks * own_step  # the prompt's own steps: its service for the token budget
-    # the prompts that arrive during the same iteration (rate * t of them; fewer when arrivals are smoother than
-    # Poisson, as behind a round-robin router) are packed into the request's first step
-    seen = np.minimum(np.asarray(arrival_scv, float), 1.0)
-    others = np.minimum(seen * rate * t_ok * l_in, np.maximum(budget - n - first, 0.0))
-    packed_step = phases_time_s([(shape.work(n, first + others, first * l_in / 2.0 + others * shape.pairs_per_token),
-                                  1.0)], theta)
-    own_prefill = alone - own_step + packed_step
+    own = chunked_prefill(shape, theta, n, budget, chunk)
+    own_chunks, full, last, step_full, step_last = own.chunks, own.full_tokens, own.last_tokens, own.full_s, own.last_s
+    first = np.minimum(l_in, full)  # tokens of the prompt's first step
+    alone = own.total_s  # the prompt's own steps: its service for the token budget
+    # prompts that arrive while the request waits for its first step (during its full steps, for a long prompt) are
+    # packed into its first (last) step, up to the budget: with probability p_pack, one more prompt's tokens
+    # (fewer when arrivals are smoother than Poisson, as behind a round-robin router)
+    gaps = 1.0 / np.clip(np.asarray(arrival_scv, float), 1e-3, 1.0)  # Erlang-k gaps between a replica's arrivals
+    pack_into = np.where(own_chunks > 1, last, first)
+    before_step = np.where(own_chunks > 1, (own_chunks - 1.0) * step_full, t_ok)
+    p_pack = gammainc(gaps, gaps * rate * before_step)  # the next arrival comes before the step
+    packed = np.minimum(l_in, np.maximum(budget - n - pack_into, 0.0))
+    packed_step = phases_time_s([(shape.work(n, pack_into + packed, pack_into * l_in / 2.0
+                                             + packed * shape.pairs_per_token), 1.0)], theta)
+    pack_delay = packed_step - step_last
+    own_prefill = alone + p_pack * pack_delay
     # prompts queue for the token budget: an M/D/m queue whose m servers are the prompt chunks that fit beside
     # the running decodes, each held for the mixed iterations of its prefill (a conservative M/D/1 per server)
     t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * shape.pairs_per_token, runs=np.ones_like(rate)), theta)
     servers = np.maximum(np.floor(np.maximum(budget - n, 1.0) / prompt_chunk), 1.0)
-    prompt_service = alone
+    # a prompt of several chunks blocks the budget for its full steps and the full-step share of its last, short
+    # one: the rest of that step is the next prompt's
+    prompt_service = np.where(own_chunks > 1, l_in / full * step_full, alone)
     rho_prompt = np.minimum(rate * prompt_service / servers, 0.999)
-    # Pollaczek-Khinchine (Allen-Cunneen for smoother arrivals): a mix of prompt lengths waits longer
-    budget_wait_mean = rho_prompt * (arrival_scv + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
+    # Pollaczek-Khinchine given a wait (a mix of prompt lengths waits longer); a round-robin router's Erlang-k
+    # stream finds a prompt in service less often and waits less for it (queueing.renewal_wait_ratios)
+    scv_a = np.asarray(arrival_scv, float)
+    found, shorter = renewal_wait_ratios(gaps, rate / servers, prompt_service)
+    p_prompt = rho_prompt * found
+    extra_wait = (np.maximum(scv_a, 1.0) + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
+    budget_wait_mean = p_prompt * extra_wait * shorter
+    # an arrival that lands in an iteration carrying a prompt's chunk waits out its rest in the budget wait when that
+    # prompt holds the only prompt server; it waits only for the iteration where the budget leaves room for more
+    long_found = share * found * (1.0 - 1.0 / servers)
     # Little's law on the slots: a request holds one through its wait for budget, its prefill and L_out - 1 steps
     # as it sees them (TPOT's mean: longer than the time-average step where the load feeds back on them)
     tpot_mean = tpot_at(None)
@@ -362,25 +404,15 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     slot_wait_mean = service * full_load / np.maximum(slot_load * (slot_servers - full_load), 1e-9)
     busy = 1.0 - np.exp(-occupancy)
 
-    p_prompt = rho_prompt * seen  # smoother arrivals find another prompt in service less often
-
     def ttft_at(q: float | None) -> np.ndarray:
         if q is None:
-            return p_wait * slot_wait_mean + p_prompt * (budget_wait_mean / np.maximum(p_prompt, 1e-9)) \
-                + residual_s(busy, share * seen, t_mix, t_dec, None) + own_prefill
-        # the budget wait's spread: Poisson arrivals queue prompts in bursts, so a wait is exponential-like (what
-        # the simulator shows for one replica); a round-robin stream of k replicas mostly waits for the rest of one
-        # nearly deterministic prefill (M/G/1 per server by Takacs: 2 E[W]^2 + lam E[S^3] / 3 (1 - rho), E[S^3] of
-        # a gamma law of the prompt mix's scv, its collision term scaled like the chance of waiting); in between by
-        # c_a^2
-        third = prompt_service ** 3 * (1.0 + prompt_scv) * (1.0 + 2.0 * prompt_scv)
-        takacs = 2.0 * budget_wait_mean ** 2 + seen * rate / servers * third / (3.0 * (1.0 - rho_prompt))
-        prompt_wait_second = seen * 2.0 * budget_wait_mean ** 2 / np.maximum(p_prompt, 1e-9) + (1.0 - seen) * takacs
-        # the quantile of the three waits' sum, not the sum of their quantiles
-        waits = [exponential_moments(p_wait, slot_wait_mean),
-                 (p_prompt, budget_wait_mean, prompt_wait_second),
-                 residual_moments(busy, share * seen, t_mix, t_dec)]
-        return sum_quantile(waits, q) + own_prefill
+            return p_wait * slot_wait_mean + budget_wait_mean + residual_s(busy, long_found, t_mix, t_dec, None) \
+                + own_prefill
+        # given a wait, Poisson arrivals queue prompts in bursts and the budget wait is exponential-like (what the
+        # simulator shows for one replica; a round-robin stream's is narrower, so this errs long); the quantile of
+        # the three waits' sum, not the sum of their quantiles
+        waits = [(p_wait, slot_wait_mean), (p_prompt, extra_wait * shorter)]
+        return total_wait_quantile(q, busy, long_found, t_mix, t_dec, waits, (p_pack, pack_delay)) + alone
 
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
     nan = np.full_like(rate, np.nan)  # a metric not asked for (capacity searches skip unbounded ones)
