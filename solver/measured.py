@@ -5,9 +5,9 @@ work it counts (prefill tok/s -> the prefill of the batch, decode tok/s -> one d
 tok/s -> the whole batch). How a row was run decides its iterations:
 
 * ``batch_size`` given: a static batch (the paper's model; 2023-24 benchmark tables, offline runs);
-* ``concurrency`` given: a closed loop of N clients on a continuous-batching engine: every iteration decodes
-  ~N sequences and mixes in N * L_in / L_out prompt tokens; a new request's TTFT is its own prefill beside the
-  running decodes plus half an iteration;
+* ``concurrency`` given: a closed loop of N clients on a continuous-batching engine, as many running as the KV
+  cache holds: a first wave in lockstep, then a steady state in which every iteration decodes ~N sequences and
+  mixes in N * L_in / L_out prompt tokens (``RowModel._closed_loop``);
 * ``request_rate_per_s`` given: an open loop; the iteration mix comes from the analytic steady state at the
   current coefficients (re-linearised at every fitting pass);
 * none: saturated throughput of a continuous-batching engine, at the largest concurrency whose KV fits.
@@ -32,6 +32,7 @@ ENGINE_ALIASES = {"tensorrt-llm": "trtllm", "trt-llm": "trtllm", "text-generatio
 SATURATED_BATCH_CAP = 2048  # TensorRT-LLM's default max_batch_size for saturated-throughput benchmarks
 MEMORY_UTILIZATION = 0.9
 RATE_METRICS = ("prefill_tokens_per_s", "decode_tokens_per_s", "output_tokens_per_s", "tokens_per_s")
+QUANTILE_OF = {"mean": None, "median": 0.5, "p90": 0.9, "p99": 0.99}
 PHASE = {"ttft_s": "ttft", "prefill_tokens_per_s": "ttft", "tpot_s": "tpot", "decode_tokens_per_s": "tpot",
          "e2e_s": "throughput", "output_tokens_per_s": "throughput", "tokens_per_s": "throughput"}
 
@@ -68,6 +69,8 @@ class RowModel:
     batch: float  # sequences in flight (static batch, concurrency or saturated batch)
     rate: float
     statistic: str = "mean"
+    clients: float = float("nan")  # a closed loop's clients (more than ``batch`` when the KV cache holds fewer)
+    prompts: float = float("nan")  # requests in the whole run (a closed loop's first wave is batch / prompts of them)
 
     def phases(self, theta: np.ndarray) -> Phases:
         s, eng, b = self.shape, self.engine, np.array([self.batch])
@@ -84,14 +87,7 @@ class RowModel:
             prefill = prefill_phases(s, np.array([1.0]), chunk, decode_seqs=n)
             decode = s.work(np.array([1.0 + n]), p, p * l_in / 2.0, runs=np.ones(1))
         elif self.mode == "closed_loop":
-            # N clients with equal lengths start together and stay in waves: each wave's N prompts are prefilled
-            # in chunks of the token budget, then decoded together; a request waits for the chunks before its own
-            work, chunks = prefill_phases(s, b, eng.token_budget)[0]
-            position = 1.0 if self.statistic in ("p90", "p95", "p99") else 0.5
-            prefill = [(work, np.maximum(position * chunks, 1.0))]
-            if PHASE[self.metric] == "throughput":
-                return [(work, chunks), (s.work(b, 0.0, 0.0), max(l_out - 1.0, 0.0))]
-            decode = s.work(b, 0.0, 0.0)
+            return self._closed_loop(theta)
         else:  # saturated: ~b decodes, each iteration mixing in b * L_in / L_out prompt tokens
             p = self.batch * l_in / max(l_out, 1.0)
             prefill = prefill_phases(s, np.array([1.0]), chunk, decode_seqs=max(self.batch - 1.0, 0.0))
@@ -108,6 +104,36 @@ class RowModel:
             return [*prefill, (decode, steps)]
         # continuous, throughput: L_out mixed iterations produce b * L_out tokens
         return [(decode, l_out)]
+
+
+    def _closed_loop(self, theta: np.ndarray) -> Phases:
+        """N clients, b of them running (what the KV cache holds). They start in lockstep: the first wave's b
+        prompts are prefilled together in chunks of the token budget, a request waiting for the chunks before its
+        own, then decoded together. Chunked prefill staggers their finishes, so later waves run desynchronised, a
+        steady state: every iteration decodes ~b sequences and mixes in b * L_in / L_out prompt tokens, a new
+        prompt is prefilled beside b - 1 decodes, and clients beyond b wait for running requests to finish. With
+        T prompts in the run the first wave is b / T of the requests (none of them when T is not stated)."""
+        s, eng, b = self.shape, self.engine, np.array([self.batch])
+        l_in, l_out = float(s.input_tokens[0]), float(s.output_tokens[0])
+        phase, q = PHASE[self.metric], QUANTILE_OF.get(self.statistic)
+        first = min(self.batch / self.prompts, 1.0) if np.isfinite(self.prompts) else 0.0
+        work, chunks = prefill_phases(s, b, eng.token_budget)[0]
+        decode = s.work(b, 0.0, 0.0)
+        p = self.batch * l_in / max(l_out, 1.0)
+        mixed = s.work(b, p, p * l_in / 2.0, runs=np.ones(1))
+        own = prefill_phases(s, np.array([1.0]), eng.chunk_tokens, decode_seqs=max(self.batch - 1.0, 0.0))
+        if phase == "throughput":
+            return [(work, chunks * first), (decode, max(l_out - 1.0, 0.0) * first), (mixed, l_out * (1.0 - first))]
+        if phase == "tpot":
+            return [(decode, first), (mixed, 1.0 - first)]
+        queued = max(self.clients / self.batch - 1.0, 0.0)  # running requests a waiting client waits for, each
+        if q is None:  # the mean over both kinds of request
+            steady = [*own, (mixed, 0.5)] + [(w, k * queued) for w, k in own] + [(mixed, (l_out - 1.0) * queued)]
+            return [(work, np.maximum(0.5 * chunks, 1.0) * first)] + [(w, k * (1.0 - first)) for w, k in steady]
+        if first >= 1.0 - q:  # the quantile lies among the first wave's requests, at its place in the wave
+            return [(work, np.maximum((1.0 - (1.0 - q) / first) * chunks, 1.0))]
+        waves = float(np.ceil(queued)) if q > 0.5 else queued
+        return [*own, (mixed, 1.0)] + [(w, k * waves) for w, k in own] + [(mixed, (l_out - 1.0) * waves)]
 
 
 def row_model(row: pd.Series) -> RowModel | None:
@@ -130,14 +156,16 @@ def row_model(row: pd.Series) -> RowModel | None:
     hw = Hardware.from_specs([spec], dtype)
     shape = Shape(model, hw, dtype, kv_dtype, np.array([float(tp)]), np.array([max(l_in, 1.0)]),
                   np.array([max(l_out, 1.0)]), np.array([0.0]))
+    usable = spec.memory_gib * GIB * MEMORY_UTILIZATION - weight_bytes(model, dtype) / tp
+    kv_batch = float(max(1, usable // max(model.kv_bytes_per_token(kv_dtype) * (l_in + l_out) / tp, 1.0)))
+    clients = float("nan")
     if mode == "static":
         batch = float(row["batch_size"])
-    elif mode == "closed_loop":
-        batch = float(row["concurrency"])
+    elif mode == "closed_loop":  # more clients than the KV cache holds queue for it
+        clients = float(row["concurrency"])
+        batch = min(clients, kv_batch)
     elif mode == "saturated":
-        usable = spec.memory_gib * GIB * MEMORY_UTILIZATION - weight_bytes(model, dtype) / tp
-        per_seq = model.kv_bytes_per_token(kv_dtype) * (l_in + l_out) / tp
-        batch = float(max(1, min(SATURATED_BATCH_CAP, usable // max(per_seq, 1.0))))
+        batch = min(float(SATURATED_BATCH_CAP), kv_batch)
     else:
         batch = float("nan")
     rate = float(row["request_rate_per_s"]) if mode == "open_loop" else 0.0
@@ -155,7 +183,8 @@ def row_model(row: pd.Series) -> RowModel | None:
     else:
         time = value
     stat = row.get("statistic", "mean")
-    return RowModel(shape, engine, mode, metric, time, batch, rate, stat if isinstance(stat, str) and stat else "mean")
+    return RowModel(shape, engine, mode, metric, time, batch, rate, stat if isinstance(stat, str) and stat else "mean",
+                    clients if np.isfinite(clients) else batch, float(row.get("num_prompts", np.nan)))
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ COLUMNS = ("source_id", "model", "gpu", "gpu_count", "engine", "dtype", "kv_dtyp
 # Optional columns (a file without them loads as if they were empty). Online (continuous-batching) rows leave
 # batch_size empty and give the offered load instead: request_rate_per_s (requests/s; empty or "inf" = all requests
 # sent at once) and/or concurrency (max requests in flight). statistic says what a ttft_s/tpot_s/e2e_s value is:
-# mean, median, p90 or p99 (empty = mean).
-OPTIONAL_COLUMNS = ("notes", "request_rate_per_s", "concurrency", "statistic")
+# mean, median, p90 or p99 (empty = mean). num_prompts: the requests of the whole run (a closed loop's first wave,
+# sent at once, is concurrency / num_prompts of them; empty = a steady-state measurement).
+OPTIONAL_COLUMNS = ("notes", "request_rate_per_s", "concurrency", "statistic", "num_prompts")
 STATISTICS = ("mean", "median", "p90", "p99")
 METRICS = {"ttft_s": "s", "tpot_s": "s", "e2e_s": "s", "prefill_tokens_per_s": "tokens/s",
            "decode_tokens_per_s": "tokens/s", "output_tokens_per_s": "tokens/s", "tokens_per_s": "tokens/s"}
@@ -60,7 +61,7 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     for col in OPTIONAL_COLUMNS:
         if col not in frame.columns:
             frame[col] = np.nan
-    for col in ("request_rate_per_s", "concurrency"):
+    for col in ("request_rate_per_s", "concurrency", "num_prompts"):
         try:
             frame[col] = pd.to_numeric(frame[col], errors="raise").astype("float64")
         except (ValueError, TypeError):
@@ -81,7 +82,7 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
                                    field=col)
         if not row["value"] > 0:
             raise CatalogError("value must be positive", path=str(path), where=where, field="value")
-        for col in ("request_rate_per_s", "concurrency"):
+        for col in ("request_rate_per_s", "concurrency", "num_prompts"):
             v = row[col]
             if np.isfinite(v) and not v > 0:
                 raise CatalogError("expected a positive number (or empty)", path=str(path), where=where, field=col)

@@ -34,7 +34,7 @@ from .errors import CatalogError
 from .io import read_json
 from .measurements import COLUMNS
 
-ROW_COLUMNS = (*COLUMNS, "notes", "request_rate_per_s", "concurrency", "statistic")
+ROW_COLUMNS = (*COLUMNS, "notes", "request_rate_per_s", "concurrency", "statistic", "num_prompts")
 # (file statistic key, our statistic name)
 VLLM_STATS = (("mean", "mean"), ("median", "median"), ("p90", "p90"), ("p99", "p99"))
 GUIDELLM_STATS = (("mean", "mean"), ("median", "median"), ("p90", "p90"), ("p99", "p99"))
@@ -111,7 +111,9 @@ def _vllm_rows(data: dict[str, Any], path: Path, base: dict[str, Any]) -> list[d
     l_out = _mean_len(data, "output_lens", "total_output_tokens", path)
     date = str(data.get("date", ""))
     date = f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) >= 8 and date[:8].isdigit() else date
-    load = {"request_rate_per_s": rate if rate is not None else math.inf, "concurrency": conc}
+    # every request of a closed loop is sent at once, the first wave in lockstep: the run's size says how many waves
+    prompts = _num(data.get("completed"), path, "completed", required=False)
+    load = {"request_rate_per_s": rate if rate is not None else math.inf, "concurrency": conc, "num_prompts": prompts}
     context = (f"vLLM benchmark_serving result: backend {data.get('backend')!r}, model_id {data.get('model_id')!r}, "
                f"num_prompts {data.get('num_prompts')}, completed {data.get('completed')}, request_rate "
                f"{data.get('request_rate')!r}, max_concurrency {data.get('max_concurrency')!r}, duration "
@@ -226,4 +228,5 @@ def _row(base: dict[str, Any], metric: str, value: float, unit: str, l_in: float
             "output_tokens": int(round(l_out)), "metric": metric, "value": float(value), "unit": unit, "date": date,
             "notes": notes, "request_rate_per_s": math.nan if load["request_rate_per_s"] is None
             else load["request_rate_per_s"], "concurrency": math.nan if load["concurrency"] is None
-            else load["concurrency"], "statistic": statistic}
+            else load["concurrency"], "statistic": statistic,
+            "num_prompts": math.nan if load.get("num_prompts") is None else load["num_prompts"]}

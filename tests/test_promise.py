@@ -67,16 +67,17 @@ def test_confidence_axis_rejects_values_outside_its_range(tmp_path):
 
 
 def test_pools_of_several_sizes_are_resized_until_their_mix_holds(monkeypatch):
-    """The MILP sizes a shared pool by the sum of solo capacities; on bucketed_mix that overloads a mixed pool
-    (found by the mix check), and the re-solves with that pool's capacity shrunk give a plan whose every mixed
-    pool keeps its bounds within the planning share of its slots, at a higher cost."""
+    """The MILP sizes a shared pool by the sum of solo capacities; where short, TTFT-bound chats share replicas with
+    8k-token prompts (tests/data/mix_overload.yaml) that overloads a mixed pool (found by the mix check), and the
+    re-solves with that pool's capacity shrunk give a plan whose every mixed pool keeps its bounds within the
+    planning share of its slots, at a higher cost."""
     import importlib
 
     from solver.promise import mixed_headroom
 
     plan_module = importlib.import_module("solver.plan")  # the package exports the function under that name
 
-    path = str(SCENARIOS / "bucketed_mix.yaml")
+    path = str(Path(__file__).resolve().parent / "data" / "mix_overload.yaml")
     resolved = solver.load_scenario(path)
     monkeypatch.setattr(plan_module, "MIX_ROUNDS", 0)
     # the back ends reach different equally cheap optima; at least one mixes sizes beyond what the mix holds
