@@ -23,7 +23,8 @@ from .catalog import find_gpu, find_model
 from .engines import EngineProfile, engine_profiles
 from .errors import PlannerError
 from .roofline import GIB, Hardware, Phases, features, phases_time_s, weight_bytes
-from .serving import online_state, prefill_phases
+from .prefill import prefill_phases
+from .serving import online_state
 from .shape import Shape
 
 # engine names as measurement sources print them -> profile names

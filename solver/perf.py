@@ -20,7 +20,8 @@ from .calibration import Calibration
 from .engines import EngineProfile, find_engine
 from .roofline import GIB, Hardware, factorize, weight_bytes
 from .schema import ModelCard
-from .serving import online_capacity, online_state, static_latency
+from .prefill import static_latency
+from .serving import online_capacity, online_state
 from .shape import Shape
 
 __all__ = ["GIB", "Estimate", "Hardware", "activation_peak_bytes", "estimate", "kv_cache_bytes", "weight_bytes"]

@@ -4,7 +4,7 @@ exponential, and the compound-Poisson prompt tokens of a step."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammainc, gammaincinv
+from scipy.special import gammainc
 
 SCALAR_ROWS = 4  # rows of one server count up to which the recursion runs on Python floats
 

@@ -23,26 +23,27 @@ and the fixed point is polished from the closed-form root by secant steps. Then
 * slots held = rate x (budget wait + own prefill + (L_out - 1) x TPOT): Little's law on what a request experiences;
 * ``TTFT`` = admission wait (``queueing.elastic_erlang_c`` over ``max_num_seqs`` slots: Erlang C whose load grows
   with the slots busy; arrivals smoother than Poisson, as behind a round-robin router, act as c / c_a^2 slots at
-  the same utilisation) + wait for the token budget (M/D/m over the prompt work) + the rest of the running
-  iteration + the request's own prefill steps beside the running decodes (the first shared with the prompts
-  arriving with it); a percentile is the quantile of the three waits' sum (``queueing.sum_quantile``); an idle
-  replica's TTFT is exactly its own prefill;
+  the same utilisation) + wait for the token budget (M/D/m over the prompt work; an Erlang-k stream finds it busy
+  and waits for it by ``queueing.renewal_wait_ratios``) + the rest of the running iteration + the request's own
+  steps (``prefill.chunked_prefill``: whole chunks of what the budget leaves beside the decodes, then the rest; with
+  the next prompt packed into its last step when that one arrives in time); a percentile is the quantile of the
+  waits' sum from its exact tail (``queueing.total_wait_quantile``); an idle replica's TTFT is its own prefill;
 * capacity = the highest rate at which every SLO of the demand holds at its percentile and the slots held stay
   within ``PLANNING_UTILISATION`` of the cap, by bisection.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 from scipy.special import gammainc
 
 from .engines import EngineProfile
+from .prefill import chunked_prefill
 from .queueing import (compound_poisson_pmf, elastic_erlang_c, feedback_dispersion, renewal_wait_ratios, residual_s,
                        total_wait_quantile)
-from .roofline import IterationWork, Phases, phases_time_s, time_s
-from .shape import Shape, mix_shape
+from .roofline import IterationWork, phases_time_s, time_s
+from .shape import Shape
 
 # One-sided normal quantiles, and how a named statistic maps to a probability.
 QUANTILE = {"mean": None, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
@@ -52,52 +53,6 @@ MAX_UTILISATION = 0.98  # of the concurrency cap: beyond it the queue of a finit
 # queues far beyond the Erlang C wait (benchmarks/simulate.py), so no plan is sized into that regime
 PLANNING_UTILISATION = 0.85
 BISECTION_STEPS = 24  # 6e-8 of the bracket: far below any SLO or price resolution
-
-
-def prefill_phases(shape: Shape, batch: np.ndarray, chunk_tokens: int, decode_seqs: np.ndarray | float = 0.0
-                   ) -> Phases:
-    """Prefill of ``batch`` prompts in chunks of at most ``chunk_tokens``, beside ``decode_seqs`` decodes."""
-    tokens = np.asarray(batch, float) * shape.input_tokens
-    chunks = np.maximum(np.ceil(tokens / chunk_tokens), 1.0)
-    pairs = np.asarray(batch, float) * np.square(shape.input_tokens.astype(float)) / 2.0
-    return [(shape.work(decode_seqs, tokens / chunks, pairs / chunks), chunks)]
-
-
-class ChunkedPrefill(NamedTuple):
-    """A prompt's own steps beside ``n`` running decodes: ``chunks`` - 1 full ones of ``full_tokens`` (``full_s``
-    each) and a last one of ``last_tokens`` (``last_s``); ``total_s`` in all."""
-    chunks: np.ndarray
-    full_tokens: np.ndarray
-    last_tokens: np.ndarray
-    full_s: np.ndarray
-    last_s: np.ndarray
-    total_s: np.ndarray
-
-
-def chunked_prefill(shape: Shape, theta: np.ndarray, decode_seqs: np.ndarray | float, budget: float, chunk: float
-                    ) -> ChunkedPrefill:
-    """The scheduler gives a prompt whole chunks of what the token budget leaves beside the running decodes, then
-    the rest: a 2048-token prompt under a 2048-token budget is one full compute-bound step and a short weight-bound
-    one, not two halves."""
-    n = np.asarray(decode_seqs, float)
-    l_in = shape.input_tokens.astype(float)
-    full = np.maximum(np.minimum(chunk, budget - n), 1.0) * np.ones_like(l_in)
-    chunks = np.maximum(np.ceil(l_in / full), 1.0)
-    last = l_in - (chunks - 1.0) * full
-    full_s = phases_time_s([(shape.work(n, full, full * l_in / 2.0), 1.0)], theta)
-    last_s = phases_time_s([(shape.work(n, last, last * l_in / 2.0), 1.0)], theta)
-    return ChunkedPrefill(chunks, full, last, full_s, last_s, (chunks - 1.0) * full_s + last_s)
-
-
-def static_latency(shape: Shape, theta: np.ndarray, batch: np.ndarray, chunk_tokens: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(TTFT, TPOT) of a static batch: whole-batch prefill, then one decode iteration per token."""
-    ttft = phases_time_s(prefill_phases(shape, batch, chunk_tokens), theta)
-    tpot = time_s(shape.work(batch, 0.0, 0.0), theta)
-    return ttft, tpot
-
-
-# ---- continuous batching ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from solver.calibration import PRIORS, UNCALIBRATED, load_calibration
 from solver.catalog import find_gpu, find_model
 from solver.engines import find_engine
 from solver.roofline import Hardware, iteration_work, phases_time_s, time_s
-from solver.serving import (PLANNING_UTILISATION, Shape, batched_iteration_s, mean_iteration_s, online_capacity, online_state, prefill_phases,
-                            static_latency)
+from solver.prefill import prefill_phases, static_latency
+from solver.serving import PLANNING_UTILISATION, Shape, batched_iteration_s, mean_iteration_s, online_capacity, online_state
 from solver.simulate import simulate_replica
 
 ENGINE = find_engine("vllm")
@@ -179,7 +179,7 @@ def test_dense_prompt_fixed_point_is_the_iterated_one():
 
 
 def test_mix_of_one_size_is_that_size():
-    from solver.serving import mix_shape
+    from solver.shape import mix_shape
 
     s = shape(l_in=1024, l_out=256)
     mix, scv = mix_shape(s.model, s.hw, "fp16", "fp16", 1.0, 0.0, np.array([2.0, 3.0]), np.array([1024, 1024]),
@@ -195,7 +195,7 @@ def test_mix_of_one_size_is_that_size():
 def test_mix_weights_the_running_context_by_output_length():
     """A long answer stays in the batch longer: the running decodes' mean context is output-weighted, so a mix
     of short chats and long-context answers reads more KV per decode than its per-request mean lengths say."""
-    from solver.serving import mix_shape
+    from solver.shape import mix_shape
 
     s = shape()
     rates, l_in, l_out = np.array([10.0, 1.0]), np.array([256, 4096]), np.array([64, 1024])

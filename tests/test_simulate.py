@@ -125,7 +125,7 @@ def test_kv_capacity_preempts_and_recomputes():
 
 
 def test_static_batches_match_static_latency():
-    from solver.serving import static_latency
+    from solver.prefill import static_latency
     flex = find_engine("flexgen")
     shape, theta = make_shape(lin=512, lout=64)
     theta = PRIORS.theta_rows(flex, ["H100"], "fp16")[0]
@@ -292,7 +292,8 @@ def test_compound_poisson_pmf_matches_poisson_and_its_mean():
 def test_a_pool_of_two_prompt_lengths_decodes_as_simulated():
     """256- and 1,024-token prompts on one L40S at 90 % of capacity: the step's prompt tokens are a compound
     Poisson of the two lengths (one size-biased lump overstated TPOT by 4 %, slots held by 3 %)."""
-    from solver.serving import mix_shape, online_capacity
+    from solver.serving import online_capacity
+    from solver.shape import mix_shape
     hw = Hardware.from_specs([find_gpu("L40S")], "fp16")
     lengths = np.array([256, 1024])
     shape, scv = mix_shape(find_model("llama-3.1-8b"), hw, "fp16", "fp16", 1, 0.0, np.array([0.5, 0.5]), lengths,
