@@ -128,8 +128,15 @@ class RowModel:
         if phase == "tpot":
             return [(decode, first), (mixed, 1.0 - first)]
         queued = max(self.clients / self.batch - 1.0, 0.0)  # running requests a waiting client waits for, each
+        # in the steady state prompts arrive at b / E2E per second and queue for the token budget (M/D/1 over their
+        # prefill, Pollaczek-Khinchine; the wait as a multiple of the own prefill, at the current coefficients)
+        own_s = float(phases_time_s(own, theta)[0])
+        e2e_s = own_s + (l_out - 1.0) * float(phases_time_s([(mixed, 1.0)], theta)[0])
+        rho = min(self.batch / max(e2e_s, 1e-12) * own_s, 0.95)
+        ahead = rho / (2.0 * (1.0 - rho))
         if q is None:  # the mean over both kinds of request
-            steady = [*own, (mixed, 0.5)] + [(w, k * queued) for w, k in own] + [(mixed, (l_out - 1.0) * queued)]
+            steady = [*own, *[(w, k * ahead) for w, k in own], (mixed, 0.5)] + [(w, k * queued) for w, k in own] \
+                + [(mixed, (l_out - 1.0) * queued)]
             return [(work, np.maximum(0.5 * chunks, 1.0) * first)] + [(w, k * (1.0 - first)) for w, k in steady]
         if first >= 1.0 - q:  # the quantile lies among the first wave's requests, at its place in the wave
             return [(work, np.maximum((1.0 - (1.0 - q) / first) * chunks, 1.0))]

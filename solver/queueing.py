@@ -237,6 +237,8 @@ def renewal_wait_ratios(k: np.ndarray | float, rate: np.ndarray, service: np.nda
         return p, np.maximum(service - mean_gap, 1e-12 * service)
 
     k_arr = np.maximum(np.asarray(k, float) * np.ones_like(np.asarray(rate, float)), 1.0)
+    if np.all(k_arr == 1.0):  # a Poisson stream (every capacity search): the ratios are 1
+        return np.ones_like(k_arr), np.ones_like(k_arr)
     p_k, w_k = terms(k_arr)
     p_1, w_1 = terms(np.ones_like(k_arr))
     return np.minimum(p_k / p_1, 1.0), np.minimum(w_k / np.maximum(w_1, 1e-300), 1.0)

@@ -316,7 +316,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     gaps = 1.0 / np.clip(np.asarray(arrival_scv, float), 1e-3, 1.0)  # Erlang-k gaps between a replica's arrivals
     pack_into = np.where(own_chunks > 1, last, first)
     before_step = np.where(own_chunks > 1, (own_chunks - 1.0) * step_full, t_ok)
-    p_pack = gammainc(gaps, gaps * rate * before_step)  # the next arrival comes before the step
+    # the next arrival comes before the step (Poisson: 1 - exp(-x), the common case, without the incomplete gamma)
+    p_pack = -np.expm1(-rate * before_step) if np.all(gaps == 1.0) else gammainc(gaps, gaps * rate * before_step)
     packed = np.minimum(l_in, np.maximum(budget - n - pack_into, 0.0))
     packed_step = phases_time_s([(shape.work(n, pack_into + packed, pack_into * l_in / 2.0
                                              + packed * shape.pairs_per_token), 1.0)], theta)
