@@ -23,8 +23,8 @@ and the fixed point is polished from the closed-form root by secant steps. Then
 * slots held = rate x (budget wait + own prefill + (L_out - 1) x TPOT): Little's law on what a request experiences;
 * ``TTFT`` = admission wait (``queueing.elastic_erlang_c`` over ``max_num_seqs`` slots: Erlang C whose load grows
   with the slots busy; arrivals smoother than Poisson, as behind a round-robin router, act as c / c_a^2 slots at
-  the same utilisation) + wait for the token budget (M/D/m over the prompt work; an Erlang-k stream finds it busy
-  and waits for it by ``queueing.renewal_wait_ratios``) + the rest of the running iteration + the request's own
+  the same utilisation; given a wait, the M/D/c drain) + wait for the token budget (M/D/m over the prompt work; an
+  Erlang-k stream finds it busy and waits for it by ``queueing.renewal_wait_ratios``) + the rest of the running iteration + the request's own
   steps (``prefill.chunked_prefill``: whole chunks of what the budget leaves beside the decodes, then the rest; with
   the next prompt packed into its last step when that one arrives in time); a percentile is the quantile of the
   waits' sum from its exact tail (``queueing.total_wait_quantile``); an idle replica's TTFT is its own prefill;
