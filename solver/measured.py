@@ -10,7 +10,8 @@ tok/s -> the whole batch). How a row was run decides its iterations:
   mixes in N * L_in / L_out prompt tokens (``RowModel._closed_loop``);
 * ``request_rate_per_s`` given: an open loop; the iteration mix comes from the analytic steady state at the
   current coefficients (re-linearised at every fitting pass);
-* none: saturated throughput of a continuous-batching engine, at the largest concurrency whose KV fits.
+* none: saturated throughput of a continuous-batching engine, at the largest concurrency whose KV fits and whose
+  steady-state tokens per iteration, b (1 + L_in / L_out), the token budget holds.
 """
 from __future__ import annotations
 
@@ -173,7 +174,10 @@ def row_model(row: pd.Series) -> RowModel | None:
         clients = float(row["concurrency"])
         batch = min(clients, kv_batch)
     elif mode == "saturated":
-        batch = min(float(SATURATED_BATCH_CAP), kv_batch)
+        # in the steady state each iteration carries the running decodes and the prompts that replace them,
+        # b (1 + L_in / L_out) tokens, which the engine's token budget bounds
+        budget_batch = engine.token_budget * l_out / max(l_in + l_out, 1.0)
+        batch = max(1.0, min(float(SATURATED_BATCH_CAP), kv_batch, budget_batch))
     else:
         batch = float("nan")
     rate = float(row["request_rate_per_s"]) if mode == "open_loop" else 0.0
