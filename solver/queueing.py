@@ -225,14 +225,16 @@ def total_wait_quantile(q: float, busy: np.ndarray, share: np.ndarray, t_mix: np
     return np.where(tail(zero) > beyond, hi, 0.0)
 
 
-def renewal_wait_ratios(k: np.ndarray | float, rate: np.ndarray, service: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def renewal_wait_ratios(k: np.ndarray | float, rate: np.ndarray, service: np.ndarray, p_poisson: np.ndarray,
+                        wait_poisson: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """How much less an Erlang-``k`` stream (a Poisson stream dealt round-robin over k replicas) waits for a server
-    of ``service`` seconds than a Poisson stream of the same ``rate``: ratios of P(wait > 0) and E[wait | wait].
+    of ``service`` seconds than a Poisson stream of the same ``rate``, whose P(wait > 0) and E[wait | wait] are
+    ``p_poisson`` and ``wait_poisson``: the ratios of the Erlang-k stream's to those.
 
     To first order in the load an arrival waits only for the request before it, which came A ago (A ~ Erlang(k)
     of mean 1 / rate): it waits when A < S, for S - A. Smoother gaps rarely fall short of S, and when they do, only
-    just. The ratios of these terms to the Poisson ones (k = 1) scale the exact Poisson queue.
+    just. What the Poisson queue adds beyond that first-order term (requests further ahead) scales with the
+    arrivals' squared coefficient of variation, 1 / k, as in Kingman's formula for a deterministic server.
     """
     def terms(kk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = kk * rate * service
@@ -245,4 +247,9 @@ def renewal_wait_ratios(k: np.ndarray | float, rate: np.ndarray, service: np.nda
         return np.ones_like(k_arr), np.ones_like(k_arr)
     p_k, w_k = terms(k_arr)
     p_1, w_1 = terms(np.ones_like(k_arr))
-    return np.minimum(p_k / p_1, 1.0), np.minimum(w_k / np.maximum(w_1, 1e-300), 1.0)
+    queue_p = np.maximum(np.asarray(p_poisson, float) / p_1 - 1.0, 0.0)
+    queue_w = np.maximum(np.asarray(wait_poisson, float) / w_1 - 1.0, 0.0)
+    p = p_k * (1.0 + queue_p / k_arr)
+    w = w_k * (1.0 + queue_w / k_arr)
+    return (np.minimum(p / np.maximum(p_poisson, 1e-300), 1.0),
+            np.minimum(w / np.maximum(wait_poisson, 1e-300), 1.0))

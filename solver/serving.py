@@ -335,9 +335,9 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     # Pollaczek-Khinchine given a wait (a mix of prompt lengths waits longer); a round-robin router's Erlang-k
     # stream finds a prompt in service less often and waits less for it (queueing.renewal_wait_ratios)
     scv_a = np.asarray(arrival_scv, float)
-    found, shorter = renewal_wait_ratios(gaps, rate / servers, prompt_service)
-    p_prompt = rho_prompt * found
     extra_wait = (np.maximum(scv_a, 1.0) + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
+    found, shorter = renewal_wait_ratios(gaps, rate / servers, prompt_service, rho_prompt, extra_wait)
+    p_prompt = rho_prompt * found
     budget_wait_mean = p_prompt * extra_wait * shorter
     # an arrival that lands in an iteration carrying a prompt's chunk waits out its rest in the budget wait when that
     # prompt holds the only prompt server; it waits only for the iteration where the budget leaves room for more
