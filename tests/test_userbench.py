@@ -37,6 +37,7 @@ def test_vllm_serving_result_rows():
     assert (frame["source"] == str(DATA / "vllm_serving_result.json")).all()
     assert (frame["date"] == "2025-01-01").all()
     assert frame["notes"].str.contains("as printed").all()
+    assert (frame["num_prompts"] == 4).all()  # the run's completed requests: a closed loop's first-wave share
 
 
 def test_vllm_infinite_rate_without_lens_uses_totals():
@@ -107,3 +108,15 @@ def test_published_csv_still_loads_whole():
     frame = load_measurements()
     assert len(frame) > 1000
     assert isinstance(frame, pd.DataFrame)
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "many"])
+def test_num_prompts_must_be_a_positive_number(tmp_path, bad):
+    """The optional num_prompts column: a bad value names the file, the row and the field."""
+    frame = read_user_benchmark(DATA / "vllm_serving_result.json", **KW)
+    frame["num_prompts"] = frame["num_prompts"].astype(object)
+    frame.loc[frame.index[2], "num_prompts"] = bad
+    path = tmp_path / "m.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(CatalogError, match=r"m\.csv.*row 4.*num_prompts"):
+        load_measurements(path)
