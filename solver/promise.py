@@ -20,7 +20,7 @@ from .plan_types import Assignment, Plan, SLOPromise
 from .queueing import holding_overlap
 from .roofline import Hardware
 from .scenario import Resolved
-from .prefill import chunked_prefill
+from .prefill import packed_prefill
 from .serving import PLANNING_UTILISATION, QUANTILE, online_state
 from .shape import Shape, mix_shape
 
@@ -74,7 +74,8 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
         at_e2e = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9),
                               {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv,
                               holding_overlap=overlap)
-        avg = chunked_prefill(mix, serving.theta, state.decode_seqs, budget, chunk).total_s
+        avg = packed_prefill(mix, serving.theta, state.decode_seqs, budget, chunk, state.rate_per_s,
+                             state.iteration_s, arrival_scv).mean_s
         states[pct] = (state, at_e2e, avg)
     slots = next(iter(states.values()))[0].occupancy[0]  # slots held do not depend on the statistics asked for
     out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * first.batch_size))}}
@@ -83,7 +84,11 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
     ones = np.ones(len(rows))
     own_shape = Shape(model, hw, w0.dtype, w0.effective_kv_dtype, ones * first.tensor_parallel, lengths[:, 0],
                       lengths[:, 1], ones * first.offload_ratio, ones * float(np.asarray(mix.mean_context)[0]))
-    own_by_state = {pct: chunked_prefill(own_shape, serving.theta, float(st[0].decode_seqs[0]), budget, chunk).total_s
+    # ... its own steps, and the pool's next prompt (of the mix's mean length) packed into its first step, or into the
+    # last one of a long prompt, which waits longer for it
+    own_by_state = {pct: packed_prefill(own_shape, serving.theta, float(st[0].decode_seqs[0]), budget, chunk,
+                                        ones * float(st[0].rate_per_s[0]), ones * float(st[0].iteration_s[0]),
+                                        arrival_scv, next_tokens=ones * float(mix.input_tokens[0])).mean_s
                     for pct, st in states.items()}
     for k, ((a, _), pct) in enumerate(zip(rows, stats)):
         state, at_e2e, avg = states[pct]

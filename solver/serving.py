@@ -36,13 +36,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammainc
 
 from .engines import EngineProfile
-from .prefill import chunked_prefill
+from .prefill import packed_prefill
 from .queueing import (compound_poisson_pmf, elastic_erlang_c, feedback_dispersion, renewal_wait_ratios, residual_s,
                        total_wait_quantile)
-from .roofline import IterationWork, phases_time_s, time_s
+from .roofline import IterationWork, time_s
 from .shape import Shape
 
 # One-sided normal quantiles, and how a named statistic maps to a probability.
@@ -307,23 +306,13 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
         spread = batched_iteration_s(shape, theta, rate, budget, t_ok, n_q) - (share * t_with + (1 - share) * t_without)
         return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps + np.maximum(spread, 0.0)
 
-    own = chunked_prefill(shape, theta, n, budget, chunk)
-    own_chunks, full, last, step_full, step_last = own.chunks, own.full_tokens, own.last_tokens, own.full_s, own.last_s
-    first = np.minimum(l_in, full)  # tokens of the prompt's first step
+    packing = packed_prefill(shape, theta, n, budget, chunk, rate, t_ok, arrival_scv)
+    own = packing.steps
+    own_chunks, full, step_full = own.chunks, own.full_tokens, own.full_s
     alone = own.total_s  # the prompt's own steps: its service for the token budget
-    # prompts that arrive while the request waits for its first step (during its full steps, for a long prompt) are
-    # packed into its first (last) step, up to the budget: with probability p_pack, one more prompt's tokens
-    # (fewer when arrivals are smoother than Poisson, as behind a round-robin router)
+    p_pack, pack_delay = packing.p_pack, packing.delay_s
+    own_prefill = packing.mean_s
     gaps = 1.0 / np.clip(np.asarray(arrival_scv, float), 1e-3, 1.0)  # Erlang-k gaps between a replica's arrivals
-    pack_into = np.where(own_chunks > 1, last, first)
-    before_step = np.where(own_chunks > 1, (own_chunks - 1.0) * step_full, t_ok)
-    # the next arrival comes before the step (Poisson: 1 - exp(-x), the common case, without the incomplete gamma)
-    p_pack = -np.expm1(-rate * before_step) if np.all(gaps == 1.0) else gammainc(gaps, gaps * rate * before_step)
-    packed = np.minimum(l_in, np.maximum(budget - n - pack_into, 0.0))
-    packed_step = phases_time_s([(shape.work(n, pack_into + packed, pack_into * l_in / 2.0
-                                             + packed * shape.pairs_per_token), 1.0)], theta)
-    pack_delay = packed_step - step_last
-    own_prefill = alone + p_pack * pack_delay
     # prompts queue for the token budget: an M/D/m queue whose m servers are the prompt chunks that fit beside
     # the running decodes, each held for the mixed iterations of its prefill (a conservative M/D/1 per server)
     t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * shape.pairs_per_token, runs=np.ones_like(rate)), theta)
