@@ -25,7 +25,7 @@ from .engines import EngineProfile, engine_profiles
 from .errors import PlannerError
 from .roofline import GIB, Hardware, Phases, features, phases_time_s, weight_bytes
 from .prefill import prefill_phases
-from .serving import online_state
+from .serving import QUANTILE, online_state
 from .shape import Shape
 
 # engine names as measurement sources print them -> profile names
@@ -34,7 +34,8 @@ ENGINE_ALIASES = {"tensorrt-llm": "trtllm", "trt-llm": "trtllm", "text-generatio
 SATURATED_BATCH_CAP = 2048  # TensorRT-LLM's default max_batch_size for saturated-throughput benchmarks
 MEMORY_UTILIZATION = 0.9
 RATE_METRICS = ("prefill_tokens_per_s", "decode_tokens_per_s", "output_tokens_per_s", "tokens_per_s")
-QUANTILE_OF = {"mean": None, "median": 0.5, "p90": 0.9, "p99": 0.99}
+# a published statistic as a probability (measurements say "median" where SLOs say "p50")
+QUANTILE_OF = {**QUANTILE, "median": QUANTILE["p50"]}
 PHASE = {"ttft_s": "ttft", "prefill_tokens_per_s": "ttft", "tpot_s": "tpot", "decode_tokens_per_s": "tpot",
          "e2e_s": "throughput", "output_tokens_per_s": "throughput", "tokens_per_s": "throughput"}
 
@@ -106,7 +107,6 @@ class RowModel:
             return [*prefill, (decode, steps)]
         # continuous, throughput: L_out mixed iterations produce b * L_out tokens
         return [(decode, l_out)]
-
 
     def _closed_loop(self, theta: np.ndarray) -> Phases:
         """N clients, b of them running (what the KV cache holds). They start in lockstep: the first wave's b

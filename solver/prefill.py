@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import gammainc
 
+from .queueing import erlang_phases
 from .roofline import Phases, phases_time_s, time_s
 from .shape import Shape
 
@@ -70,7 +71,7 @@ def packed_prefill(shape: Shape, theta: np.ndarray, decode_seqs: np.ndarray | fl
     rate = np.asarray(rate, float)
     l_in = shape.input_tokens.astype(float)
     own = chunked_prefill(shape, theta, n, budget, chunk)
-    gaps = 1.0 / np.clip(np.asarray(arrival_scv, float), 1e-3, 1.0)  # Erlang-k gaps between a replica's arrivals
+    gaps = erlang_phases(arrival_scv)
     pack_into = np.where(own.chunks > 1, own.last_tokens, np.minimum(l_in, own.full_tokens))
     before_step = np.where(own.chunks > 1, (own.chunks - 1.0) * own.full_s, np.asarray(iteration_s, float))
     # Poisson: 1 - exp(-x), the common case, without the incomplete gamma
@@ -88,6 +89,3 @@ def static_latency(shape: Shape, theta: np.ndarray, batch: np.ndarray, chunk_tok
     ttft = phases_time_s(prefill_phases(shape, batch, chunk_tokens), theta)
     tpot = time_s(shape.work(batch, 0.0, 0.0), theta)
     return ttft, tpot
-
-
-# ---- continuous batching ------------------------------------------------------------------------------------

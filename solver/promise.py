@@ -3,8 +3,10 @@
 The candidate table predicts latency at each configuration's capacity (the most a replica may carry); the plan
 puts less on most pools. Each pool is predicted at the requests it actually receives from all its demands (its
 iteration mix from their lengths, ``shape.mix_shape``; each demand's TTFT with its own prompt prefilled in that mix).
-A workload's promise for a mean is the request-weighted mean over its pools, for a percentile the worst pool. The margin is ``bound / predicted - 1``; the probability that the bound holds comes from
-the calibration's held-out residuals of (engine, GPU class, metric) (``calibration.probability_within``).
+A workload's promise for a mean is the request-weighted mean over its pools, for a percentile the percentile of
+the mixture of its pools' latency laws. The margin is ``bound / predicted - 1``; the probability that the bound
+holds comes from the calibration's held-out residuals of (engine, GPU class, metric)
+(``calibration.probability_within``).
 """
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ import numpy as np
 from .catalog import find_gpu
 from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
+from .prefill import packed_prefill
 from .queueing import holding_overlap
 from .roofline import Hardware
 from .scenario import Resolved
-from .prefill import packed_prefill
 from .serving import PLANNING_UTILISATION, QUANTILE, online_state
 from .shape import Shape, mix_shape
 

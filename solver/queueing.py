@@ -113,28 +113,18 @@ def _long_share(share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray
     return long, short, frac * long / np.maximum(frac * long + (1.0 - frac) * short, 1e-300)
 
 
-def residual_s(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray, q: float | None
-              ) -> np.ndarray:
-    """Rest of the iteration an arrival lands in (length-biased: long prompt-carrying iterations catch more
+def residual_s(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray) -> np.ndarray:
+    """Mean rest of the iteration an arrival lands in (length-biased: long prompt-carrying iterations catch more
     arrivals). A share ``share`` of iterations lasts ``t_mix``, the rest ``t_dec``; the engine is busy with
-    probability ``busy``. Returns the mean, or the ``q`` quantile of the piecewise-linear tail
-    P(R > x) = busy * (s (1 - x / t_mix)^+ + (1 - s) (1 - x / t_dec)^+), s the time share of long iterations."""
+    probability ``busy``; ``total_wait_quantile`` has its quantiles (summed with the other waits)."""
     long, short, s = _long_share(share, t_mix, t_dec)
-    if q is None:
-        return np.asarray(busy * (s * long + (1.0 - s) * short) / 2.0, float)
-    tail = 1.0 - q
-    beyond = long * (1.0 - tail / np.maximum(busy * s, 1e-300))  # the quantile if it lies past the short ones
-    within = (1.0 - tail / np.maximum(busy, 1e-300)) / (s / long + (1.0 - s) / np.maximum(short, 1e-300))
-    x = np.where(beyond >= short, beyond, within)
-    return np.where(busy > tail, np.maximum(x, 0.0), 0.0)
+    return np.asarray(busy * (s * long + (1.0 - s) * short) / 2.0, float)
 
 
-def wait_quantile(p_wait: np.ndarray, mean_wait_given_wait: np.ndarray, q: float | None) -> np.ndarray:
-    """Quantile (or mean) of a wait that is 0 with probability 1 - p_wait and exponential otherwise."""
-    if q is None:
-        return np.asarray(p_wait * mean_wait_given_wait, float)
-    tail = 1.0 - q
-    return np.where(p_wait > tail, mean_wait_given_wait * np.log(np.maximum(p_wait, 1e-300) / tail), 0.0)
+def erlang_phases(arrival_scv: np.ndarray | float) -> np.ndarray:
+    """k of the Erlang-k gaps between a replica's arrivals whose squared coefficient of variation is
+    ``arrival_scv`` (1 / k behind a round-robin router over k replicas; 1: Poisson)."""
+    return np.asarray(1.0 / np.clip(np.asarray(arrival_scv, float), 1e-3, 1.0), float)
 
 
 def compound_poisson_pmf(mean_count: float, lengths: np.ndarray, weights: np.ndarray, top: float,
@@ -149,7 +139,8 @@ def compound_poisson_pmf(mean_count: float, lengths: np.ndarray, weights: np.nda
     pmf = np.zeros(grid + 1)
     pmf[0] = np.exp(-mean_count)
     keep = size <= grid
-    size, jump = size[keep], mean_count * w[keep] * size[keep]  # Panjer for Poisson: p(x) = sum_j (lam f_j j / x) p(x-j)
+    # Panjer for Poisson: p(x) = sum_j (lam f_j j / x) p(x - j)
+    size, jump = size[keep], mean_count * w[keep] * size[keep]
     for x in range(1, grid + 1):
         fit = size <= x
         pmf[x] = float(jump[fit] @ pmf[x - size[fit]]) / x
@@ -181,11 +172,12 @@ def _wait_tail(x: np.ndarray, segments: list[tuple[np.ndarray, np.ndarray]],
                terms: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """P(R + V > x), x > 0, for R uniform on [0, L] with weight w per (w, L) segment (L = 0: R = 0) and P(V > y) =
     sum_j c_j exp(-y / mu_j) from ``terms``."""
+    decay = [(c, mu, np.exp(-x / mu)) for c, mu in terms]  # exp(-x / mu) of every term, once per x
+    at_zero = sum((c * e for c, _, e in decay), np.zeros_like(x))
     tail = np.zeros_like(x)
     for weight, length in segments:
-        at_zero = sum((c * np.exp(-x / mu) for c, mu in terms), np.zeros_like(x))
         a = np.minimum(x, length)
-        spread = sum((c * mu * (np.exp(-(x - a) / mu) - np.exp(-x / mu)) for c, mu in terms), np.zeros_like(x))
+        spread = sum((c * mu * (np.exp(-(x - a) / mu) - e) for c, mu, e in decay), np.zeros_like(x))
         uniform = (np.maximum(length - x, 0.0) + spread) / np.maximum(length, 1e-300)
         tail = tail + weight * np.where(length > 0, uniform, at_zero)
     return tail

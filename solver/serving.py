@@ -24,10 +24,11 @@ and the fixed point is polished from the closed-form root by secant steps. Then
 * ``TTFT`` = admission wait (``queueing.elastic_erlang_c`` over ``max_num_seqs`` slots: Erlang C whose load grows
   with the slots busy; arrivals smoother than Poisson, as behind a round-robin router, act as c / c_a^2 slots at
   the same utilisation; given a wait, the M/D/c drain) + wait for the token budget (M/D/m over the prompt work; an
-  Erlang-k stream finds it busy and waits for it by ``queueing.renewal_wait_ratios``) + the rest of the running iteration + the request's own
-  steps (``prefill.chunked_prefill``: whole chunks of what the budget leaves beside the decodes, then the rest; with
-  the next prompt packed into its last step when that one arrives in time); a percentile is the quantile of the
-  waits' sum from its exact tail (``queueing.total_wait_quantile``); an idle replica's TTFT is its own prefill;
+  Erlang-k stream finds it busy and waits for it by ``queueing.renewal_wait_ratios``) + the rest of the running
+  iteration + the request's own steps (``prefill.packed_prefill``: whole chunks of what the budget leaves beside
+  the decodes, then the rest, with the next prompt packed into its first step, or into the last one of a long
+  prompt, when it arrives in time); a percentile is the quantile of the waits' sum from its exact tail
+  (``queueing.total_wait_quantile``); an idle replica's TTFT is its own prefill;
 * capacity = the highest rate at which every SLO of the demand holds at its percentile and the slots held stay
   within ``PLANNING_UTILISATION`` of the cap, by bisection.
 """
@@ -39,8 +40,8 @@ import numpy as np
 
 from .engines import EngineProfile
 from .prefill import packed_prefill
-from .queueing import (compound_poisson_pmf, elastic_erlang_c, feedback_dispersion, renewal_wait_ratios, residual_s,
-                       total_wait_quantile)
+from .queueing import (compound_poisson_pmf, elastic_erlang_c, erlang_phases, feedback_dispersion, renewal_wait_ratios,
+                       residual_s, total_wait_quantile)
 from .roofline import IterationWork, time_s
 from .shape import Shape
 
@@ -260,8 +261,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``; ``prompt_scv`` is the
     squared coefficient of variation of prompt lengths (0 for one size; a pool serving a mix passes its own);
     ``arrival_scv`` that of the replica's inter-arrival times (1: Poisson; round-robin over k replicas of a
-    Poisson stream gives each an Erlang-k stream, 1 / k): the slot wait scales as c / c_a'^2 slots, the budget
-    wait by Allen-Cunneen, and fewer prompts share a step or are found in service. ``holding_overlap`` is
+    Poisson stream gives each an Erlang-k stream, 1 / k): the slot wait scales as c / c_a'^2 slots, and fewer
+    prompts share a step or are found in service (``queueing.renewal_wait_ratios``). ``holding_overlap`` is
     E[min(H1, H2)] / E[H] of the holding times (1 for one request size, ``queueing.holding_overlap`` for a mix):
     smoother arrivals narrow the slots held by (1 - c_a^2) times it (an infinite-server queue's variance), so
     c_a'^2 = 1 + (c_a^2 - 1) holding_overlap.
@@ -312,7 +313,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     alone = own.total_s  # the prompt's own steps: its service for the token budget
     p_pack, pack_delay = packing.p_pack, packing.delay_s
     own_prefill = packing.mean_s
-    gaps = 1.0 / np.clip(np.asarray(arrival_scv, float), 1e-3, 1.0)  # Erlang-k gaps between a replica's arrivals
+    gaps = erlang_phases(arrival_scv)
     # prompts queue for the token budget: an M/D/m queue whose m servers are the prompt chunks that fit beside
     # the running decodes, each held for the mixed iterations of its prefill (a conservative M/D/1 per server)
     t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * shape.pairs_per_token, runs=np.ones_like(rate)), theta)
@@ -337,9 +338,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     occupancy = rate * (budget_wait_mean + own_prefill + (l_out - 1.0) * tpot_mean)
     # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
     service = occupancy / np.maximum(rate, 1e-300)
-    # M/M/c (Erlang C) although a slot is held for a nearly deterministic time: the slots held are the arrivals of
-    # the last holding time, Poisson whatever the holding-time law (M/G/inf), and the Allen-Cunneen halving for
-    # deterministic service fell below the simulator. The load feeds back on the holding time (a slot is held
+    # P(wait) from the birth-death chain of slots held: the slots held are the arrivals of the last holding time,
+    # Poisson whatever the holding-time law (M/G/inf), and the load feeds back on the holding time (a slot is held
     # longer when more are: queueing.feedback_dispersion), so the chain's load grows with the slots busy
     # (elastic_erlang_c: P(wait), and a drain rate c / H(c) - lam that is slower than (c - a) / H). Smoother
     # arrivals (c_a^2, behind a round-robin router) shrink the count's variance: as many-server (Halfin-Whitt)
@@ -359,7 +359,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
 
     def ttft_at(q: float | None) -> np.ndarray:
         if q is None:
-            return p_wait * slot_wait_mean + budget_wait_mean + residual_s(busy, long_found, t_mix, t_dec, None) \
+            return p_wait * slot_wait_mean + budget_wait_mean + residual_s(busy, long_found, t_mix, t_dec) \
                 + own_prefill
         # given a wait, Poisson arrivals queue prompts in bursts and the budget wait is exponential-like (what the
         # simulator shows for one replica; a round-robin stream's is narrower, so this errs long); the quantile of

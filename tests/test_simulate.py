@@ -309,6 +309,24 @@ def test_a_pool_of_two_prompt_lengths_decodes_as_simulated():
     assert abs(state.occupancy[0] / 128.0 / sim.occupancy - 1.0) < 0.03
 
 
+def _exponential_quantile(p_wait, mean_given_wait, q):
+    """Quantile of a wait that is 0 with probability 1 - p_wait and exponential otherwise (closed form)."""
+    tail = 1.0 - q
+    return np.where(p_wait > tail, mean_given_wait * np.log(np.maximum(p_wait, 1e-300) / tail), 0.0)
+
+
+def _residual_quantile(busy, share, t_mix, t_dec, q):
+    """Quantile of the running iteration's rest alone: the piecewise-linear tail
+    P(R > x) = busy (s (1 - x / long)^+ + (1 - s) (1 - x / short)^+), s the time share of the long iterations."""
+    long, short = np.maximum(t_mix, t_dec), np.minimum(t_mix, t_dec)
+    frac = np.where(t_mix >= t_dec, share, 1.0 - share)
+    s = frac * long / (frac * long + (1.0 - frac) * short)
+    tail = 1.0 - q
+    beyond = long * (1.0 - tail / np.maximum(busy * s, 1e-300))  # the quantile if it lies past the short ones
+    within = (1.0 - tail / busy) / (s / long + (1.0 - s) / short)
+    return np.where(busy > tail, np.maximum(np.where(beyond >= short, beyond, within), 0.0), 0.0)
+
+
 @pytest.mark.parametrize("p_slot,m_slot,p_budget,m_budget,p_step", [(0.2, 0.5, 0.4, 0.1, 0.0), (0.01, 0.5, 0.4, 0.1, 0.3),
                                                                     (0.5, 2.0, 0.6, 0.2, 0.1), (0.001, 0.1, 0.2, 0.05, 0.0),
                                                                     (0.0, 0.1, 0.02, 0.015, 0.05)])
@@ -316,10 +334,10 @@ def test_total_wait_quantile_against_monte_carlo(p_slot, m_slot, p_budget, m_bud
     """Three independent waits (slot, budget, the running iteration's rest) and a two-point packing delay: the
     quantile from the sum's tail is exact (a one-million-draw Monte Carlo within 1.5 %) and equals an exponential
     wait's own quantile when it is the only part; the sum of the parts' quantiles is not."""
-    from solver.queueing import residual_s, total_wait_quantile, wait_quantile
+    from solver.queueing import total_wait_quantile
     zero, one = np.zeros(1), np.ones(1)
     for q in (0.9, 0.99):
-        exact = wait_quantile(np.array([p_slot]), np.array([m_slot]), q)[0]
+        exact = _exponential_quantile(np.array([p_slot]), np.array([m_slot]), q)[0]
         alone = total_wait_quantile(q, zero, zero, zero, zero, [(np.array([p_slot]), np.array([m_slot]))])[0]
         assert alone == pytest.approx(exact, rel=1e-6, abs=1e-9)
     rng = np.random.default_rng(5)
@@ -337,8 +355,9 @@ def test_total_wait_quantile_against_monte_carlo(p_slot, m_slot, p_budget, m_bud
         fitted = total_wait_quantile(q, *args, waits, (p_step * one, delay * one))[0]
         assert fitted == pytest.approx(truth, rel=0.015, abs=1e-4)
         if p_step == 0.0 and q > 0.5:
-            summed = (wait_quantile(np.array([p_slot]), np.array([m_slot]), q)[0]
-                      + wait_quantile(np.array([p_budget]), np.array([m_budget]), q)[0] + residual_s(*args, q)[0])
+            summed = (_exponential_quantile(np.array([p_slot]), np.array([m_slot]), q)[0]
+                      + _exponential_quantile(np.array([p_budget]), np.array([m_budget]), q)[0]
+                      + _residual_quantile(*args, q)[0])
             assert abs(fitted - truth) < abs(summed - truth)
 
 
