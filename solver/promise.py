@@ -20,7 +20,7 @@ from .catalog import find_gpu
 from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
 from .prefill import packed_prefill
-from .queueing import holding_overlap
+from .queueing import holding_overlap, holding_scv
 from .roofline import Hardware
 from .scenario import Resolved
 from .serving import PLANNING_UTILISATION, QUANTILE, online_state
@@ -60,7 +60,8 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
     # the pool's Poisson stream is dealt round-robin over its replicas: each sees Erlang-k arrivals; a mix of
     # sizes holds its slots for different times (about its decode steps), which keeps more of the count's spread
     arrival_scv = 1.0 / max(first.count * max(first.gpu_count // first.tensor_parallel, 1), 1)
-    overlap = holding_overlap(np.array([a.output_tokens for a, _ in rows], float), np.array([r for _, r in rows]))
+    holding, shares = np.array([a.output_tokens for a, _ in rows], float), np.array([r for _, r in rows])
+    overlap, spread = holding_overlap(holding, shares), holding_scv(holding, shares)
     serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
                            percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
     workloads = {w.name: w for w in resolved.scenario.workloads}
@@ -72,10 +73,10 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
     for pct in dict.fromkeys(stats):
         stat = dict(pct)
         state = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9), stat,
-                             scv, arrival_scv=arrival_scv, holding_overlap=overlap)
+                             scv, arrival_scv=arrival_scv, holding_overlap=overlap, holding_scv=spread)
         at_e2e = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9),
                               {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv,
-                              holding_overlap=overlap)
+                              holding_overlap=overlap, holding_scv=spread)
         avg = packed_prefill(mix, serving.theta, state.decode_seqs, budget, chunk, state.rate_per_s,
                              state.iteration_s, arrival_scv).mean_s
         states[pct] = (state, at_e2e, avg)

@@ -19,11 +19,12 @@ and the fixed point is polished from the closed-form root by secant steps. Then
 
 * ``TPOT`` = the iteration time with the decodes at a quantile of their count as a request sees it (size-biased;
   its variance over its mean is the dispersion of ``queueing.feedback_dispersion``: the load feeds back on the
-  holding time), with the prompts it meets during its stay;
+  holding time), with the prompts it meets during its stay (rate x its stay, which is longer than the mean
+  iteration's share); behind a round-robin router an Erlang-k number of prompts lands in a step;
 * slots held = rate x (budget wait + own prefill + (L_out - 1) x TPOT): Little's law on what a request experiences;
-* ``TTFT`` = admission wait (``queueing.elastic_erlang_c`` over ``max_num_seqs`` slots: Erlang C whose load grows
+* ``TTFT`` = admission wait (``queueing.slot_wait`` over ``max_num_seqs`` slots: Erlang C whose load grows
   with the slots busy; arrivals smoother than Poisson, as behind a round-robin router, act as c / c_a^2 slots at
-  the same utilisation; given a wait, the M/D/c drain) + wait for the token budget (M/D/m over the prompt work; an
+  the same utilisation, prompt clusters as c (1 - phi); given a wait, the M/G/c drain) + wait for the token budget (M/D/m over the prompt work; an
   Erlang-k stream finds it busy and waits for it by ``queueing.renewal_wait_ratios``) + the rest of the running
   iteration + the request's own steps (``prefill.packed_prefill``: whole chunks of what the budget leaves beside
   the decodes, then the rest, with the next prompt packed into its first step, or into the last one of a long
@@ -40,8 +41,8 @@ import numpy as np
 
 from .engines import EngineProfile
 from .prefill import packed_prefill
-from .queueing import (compound_poisson_pmf, elastic_erlang_c, erlang_phases, feedback_dispersion, renewal_wait_ratios,
-                       residual_s, total_wait_quantile)
+from .queueing import (compound_poisson_pmf, erlang_phases, feedback_dispersion, renewal_count_sf, renewal_wait_ratios,
+                       residual_s, slot_wait, total_wait_quantile)
 from .roofline import IterationWork, time_s
 from .shape import Shape
 
@@ -52,7 +53,6 @@ MAX_UTILISATION = 0.98  # of the concurrency cap: beyond it the queue of a finit
 # Capacity (what the planner may load a replica with) stops lower: above ~85 % of the slots a request-level replay
 # queues far beyond the Erlang C wait (benchmarks/simulate.py), so no plan is sized into that regime
 PLANNING_UTILISATION = 0.85
-MDC_FACTOR = 0.5  # M/D/c over M/M/c wait, before Cosmetatos' correction for the number of servers
 BISECTION_STEPS = 24  # 6e-8 of the bracket: far below any SLO or price resolution
 
 
@@ -141,9 +141,10 @@ def _iteration_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, ch
 
 
 def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budget: float, t: np.ndarray,
-                        decodes: np.ndarray | None = None) -> np.ndarray:
+                        decodes: np.ndarray | None = None, arrival_scv: np.ndarray | float = 1.0) -> np.ndarray:
     """Mean iteration time when a Poisson number of prompts (mean rate*t) arrives per iteration and the scheduler
-    packs the waiting ones into the token budget the decodes leave (``room``).
+    packs the waiting ones into the token budget the decodes leave (``room``). Behind a round-robin router
+    (``arrival_scv`` 1 / k) the count is an Erlang-k stream's: two prompts rarely land in one step.
 
     The roofline is convex in the prompt tokens (a memory-bound decode-only step, compute-bound steps with
     prompts), so one chunk per iteration in a share of iterations (``mean_iteration_s``) underestimates it where
@@ -172,7 +173,8 @@ def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budge
     share = mean_x / room
     excess = (1.0 - share) * np.maximum(gap0, 0.0) + share * np.maximum(gap0 + gap_slope * room, 0.0)
     if shape.prompt_mix is not None and mean_x.size == 1 and mean_x[0] < room[0]:  # one pool's mix: its tokens exactly
-        tokens, pmf = compound_poisson_pmf(float(rate[0] * t[0]), *shape.prompt_mix, top=float(room[0]))
+        tokens, pmf = compound_poisson_pmf(float(rate[0] * t[0]), *shape.prompt_mix, top=float(room[0]),
+                                           phases=float(np.ravel(erlang_phases(arrival_scv))[0]))
         below, tokens_below = float(pmf.sum()), float(pmf @ tokens)
         full, spill = max(1.0 - below, 0.0), float(np.clip((mean_x[0] - tokens_below) / room[0] - max(1.0 - below, 0.0),
                                                              0.0, pmf[0]))
@@ -184,14 +186,22 @@ def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budge
         m, f, li, rm, g0, gs = mu[rows], fits[rows], lump[rows], room[rows], gap0[rows], gap_slope[rows]
         top = float(np.max(m))
         k_hi = int(min(float(np.max(f)), np.ceil(top + 10.0 * np.sqrt(top) + 10.0)))
+        phases = (erlang_phases(arrival_scv) * np.ones_like(rate))[rows]
+        renewal = bool(np.any(np.rint(phases) > 1))
         pmf = np.exp(-m)
+        sf_at = np.ones_like(m)  # P(N >= k), P(N >= k + 1)
+        sf_above = renewal_count_sf(1, m, phases) if renewal else sf_at
         total, below, tokens_below = np.zeros_like(m), np.zeros_like(m), np.zeros_like(m)
         for k in range(k_hi + 1):
+            if renewal:  # an Erlang-k stream's count: P(N = k) from its survival function
+                pmf = np.maximum(sf_at - sf_above, 0.0)
+                sf_at, sf_above = sf_above, renewal_count_sf(k + 2, m, phases)
             p = np.where(k <= f, pmf, 0.0)
             total += p * np.maximum(g0 + gs * (k * li), 0.0)
             below += p
             tokens_below += p * (k * li)
-            pmf = pmf * m / (k + 1.0)
+            if not renewal:
+                pmf = pmf * m / (k + 1.0)
             if k >= top and float(np.max(pmf)) < 1e-13:  # the rest of every row's tail is below rounding
                 break
         full = np.clip(1.0 - below, 0.0, 1.0)
@@ -203,7 +213,7 @@ def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budge
 
 
 def _batched_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, budget: float, start: np.ndarray,
-                         steps: int = 4, tol: float = 1e-7) -> np.ndarray:
+                         steps: int = 4, tol: float = 1e-7, arrival_scv: np.ndarray | float = 1.0) -> np.ndarray:
     """Fixed point t = batched_iteration_s(t), by secant steps from ``start`` (the chunk-share fixed point, which
     lies below it: the batched mean is a spread of the same prompt tokens); inf where the map has no fixed point
     (its slope reaches 1 above the start)."""
@@ -213,7 +223,9 @@ def _batched_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, budg
         return out
 
     def g(idx: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return batched_iteration_s(shape.take(idx), theta[idx] if np.ndim(theta) == 2 else theta, rate[idx], budget, t)
+        scv = np.broadcast_to(np.asarray(arrival_scv, float), rate.shape)[idx]
+        return batched_iteration_s(shape.take(idx), theta[idx] if np.ndim(theta) == 2 else theta, rate[idx], budget, t,
+                                   arrival_scv=scv)
 
     t_prev = start[rows]
     g_prev = g(rows, t_prev)
@@ -255,7 +267,7 @@ def _branches(w: IterationWork, theta: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
                  rate: np.ndarray, percentiles: dict[str, str], prompt_scv: np.ndarray | float = 0.0,
                  metrics: tuple[str, ...] = ("ttft", "tpot", "e2e"), arrival_scv: np.ndarray | float = 1.0,
-                 holding_overlap: float = 1.0) -> OnlineState:
+                 holding_overlap: float = 1.0, holding_scv: float = 0.0) -> OnlineState:
     """Steady-state latencies of a continuous-batching replica at ``rate`` requests/s.
 
     ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``; ``prompt_scv`` is the
@@ -265,14 +277,16 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     prompts share a step or are found in service (``queueing.renewal_wait_ratios``). ``holding_overlap`` is
     E[min(H1, H2)] / E[H] of the holding times (1 for one request size, ``queueing.holding_overlap`` for a mix):
     smoother arrivals narrow the slots held by (1 - c_a^2) times it (an infinite-server queue's variance), so
-    c_a'^2 = 1 + (c_a^2 - 1) holding_overlap.
+    c_a'^2 = 1 + (c_a^2 - 1) holding_overlap. ``holding_scv`` is the squared coefficient of variation of the
+    holding times (0 for one size): the slot queue waits between M/D/c's and M/M/c's by it.
     """
     rate = np.asarray(rate, float)
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
     budget = float(engine.token_budget)
     chunk = float(engine.chunk_tokens)
     prompt_chunk = np.minimum(l_in, budget) * np.ones_like(rate)
-    t = _batched_fixed_point(shape, theta, rate, budget, _iteration_fixed_point(shape, theta, rate, prompt_chunk))
+    t = _batched_fixed_point(shape, theta, rate, budget, _iteration_fixed_point(shape, theta, rate, prompt_chunk),
+                             arrival_scv=arrival_scv)
     finite = np.isfinite(t)
     t_ok = np.where(finite, t, 0.0)
     n = rate * t_ok * l_out
@@ -294,18 +308,24 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     share = np.clip(rate * t_ok * l_in / prompt_chunk, 0.0, 1.0)
     steps = np.maximum(l_out - 1.0, 1.0)
 
-    def tpot_at(q: float | None) -> np.ndarray:
+    def tpot_at(q: float | None, stay: np.ndarray | None = None) -> np.ndarray:
         n_q = np.minimum(n + count_var + Z[q] * np.sqrt(np.maximum(count_var * n, 0.0)), cap)
         (c1, m1, r1), (c0, m0, r0), _ = _mixed_parts(shape, theta, rate, prompt_chunk, t_ok, n_q)
         t_with, t_without = np.maximum(c1, m1) + r1, np.maximum(c0, m0) + r0
-        # the prompts met are those that arrived during the request's stay, about the slots held when it leaves,
-        # so a request meets them size-biased (1 + count_var / n) and their count varies with the slots held
-        ratio = count_var / np.maximum(n, 1.0)
-        mixed = share * steps * (1.0 + ratio)
-        mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed + np.square(share * steps) * ratio), steps)
         # several short prompts packed in one step: the batched mean exceeds the chunk-share mean at every quantile
-        spread = batched_iteration_s(shape, theta, rate, budget, t_ok, n_q) - (share * t_with + (1 - share) * t_without)
-        return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps + np.maximum(spread, 0.0)
+        spread = np.maximum(batched_iteration_s(shape, theta, rate, budget, t_ok, n_q, arrival_scv)
+                            - (share * t_with + (1 - share) * t_without), 0.0)
+        # the prompts met are those that arrive during the request's stay H = steps x TPOT: A ~ Poisson(rate H), so
+        # E[A] = rate E[H], a share TPOT / t of the mean iteration's (the stay is size-biased, the prompts are not
+        # otherwise); the mean solves TPOT = t_without + spread + share (TPOT / t) (t_with - t_without)
+        lift = share * (t_with - t_without) / np.maximum(t_ok, 1e-300)
+        if stay is None:
+            stay = (t_without + spread) / np.maximum(1.0 - lift, 0.05) / np.maximum(t_ok, 1e-300)
+        mixed = share * steps * np.where(t_ok > 0, stay, 1.0)
+        # their count varies with the slots held (a stay that meets more prompts is longer): wider quantiles
+        ratio = count_var / np.maximum(n, 1.0)
+        mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed + np.square(share * steps) * ratio), steps)
+        return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps + spread
 
     packing = packed_prefill(shape, theta, n, budget, chunk, rate, t_ok, arrival_scv)
     own = packing.steps
@@ -338,23 +358,10 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     occupancy = rate * (budget_wait_mean + own_prefill + (l_out - 1.0) * tpot_mean)
     # TTFT: admission wait (slots), wait for token budget (prompt work), rest of the current iteration, own prefill
     service = occupancy / np.maximum(rate, 1e-300)
-    # P(wait) from the birth-death chain of slots held: the slots held are the arrivals of the last holding time,
-    # Poisson whatever the holding-time law (M/G/inf), and the load feeds back on the holding time (a slot is held
-    # longer when more are: queueing.feedback_dispersion), so the chain's load grows with the slots busy
-    # (elastic_erlang_c: P(wait), and a drain rate c / H(c) - lam that is slower than (c - a) / H). Smoother
-    # arrivals (c_a^2, behind a round-robin router) shrink the count's variance: as many-server (Halfin-Whitt)
-    # scaling says, c / c_a^2 slots at the same utilisation
-    slot_servers = np.maximum(np.round(np.maximum(cap, 1) / smooth), 1.0)
-    slot_load = np.minimum(occupancy, cap) * slot_servers / np.maximum(cap, 1)
-    p_wait, full_load = elastic_erlang_c(slot_servers, slot_load, 1.0 - 1.0 / dispersion)
-    slot_wait_mean = service * full_load / np.maximum(slot_load * (slot_servers - full_load), 1e-9)
-    # a slot is held for a nearly fixed time, so the queue drains by departures more regular than the chain's:
-    # M/D/c waits about half as long as M/M/c given a wait, more so with few servers (Cosmetatos 1976); on small
-    # replicas near the planning share the chain's wait was twice the simulator's (16-slot H100: 6.2 s vs 3.3 s)
-    util = np.clip(slot_load / slot_servers, 1e-6, 1.0 - 1e-9)
-    slot_wait_mean = slot_wait_mean * MDC_FACTOR * (1.0 + (1.0 - util) * (slot_servers - 1.0)
-                                                     * (np.sqrt(4.0 + 5.0 * slot_servers) - 2.0)
-                                                     / (16.0 * util * slot_servers))
+    # wait for a slot (queueing.slot_wait): the chain of slots held, whose load grows with the slots busy, its
+    # variance widened by the prompt clusters (each prompt stalls every running decode at once)
+    cluster = np.clip(t_ok / np.maximum(t_dec, 1e-300), 1.0, 10.0)
+    p_wait, slot_wait_mean, wait_scv = slot_wait(cap, occupancy, service, smooth, cluster, dispersion, holding_scv)
     busy = 1.0 - np.exp(-occupancy)
 
     def ttft_at(q: float | None) -> np.ndarray:
@@ -364,7 +371,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
         # given a wait, Poisson arrivals queue prompts in bursts and the budget wait is exponential-like (what the
         # simulator shows for one replica; a round-robin stream's is narrower, so this errs long); the quantile of
         # the three waits' sum, not the sum of their quantiles
-        waits = [(p_wait, slot_wait_mean), (p_prompt, extra_wait * shorter)]
+        waits = [(p_wait, slot_wait_mean, wait_scv), (p_prompt, extra_wait * shorter)]
         return total_wait_quantile(q, busy, long_found, t_mix, t_dec, waits, (p_pack, pack_delay)) + alone
 
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
@@ -372,8 +379,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     ttft = ttft_at(quant["ttft"]) if "ttft" in metrics else nan
     tpots: dict[float | None, np.ndarray] = {None: tpot_mean}  # the mean, computed for the slots held
 
-    def tpot_q(q: float | None) -> np.ndarray:
-        return tpots[q] if q in tpots else tpots.setdefault(q, tpot_at(q))
+    def tpot_q(q: float | None) -> np.ndarray:  # a quantile meets the prompts of the mean stay
+        return tpots[q] if q in tpots else tpots.setdefault(q, tpot_at(q, tpot_mean / np.maximum(t_ok, 1e-300)))
 
     tpot = tpot_q(quant["tpot"]) if "tpot" in metrics else nan
     e2e = ttft_at(quant["e2e"]) + (l_out - 1.0) * tpot_q(quant["e2e"]) if "e2e" in metrics else nan

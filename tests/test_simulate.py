@@ -396,6 +396,60 @@ def test_elastic_erlang_c_is_erlang_c_without_feedback_and_its_chain_with_it():
     assert erlang_c(np.array([c]), np.array([a]))[0] < more[0] < more[1]
 
 
+def test_renewal_count_is_poisson_for_one_phase_and_an_erlang_streams_otherwise():
+    """One phase: the Poisson pmf. k phases: the mean is kept, two arrivals in one window are rarer, and the pmf is
+    that of windows laid at random over an Erlang-k stream (Monte Carlo, 200,000 windows, within 0.005)."""
+    from scipy.stats import poisson
+
+    from solver.queueing import renewal_count_pmf
+    assert np.allclose(renewal_count_pmf(0.4, 1.0, 8), poisson.pmf(np.arange(9), 0.4), atol=1e-14)
+    for k in (2, 3):
+        pmf = renewal_count_pmf(0.7, float(k), 40)
+        assert pmf.sum() == pytest.approx(1.0, abs=1e-12)
+        assert np.arange(41) @ pmf == pytest.approx(0.7, rel=1e-9)
+        assert pmf[2:].sum() < poisson.sf(1, 0.7)
+        rng = np.random.default_rng(k)
+        arrivals = np.cumsum(rng.gamma(k, 1.0 / k, 2_000_000))  # rate 1
+        starts = rng.uniform(100.0, arrivals[-1] - 100.0, 200_000)
+        counts = np.searchsorted(arrivals, starts + 0.7) - np.searchsorted(arrivals, starts)
+        assert np.allclose(np.bincount(counts, minlength=5)[:5] / counts.size, pmf[:5], atol=0.005)
+
+
+def test_compound_pmf_of_a_renewal_count_keeps_its_mean():
+    """An Erlang-2 count of a prompt mix: the same mean tokens as the Poisson count, less mass beyond one prompt."""
+    from solver.queueing import compound_poisson_pmf
+    lengths, weights = np.array([300.0, 1000.0]), np.array([0.6, 0.4])
+    t1, p1 = compound_poisson_pmf(0.4, lengths, weights, top=8000.0)
+    t2, p2 = compound_poisson_pmf(0.4, lengths, weights, top=8000.0, phases=2.0)
+    assert p2.sum() == pytest.approx(1.0, abs=1e-12)
+    assert p2 @ t2 == pytest.approx(p1 @ t1, rel=1e-6)
+    assert p2[t2 > 1000.0].sum() < p1[t1 > 1000.0].sum()
+
+
+@pytest.mark.parametrize("scv", [0.5, 0.7, 1.0])
+def test_two_phase_wait_quantile_against_monte_carlo(scv):
+    """A wait that is positive with probability p and then the sum of two exponential phases of squared coefficient
+    of variation scv (1: one exponential), beside a second exponential wait: quantiles within 1.5 % of Monte Carlo."""
+    from solver.queueing import total_wait_quantile
+    zero, one = np.zeros(1), np.ones(1)
+    root = np.sqrt(max(2.0 * scv - 1.0, 0.0))
+    a, b = (1.0 + root) / 2.0, (1.0 - root) / 2.0
+    rng = np.random.default_rng(9)
+    n = 1_000_000
+    slot = np.where(rng.random(n) < 0.3, rng.exponential(a, n) + rng.exponential(max(b, 1e-12), n), 0.0)
+    budget = np.where(rng.random(n) < 0.4, rng.exponential(0.1, n), 0.0)
+    for q in (0.9, 0.99):
+        fitted = total_wait_quantile(q, zero, zero, zero, zero, [(0.3 * one, one, scv * one), (0.4 * one, 0.1 * one)])
+        assert fitted[0] == pytest.approx(np.quantile(slot + budget, q), rel=0.015)
+
+
+def test_holding_scv():
+    """One holding time: 0. Two equally likely times 1 and 3: E[H^2] / E[H]^2 - 1 = 5 / 4 - 1."""
+    from solver.queueing import holding_scv
+    assert holding_scv(np.array([7.0, 7.0]), np.array([0.3, 0.7])) == pytest.approx(0.0, abs=1e-12)
+    assert holding_scv(np.array([1.0, 3.0]), np.array([1.0, 1.0])) == pytest.approx(0.25)
+
+
 def test_holding_overlap():
     """One holding time: 1. Two equally likely times 1 and 3: E[min] = (1 + 1 + 1 + 3) / 4 = 1.5, E[H] = 2."""
     from solver.queueing import holding_overlap
