@@ -1,6 +1,7 @@
 """Request-level simulator: speed, and the analytic continuous-batching model against it.
 
-    python benchmarks/simulate.py [--requests 100000] [--compare-requests 15000] [--plan-requests 150000] [--seed 0]
+    python benchmarks/simulate.py [--requests 100000] [--compare-requests 15000] [--plan-requests 150000]
+                                  [--plan-seeds 3] [--random-cases 60] [--seed 0]
 
 1. Speed: requests simulated per second at ``--requests`` requests (llama-3.1-8b on H100, vLLM, 128 slots,
    1024 -> 256 tokens, Poisson at 10 %, 50 % and 90 % of the analytic capacity).
@@ -10,8 +11,12 @@
    they differ by more than 10 % are flagged with ``*``; the simulator is the reference.
 3. Every bundled scenario with online workloads: the plan's promise (``slo_report``: each bound's statistic
    predicted at the planned load, shipped calibration) against the simulated statistic of the same plan, at
-   ``--plan-requests`` requests: pools planned near their knee queue in long excursions, and 15,000 requests
-   left a mean wait up to 2.8x off its converged value.
+   ``--plan-requests`` requests, replayed with ``--plan-seeds`` seeds: pools planned near their knee queue in long
+   excursions (15,000 requests left a mean wait up to 2.8x off its converged value, and the p99 of one 150,000-request
+   replay moves by up to ~20 % between seeds), so the simulated column is the seeds' mean and their range is shown.
+4. Breadth: ``--random-cases`` single replicas drawn at random (GPU, model, prompt/output lengths, 16-128 slots,
+   Poisson or round-robin arrivals over 1-4 replicas, 55-85 % of the slots held), the analytic mean and p99 against
+   a 40,000-request replay each: the summary says how far the model is off where no bundled plan happens to sit.
 """
 from __future__ import annotations
 
@@ -104,15 +109,21 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--compare-requests", type=int, default=15000)
     ap.add_argument("--plan-requests", type=int, default=150_000)
+    ap.add_argument("--plan-seeds", type=int, default=3)
+    ap.add_argument("--random-cases", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scenarios", type=Path, nargs="*", default=None,
                     help="scenario files for part 3 (default: the bundled online scenarios)")
     args = ap.parse_args()
     if min(args.requests, args.compare_requests, args.plan_requests) < 100:
         ap.error("--requests, --compare-requests and --plan-requests must be >= 100")
+    if args.plan_seeds < 1 or args.random_cases < 0:
+        ap.error("--plan-seeds must be >= 1 and --random-cases >= 0")
     speed(args.requests, args.seed)
     compare(args.compare_requests, args.seed)
-    bundled(args.scenarios or BUNDLED, args.plan_requests, args.seed)
+    bundled(args.scenarios or BUNDLED, args.plan_requests, args.seed, args.plan_seeds)
+    if args.random_cases:
+        breadth(args.random_cases, args.seed)
 
 
 BUNDLED = [scenario_dir() / f"{name}.yaml"
@@ -127,12 +138,14 @@ def at_p99(resolved: Resolved) -> Resolved:
     return dataclasses.replace(resolved, scenario=resolved.scenario.model_copy(update={"workloads": workloads}))
 
 
-def bundled(paths: list[Path], requests: int, seed: int) -> None:
+def bundled(paths: list[Path], requests: int, seed: int, seeds: int) -> None:
     """The plan's promise against the simulator on each scenario: the statistic each SLO bound is held at, and the
-    p99 of the same bounds (the model's p99 at the planned load against the replay's)."""
-    print(f"\nplan promise vs simulator at the planned load ({requests:,} requests per scenario; * = > 10 %)")
+    p99 of the same bounds (the model's p99 at the planned load against the replay's), the replay's value the mean
+    over ``seeds`` seeds and its range beside it."""
+    print(f"\nplan promise vs simulator at the planned load ({requests:,} requests per scenario, seeds {seed}.."
+          f"{seed + seeds - 1}: mean [min..max]; * = > 10 % from the mean)")
     print(f"{'scenario':18s} {'workload':16s} {'metric':6s} {'stat':5s} {'bound ms':>9s} {'promised ms':>12s} "
-          f"{'simulated ms':>13s} {'diff':>6s}   {'p99 model ms':>12s} {'p99 sim ms':>11s} {'diff':>6s}")
+          f"{'simulated ms':>13s} {'diff':>6s}   {'p99 model ms':>12s} {'p99 sim ms':>11s} {'range ms':>15s} {'diff':>6s}")
     for path in paths:
         try:
             plan = solver.plan(str(path))
@@ -141,20 +154,71 @@ def bundled(paths: list[Path], requests: int, seed: int) -> None:
             continue
         resolved = solver.load_scenario(str(path))
         p99 = {(p.workload, p.metric): p.predicted_s for p in slo_report(at_p99(resolved), plan)}
-        report = simulate_plan(str(path), plan.model_dump(), requests=requests, seed=seed)
-        simulated = {w["workload"]: w for w in report.workloads if w.get("mode") == "online"}
+        replays = [{w["workload"]: w for w in simulate_plan(str(path), plan.model_dump(), requests=requests,
+                                                             seed=seed + k).workloads if w.get("mode") == "online"}
+                   for k in range(seeds)]
         for p in plan.slo_report:
-            sim = simulated.get(p.workload, {}).get(p.metric, {})
-            if sim.get(p.statistic) is None:
+            runs = [r.get(p.workload, {}).get(p.metric, {}) for r in replays]
+            if any(run.get(p.statistic) is None for run in runs):
                 continue
-            diff = p.predicted_s / sim[p.statistic] - 1.0
+            sim = float(np.mean([run[p.statistic] for run in runs]))
+            diff = p.predicted_s / sim - 1.0
             line = (f"{path.stem:18s} {p.workload:16s} {p.metric:6s} {p.statistic:5s} {p.bound_s * 1e3:9.1f} "
-                    f"{p.predicted_s * 1e3:12.1f} {sim[p.statistic] * 1e3:13.1f} {diff:+6.0%}{'*' if abs(diff) > 0.10 else ' '}")
-            model99, sim99 = p99.get((p.workload, p.metric)), sim.get("p99")
-            if model99 is not None and sim99:
+                    f"{p.predicted_s * 1e3:12.1f} {sim * 1e3:13.1f} {diff:+6.0%}{'*' if abs(diff) > 0.10 else ' '}")
+            model99, sims99 = p99.get((p.workload, p.metric)), [run.get("p99") for run in runs]
+            if model99 is not None and all(sims99):
+                sim99 = float(np.mean(sims99))
                 d99 = model99 / sim99 - 1.0
-                line += f"  {model99 * 1e3:12.1f} {sim99 * 1e3:11.1f} {d99:+6.0%}{'*' if abs(d99) > 0.10 else ' '}"
+                spread = f"[{min(sims99) * 1e3:.0f}..{max(sims99) * 1e3:.0f}]"
+                line += (f"  {model99 * 1e3:12.1f} {sim99 * 1e3:11.1f} {spread:>15s} "
+                         f"{d99:+6.0%}{'*' if abs(d99) > 0.10 else ' '}")
             print(line)
+
+
+RANDOM_GPUS = {"H100": ("llama-3.1-8b", "qwen2.5-32b", "qwen2.5-7b"), "A100-80GB": ("llama-3.1-8b", "qwen2.5-7b"),
+               "L40S": ("llama-3.1-8b", "qwen2.5-7b"), "A10G": ("llama-3.1-8b",), "L4": ("llama-3.1-8b", "qwen2.5-7b")}
+RANDOM_LENGTHS = ((256, 128), (512, 256), (1024, 256), (2048, 256), (1536, 384), (256, 512), (3072, 192))
+
+
+def breadth(cases: int, seed: int, requests: int = 40_000) -> None:
+    """Random single replicas at 55-85 % of their slots: the model's mean and p99 TTFT and TPOT against a replay."""
+    rng = np.random.default_rng(seed + 7)
+    errors: dict[str, list[float]] = {"TTFT mean": [], "TTFT p99": [], "TPOT mean": [], "TPOT p99": []}
+    for case in range(cases):
+        gpu = list(RANDOM_GPUS)[int(rng.integers(len(RANDOM_GPUS)))]
+        model = RANDOM_GPUS[gpu][int(rng.integers(len(RANDOM_GPUS[gpu])))]
+        l_in, l_out = RANDOM_LENGTHS[int(rng.integers(len(RANDOM_LENGTHS)))]
+        slots, k, held = int((16, 32, 64, 128)[int(rng.integers(4))]), int(rng.integers(1, 5)), rng.uniform(0.55, 0.85)
+        hw = Hardware.from_specs([find_gpu(gpu)], "fp16")
+        shape = Shape(find_model(model), hw, "fp16", "fp16", np.array([1.0]), np.array([float(l_in)]),
+                      np.array([float(l_out)]), np.array([0.0]))
+        theta, cap = PRIORS.theta_rows(ENGINE, [gpu], "fp16"), np.array([float(slots)])
+
+        def state(rate: float, stats: dict[str, str]) -> object:
+            return online_state(shape, theta, ENGINE, cap, np.array([rate]), stats, arrival_scv=1.0 / k)
+
+        lo, hi = 1e-4, 200.0  # the rate at which the model holds that share of the slots
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            st = state(mid, {})
+            lo, hi = (mid, hi) if st.stable[0] and st.occupancy[0] < held * slots else (lo, mid)
+        mean, p99 = state(lo, {}), state(lo, {"ttft": "p99", "tpot": "p99"})
+        arrivals = np.cumsum(np.random.default_rng(case).exponential(1.0 / (lo * k), requests * k))[::k]
+        sim = simulate_replica(shape, theta[0], ENGINE, slots, arrivals, np.full(requests, l_in),
+                               np.full(requests, l_out))
+        keep = slice(requests // 10, None)
+        pairs = {"TTFT mean": (mean.ttft_s[0], np.nanmean(sim.ttft_s[keep])),
+                 "TTFT p99": (p99.ttft_s[0], np.nanpercentile(sim.ttft_s[keep], 99)),
+                 "TPOT mean": (mean.tpot_s[0], np.nanmean(sim.tpot_s[keep])),
+                 "TPOT p99": (p99.tpot_s[0], np.nanpercentile(sim.tpot_s[keep], 99))}
+        for key, (an, simulated) in pairs.items():
+            errors[key].append(float(an / simulated - 1.0))
+    print(f"\nbreadth: {cases} random replicas (vLLM, PRIORS, 55-85 % of 16-128 slots, 1-4 round-robin replicas, "
+          f"{requests:,} requests each; model / simulated - 1)")
+    for key, errs in errors.items():
+        e = np.array(errs)
+        print(f"  {key:9s}: median |error| {np.median(np.abs(e)):5.1%}  p90 |error| {np.percentile(np.abs(e), 90):6.1%}"
+              f"  within 10 % {np.mean(np.abs(e) <= 0.10):4.0%}  median error {np.median(e):+6.1%}")
 
 
 if __name__ == "__main__":
