@@ -15,7 +15,8 @@
    excursions (15,000 requests left a mean wait up to 2.8x off its converged value, and the p99 of one 150,000-request
    replay moves by up to ~20 % between seeds), so the simulated column is the seeds' mean and their range is shown.
 4. Breadth: ``--random-cases`` single replicas drawn at random (GPU, model, prompt/output lengths, 16-128 slots,
-   Poisson or round-robin arrivals over 1-4 replicas, 55-85 % of the slots held), the analytic mean and p99 against
+   at most what the KV memory holds, Poisson or round-robin arrivals over 1-4 replicas, 55-85 % of the slots
+   held), the analytic mean and p99 against
    a 40,000-request replay each: the summary says how far the model is off where no bundled plan happens to sit.
 """
 from __future__ import annotations
@@ -192,6 +193,8 @@ def breadth(cases: int, seed: int, requests: int = 40_000) -> None:
         hw = Hardware.from_specs([find_gpu(gpu)], "fp16")
         shape = Shape(find_model(model), hw, "fp16", "fp16", np.array([1.0]), np.array([float(l_in)]),
                       np.array([float(l_out)]), np.array([0.0]))
+        # no more slots than the KV memory holds at full length (what a planner would allow)
+        slots = int(max(4, min(slots, kv_capacity_tokens(shape, 0.9) // (l_in + l_out))))
         theta, cap = PRIORS.theta_rows(ENGINE, [gpu], "fp16"), np.array([float(slots)])
 
         def state(rate: float, stats: dict[str, str]) -> object:
@@ -213,7 +216,8 @@ def breadth(cases: int, seed: int, requests: int = 40_000) -> None:
                  "TPOT p99": (p99.tpot_s[0], np.nanpercentile(sim.tpot_s[keep], 99))}
         for key, (an, simulated) in pairs.items():
             errors[key].append(float(an / simulated - 1.0))
-    print(f"\nbreadth: {cases} random replicas (vLLM, PRIORS, 55-85 % of 16-128 slots, 1-4 round-robin replicas, "
+    print(f"\nbreadth: {cases} random replicas (vLLM, PRIORS, 55-85 % of 16-128 slots within the KV memory, 1-4 "
+          f"round-robin replicas, "
           f"{requests:,} requests each; model / simulated - 1)")
     for key, errs in errors.items():
         e = np.array(errs)

@@ -24,8 +24,9 @@ and the fixed point is polished from the closed-form root by secant steps. Then
 * slots held = rate x (budget wait + own prefill + (L_out - 1) x TPOT): Little's law on what a request experiences;
 * ``TTFT`` = admission wait (``queueing.slot_wait`` over ``max_num_seqs`` slots: Erlang C whose load grows
   with the slots busy; arrivals smoother than Poisson, as behind a round-robin router, act as c / c_a^2 slots at
-  the same utilisation, prompt clusters as c (1 - phi); given a wait, the M/G/c drain) + wait for the token budget (M/D/m over the prompt work; an
-  Erlang-k stream finds it busy and waits for it by ``queueing.renewal_wait_ratios``) + the rest of the running
+  the same utilisation, prompt clusters widen the approach to the cap; given a wait, the M/G/c drain) + wait for
+  the token budget (M/D/m over the prompt work; an Erlang-k stream finds it busy and waits for it by
+  ``queueing.renewal_wait_ratios``) + the rest of the running
   iteration + the request's own steps (``prefill.packed_prefill``: whole chunks of what the budget leaves beside
   the decodes, then the rest, with the next prompt packed into its first step, or into the last one of a long
   prompt, when it arrives in time); a percentile is the quantile of the waits' sum from its exact tail
