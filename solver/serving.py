@@ -48,8 +48,8 @@ from .roofline import IterationWork, time_s
 from .shape import Shape
 
 # One-sided normal quantiles, and how a named statistic maps to a probability.
-QUANTILE = {"mean": None, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
-Z = {None: 0.0, 0.5: 0.0, 0.9: 1.2816, 0.95: 1.6449, 0.99: 2.3263}
+QUANTILE = {"mean": None, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
+Z = {None: 0.0, 0.5: 0.0, 0.9: 1.2816, 0.95: 1.6449, 0.99: 2.3263, 0.999: 3.0902}
 MAX_UTILISATION = 0.98  # of the concurrency cap: beyond it the queue of a finite simulation never drains
 # Capacity (what the planner may load a replica with) stops lower: above ~85 % of the slots a request-level replay
 # queues far beyond the Erlang C wait (benchmarks/simulate.py), so no plan is sized into that regime
