@@ -95,18 +95,30 @@ def test_pools_of_several_sizes_are_resized_until_their_mix_holds(monkeypatch):
 
 def test_mixed_quantile_of_pools():
     """One pool (or identical pools): its own quantile at each level; two pools: between them, and the
-    request-weighted tail at that value is the level asked (exponential beyond the p99 points)."""
+    request-weighted tail at that value is the level asked (log-linear between the points, exponential beyond the
+    last two)."""
     from solver.promise import LEVELS, _mixed_quantile
-    pts = np.array([[0.10, 0.20, 0.25, 0.40]])
-    for level, x in zip(LEVELS, pts[0]):
-        q = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}[level]
+    from solver.serving import QUANTILE
+    levels = np.array([QUANTILE[x] for x in LEVELS])
+    pts = np.array([[0.10, 0.20, 0.25, 0.40, 0.60]])
+    assert len(LEVELS) == pts.shape[1]
+    for q, x in zip(levels, pts[0]):
         assert _mixed_quantile(np.array([1.0]), pts, q) == pytest.approx(x, rel=1e-9)
         assert _mixed_quantile(np.array([2.0, 5.0]), np.vstack([pts, pts]), q) == pytest.approx(x, rel=1e-9)
-    two = np.array([[0.10, 0.20, 0.25, 0.40], [0.20, 0.60, 0.80, 1.60]])
-    mixed = _mixed_quantile(np.array([0.8, 0.2]), two, 0.99)
-    assert 0.40 < mixed < 1.60
-    # at the mixed p99, 1 % of all requests lie beyond: 0.8 * tail_fast + 0.2 * tail_slow = 0.01
-    slope = np.log(0.01 / 0.05) / (0.40 - 0.25)
-    tail_fast = 0.01 * np.exp(slope * (mixed - 0.40))
-    tail_slow = np.exp(np.interp(mixed, two[1], np.log([0.5, 0.1, 0.05, 0.01])))
-    assert 0.8 * tail_fast + 0.2 * tail_slow == pytest.approx(0.01, rel=1e-6)
+    two = np.array([[0.10, 0.20, 0.25, 0.40, 0.60], [0.20, 0.60, 0.80, 1.60, 2.40]])
+    logs = np.log(1.0 - levels)
+
+    def tail(row: np.ndarray, v: float) -> float:
+        if v >= row[-1]:
+            return float(np.exp(logs[-1] + (logs[-1] - logs[-2]) / (row[-1] - row[-2]) * (v - row[-1])))
+        return float(np.exp(np.interp(v, row, logs)))
+
+    for q in (0.99, 0.999):
+        mixed = _mixed_quantile(np.array([0.8, 0.2]), two, q)
+        assert two[0, list(levels).index(q)] < mixed < two[1, list(levels).index(q)]
+        # at the mixed quantile, 1 - q of all requests lie beyond: 0.8 tail_fast + 0.2 tail_slow = 1 - q
+        assert 0.8 * tail(two[0], mixed) + 0.2 * tail(two[1], mixed) == pytest.approx(1.0 - q, rel=1e-6)
+    # a pool carrying most requests sets the mixture's p99 from beyond its own p99 (its p99.9 point counts)
+    low, high = two.copy(), two.copy()
+    low[0, -1], high[0, -1] = 0.45, 1.20
+    assert _mixed_quantile(np.array([0.95, 0.05]), low, 0.99) < _mixed_quantile(np.array([0.95, 0.05]), high, 0.99)
