@@ -1,6 +1,6 @@
 """Request-level simulator: speed, and the analytic continuous-batching model against it.
 
-    python benchmarks/simulate.py [--requests 100000] [--compare-requests 15000] [--plan-requests 150000]
+    python benchmarks/simulate.py [--requests 100000] [--compare-requests 15000] [--plan-requests 600000]
                                   [--plan-seeds 3] [--random-cases 60] [--seed 0]
 
 1. Speed: requests simulated per second at ``--requests`` requests (llama-3.1-8b on H100, vLLM, 128 slots,
@@ -12,8 +12,9 @@
 3. Every bundled scenario with online workloads: the plan's promise (``slo_report``: each bound's statistic
    predicted at the planned load, shipped calibration) against the simulated statistic of the same plan, at
    ``--plan-requests`` requests, replayed with ``--plan-seeds`` seeds: pools planned near their knee queue in long
-   excursions (15,000 requests left a mean wait up to 2.8x off its converged value, and the p99 of one 150,000-request
-   replay moves by up to ~20 % between seeds), so the simulated column is the seeds' mean and their range is shown.
+   excursions (15,000 requests left a mean wait up to 2.8x off its converged value; the p99 of a 150,000-request
+   replay moved by up to ~40 % between seeds, of a 600,000-request one by up to ~20 %), so the simulated column is
+   the seeds' mean and their range is shown.
 4. Breadth: ``--random-cases`` single replicas drawn at random (GPU, model, prompt/output lengths, 16-128 slots,
    at most what the KV memory holds, Poisson or round-robin arrivals over 1-4 replicas, 55-85 % of the slots
    held), the analytic mean and p99 against
@@ -109,7 +110,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--compare-requests", type=int, default=15000)
-    ap.add_argument("--plan-requests", type=int, default=150_000)
+    ap.add_argument("--plan-requests", type=int, default=600_000)
     ap.add_argument("--plan-seeds", type=int, default=3)
     ap.add_argument("--random-cases", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
