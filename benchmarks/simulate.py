@@ -147,7 +147,8 @@ def bundled(paths: list[Path], requests: int, seed: int, seeds: int) -> None:
     print(f"\nplan promise vs simulator at the planned load ({requests:,} requests per scenario, seeds {seed}.."
           f"{seed + seeds - 1}: mean [min..max]; * = > 10 % from the mean)")
     print(f"{'scenario':18s} {'workload':16s} {'metric':6s} {'stat':5s} {'bound ms':>9s} {'promised ms':>12s} "
-          f"{'simulated ms':>13s} {'diff':>6s}   {'p99 model ms':>12s} {'p99 sim ms':>11s} {'range ms':>15s} {'diff':>6s}")
+          f"{'simulated ms':>13s} {'diff':>6s}   {'p99 model ms':>12s} {'p99 sim ms':>11s} {'range ms':>15s} "
+          f"{'diff':>6s}")
     for path in paths:
         try:
             plan = solver.plan(str(path))

@@ -154,7 +154,8 @@ LEVELS = ("p50", "p90", "p95", "p99", "p99.9")
 def _mixed_quantile(weights: np.ndarray, points: np.ndarray, q: float) -> float:
     """``q`` quantile of a workload's latency when its requests split over pools with ``weights`` and each pool's
     latency has the quantiles ``points`` (pools x LEVELS): each tail log-linear between its points (exponential
-    beyond the last at the slope of the last two, linear from 1 at 0 to 0.5 at p50), the mixture's tail found by bisection."""
+    beyond the last at the slope of the last two, linear from 1 at 0 to 0.5 at p50), the mixture's tail found by
+    bisection."""
     levels = np.array([QUANTILE[x] for x in LEVELS], float)
     tails = np.log(1.0 - levels)
     x = np.maximum.accumulate(np.maximum(points, 1e-12), axis=1)

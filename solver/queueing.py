@@ -290,8 +290,9 @@ def total_wait_quantile(q: float, busy: np.ndarray, share: np.ndarray, t_mix: np
                         waits: list[tuple[np.ndarray, ...]],
                         step: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``q`` quantile of the rest of the running iteration (``residual_s``) plus independent waits given as
-    (P(W > 0), E[W | W > 0]), each exponential when positive (or (P, E, scv): two phases of that squared coefficient of variation), plus a ``step`` (P, d) that is d with probability P
-    and 0 otherwise: from the sum's exact tail, found by bisection.
+    (P(W > 0), E[W | W > 0]), each exponential when positive (or, given as (P, E, scv), two exponential phases of
+    that squared coefficient of variation), plus a ``step`` (P, d) that is d with probability P and 0 otherwise:
+    from the sum's exact tail, found by bisection.
 
     A moment fit of the sum (a gamma law) overstates the tail where a bounded part (the rest of one iteration) meets a
     rare long one (a wait for slots or budget), and a sum of the parts' quantiles overstates it more: they rarely
