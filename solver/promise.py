@@ -10,6 +10,8 @@ holds comes from the calibration's held-out residuals of (engine, GPU class, met
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections import defaultdict
 from typing import Any
@@ -21,7 +23,7 @@ from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
 from .prefill import packed_prefill
 from .queueing import holding_overlap, holding_scv
-from .roofline import Hardware
+from .roofline import Hardware, time_s
 from .scenario import Resolved
 from .serving import PLANNING_UTILISATION, QUANTILE, online_state
 from .shape import Shape, mix_shape
@@ -96,10 +98,31 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
     for k, ((a, _), pct) in enumerate(zip(rows, stats)):
         state, at_e2e, avg = states[pct]
         own = float(own_by_state[pct][k])  # this demand's prompt in place of the mix's average one
+        lift = _own_decode_lift(mix, a.input_tokens, a.output_tokens, serving.theta, state, own - float(avg[0]))
         ttft = float(state.ttft_s[0] - avg[0] + own)
-        e2e = float(at_e2e.ttft_s[0] - avg[0] + own) + (a.output_tokens - 1) * float(at_e2e.tpot_s[0])
-        out[k] = {"ttft": ttft, "tpot": float(state.tpot_s[0]), "e2e": e2e}
+        e2e = float(at_e2e.ttft_s[0] - avg[0] + own) + (a.output_tokens - 1) * (float(at_e2e.tpot_s[0]) + lift)
+        out[k] = {"ttft": ttft, "tpot": float(state.tpot_s[0]) + lift, "e2e": e2e}
     return out
+
+
+def _own_decode_lift(mix: Shape, input_tokens: float, output_tokens: float, theta: np.ndarray, state: Any,
+                     longer_prefill_s: float) -> float:
+    """What one demand's TPOT adds to its pool's: every step it runs reads its own context (L_in + L_out / 2 of
+    it), not the mix's mean, and the prompts that arrive while its prefill runs longer than the mix's average one
+    queue behind it and are prefilled in its decode steps, each lengthening them by phi / rate (phi = the prompt
+    share of time). Over the pool both sum to about zero (the mean context is output-weighted, the prefill
+    rate-weighted), so the slots held keep the pool's."""
+    n, t = float(state.decode_seqs[0]), float(state.iteration_s[0])
+    if not (n > 0 and t > 0):
+        return 0.0
+    ones = np.ones(1)
+    context = float(input_tokens) + float(output_tokens) / 2.0
+    mean = float(np.asarray(mix.mean_context, float)[0])
+    shifted = dataclasses.replace(mix, context_tokens=ones * (mean + (context - mean) / n))
+    base = float(time_s(mix.work(ones * n, 0.0, 0.0, runs=ones), theta)[0])
+    own_ctx = float(time_s(shifted.work(ones * n, 0.0, 0.0, runs=ones), theta)[0])
+    phi = max(1.0 - base / t, 0.0)
+    return own_ctx - base + phi * longer_prefill_s / max(float(output_tokens) - 1.0, 1.0)
 
 
 def _by_pool(resolved: Resolved, plan: Plan) -> dict[str, list[tuple[Assignment, float]]]:

@@ -122,3 +122,30 @@ def test_mixed_quantile_of_pools():
     low, high = two.copy(), two.copy()
     low[0, -1], high[0, -1] = 0.45, 1.20
     assert _mixed_quantile(np.array([0.95, 0.05]), low, 0.99) < _mixed_quantile(np.array([0.95, 0.05]), high, 0.99)
+
+def test_a_demands_own_context_and_prefill_set_its_tpot_apart():
+    """In a pool of 8,192- and 256-token prompts, the long demand's steps read its own long context and meet the
+    prompts that queued behind its long prefill: its TPOT lies above the pool's, the short one's below. A demand
+    at the pool's mean context and mean prefill gets nothing, and over the pool the lifts weighted by the steps
+    each demand runs sum to about zero (the slots held keep the pool's)."""
+    from solver.calibration import PRIORS
+    from solver.catalog import find_gpu, find_model
+    from solver.engines import find_engine
+    from solver.promise import _own_decode_lift
+    from solver.roofline import Hardware
+    from solver.serving import online_state
+    from solver.shape import mix_shape
+    engine = find_engine("vllm")
+    theta = PRIORS.theta_rows(engine, ["H100"], "fp16")
+    lin, lout, rates = np.array([8192.0, 256.0]), np.array([256.0, 128.0]), np.array([2.0, 5.7])
+    mix, scv = mix_shape(find_model("llama-3.1-8b"), Hardware.from_specs([find_gpu("H100")], "fp16"), "fp16",
+                         "fp16", 1, 0.0, rates, lin, lout)
+    state = online_state(mix, theta, engine, np.array([32.0]), np.array([rates.sum()]), {}, scv)
+    mean_context = float(np.asarray(mix.mean_context)[0])
+    assert _own_decode_lift(mix, mean_context - 64.0, 128.0, theta, state, 0.0) == pytest.approx(0.0, abs=1e-12)
+    prefill = np.array([0.30, 0.02])  # own prefill, seconds
+    longer = prefill - float(rates @ prefill / rates.sum())
+    lifts = np.array([_own_decode_lift(mix, lin[k], lout[k], theta, state, longer[k]) for k in range(2)])
+    assert lifts[0] > 0 > lifts[1]
+    steps = rates * (lout - 1.0)
+    assert abs(float(steps @ lifts)) < 0.1 * float(np.abs(steps * lifts).sum())
