@@ -149,3 +149,14 @@ def test_a_demands_own_context_and_prefill_set_its_tpot_apart():
     assert lifts[0] > 0 > lifts[1]
     steps = rates * (lout - 1.0)
     assert abs(float(steps @ lifts)) < 0.1 * float(np.abs(steps * lifts).sum())
+
+
+def test_the_resized_mix_keeps_its_promises_in_the_replay():
+    """tests/data/mix_overload.yaml end to end: short, TTFT-bound chats and 8k-token prompts of one model. The plan
+    after the mix re-solves must hold every SLO in a 60,000-request replay (a model change that made a mixed pool of
+    both look cheaper gave a plan whose chats waited 427 ms for a 300 ms bound)."""
+    from solver.simulate_report import simulate_plan
+    path = str(Path(__file__).resolve().parent / "data" / "mix_overload.yaml")
+    plan = solver.plan(path)
+    report = simulate_plan(path, plan.model_dump(), requests=60000, seed=0)
+    assert report.holds, [w for w in report.workloads if w.get("mode") == "online"]
