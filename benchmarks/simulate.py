@@ -19,6 +19,8 @@
    at most what the KV memory holds, Poisson or round-robin arrivals over 1-4 replicas, 55-85 % of the slots
    held), the analytic mean and p99 against
    a 40,000-request replay each: the summary says how far the model is off where no bundled plan happens to sit.
+5. Mixed pools: ``--random-mixes`` replicas serving 2-3 request sizes at random shares (the pool's one iteration
+   law, ``shape.mix_shape``): TPOT and slots held against a replay of the same mix.
 """
 from __future__ import annotations
 
@@ -38,7 +40,9 @@ from solver.resources import scenario_dir
 from solver.promise import slo_report
 from solver.roofline import Hardware
 from solver.scenario import Resolved
+from solver.queueing import holding_overlap, holding_scv
 from solver.serving import Shape, online_capacity, online_state
+from solver.shape import mix_shape
 from solver.simulate import simulate_replica
 from solver.simulate_report import kv_capacity_tokens, simulate_plan
 
@@ -113,19 +117,22 @@ def main() -> None:
     ap.add_argument("--plan-requests", type=int, default=600_000)
     ap.add_argument("--plan-seeds", type=int, default=3)
     ap.add_argument("--random-cases", type=int, default=60)
+    ap.add_argument("--random-mixes", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scenarios", type=Path, nargs="*", default=None,
                     help="scenario files for part 3 (default: the bundled online scenarios)")
     args = ap.parse_args()
     if min(args.requests, args.compare_requests, args.plan_requests) < 100:
         ap.error("--requests, --compare-requests and --plan-requests must be >= 100")
-    if args.plan_seeds < 1 or args.random_cases < 0:
-        ap.error("--plan-seeds must be >= 1 and --random-cases >= 0")
+    if args.plan_seeds < 1 or min(args.random_cases, args.random_mixes) < 0:
+        ap.error("--plan-seeds must be >= 1, --random-cases and --random-mixes >= 0")
     speed(args.requests, args.seed)
     compare(args.compare_requests, args.seed)
     bundled(args.scenarios or BUNDLED, args.plan_requests, args.seed, args.plan_seeds)
     if args.random_cases:
         breadth(args.random_cases, args.seed)
+    if args.random_mixes:
+        mixes(args.random_mixes, args.seed)
 
 
 BUNDLED = [scenario_dir() / f"{name}.yaml"
@@ -225,6 +232,49 @@ def breadth(cases: int, seed: int, requests: int = 40_000) -> None:
         e = np.array(errs)
         print(f"  {key:9s}: median |error| {np.median(np.abs(e)):5.1%}  p90 |error| {np.percentile(np.abs(e), 90):6.1%}"
               f"  within 10 % {np.mean(np.abs(e) <= 0.10):4.0%}  median error {np.median(e):+6.1%}")
+
+
+MIX_GPUS = {"H100": ("llama-3.1-8b", "qwen2.5-7b"), "A100-80GB": ("llama-3.1-8b",),
+            "L40S": ("llama-3.1-8b", "qwen2.5-7b")}
+MIX_LENGTHS = ((256, 128), (512, 256), (1024, 256), (2048, 256), (4096, 512), (3072, 192), (256, 512))
+
+
+def mixes(cases: int, seed: int, requests: int = 40_000) -> None:
+    """Random pools of 2-3 request sizes at 55-85 % of their slots: TPOT and slots held against a replay."""
+    rng = np.random.default_rng(seed + 3)
+    errors: dict[str, list[float]] = {"TPOT mean": [], "slots held": []}
+    for case in range(cases):
+        gpu = list(MIX_GPUS)[int(rng.integers(len(MIX_GPUS)))]
+        model = MIX_GPUS[gpu][int(rng.integers(len(MIX_GPUS[gpu])))]
+        pick = rng.choice(len(MIX_LENGTHS), size=int(rng.integers(2, 4)), replace=False)
+        l_in = np.array([MIX_LENGTHS[i][0] for i in pick], float)
+        l_out = np.array([MIX_LENGTHS[i][1] for i in pick], float)
+        shares, k, held = rng.dirichlet(np.ones(pick.size)), int(rng.integers(1, 4)), rng.uniform(0.55, 0.85)
+        hw = Hardware.from_specs([find_gpu(gpu)], "fp16")
+        shape, scv = mix_shape(find_model(model), hw, "fp16", "fp16", 1, 0.0, shares, l_in, l_out)
+        slots = int(max(8, min(128, kv_capacity_tokens(shape, 0.9) // float(shares @ (l_in + l_out)))))
+        theta, cap = PRIORS.theta_rows(ENGINE, [gpu], "fp16"), np.array([float(slots)])
+        extra = dict(arrival_scv=1.0 / k, holding_overlap=holding_overlap(l_out, shares),
+                     holding_scv=holding_scv(l_out, shares))
+        lo, hi = 1e-4, 200.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            st = online_state(shape, theta, ENGINE, cap, np.array([mid]), {}, scv, **extra)
+            lo, hi = (mid, hi) if st.stable[0] and st.occupancy[0] < held * slots else (lo, mid)
+        state = online_state(shape, theta, ENGINE, cap, np.array([lo]), {}, scv, **extra)
+        draw = np.random.default_rng(case)
+        arrivals = np.cumsum(draw.exponential(1.0 / (lo * k), requests * k))[::k]
+        size = draw.choice(pick.size, size=requests, p=shares)
+        sim = simulate_replica(shape, theta[0], ENGINE, slots, arrivals, l_in[size].astype(int),
+                               l_out[size].astype(int))
+        errors["TPOT mean"].append(float(state.tpot_s[0] / np.nanmean(sim.tpot_s[requests // 10:]) - 1.0))
+        errors["slots held"].append(float(state.occupancy[0] / (sim.occupancy * slots) - 1.0))
+    print(f"\nmixed pools: {cases} random replicas of 2-3 request sizes (vLLM, PRIORS, 55-85 % of their slots, 1-3 "
+          f"round-robin replicas, {requests:,} requests each; model / simulated - 1)")
+    for key, errs in errors.items():
+        e = np.array(errs)
+        print(f"  {key:10s}: median |error| {np.median(np.abs(e)):5.1%}  p90 |error| {np.percentile(np.abs(e), 90):6.1%}"
+              f"  within 3 % {np.mean(np.abs(e) <= 0.03):4.0%}  median error {np.median(e):+6.1%}")
 
 
 if __name__ == "__main__":
