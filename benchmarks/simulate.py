@@ -273,8 +273,9 @@ def mixes(cases: int, seed: int, requests: int = 40_000) -> None:
           f"round-robin replicas, {requests:,} requests each; model / simulated - 1)")
     for key, errs in errors.items():
         e = np.array(errs)
-        print(f"  {key:10s}: median |error| {np.median(np.abs(e)):5.1%}  p90 |error| {np.percentile(np.abs(e), 90):6.1%}"
-              f"  within 3 % {np.mean(np.abs(e) <= 0.03):4.0%}  median error {np.median(e):+6.1%}")
+        print(f"  {key:10s}: median |error| {np.median(np.abs(e)):5.1%}  "
+              f"p90 |error| {np.percentile(np.abs(e), 90):6.1%}  within 3 % {np.mean(np.abs(e) <= 0.03):4.0%}  "
+              f"median error {np.median(e):+6.1%}")
 
 
 if __name__ == "__main__":
