@@ -14,7 +14,6 @@ import dataclasses
 
 import math
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 
@@ -25,7 +24,7 @@ from .prefill import packed_prefill
 from .queueing import holding_overlap, holding_scv
 from .roofline import Hardware, time_s
 from .scenario import Resolved
-from .serving import PLANNING_UTILISATION, QUANTILE, online_state
+from .serving import PLANNING_UTILISATION, QUANTILE, OnlineState, online_state
 from .shape import Shape, mix_shape
 
 METRIC_KIND = {"ttft": "ttft", "tpot": "tpot", "e2e": "throughput"}
@@ -71,7 +70,7 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
     # the pool's state depends on a demand only through the statistics its SLO asks for: once per distinct set
     stats = [tuple(sorted(workloads[a.workload].slo.percentiles().items())) if statistic is None
              else (("e2e", statistic), ("tpot", statistic), ("ttft", statistic)) for a, _ in rows]
-    states: dict[tuple[tuple[str, str], ...], tuple[Any, Any, np.ndarray]] = {}
+    states: dict[tuple[tuple[str, str], ...], tuple[OnlineState, OnlineState, np.ndarray]] = {}
     for pct in dict.fromkeys(stats):
         stat = dict(pct)
         state = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9), stat,
@@ -79,9 +78,7 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
         at_e2e = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9),
                               {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv,
                               holding_overlap=overlap, holding_scv=spread)
-        avg = packed_prefill(mix, serving.theta, state.decode_seqs, budget, chunk, state.rate_per_s,
-                             state.iteration_s, arrival_scv).mean_s
-        states[pct] = (state, at_e2e, avg)
+        states[pct] = (state, at_e2e, state.own_prefill_s)
     slots = next(iter(states.values()))[0].occupancy[0]  # slots held do not depend on the statistics asked for
     out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * first.batch_size))}}
     # every demand's own prompt prefilled beside the same running decodes, in one vectorised call per state
@@ -105,7 +102,7 @@ def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], 
     return out
 
 
-def _own_decode_lift(mix: Shape, input_tokens: float, output_tokens: float, theta: np.ndarray, state: Any,
+def _own_decode_lift(mix: Shape, input_tokens: float, output_tokens: float, theta: np.ndarray, state: OnlineState,
                      longer_prefill_s: float) -> float:
     """What one demand's TPOT adds to its pool's: every step it runs reads its own context (L_in + L_out / 2 of
     it), not the mix's mean, and the prompts that arrive while its prefill runs longer than the mix's average one
@@ -119,7 +116,7 @@ def _own_decode_lift(mix: Shape, input_tokens: float, output_tokens: float, thet
     context = float(input_tokens) + float(output_tokens) / 2.0
     mean = float(np.asarray(mix.mean_context, float)[0])
     shifted = dataclasses.replace(mix, context_tokens=ones * (mean + (context - mean) / n))
-    base = float(time_s(mix.work(ones * n, 0.0, 0.0, runs=ones), theta)[0])
+    base = float(state.decode_step_s[0])
     own_ctx = float(time_s(shifted.work(ones * n, 0.0, 0.0, runs=ones), theta)[0])
     phi = max(1.0 - base / t, 0.0)
     return own_ctx - base + phi * longer_prefill_s / max(float(output_tokens) - 1.0, 1.0)

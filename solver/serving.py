@@ -26,11 +26,11 @@ and the fixed point is polished from the closed-form root by secant steps. Then
   with the slots busy; arrivals smoother than Poisson, as behind a round-robin router, act as c / c_a^2 slots at
   the same utilisation, prompt clusters widen the approach to the cap; given a wait, the M/G/c drain) + wait for
   the token budget (M/D/m over the prompt work; an Erlang-k stream finds it busy and waits for it by
-  ``queueing.renewal_wait_ratios``) + the rest of the running
-  iteration + the request's own steps (``prefill.packed_prefill``: whole chunks of what the budget leaves beside
-  the decodes, then the rest, with the next prompt packed into its first step, or into the last one of a long
-  prompt, when it arrives in time); a percentile is the quantile of the waits' sum from its exact tail
-  (``queueing.total_wait_quantile``); an idle replica's TTFT is its own prefill;
+  ``queueing.renewal_wait_ratios``) + the rest of the running iteration + the request's own steps
+  (``prefill.packed_prefill``: whole chunks of what the budget leaves beside the decodes, then the rest, with the
+  next prompt packed into its first step, or into the last one of a long prompt, when it arrives in time); a
+  percentile is the quantile of the waits' sum from its exact tail (``queueing.total_wait_quantile``); an idle
+  replica's TTFT is its own prefill;
 * capacity = the highest rate at which every SLO of the demand holds at its percentile and the slots held stay
   within ``PLANNING_UTILISATION`` of the cap, by bisection.
 """
@@ -64,6 +64,8 @@ class OnlineState:
     rate_per_s: np.ndarray
     iteration_s: np.ndarray
     decode_seqs: np.ndarray  # mean running decodes
+    decode_step_s: np.ndarray  # an iteration of the running decodes alone (no prompt tokens)
+    own_prefill_s: np.ndarray  # mean of a request's own prefill steps, with the next prompt packed in (no waits)
     occupancy: np.ndarray  # mean slots held (prefill + decode), what max_num_seqs caps
     ttft_s: np.ndarray
     tpot_s: np.ndarray
@@ -387,8 +389,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     e2e = ttft_at(quant["e2e"]) + (l_out - 1.0) * tpot_q(quant["e2e"]) if "e2e" in metrics else nan
     unstable = ~finite | (occupancy >= MAX_UTILISATION * cap)
     inf = np.inf
-    return OnlineState(rate_per_s=rate, iteration_s=np.where(finite, t, inf), decode_seqs=n,
-                       occupancy=occupancy, ttft_s=np.where(unstable, inf, ttft),
+    return OnlineState(rate_per_s=rate, iteration_s=np.where(finite, t, inf), decode_seqs=n, decode_step_s=t_dec,
+                       own_prefill_s=own_prefill, occupancy=occupancy, ttft_s=np.where(unstable, inf, ttft),
                        tpot_s=np.where(unstable, inf, tpot), e2e_s=np.where(unstable, inf, e2e), stable=~unstable)
 
 
