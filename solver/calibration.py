@@ -4,7 +4,9 @@
 (engine, GPU) pair: its own fit; else the GPU's efficiencies (its fit, else the prior of its GPU or
 architecture) with the engine's overheads (its fit, else the engine profile's prior). The prior of a GPU's
 efficiencies is the achieved fraction of datasheet FLOPS and bandwidth in ``catalogs/gpu_efficiency.csv``
-(measured GEMM / copy rates), else the mean of its architecture's rows, else ``DEFAULT_EFFICIENCY``.
+(measured GEMM / copy rates), else the mean of its architecture's rows, else ``DEFAULT_EFFICIENCY``; decode
+attention reads KV at the HBM efficiency, and all-reduces take ``allreduce_prior()`` times their nominal time
+(measured nccl-tests runs in ``catalogs/allreduce.csv`` over ``roofline.allreduce_call_s``).
 Loading a calibration never imports the fitting code.
 """
 from __future__ import annotations
@@ -21,13 +23,14 @@ from .engines import EngineProfile, find_engine
 from .errors import CatalogError, UnknownNameError
 from .io import read_json
 from .resources import catalog_dir, default_calibration, resolve_user_path
-from .roofline import N_COEF, factorize
+from .roofline import N_COEF, allreduce_call_s, factorize
 
 DEFAULT_CALIBRATION = default_calibration()
 EFFICIENCY_FILE = catalog_dir() / "gpu_efficiency.csv"
+ALLREDUCE_FILE = catalog_dir() / "allreduce.csv"
 FORM = "per-operator-v2"
 # Assumed where neither the GPU nor its architecture has a measured row: large bf16 GEMMs reach ~60 % of the
-# dense tensor peak and streaming reads ~80 % of datasheet bandwidth; attention and all-reduce as memory.
+# dense tensor peak and streaming reads ~80 % of datasheet bandwidth; attention as memory.
 DEFAULT_EFFICIENCY = (0.60, 0.80)
 UNCALIBRATED_THETA = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
 
@@ -56,6 +59,28 @@ def efficiency_priors(path: Path = EFFICIENCY_FILE) -> dict[str, tuple[float, fl
     return out
 
 
+@lru_cache(maxsize=None)
+def allreduce_prior(path: Path = ALLREDUCE_FILE) -> float:
+    """Measured all-reduce time over the nominal ring model, geometric mean over the measured message sizes (the
+    sizes of a decode step's all-reduces): the prior of ``k_comm``. 1 (the nominal model) without the file."""
+    if not path.exists():
+        return 1.0
+    _, rows = read_csv_rows(path)
+    ratios = []
+    for row in rows:
+        try:
+            spec = find_gpu(row["gpu"])
+            nominal = allreduce_call_s(float(row["message_bytes"]), float(row["gpu_count"]),
+                                       spec.interconnect_gb_s * 1e9, spec.interconnect.lower().startswith("pcie"))
+            ratios.append(float(row["time_us"]) * 1e-6 / float(nominal))
+        except (KeyError, ValueError, UnknownNameError):
+            raise CatalogError("expected a known gpu and numbers in gpu_count, message_bytes and time_us",
+                               path=str(path), where=f"row {row['__row__']}") from None
+    if not ratios or not all(r > 0 for r in ratios):
+        raise CatalogError("expected positive all-reduce times", path=str(path))
+    return float(np.exp(np.mean(np.log(ratios))))
+
+
 GDDR_ARCHITECTURES = ("Turing", "Ada Lovelace")
 
 
@@ -71,14 +96,15 @@ def gpu_class(gpu: str) -> str:
 
 
 def prior_theta(gpu: str, engine: EngineProfile) -> np.ndarray:
-    """Coefficients before any serving measurement: 1 / achieved efficiency, the engine's overhead priors."""
+    """Coefficients before any serving measurement: 1 / achieved efficiency (GEMM, HBM, HBM for decode attention),
+    the measured all-reduce ratio, the engine's overhead priors."""
     priors = efficiency_priors()
     try:
         arch = find_gpu(gpu).architecture
     except Exception:  # noqa: BLE001 - an unknown GPU has no architecture prior
         arch = ""
     gemm, hbm = priors.get(gpu, priors.get(f"arch:{arch}", DEFAULT_EFFICIENCY))
-    return np.array([1.0 / gemm, 1.0 / hbm, 1.0 / hbm, 1.0 / hbm, engine.step_overhead_us * 1e-6,
+    return np.array([1.0 / gemm, 1.0 / hbm, 1.0 / hbm, allreduce_prior(), engine.step_overhead_us * 1e-6,
                      engine.layer_overhead_us * 1e-6])
 
 

@@ -19,6 +19,7 @@ from scipy.optimize import lsq_linear
 
 from .calibration import Calibration, prior_theta
 from .measured import Dataset, linear_system
+from .roofline import GEMM_UNHIDDEN_SHARE
 
 SHRINK_ROWS = 4.0  # a level's prior weighs like this many (relative-residual) rows
 GLOBAL_SHRINK_ROWS = 8.0
@@ -47,7 +48,9 @@ def _row_weights(rows: pd.DataFrame) -> np.ndarray:
 
 def fit(data: Dataset, source: str = "", form: str = "hierarchical") -> Calibration:
     """Calibration from measurements. ``form="paper"``: the paper's Eq. 7 per GPU (one factor on the whole
-    roofline, one constant offset per iteration, no engine level), for comparison."""
+    roofline, one constant offset per iteration, no engine level), for comparison: on the pure roofline (no
+    unhidden GEMM share), as the paper has it."""
+    share = 0.0 if form == "paper" else GEMM_UNHIDDEN_SHARE
     base = np.array([prior_theta(g, m.engine) for g, m in zip(data.rows["gpu"], data.models)])
     # a row's prior includes its engine's quantised-kernel efficiency; levels store fp16-equivalent values
     eff = np.array([m.engine.kernel_efficiency(m.shape.dtype) for m in data.models])
@@ -57,7 +60,7 @@ def fit(data: Dataset, source: str = "", form: str = "hierarchical") -> Calibrat
     calib = Calibration(global_theta=np.ones(6), source=source or "fit")
     thetas = priors.copy()
     for _ in range(PASSES):
-        A, c = linear_system(data, thetas)
+        A, c = linear_system(data, thetas, share)
         Ap = A * priors
         if form == "paper":
             # one multiplier on the four roofline parts, one on the per-iteration offset, per GPU

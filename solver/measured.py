@@ -23,7 +23,7 @@ import pandas as pd
 from .catalog import find_gpu, find_model
 from .engines import EngineProfile, engine_profiles
 from .errors import PlannerError
-from .roofline import GIB, Hardware, Phases, features, phases_time_s, weight_bytes
+from .roofline import GEMM_UNHIDDEN_SHARE, GIB, Hardware, Phases, features, phases_time_s, weight_bytes
 from .prefill import prefill_phases
 from .serving import QUANTILE, online_state
 from .shape import Shape
@@ -75,7 +75,7 @@ class RowModel:
     clients: float = float("nan")  # a closed loop's clients (more than ``batch`` when the KV cache holds fewer)
     prompts: float = float("nan")  # requests in the whole run (a closed loop's first wave is batch / prompts of them)
 
-    def phases(self, theta: np.ndarray) -> Phases:
+    def phases(self, theta: np.ndarray, share: float = GEMM_UNHIDDEN_SHARE) -> Phases:
         s, eng, b = self.shape, self.engine, np.array([self.batch])
         l_in, l_out = float(s.input_tokens[0]), float(s.output_tokens[0])
         chunk = eng.chunk_tokens
@@ -90,7 +90,7 @@ class RowModel:
             prefill = prefill_phases(s, np.array([1.0]), chunk, decode_seqs=n)
             decode = s.work(np.array([1.0 + n]), p, p * l_in / 2.0, runs=np.ones(1))
         elif self.mode == "closed_loop":
-            return self._closed_loop(theta)
+            return self._closed_loop(theta, share)
         else:  # saturated: ~b decodes, each iteration mixing in b * L_in / L_out prompt tokens
             p = self.batch * l_in / max(l_out, 1.0)
             prefill = prefill_phases(s, np.array([1.0]), chunk, decode_seqs=max(self.batch - 1.0, 0.0))
@@ -108,7 +108,7 @@ class RowModel:
         # continuous, throughput: L_out mixed iterations produce b * L_out tokens
         return [(decode, l_out)]
 
-    def _closed_loop(self, theta: np.ndarray) -> Phases:
+    def _closed_loop(self, theta: np.ndarray, share: float) -> Phases:
         """N clients, b of them running (what the KV cache holds). They start in lockstep: the first wave's b
         prompts are prefilled together in chunks of the token budget, a request waiting for the chunks before its
         own, then decoded together. Chunked prefill staggers their finishes, so later waves run desynchronised, a
@@ -131,8 +131,8 @@ class RowModel:
         queued = max(self.clients / self.batch - 1.0, 0.0)  # running requests a waiting client waits for, each
         # in the steady state prompts arrive at b / E2E per second and queue for the token budget (M/D/1 over their
         # prefill, Pollaczek-Khinchine; the wait as a multiple of the own prefill, at the current coefficients)
-        own_s = float(phases_time_s(own, theta)[0])
-        e2e_s = own_s + (l_out - 1.0) * float(phases_time_s([(mixed, 1.0)], theta)[0])
+        own_s = float(phases_time_s(own, theta, share)[0])
+        e2e_s = own_s + (l_out - 1.0) * float(phases_time_s([(mixed, 1.0)], theta, share)[0])
         rho = min(self.batch / max(e2e_s, 1e-12) * own_s, 0.95)
         ahead = rho / (2.0 * (1.0 - rho))
         if q is None:  # the mean over both kinds of request
@@ -227,16 +227,18 @@ def dataset(frame: pd.DataFrame) -> Dataset:
     return Dataset(rows, models)
 
 
-def predict_times(data: Dataset, thetas: np.ndarray) -> np.ndarray:
-    """Predicted time of every row under per-row coefficients (rows x 6)."""
-    return np.array([float(phases_time_s(m.phases(th), th)[0]) for m, th in zip(data.models, thetas)])
+def predict_times(data: Dataset, thetas: np.ndarray, share: float = GEMM_UNHIDDEN_SHARE) -> np.ndarray:
+    """Predicted time of every row under per-row coefficients (rows x 6); ``share`` is the GEMM's unhidden share
+    (``roofline.gemm_parts``; 0 for the pure-roofline baselines)."""
+    return np.array([float(phases_time_s(m.phases(th, share), th, share)[0]) for m, th in zip(data.models, thetas)])
 
 
-def linear_system(data: Dataset, thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def linear_system(data: Dataset, thetas: np.ndarray, share: float = GEMM_UNHIDDEN_SHARE
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """(A, c) with predicted time = A @ theta + c, linearised at ``thetas`` (rows x 6)."""
     A, c = [], []
     for m, th in zip(data.models, thetas):
-        a, k = features(m.phases(th), th)
+        a, k = features(m.phases(th, share), th, share)
         A.append(np.asarray(a).reshape(-1)[:6])
         c.append(float(np.asarray(k).reshape(-1)[0]))
     return np.array(A), np.array(c)

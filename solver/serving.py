@@ -44,7 +44,7 @@ from .engines import EngineProfile
 from .prefill import packed_prefill
 from .queueing import (compound_poisson_pmf, erlang_phases, feedback_dispersion, renewal_count_sf, renewal_wait_ratios,
                        residual_s, slot_wait, total_wait_quantile)
-from .roofline import IterationWork, time_s
+from .roofline import IterationWork, gemm_parts, time_s
 from .shape import Shape
 
 # One-sided normal quantiles, and how a named statistic maps to a probability.
@@ -261,10 +261,11 @@ def _dense_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, t: np.ndarra
 
 
 def _branches(w: IterationWork, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An iteration's calibrated (compute, memory, rest) parts: ``time_s`` is max(compute, memory) + rest."""
+    """An iteration's calibrated (compute, memory, rest) parts: ``time_s`` is max(compute, memory) + rest, each
+    GEMM branch with the unhidden share of the other (``roofline.gemm_parts``)."""
     rest = theta[..., 2] * w.kv_s + theta[..., 3] * w.comm_s + w.host_s + theta[..., 4] * w.steps \
         + theta[..., 5] * w.layer_steps
-    return theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s, rest
+    return (*gemm_parts(theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s), rest)
 
 
 def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .engines import EngineProfile
-from .roofline import IterationWork, iteration_work, time_s
+from .roofline import GEMM_UNHIDDEN_SHARE, IterationWork, iteration_work, time_s
 from .shape import Shape
 
 
@@ -42,7 +42,8 @@ def _scalar(x: object) -> float:
 class IterationCost:
     """Scalar form of ``roofline.time_s(iteration_work(...), theta)`` for one replica.
 
-    ``time(D, C, P, A)`` = max(k_c * compute(D, P, A), k_m * weight(T)) + rest(T) + kv * C with T = D + P; the
+    ``time(D, C, P, A)`` = GEMM(k_c * compute(D, P, A), k_m * weight(T)) + rest(T) + kv * C with T = D + P (GEMM:
+    the larger of the two plus ``GEMM_UNHIDDEN_SHARE`` of the smaller, as ``roofline.gemm_parts``); the
     coefficients are read off ``iteration_work`` itself (unit differences), and weight/rest are tabulated per T.
     """
 
@@ -76,7 +77,8 @@ class IterationCost:
         t = d + p
         comp = self.per_token * t + self.lm_head * (d + (1 if p > 0 else 0)) + self.per_pair * a
         w = self.weight[t]
-        return (comp if comp > w else w) + self.rest[t] + self.per_ctx * c
+        share = GEMM_UNHIDDEN_SHARE
+        return (comp + share * w if comp > w else w + share * comp) + self.rest[t] + self.per_ctx * c
 
     def decode_base(self, d: int) -> float:
         """Iteration time of d decodes, less the context term (cached)."""
