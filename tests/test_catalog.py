@@ -14,7 +14,7 @@ from solver.catalog import CATALOG_DIR, MODEL_DIR, find_gpu, gpu_specs, load_gpu
 from solver.calibration import load_calibration
 from solver.measurements import load_measurements
 
-PROFILE_CSVS = ("gpus.csv", "engines.csv", "gpu_efficiency.csv", "commitments.csv")  # not instance catalogs
+PROFILE_CSVS = ("gpus.csv", "engines.csv", "gpu_efficiency.csv", "commitments.csv", "allreduce.csv")  # not instance catalogs
 INSTANCE_CSVS = sorted(p for p in CATALOG_DIR.glob("*.csv") if p.name not in PROFILE_CSVS)
 GPU_CSVS = [CATALOG_DIR / "gpus.csv", CATALOG_DIR / "measurements" / "gpus_extra.csv"]
 MODEL_CARDS = sorted(MODEL_DIR.rglob("*.yaml"))
@@ -163,3 +163,24 @@ def test_gpu_efficiency_rows_cite_sources_and_name_known_gpus():
         for col in ("gemm_fp16_efficiency", "hbm_efficiency"):
             if r[col]:
                 assert 0 < float(r[col]) <= 1
+
+
+def test_allreduce_rows_cite_sources_and_set_the_comm_prior():
+    """The measured nccl-tests times sit above the nominal ring model at every size (start-up and protocol costs
+    a link-rate model leaves out), and k_comm's prior is their geometric-mean ratio."""
+    from solver.calibration import allreduce_prior
+    from solver.catalog import find_gpu
+    from solver.roofline import allreduce_call_s
+
+    path = CATALOG_DIR / "allreduce.csv"
+    rows = raw_rows(path)
+    ratios = []
+    for r in rows:
+        assert r["source"].startswith("http") and r["date"] and r["notes"]
+        spec = find_gpu(r["gpu"])
+        nominal = allreduce_call_s(float(r["message_bytes"]), float(r["gpu_count"]), spec.interconnect_gb_s * 1e9,
+                                   spec.interconnect.lower().startswith("pcie"))
+        ratios.append(float(r["time_us"]) * 1e-6 / float(nominal))
+    assert min(ratios) > 1.0
+    assert allreduce_prior(path) == pytest.approx(float(np.exp(np.mean(np.log(ratios)))))
+    assert min(ratios) < allreduce_prior(path) < max(ratios)
