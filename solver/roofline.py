@@ -11,10 +11,10 @@ some prompt tokens, through the model once. Its time is the sum of its operators
            + step_s + layer_s * layers                 engine overhead (scheduler, kernel launches)
 
 Every weight GEMM of a dense model has the same FLOPs/byte ratio (2T / bytes per parameter for T tokens), so
-the max of the summed GEMM FLOPs and bytes equals the sum of per-GEMM maxima (and so does the partial overlap). The compute efficiency ``k_c``
-is shared by prefill and large-batch decode: one GPU, one GEMM efficiency. For a fixed choice of the GEMM
-branch the time is linear in ``theta = (k_c, k_m, k_kv, k_comm, step_s, layer_s)``; this is what calibration
-fits (the branch is re-chosen after each fit).
+the max of the summed GEMM FLOPs and bytes equals the sum of per-GEMM maxima (and so does the partial overlap).
+The compute efficiency ``k_c`` is shared by prefill and large-batch decode: one GPU, one GEMM efficiency. For a
+fixed choice of the GEMM branch the time is linear in ``theta = (k_c, k_m, k_kv, k_comm, step_s, layer_s)``;
+this is what calibration fits (the branch is re-chosen after each fit).
 """
 from __future__ import annotations
 
