@@ -1,7 +1,8 @@
 """Request-level simulator: speed, and the analytic continuous-batching model against it.
 
-    python benchmarks/simulate.py [--requests 100000] [--compare-requests 15000] [--plan-requests 600000]
-                                  [--plan-seeds 3] [--random-cases 60] [--seed 0]
+    python benchmarks/simulate.py [--requests 100000] [--compare-requests 60000] [--plan-requests 600000]
+                                  [--plan-seeds 3] [--random-cases 60] [--random-mixes 30]
+                                  [--random-requests 200000] [--seed 0]
 
 1. Speed: requests simulated per second at ``--requests`` requests (llama-3.1-8b on H100, vLLM, 128 slots,
    1024 -> 256 tokens, Poisson at 10 %, 50 % and 90 % of the analytic capacity).
@@ -17,8 +18,9 @@
    the seeds' mean and their range is shown.
 4. Breadth: ``--random-cases`` single replicas drawn at random (GPU, model, prompt/output lengths, 16-128 slots,
    at most what the KV memory holds, Poisson or round-robin arrivals over 1-4 replicas, 55-85 % of the slots
-   held), the analytic mean and p99 against
-   a 40,000-request replay each: the summary says how far the model is off where no bundled plan happens to sit.
+   held), the analytic mean and p99 against a ``--random-requests`` replay each (200,000: at 40,000 the replay's
+   own p99 near a knee was noisy enough to move the share within 10 % by ~5 points): the summary says how far
+   the model is off where no bundled plan happens to sit.
 5. Mixed pools: ``--random-mixes`` replicas serving 2-3 request sizes at random shares (the pool's one iteration
    law, ``shape.mix_shape``): TPOT and slots held against a replay of the same mix.
 """
@@ -114,26 +116,27 @@ def compare(n: int, seed: int) -> list[tuple]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=100_000)
-    ap.add_argument("--compare-requests", type=int, default=15000)
+    ap.add_argument("--compare-requests", type=int, default=60_000)
     ap.add_argument("--plan-requests", type=int, default=600_000)
     ap.add_argument("--plan-seeds", type=int, default=3)
     ap.add_argument("--random-cases", type=int, default=60)
     ap.add_argument("--random-mixes", type=int, default=30)
+    ap.add_argument("--random-requests", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scenarios", type=Path, nargs="*", default=None,
                     help="scenario files for part 3 (default: the bundled online scenarios)")
     args = ap.parse_args()
-    if min(args.requests, args.compare_requests, args.plan_requests) < 100:
-        ap.error("--requests, --compare-requests and --plan-requests must be >= 100")
+    if min(args.requests, args.compare_requests, args.plan_requests, args.random_requests) < 100:
+        ap.error("--requests, --compare-requests, --plan-requests and --random-requests must be >= 100")
     if args.plan_seeds < 1 or min(args.random_cases, args.random_mixes) < 0:
         ap.error("--plan-seeds must be >= 1, --random-cases and --random-mixes >= 0")
     speed(args.requests, args.seed)
     compare(args.compare_requests, args.seed)
     bundled(args.scenarios or BUNDLED, args.plan_requests, args.seed, args.plan_seeds)
     if args.random_cases:
-        breadth(args.random_cases, args.seed)
+        breadth(args.random_cases, args.seed, args.random_requests)
     if args.random_mixes:
-        mixes(args.random_mixes, args.seed)
+        mixes(args.random_mixes, args.seed, args.random_requests)
 
 
 BUNDLED = [scenario_dir() / f"{name}.yaml"
@@ -191,7 +194,7 @@ RANDOM_GPUS = {"H100": ("llama-3.1-8b", "qwen2.5-32b", "qwen2.5-7b"), "A100-80GB
 RANDOM_LENGTHS = ((256, 128), (512, 256), (1024, 256), (2048, 256), (1536, 384), (256, 512), (3072, 192))
 
 
-def breadth(cases: int, seed: int, requests: int = 40_000) -> None:
+def breadth(cases: int, seed: int, requests: int = 200_000) -> None:
     """Random single replicas at 55-85 % of their slots: the model's mean and p99 TTFT and TPOT against a replay."""
     rng = np.random.default_rng(seed + 7)
     errors: dict[str, list[float]] = {"TTFT mean": [], "TTFT p99": [], "TPOT mean": [], "TPOT p99": []}
@@ -232,7 +235,7 @@ MIX_GPUS = {"H100": ("llama-3.1-8b", "qwen2.5-7b"), "A100-80GB": ("llama-3.1-8b"
 MIX_LENGTHS = ((256, 128), (512, 256), (1024, 256), (2048, 256), (4096, 512), (3072, 192), (256, 512))
 
 
-def mixes(cases: int, seed: int, requests: int = 40_000) -> None:
+def mixes(cases: int, seed: int, requests: int = 200_000) -> None:
     """Random pools of 2-3 request sizes at 55-85 % of their slots: TPOT and slots held against a replay."""
     rng = np.random.default_rng(seed + 3)
     errors: dict[str, list[float]] = {"TPOT mean": [], "slots held": []}
