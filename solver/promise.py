@@ -18,12 +18,14 @@ from collections import defaultdict
 import numpy as np
 
 from .catalog import find_gpu
+from .engines import EngineProfile
 from .perf import make_serving
 from .plan_types import Assignment, Plan, SLOPromise
 from .prefill import packed_prefill
 from .queueing import holding_overlap, holding_scv
 from .roofline import Hardware, time_s
 from .scenario import Resolved
+from .schema import ModelCard
 from .serving import PLANNING_UTILISATION, QUANTILE, OnlineState, online_state
 from .shape import Shape, mix_shape
 
@@ -45,59 +47,84 @@ def demand_rates(resolved: Resolved) -> dict[str, float]:
 
 def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], statistic: str | None = None
                       ) -> dict[int, dict[str, float]]:
-    """Latencies of every demand in one pool: the pool's iteration mix from all its demands (``mix_shape``),
-    each demand's TTFT with its own prompt prefilled in that mix. ``rows``: (assignment, requests/s
-    per replica of that demand); ``statistic``: predict every metric at that one instead of each SLO's.
-    Key -1 holds the pool's slots held over the planning share of its cap."""
+    """Latencies of every demand in one plan pool (``pool_latencies``). ``rows``: (assignment, requests/s per
+    replica of that demand); ``statistic``: predict every metric at that one instead of each SLO's. Key -1 holds the
+    pool's slots held over the planning share of its cap."""
     first = rows[0][0]
     w0 = next(x for x in resolved.scenario.workloads if x.name == first.workload)
-    model, spec, one = resolved.models[w0.model], find_gpu(first.gpu), np.ones(1)
-    total = sum(rate for _, rate in rows)
-    hw = Hardware.from_specs([spec], w0.dtype)
-    mix, scv = mix_shape(model, hw, w0.dtype, w0.effective_kv_dtype, first.tensor_parallel, first.offload_ratio,
-                         np.array([rate for _, rate in rows]), np.array([a.input_tokens for a, _ in rows]),
-                         np.array([a.output_tokens for a, _ in rows]))
-
-    # the pool's Poisson stream is dealt round-robin over its replicas: each sees Erlang-k arrivals; a mix of
-    # sizes holds its slots for different times (about its decode steps), which keeps more of the count's spread
-    arrival_scv = 1.0 / max(first.count * max(first.gpu_count // first.tensor_parallel, 1), 1)
-    holding, shares = np.array([a.output_tokens for a, _ in rows], float), np.array([r for _, r in rows])
-    overlap, spread = holding_overlap(holding, shares), holding_scv(holding, shares)
     serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
                            percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
     workloads = {w.name: w for w in resolved.scenario.workloads}
-    chunk, budget = float(serving.engine.chunk_tokens), float(serving.engine.token_budget)
+    stats = [dict(workloads[a.workload].slo.percentiles()) if statistic is None
+             else {"e2e": statistic, "tpot": statistic, "ttft": statistic} for a, _ in rows]
+    pool = Pool(resolved.models[w0.model], Hardware.from_specs([find_gpu(first.gpu)], w0.dtype), w0.dtype,
+                w0.effective_kv_dtype, first.tensor_parallel, first.offload_ratio, first.batch_size,
+                first.count * max(first.gpu_count // first.tensor_parallel, 1))
+    lengths = [(float(a.input_tokens), float(a.output_tokens)) for a, _ in rows]
+    return pool_latencies(pool, serving.theta, serving.engine, [rate for _, rate in rows], lengths, stats)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """Identical replicas of one model on one GPU configuration, fed round-robin."""
+
+    model: ModelCard
+    hw: Hardware
+    dtype: str
+    kv_dtype: str
+    tensor_parallel: int
+    offload_ratio: float
+    max_seqs: int  # the concurrency cap of each replica
+    replicas: int
+
+
+def pool_latencies(pool: Pool, theta: np.ndarray, engine: EngineProfile, rates: list[float],
+                   lengths: list[tuple[float, float]], stats: list[dict[str, str]]) -> dict[int, dict[str, float]]:
+    """TTFT, TPOT and E2E of every demand of one pool at ``rates`` requests/s per replica (demand k: prompt and output
+    ``lengths[k]``, each metric at ``stats[k][metric]``): the pool's iteration mix from all its demands
+    (``mix_shape``), each demand's TTFT with its own prompt prefilled in that mix. Key -1 holds the pool's slots held
+    over the planning share of its cap."""
+    one = np.ones(1)
+    total = float(sum(rates))
+    lin, lout = np.array([x for x, _ in lengths], float), np.array([y for _, y in lengths], float)
+    mix, scv = mix_shape(pool.model, pool.hw, pool.dtype, pool.kv_dtype, pool.tensor_parallel, pool.offload_ratio,
+                         np.array(rates, float), lin, lout)
+
+    # the pool's Poisson stream is dealt round-robin over its replicas: each sees Erlang-k arrivals; a mix of
+    # sizes holds its slots for different times (about its decode steps), which keeps more of the count's spread
+    arrival_scv = 1.0 / max(pool.replicas, 1)
+    shares = np.array(rates, float)
+    overlap, spread = holding_overlap(lout, shares), holding_scv(lout, shares)
+    chunk, budget = float(engine.chunk_tokens), float(engine.token_budget)
     # the pool's state depends on a demand only through the statistics its SLO asks for: once per distinct set
-    stats = [tuple(sorted(workloads[a.workload].slo.percentiles().items())) if statistic is None
-             else (("e2e", statistic), ("tpot", statistic), ("ttft", statistic)) for a, _ in rows]
+    keys = [tuple(sorted(stat.items())) for stat in stats]
     states: dict[tuple[tuple[str, str], ...], tuple[OnlineState, OnlineState, np.ndarray]] = {}
-    for pct in dict.fromkeys(stats):
-        stat = dict(pct)
-        state = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9), stat,
-                             scv, arrival_scv=arrival_scv, holding_overlap=overlap, holding_scv=spread)
-        at_e2e = online_state(mix, serving.theta, serving.engine, one * first.batch_size, one * max(total, 1e-9),
+    for key in dict.fromkeys(keys):
+        stat = dict(key)
+        state = online_state(mix, theta, engine, one * pool.max_seqs, one * max(total, 1e-9), stat, scv,
+                             arrival_scv=arrival_scv, holding_overlap=overlap, holding_scv=spread)
+        at_e2e = online_state(mix, theta, engine, one * pool.max_seqs, one * max(total, 1e-9),
                               {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv,
                               holding_overlap=overlap, holding_scv=spread)
-        states[pct] = (state, at_e2e, state.own_prefill_s)
+        states[key] = (state, at_e2e, state.own_prefill_s)
     slots = next(iter(states.values()))[0].occupancy[0]  # slots held do not depend on the statistics asked for
-    out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * first.batch_size))}}
+    out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * pool.max_seqs))}}
     # every demand's own prompt prefilled beside the same running decodes, in one vectorised call per state
-    lengths = np.array([[a.input_tokens, a.output_tokens] for a, _ in rows], float)
-    ones = np.ones(len(rows))
-    own_shape = Shape(model, hw, w0.dtype, w0.effective_kv_dtype, ones * first.tensor_parallel, lengths[:, 0],
-                      lengths[:, 1], ones * first.offload_ratio, ones * float(np.asarray(mix.mean_context)[0]))
+    ones = np.ones(len(lengths))
+    own_shape = Shape(pool.model, pool.hw, pool.dtype, pool.kv_dtype, ones * pool.tensor_parallel, lin, lout,
+                      ones * pool.offload_ratio, ones * float(np.asarray(mix.mean_context)[0]))
     # ... its own steps, and the pool's next prompt (of the mix's mean length) packed into its first step, or into the
     # last one of a long prompt, which waits longer for it
-    own_by_state = {pct: packed_prefill(own_shape, serving.theta, float(st[0].decode_seqs[0]), budget, chunk,
+    own_by_state = {key: packed_prefill(own_shape, theta, float(st[0].decode_seqs[0]), budget, chunk,
                                         ones * float(st[0].rate_per_s[0]), ones * float(st[0].iteration_s[0]),
                                         arrival_scv, next_tokens=ones * float(mix.input_tokens[0])).mean_s
-                    for pct, st in states.items()}
-    for k, ((a, _), pct) in enumerate(zip(rows, stats)):
-        state, at_e2e, avg = states[pct]
-        own = float(own_by_state[pct][k])  # this demand's prompt in place of the mix's average one
-        lift = _own_decode_lift(mix, a.input_tokens, a.output_tokens, serving.theta, state, own - float(avg[0]))
+                    for key, st in states.items()}
+    for k, ((l_in, l_out), key) in enumerate(zip(lengths, keys)):
+        state, at_e2e, avg = states[key]
+        own = float(own_by_state[key][k])  # this demand's prompt in place of the mix's average one
+        lift = _own_decode_lift(mix, l_in, l_out, theta, state, own - float(avg[0]))
         ttft = float(state.ttft_s[0] - avg[0] + own)
-        e2e = float(at_e2e.ttft_s[0] - avg[0] + own) + (a.output_tokens - 1) * (float(at_e2e.tpot_s[0]) + lift)
+        e2e = float(at_e2e.ttft_s[0] - avg[0] + own) + (l_out - 1) * (float(at_e2e.tpot_s[0]) + lift)
         out[k] = {"ttft": ttft, "tpot": float(state.tpot_s[0]) + lift, "e2e": e2e}
     return out
 
