@@ -164,21 +164,18 @@ def holding_scv(holding_s: np.ndarray, weights: np.ndarray) -> float:
     return float(w @ np.square(h)) / mean**2 - 1.0 if mean > 0 else 0.0
 
 
-def _long_share(share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(long iteration, short iteration, time share of the long ones) when a share ``share`` of iterations lasts
-    ``t_mix`` and the rest ``t_dec``."""
-    long, short = np.maximum(t_mix, t_dec), np.minimum(t_mix, t_dec)
-    frac = np.where(t_mix >= t_dec, share, 1.0 - share)
-    return long, short, frac * long / np.maximum(frac * long + (1.0 - frac) * short, 1e-300)
+def _landing(iterations: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(share of arrivals, length) of the iteration an arrival lands in: ``iterations`` gives each kind's share of
+    the iterations and its length; an arrival lands in one by its share of the time (length-biased)."""
+    total = sum((share * length for share, length in iterations), np.zeros(1))
+    return [(share * length / np.maximum(total, 1e-300), np.asarray(length, float)) for share, length in iterations]
 
 
-def residual_s(busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray) -> np.ndarray:
+def residual_s(busy: np.ndarray, iterations: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Mean rest of the iteration an arrival lands in (length-biased: long prompt-carrying iterations catch more
-    arrivals). A share ``share`` of iterations lasts ``t_mix``, the rest ``t_dec``; the engine is busy with
-    probability ``busy``; ``total_wait_quantile`` has its quantiles (summed with the other waits)."""
-    long, short, s = _long_share(share, t_mix, t_dec)
-    return np.asarray(busy * (s * long + (1.0 - s) * short) / 2.0, float)
+    arrivals). ``iterations``: (share of iterations, length) of each kind; the engine is busy with probability
+    ``busy``; ``total_wait_quantile`` has its quantiles (summed with the other waits)."""
+    return np.asarray(busy * sum(w * length for w, length in _landing(iterations)) / 2.0, float)
 
 
 def erlang_phases(arrival_scv: np.ndarray | float) -> np.ndarray:
@@ -286,23 +283,30 @@ def _wait_tail(x: np.ndarray, segments: list[tuple[np.ndarray, np.ndarray]],
     return tail
 
 
-def total_wait_quantile(q: float, busy: np.ndarray, share: np.ndarray, t_mix: np.ndarray, t_dec: np.ndarray,
-                        waits: list[tuple[np.ndarray, ...]],
-                        step: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def total_wait_quantile(q: float, busy: np.ndarray, iterations: list[tuple[np.ndarray, np.ndarray]],
+                        waits: list[tuple[np.ndarray, ...]], step: tuple[np.ndarray, np.ndarray] | None = None,
+                        one_of: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """``q`` quantile of the rest of the running iteration (``residual_s``) plus independent waits given as
     (P(W > 0), E[W | W > 0]), each exponential when positive (or, given as (P, E, scv), two exponential phases of
-    that squared coefficient of variation), plus a ``step`` (P, d) that is d with probability P and 0 otherwise:
-    from the sum's exact tail, found by bisection.
+    that squared coefficient of variation), plus at most one of the exponential waits ``one_of`` (P_j, E_j) (a
+    mixture: the wait for whichever prompt size is ahead), plus a ``step`` (P, d) that is d with probability P and
+    0 otherwise: from the sum's exact tail, found by bisection.
 
     A moment fit of the sum (a gamma law) overstates the tail where a bounded part (the rest of one iteration) meets a
     rare long one (a wait for slots or budget), and a sum of the parts' quantiles overstates it more: they rarely
     peak together.
     """
     busy = np.asarray(busy, float)
-    long, short, s = _long_share(share, t_mix, t_dec)
     zero = np.zeros_like(busy)
-    segments = [(1.0 - busy, zero), (busy * s, long), (busy * (1.0 - s), short)]
+    segments = [(1.0 - busy, zero)] + [(busy * w, length) for w, length in _landing(iterations)]
+    long = np.maximum.reduce([length for _, length in segments])
     terms = _hypoexponential_terms(waits)
+    if one_of:  # the tail is linear in the law: P(none) x (the rest) + sum_j P_j x (the rest + E_j)
+        none = 1.0 - sum(np.asarray(p, float) for p, _ in one_of)
+        terms = [(none * c, mu) for c, mu in terms]
+        certain = np.ones_like(busy)
+        for p, mean in one_of:
+            terms += [(np.asarray(p, float) * c, mu) for c, mu in _hypoexponential_terms([*waits, (certain, mean)])]
     p_step, d_step = (zero, zero) if step is None else (np.asarray(step[0], float), np.asarray(step[1], float))
 
     def tail(x: np.ndarray) -> np.ndarray:

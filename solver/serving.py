@@ -40,10 +40,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .budget_wait import budget_wait
 from .engines import EngineProfile
 from .prefill import packed_prefill
-from .queueing import (compound_poisson_pmf, erlang_phases, feedback_dispersion, renewal_count_sf, renewal_wait_ratios,
-                       residual_s, slot_wait, total_wait_quantile)
+from .queueing import (compound_poisson_pmf, erlang_phases, feedback_dispersion, renewal_count_sf, residual_s,
+                       slot_wait, total_wait_quantile)
 from .roofline import IterationWork, gemm_parts, time_s
 from .shape import Shape
 
@@ -333,29 +334,13 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
 
     packing = packed_prefill(shape, theta, n, budget, chunk, rate, t_ok, arrival_scv)
     own = packing.steps
-    own_chunks, full, step_full = own.chunks, own.full_tokens, own.full_s
-    alone = own.total_s  # the prompt's own steps: its service for the token budget
+    alone = own.total_s  # the prompt's own steps
     p_pack, pack_delay = packing.p_pack, packing.delay_s
     own_prefill = packing.mean_s
-    gaps = erlang_phases(arrival_scv)
-    # prompts queue for the token budget: an M/D/m queue whose m servers are the prompt chunks that fit beside
-    # the running decodes, each held for the mixed iterations of its prefill (a conservative M/D/1 per server)
-    t_mix = time_s(shape.work(n, prompt_chunk, prompt_chunk * shape.pairs_per_token, runs=np.ones_like(rate)), theta)
-    servers = np.maximum(np.floor(np.maximum(budget - n, 1.0) / prompt_chunk), 1.0)
-    # a prompt of several chunks blocks the budget for its full steps and the full-step share of its last, short
-    # one: the rest of that step is the next prompt's
-    prompt_service = np.where(own_chunks > 1, l_in / full * step_full, alone)
-    rho_prompt = np.minimum(rate * prompt_service / servers, 0.999)
-    # Pollaczek-Khinchine given a wait (a mix of prompt lengths waits longer); a round-robin router's Erlang-k
-    # stream finds a prompt in service less often and waits less for it (queueing.renewal_wait_ratios)
-    scv_a = np.asarray(arrival_scv, float)
-    extra_wait = (np.maximum(scv_a, 1.0) + prompt_scv) / np.maximum(2.0 * (1.0 - rho_prompt), 1e-9) * prompt_service
-    found, shorter = renewal_wait_ratios(gaps, rate / servers, prompt_service, rho_prompt, extra_wait)
-    p_prompt = rho_prompt * found
-    budget_wait_mean = p_prompt * extra_wait * shorter
-    # an arrival that lands in an iteration carrying a prompt's chunk waits out its rest in the budget wait when that
-    # prompt holds the only prompt server; it waits only for the iteration where the budget leaves room for more
-    long_found = share * found * (1.0 - 1.0 / servers)
+    # prompts queue for the token budget, and an arrival waits out the rest of the iteration it lands in
+    # (``budget_wait``: per size of the prompt found ahead, for a pool's mix)
+    queue = budget_wait(shape, theta, rate, t_ok, n, t_dec, budget, chunk, arrival_scv, prompt_scv)
+    budget_wait_mean = queue.mean_s
     # Little's law on the slots: a request holds one through its wait for budget, its prefill and L_out - 1 steps
     # as it sees them (TPOT's mean: longer than the time-average step where the load feeds back on them)
     tpot_mean = tpot_at(None)
@@ -370,13 +355,13 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
 
     def ttft_at(q: float | None) -> np.ndarray:
         if q is None:
-            return p_wait * slot_wait_mean + budget_wait_mean + residual_s(busy, long_found, t_mix, t_dec) \
+            return p_wait * slot_wait_mean + budget_wait_mean + residual_s(busy, queue.iterations) \
                 + own_prefill
         # given a wait, Poisson arrivals queue prompts in bursts and the budget wait is exponential-like (what the
         # simulator shows for one replica; a round-robin stream's is narrower, so this errs long); the quantile of
         # the three waits' sum, not the sum of their quantiles
-        waits = [(p_wait, slot_wait_mean, wait_scv), (p_prompt, extra_wait * shorter)]
-        return total_wait_quantile(q, busy, long_found, t_mix, t_dec, waits, (p_pack, pack_delay)) + alone
+        return total_wait_quantile(q, busy, queue.iterations, [(p_wait, slot_wait_mean, wait_scv)],
+                                   (p_pack, pack_delay), one_of=queue.alternatives) + alone
 
     quant = {k: QUANTILE[percentiles.get(k, "mean")] for k in ("ttft", "tpot", "e2e")}
     nan = np.full_like(rate, np.nan)  # a metric not asked for (capacity searches skip unbounded ones)
