@@ -41,8 +41,9 @@ HOST_LINK_EFFICIENCY = 0.75
 # (prologues, epilogues, wave quantisation, operators of other intensities in the same layer): the step takes
 # max(a, b) + GEMM_UNHIDDEN_SHARE * min(a, b), up to 1.5x the pure roofline at the ridge point. 0 is the pure
 # roofline and 1 no overlap at all; 0.5 is the smallest value on the flat optimum of the held-out error
-# (leave one source document out over catalogs/measurements/published.csv: median 17.7 % at 0, 16.4 % at 0.2,
-# 15.1 % at 0.5, 15.0 % at 0.7, 14.9 % at 1; benchmarks/prediction_accuracy.py).
+# (leave one source document out over catalogs/measurements/published.csv, benchmarks/prediction_accuracy.py:
+# median 14.4 % at 0, 13.4 % at 0.2, 12.9 % at 0.35, 12.5 % at 0.5 and 0.7, 12.3 % at 1; online TTFT 27.0 % at
+# 0, 21.7 % at 0.5).
 GEMM_UNHIDDEN_SHARE = 0.5
 
 
