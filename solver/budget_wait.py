@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .prefill import chunked_prefill
+from .prefill import ChunkedPrefill, chunked_prefill
 from .queueing import erlang_phases, renewal_wait_ratios
 from .roofline import time_s
 from .shape import Shape
@@ -52,10 +52,12 @@ def _sizes(shape: Shape, rate: np.ndarray) -> list[tuple[Shape, np.ndarray | flo
 
 def budget_wait(shape: Shape, theta: np.ndarray, rate: np.ndarray, iteration_s: np.ndarray,
                 decodes: np.ndarray, decode_step_s: np.ndarray, budget: float, chunk: float,
-                arrival_scv: np.ndarray | float, prompt_scv: np.ndarray | float = 0.0) -> BudgetWait:
+                arrival_scv: np.ndarray | float, prompt_scv: np.ndarray | float = 0.0,
+                own: ChunkedPrefill | None = None) -> BudgetWait:
     """The wait for the token budget at ``rate`` requests/s, mean iteration ``iteration_s`` and ``decodes`` running
     decodes (decode-only step ``decode_step_s``). ``prompt_scv`` (a mix's prompt-length spread) applies where the
-    shape is not split into its sizes (a multi-row table)."""
+    shape is not split into its sizes (a multi-row table); ``own``: the shape's own prefill steps beside those
+    decodes, when the caller has them (``prefill.chunked_prefill``; used where the shape is one size)."""
     n = np.asarray(decodes, float)
     ones = np.ones_like(rate)
     gaps = erlang_phases(arrival_scv)
@@ -65,25 +67,25 @@ def budget_wait(shape: Shape, theta: np.ndarray, rate: np.ndarray, iteration_s: 
     for size, share in sizes:
         l_in = size.input_tokens.astype(float)
         prompt_chunk = np.minimum(l_in, budget) * ones
-        own = chunked_prefill(size, theta, n, budget, chunk)
-        service = np.where(own.chunks > 1, l_in / own.full_tokens * own.full_s, own.total_s)
+        steps = own if own is not None and len(sizes) == 1 else chunked_prefill(size, theta, n, budget, chunk)
+        service = np.where(steps.chunks > 1, l_in / steps.full_tokens * steps.full_s, steps.total_s)
         servers = np.maximum(np.floor(np.maximum(budget - n, 1.0) / prompt_chunk), 1.0)
-        step = time_s(size.work(n, prompt_chunk, prompt_chunk * size.pairs_per_token, runs=ones), theta)
+        chunk_step = time_s(size.work(n, prompt_chunk, prompt_chunk * size.pairs_per_token, runs=ones), theta)
         carrying = np.clip(rate * share * iteration_s * l_in / prompt_chunk, 0.0, 1.0)  # iterations with its chunk
-        parts.append((share, service, servers, step, carrying))
+        parts.append((share, service, servers, chunk_step, carrying))
     loads = [rate * share * service / servers for share, service, servers, _, _ in parts]  # the budget's busy time
     total = sum(loads, np.zeros_like(rate))
     rho = np.minimum(total, 0.999)
     # Pollaczek-Khinchine given a wait (a prompt of this size in service: its own service time)
     scale = (np.maximum(np.asarray(arrival_scv, float), 1.0) + spread) / np.maximum(2.0 * (1.0 - rho), 1e-9)
     alternatives, iterations = [], []
-    for (share, service, servers, step, carrying), load in zip(parts, loads):
+    for (share, service, servers, chunk_step, carrying), load in zip(parts, loads):
         extra = scale * service
         found, shorter = renewal_wait_ratios(gaps, rate / servers, service, rho, extra)
         alternatives.append((rho * load / np.maximum(total, 1e-300) * found, extra * shorter))
         # an arrival that lands in an iteration carrying a prompt's chunk waits out its rest in the budget wait when
         # that prompt holds the only prompt server; it waits only for the iteration where the budget leaves room
-        iterations.append((carrying * found * (1.0 - 1.0 / servers), step))
+        iterations.append((carrying * found * (1.0 - 1.0 / servers), chunk_step))
     prompt_steps = sum(found_share for found_share, _ in iterations)
     iterations.append((np.clip(1.0 - prompt_steps, 0.0, 1.0), np.asarray(decode_step_s, float) * ones))
     return BudgetWait(alternatives, iterations)

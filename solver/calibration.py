@@ -23,7 +23,7 @@ from .engines import EngineProfile, find_engine
 from .errors import CatalogError, UnknownNameError
 from .io import read_json
 from .resources import catalog_dir, default_calibration, resolve_user_path
-from .roofline import N_COEF, allreduce_call_s, factorize
+from .roofline import N_COEF, Hardware, allreduce_call_s, factorize
 
 DEFAULT_CALIBRATION = default_calibration()
 EFFICIENCY_FILE = catalog_dir() / "gpu_efficiency.csv"
@@ -69,9 +69,9 @@ def allreduce_prior(path: Path = ALLREDUCE_FILE) -> float:
     ratios = []
     for row in rows:
         try:
-            spec = find_gpu(row["gpu"])
+            hw = Hardware.from_specs([find_gpu(row["gpu"])], "fp16")  # its link rate and whether it is PCIe
             nominal = allreduce_call_s(float(row["message_bytes"]), float(row["gpu_count"]),
-                                       spec.interconnect_gb_s * 1e9, spec.interconnect.lower().startswith("pcie"))
+                                       hw.interconnect_bytes_per_s[0], hw.pcie_interconnect[0])
             ratios.append(float(row["time_us"]) * 1e-6 / float(nominal))
         except (KeyError, ValueError, UnknownNameError):
             raise CatalogError("expected a known gpu and numbers in gpu_count, message_bytes and time_us",

@@ -339,7 +339,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     own_prefill = packing.mean_s
     # prompts queue for the token budget, and an arrival waits out the rest of the iteration it lands in
     # (``budget_wait``: per size of the prompt found ahead, for a pool's mix)
-    queue = budget_wait(shape, theta, rate, t_ok, n, t_dec, budget, chunk, arrival_scv, prompt_scv)
+    queue = budget_wait(shape, theta, rate, t_ok, n, t_dec, budget, chunk, arrival_scv, prompt_scv, own)
     budget_wait_mean = queue.mean_s
     # Little's law on the slots: a request holds one through its wait for budget, its prefill and L_out - 1 steps
     # as it sees them (TPOT's mean: longer than the time-average step where the load feeds back on them)

@@ -170,16 +170,16 @@ def test_allreduce_rows_cite_sources_and_set_the_comm_prior():
     a link-rate model leaves out), and k_comm's prior is their geometric-mean ratio."""
     from solver.calibration import allreduce_prior
     from solver.catalog import find_gpu
-    from solver.roofline import allreduce_call_s
+    from solver.roofline import Hardware, allreduce_call_s
 
     path = CATALOG_DIR / "allreduce.csv"
     rows = raw_rows(path)
     ratios = []
     for r in rows:
         assert r["source"].startswith("http") and r["date"] and r["notes"]
-        spec = find_gpu(r["gpu"])
-        nominal = allreduce_call_s(float(r["message_bytes"]), float(r["gpu_count"]), spec.interconnect_gb_s * 1e9,
-                                   spec.interconnect.lower().startswith("pcie"))
+        hw = Hardware.from_specs([find_gpu(r["gpu"])], "fp16")
+        nominal = allreduce_call_s(float(r["message_bytes"]), float(r["gpu_count"]), hw.interconnect_bytes_per_s[0],
+                                   hw.pcie_interconnect[0])
         ratios.append(float(r["time_us"]) * 1e-6 / float(nominal))
     assert min(ratios) > 1.0
     assert allreduce_prior(path) == pytest.approx(float(np.exp(np.mean(np.log(ratios)))))
