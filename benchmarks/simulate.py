@@ -1,7 +1,7 @@
 """Request-level simulator: speed, and the analytic continuous-batching model against it.
 
     python benchmarks/simulate.py [--requests 100000] [--compare-requests 60000] [--plan-requests 600000]
-                                  [--plan-seeds 3] [--random-cases 60] [--random-mixes 30]
+                                  [--plan-seeds 10] [--random-cases 60] [--random-mixes 30]
                                   [--random-requests 200000] [--seed 0]
 
 1. Speed: requests simulated per second at ``--requests`` requests (llama-3.1-8b on H100, vLLM, 128 slots,
@@ -14,8 +14,8 @@
    predicted at the planned load, shipped calibration) against the simulated statistic of the same plan, at
    ``--plan-requests`` requests, replayed with ``--plan-seeds`` seeds: pools planned near their knee queue in long
    excursions (15,000 requests left a mean wait up to 2.8x off its converged value; the p99 of a 150,000-request
-   replay moved by up to ~40 % between seeds, of a 600,000-request one by up to ~20 %), so the simulated column is
-   the seeds' mean and their range is shown.
+   replay moved by up to ~40 % between seeds, of a 600,000-request one by up to ~20 %, and the mean of three seeds
+   by 5-10 % against ten's), so the simulated column is the seeds' mean and their range is shown.
 4. Breadth: ``--random-cases`` single replicas drawn at random (GPU, model, prompt/output lengths, 16-128 slots,
    at most what the KV memory holds, Poisson or round-robin arrivals over 1-4 replicas, 55-85 % of the slots
    held), the analytic mean and p99 against a ``--random-requests`` replay each (200,000: at 40,000 the replay's
@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--compare-requests", type=int, default=60_000)
     ap.add_argument("--plan-requests", type=int, default=600_000)
-    ap.add_argument("--plan-seeds", type=int, default=3)
+    ap.add_argument("--plan-seeds", type=int, default=10)
     ap.add_argument("--random-cases", type=int, default=60)
     ap.add_argument("--random-mixes", type=int, default=30)
     ap.add_argument("--random-requests", type=int, default=200_000)
