@@ -1,7 +1,8 @@
 """Request-level simulator: speed, and the analytic continuous-batching model against it.
 
     python benchmarks/simulate.py [--requests 100000] [--compare-requests 60000] [--plan-requests 600000]
-                                  [--plan-seeds 10] [--random-cases 60] [--random-mixes 30]
+                                  [--plan-seeds 10] [--pool-requests 300000] [--pool-seeds 4]
+                                  [--random-cases 60] [--random-mixes 30]
                                   [--random-requests 200000] [--seed 0]
 
 1. Speed: requests simulated per second at ``--requests`` requests (llama-3.1-8b on H100, vLLM, 128 slots,
@@ -15,7 +16,10 @@
    ``--plan-requests`` requests, replayed with ``--plan-seeds`` seeds: pools planned near their knee queue in long
    excursions (15,000 requests left a mean wait up to 2.8x off its converged value; the p99 of a 150,000-request
    replay moved by up to ~40 % between seeds, of a 600,000-request one by up to ~20 %, and the mean of three seeds
-   by 5-10 % against ten's), so the simulated column is the seeds' mean and their range is shown.
+   by 5-10 % against ten's), so the simulated column is the seeds' mean and their range is shown. Then each
+   online pool of those plans on its own (``--pool-requests`` per seed, ``--pool-seeds`` seeds; 0 skips it): each
+   demand's TTFT p99 as ``promise.pool_latencies`` gives it against a replay of that pool alone, since a
+   workload spread over several pools mixes their laws and can hide errors of opposite sign.
 4. Breadth: ``--random-cases`` single replicas drawn at random (GPU, model, prompt/output lengths, 16-128 slots,
    at most what the KV memory holds, Poisson or round-robin arrivals over 1-4 replicas, 55-85 % of the slots
    held), the analytic mean and p99 against a ``--random-requests`` replay each (200,000: at 40,000 the replay's
@@ -40,7 +44,8 @@ from solver.catalog import find_gpu, find_model
 from solver.engines import find_engine
 from solver.errors import PlannerError
 from solver.resources import scenario_dir
-from solver.promise import Pool, pool_latencies, slo_report
+from solver.perf import make_serving
+from solver.promise import Pool, demand_rates, pool_latencies, slo_report
 from solver.roofline import Hardware
 from solver.scenario import Resolved
 from solver.queueing import holding_overlap, holding_scv
@@ -119,6 +124,8 @@ def main() -> None:
     ap.add_argument("--compare-requests", type=int, default=60_000)
     ap.add_argument("--plan-requests", type=int, default=600_000)
     ap.add_argument("--plan-seeds", type=int, default=10)
+    ap.add_argument("--pool-requests", type=int, default=300_000)
+    ap.add_argument("--pool-seeds", type=int, default=4)
     ap.add_argument("--random-cases", type=int, default=60)
     ap.add_argument("--random-mixes", type=int, default=30)
     ap.add_argument("--random-requests", type=int, default=200_000)
@@ -126,13 +133,15 @@ def main() -> None:
     ap.add_argument("--scenarios", type=Path, nargs="*", default=None,
                     help="scenario files for part 3 (default: the bundled online scenarios)")
     args = ap.parse_args()
-    if min(args.requests, args.compare_requests, args.plan_requests, args.random_requests) < 100:
-        ap.error("--requests, --compare-requests, --plan-requests and --random-requests must be >= 100")
-    if args.plan_seeds < 1 or min(args.random_cases, args.random_mixes) < 0:
-        ap.error("--plan-seeds must be >= 1, --random-cases and --random-mixes >= 0")
+    if min(args.requests, args.compare_requests, args.plan_requests, args.pool_requests, args.random_requests) < 100:
+        ap.error("--requests, --compare-requests, --plan-requests, --pool-requests and --random-requests must be >= 100")
+    if args.plan_seeds < 1 or min(args.pool_seeds, args.random_cases, args.random_mixes) < 0:
+        ap.error("--plan-seeds must be >= 1, --pool-seeds, --random-cases and --random-mixes >= 0")
     speed(args.requests, args.seed)
     compare(args.compare_requests, args.seed)
     bundled(args.scenarios or BUNDLED, args.plan_requests, args.seed, args.plan_seeds)
+    if args.pool_seeds:
+        bundled_pools(args.scenarios or BUNDLED, args.pool_requests, args.pool_seeds)
     if args.random_cases:
         breadth(args.random_cases, args.seed, args.random_requests)
     if args.random_mixes:
@@ -187,6 +196,63 @@ def bundled(paths: list[Path], requests: int, seed: int, seeds: int) -> None:
                 line += (f"  {model99 * 1e3:12.1f} {sim99 * 1e3:11.1f} {spread:>15s} "
                          f"{d99:+6.0%}{'*' if abs(d99) > 0.10 else ' '}")
             print(line)
+
+
+def bundled_pools(paths: list[Path], requests: int, seeds: int) -> None:
+    """Each online pool of each bundled plan on its own: every demand's TTFT p99 as ``pool_latencies`` promises it
+    against a replay of that pool alone (its per-replica rates, round-robin Erlang-k arrivals, sizes drawn by rate),
+    the mean over ``seeds`` seeds and their range. A workload spread over pools mixes their laws, so errors of
+    opposite sign in two pools can look small at the workload."""
+    print(f"\nplan pools on their own (TTFT p99 per demand, {requests:,} requests per pool and seed, seeds 0.."
+          f"{seeds - 1}: mean [min..max]; * = > 10 % from the mean)")
+    print(f"{'scenario':18s} {'pool (instance, slots, replicas)':38s} {'demand':14s} {'tokens':>10s} {'req/s':>6s} "
+          f"{'model ms':>9s} {'simulated ms':>13s} {'range ms':>15s} {'diff':>6s}")
+    for path in paths:
+        try:
+            plan = solver.plan(str(path))
+        except PlannerError:
+            continue
+        resolved = solver.load_scenario(str(path))
+        rates, workloads = demand_rates(resolved), {w.name: w for w in resolved.scenario.workloads}
+        pools: dict[str, list] = {}
+        for a in plan.assignments:
+            if a.demand in rates and a.count > 0 and a.input_tokens > 0:
+                pools.setdefault(a.pool, []).append(a)
+        for rows in pools.values():
+            first, w0 = rows[0], workloads[rows[0].workload]
+            replicas = first.count * max(first.gpu_count // first.tensor_parallel, 1)
+            per_replica = np.array([rates[a.demand] * a.share / replicas for a in rows])
+            l_in = np.array([a.input_tokens for a in rows], float)
+            l_out = np.array([a.output_tokens for a in rows], float)
+            serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
+                                   percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
+            hw = Hardware.from_specs([find_gpu(first.gpu)], w0.dtype)
+            pool = Pool(resolved.models[w0.model], hw, w0.dtype, w0.effective_kv_dtype, first.tensor_parallel,
+                        first.offload_ratio, first.batch_size, replicas)
+            model = pool_latencies(pool, serving.theta, serving.engine, per_replica.tolist(),
+                                   list(zip(l_in.tolist(), l_out.tolist())),
+                                   [{"ttft": "p99", "tpot": "mean", "e2e": "mean"}] * len(rows))
+            shape, _ = mix_shape(pool.model, hw, pool.dtype, pool.kv_dtype, pool.tensor_parallel,
+                                 pool.offload_ratio, per_replica, l_in, l_out)
+            total = float(per_replica.sum())
+            sims: list[list[float]] = [[] for _ in rows]
+            for seed in range(seeds):
+                draw = np.random.default_rng(seed)
+                arrivals = round_robin_arrivals(total, replicas, requests, draw)
+                size = draw.choice(len(rows), size=requests, p=per_replica / total)
+                sim = simulate_replica(shape, serving.theta[0], serving.engine, first.batch_size, arrivals,
+                                       l_in[size].astype(int), l_out[size].astype(int))
+                keep = np.arange(requests) >= requests // 10
+                for j in range(len(rows)):
+                    sims[j].append(float(np.nanpercentile(sim.ttft_s[keep & (size == j)], 99)))
+            label = f"{first.instance_type}, {first.batch_size}, {replicas}"
+            for j, a in enumerate(rows):
+                mean = float(np.mean(sims[j]))
+                diff = model[j]["ttft"] / mean - 1.0
+                spread = f"[{min(sims[j]) * 1e3:.0f}..{max(sims[j]) * 1e3:.0f}]"
+                print(f"{path.stem:18s} {label:38s} {a.demand:14s} {f'{a.input_tokens}/{a.output_tokens}':>10s} "
+                      f"{per_replica[j]:6.2f} {model[j]['ttft'] * 1e3:9.1f} {mean * 1e3:13.1f} {spread:>15s} "
+                      f"{diff:+6.0%}{'*' if abs(diff) > 0.10 else ' '}")
 
 
 RANDOM_GPUS = {"H100": ("llama-3.1-8b", "qwen2.5-32b", "qwen2.5-7b"), "A100-80GB": ("llama-3.1-8b", "qwen2.5-7b"),
