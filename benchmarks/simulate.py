@@ -44,15 +44,14 @@ from solver.catalog import find_gpu, find_model
 from solver.engines import find_engine
 from solver.errors import PlannerError
 from solver.resources import scenario_dir
-from solver.perf import make_serving
-from solver.promise import Pool, demand_rates, pool_latencies, slo_report
+from solver.promise import Pool, by_pool, pool_latencies, pool_predictions, slo_report
 from solver.roofline import Hardware
 from solver.scenario import Resolved
 from solver.queueing import holding_overlap, holding_scv
 from solver.serving import OnlineState, Shape, online_capacity, online_state
 from solver.shape import mix_shape
 from solver.simulate import simulate_replica
-from solver.simulate_report import kv_capacity_tokens, simulate_plan
+from solver.simulate_report import kv_capacity_tokens, replay_pools, simulate_plan
 
 PAIRS = [("llama-3.1-8b", "H100", 1), ("llama-3.1-8b", "A10G", 1), ("llama-3.1-8b", "L4", 1),
          ("llama-3.1-70b", "A100-80GB", 4)]
@@ -199,10 +198,12 @@ def bundled(paths: list[Path], requests: int, seed: int, seeds: int) -> None:
 
 
 def bundled_pools(paths: list[Path], requests: int, seeds: int) -> None:
-    """Each online pool of each bundled plan on its own: every demand's TTFT p99 as ``pool_latencies`` promises it
-    against a replay of that pool alone (its per-replica rates, round-robin Erlang-k arrivals, sizes drawn by rate),
-    the mean over ``seeds`` seeds and their range. A workload spread over pools mixes their laws, so errors of
-    opposite sign in two pools can look small at the workload."""
+    """Each online pool of each bundled plan on its own: every demand's TTFT p99 as the plan's promise predicts it
+    (``promise.pool_predictions`` at the per-replica rates of ``promise.by_pool``) against a replay of that pool
+    alone as ``infersave simulate`` sets it up (``simulate_report.replay_pools``: KV capacity, coefficients), one
+    replica fed every k-th request of the pool's Poisson stream, sizes drawn by rate; the mean over ``seeds`` seeds
+    and their range. A workload spread over pools mixes their laws, so errors of opposite sign in two pools can
+    look small at the workload."""
     print(f"\nplan pools on their own (TTFT p99 per demand, {requests:,} requests per pool and seed, seeds 0.."
           f"{seeds - 1}: mean [min..max]; * = > 10 % from the mean)")
     print(f"{'scenario':18s} {'pool (instance, slots, replicas)':38s} {'demand':14s} {'tokens':>10s} {'req/s':>6s} "
@@ -213,45 +214,32 @@ def bundled_pools(paths: list[Path], requests: int, seeds: int) -> None:
         except PlannerError:
             continue
         resolved = solver.load_scenario(str(path))
-        rates, workloads = demand_rates(resolved), {w.name: w for w in resolved.scenario.workloads}
-        pools: dict[str, list] = {}
-        for a in plan.assignments:
-            if a.demand in rates and a.count > 0 and a.input_tokens > 0:
-                pools.setdefault(a.pool, []).append(a)
-        for rows in pools.values():
-            first, w0 = rows[0], workloads[rows[0].workload]
-            replicas = first.count * max(first.gpu_count // first.tensor_parallel, 1)
-            per_replica = np.array([rates[a.demand] * a.share / replicas for a in rows])
-            l_in = np.array([a.input_tokens for a in rows], float)
-            l_out = np.array([a.output_tokens for a in rows], float)
-            serving = make_serving(resolved.calibration, engine=w0.engine, dtype=w0.dtype, mode="online",
-                                   percentiles={}, gpus=np.array([first.gpu]), bounds={}, confidence=0.5)
-            hw = Hardware.from_specs([find_gpu(first.gpu)], w0.dtype)
-            pool = Pool(resolved.models[w0.model], hw, w0.dtype, w0.effective_kv_dtype, first.tensor_parallel,
-                        first.offload_ratio, first.batch_size, replicas)
-            model = pool_latencies(pool, serving.theta, serving.engine, per_replica.tolist(),
-                                   list(zip(l_in.tolist(), l_out.tolist())),
-                                   [{"ttft": "p99", "tpot": "mean", "e2e": "mean"}] * len(rows))
-            shape, _ = mix_shape(pool.model, hw, pool.dtype, pool.kv_dtype, pool.tensor_parallel,
-                                 pool.offload_ratio, per_replica, l_in, l_out)
+        replays = replay_pools(resolved, plan.model_dump(), resolved.calibration, None)
+        for name, rows in by_pool(resolved, plan).items():
+            model = pool_predictions(resolved, rows, "p99")
+            replay = replays[name]
+            per_replica = np.array([rate for _, rate in rows])
+            l_in = np.array([a.input_tokens for a, _ in rows])
+            l_out = np.array([a.output_tokens for a, _ in rows])
             total = float(per_replica.sum())
             sims: list[list[float]] = [[] for _ in rows]
             for seed in range(seeds):
                 draw = np.random.default_rng(seed)
-                arrivals = round_robin_arrivals(total, replicas, requests, draw)
+                arrivals = round_robin_arrivals(total, replay.replicas, requests, draw)
                 size = draw.choice(len(rows), size=requests, p=per_replica / total)
-                sim = simulate_replica(shape, serving.theta[0], serving.engine, first.batch_size, arrivals,
-                                       l_in[size].astype(int), l_out[size].astype(int))
+                sim = simulate_replica(replay.shape, replay.theta, replay.engine, replay.max_seqs, arrivals,
+                                       l_in[size], l_out[size], replay.kv_tokens)
                 keep = np.arange(requests) >= requests // 10
                 for j in range(len(rows)):
                     sims[j].append(float(np.nanpercentile(sim.ttft_s[keep & (size == j)], 99)))
-            label = f"{first.instance_type}, {first.batch_size}, {replicas}"
-            for j, a in enumerate(rows):
+            first = rows[0][0]
+            label = f"{first.instance_type}, {replay.max_seqs}, {replay.replicas}"
+            for j, (a, rate) in enumerate(rows):
                 mean = float(np.mean(sims[j]))
                 diff = model[j]["ttft"] / mean - 1.0
                 spread = f"[{min(sims[j]) * 1e3:.0f}..{max(sims[j]) * 1e3:.0f}]"
                 print(f"{path.stem:18s} {label:38s} {a.demand:14s} {f'{a.input_tokens}/{a.output_tokens}':>10s} "
-                      f"{per_replica[j]:6.2f} {model[j]['ttft'] * 1e3:9.1f} {mean * 1e3:13.1f} {spread:>15s} "
+                      f"{rate:6.2f} {model[j]['ttft'] * 1e3:9.1f} {mean * 1e3:13.1f} {spread:>15s} "
                       f"{diff:+6.0%}{'*' if abs(diff) > 0.10 else ' '}")
 
 

@@ -45,7 +45,7 @@ def demand_rates(resolved: Resolved) -> dict[str, float]:
     return out
 
 
-def _pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], statistic: str | None = None
+def pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], statistic: str | None = None
                       ) -> dict[int, dict[str, float]]:
     """Latencies of every demand in one plan pool (``pool_latencies``). ``rows``: (assignment, requests/s per
     replica of that demand); ``statistic``: predict every metric at that one instead of each SLO's. Key -1 holds the
@@ -149,16 +149,16 @@ def _own_decode_lift(mix: Shape, input_tokens: float, output_tokens: float, thet
     return own_ctx - base + phi * longer_prefill_s / max(float(output_tokens) - 1.0, 1.0)
 
 
-def _by_pool(resolved: Resolved, plan: Plan) -> dict[str, list[tuple[Assignment, float]]]:
+def by_pool(resolved: Resolved, plan: Plan) -> dict[str, list[tuple[Assignment, float]]]:
     """Online assignments per pool, with the requests/s each puts on one replica."""
     rates = demand_rates(resolved)
     workloads = {w.name for w in resolved.scenario.workloads}
-    by_pool: dict[str, list[tuple[Assignment, float]]] = defaultdict(list)
+    out: dict[str, list[tuple[Assignment, float]]] = defaultdict(list)
     for a in plan.assignments:
         if a.workload in workloads and a.demand in rates and a.input_tokens > 0 and a.count > 0:
             replicas = a.count * max(a.gpu_count // a.tensor_parallel, 1)
-            by_pool[a.pool].append((a, rates[a.demand] * a.share / replicas))
-    return by_pool
+            out[a.pool].append((a, rates[a.demand] * a.share / replicas))
+    return out
 
 
 def mixed_headroom(resolved: Resolved, plan: Plan, steps: int = 12) -> dict[str, float]:
@@ -171,7 +171,7 @@ def mixed_headroom(resolved: Resolved, plan: Plan, steps: int = 12) -> dict[str,
     workloads = {w.name: w for w in resolved.scenario.workloads}
 
     def holds(rows: list[tuple[Assignment, float]], scale: float) -> bool:
-        pred = _pool_predictions(resolved, [(a, rate * scale) for a, rate in rows])
+        pred = pool_predictions(resolved, [(a, rate * scale) for a, rate in rows])
         if not pred[-1]["slots"] <= 1.0:
             return False
         for k, (a, _) in enumerate(rows):
@@ -182,7 +182,7 @@ def mixed_headroom(resolved: Resolved, plan: Plan, steps: int = 12) -> dict[str,
         return True
 
     out = {}
-    for pool, rows in _by_pool(resolved, plan).items():
+    for pool, rows in by_pool(resolved, plan).items():
         if len({a.demand for a, _ in rows}) < 2 or holds(rows, 1.0):
             continue
         lo, hi = 0.0, 1.0
@@ -236,13 +236,13 @@ def slo_report(resolved: Resolved, plan: Plan) -> list[SLOPromise]:
     several pools the percentile of the mixture of their latency laws."""
     rates = demand_rates(resolved)
     workloads = {w.name: w for w in resolved.scenario.workloads}
-    by_pool = _by_pool(resolved, plan)
+    pools = by_pool(resolved, plan)
     # per workload and metric: the worst pool (percentiles) and the request-weighted average (means)
     worst: dict[tuple[str, str], tuple[float, Assignment]] = {}
     weighted: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
     pools_of: dict[str, set[str]] = defaultdict(set)
-    for pool, rows in by_pool.items():
-        for k, values in _pool_predictions(resolved, rows).items():
+    for pool, rows in pools.items():
+        for k, values in pool_predictions(resolved, rows).items():
             if k < 0:
                 continue
             a, _ = rows[k]
@@ -257,14 +257,14 @@ def slo_report(resolved: Resolved, plan: Plan) -> list[SLOPromise]:
     for key, (total, weight) in weighted.items():
         if workloads[key[0]].slo.percentiles()[key[1]] == "mean" and weight > 0:
             worst[key] = (total / weight, worst[key][1])
-    spread = {name for name, pools in pools_of.items() if len(pools) > 1
+    spread = {name for name, seen in pools_of.items() if len(seen) > 1
               and any(v != "mean" for v in workloads[name].slo.percentiles().values())}
     if spread:  # each pool of those workloads at every level of its tail, then the mixture's percentile
         rows_w: dict[str, list[tuple[float, dict[str, list[float]]]]] = defaultdict(list)
-        for pool, rows in by_pool.items():
+        for pool, rows in pools.items():
             if not any(a.workload in spread for a, _ in rows):
                 continue
-            at = [_pool_predictions(resolved, rows, level) for level in LEVELS]
+            at = [pool_predictions(resolved, rows, level) for level in LEVELS]
             for k, (a, _) in enumerate(rows):
                 if a.workload in spread:
                     rows_w[a.workload].append((rates[a.demand] * a.share,

@@ -129,7 +129,9 @@ def kv_capacity_tokens(shape: Shape, gpu_memory_utilization: float) -> float:
 
 
 @dataclass
-class _Pool:
+class ReplayPool:
+    """One plan pool as the simulator replays it: its replicas, concurrency cap and KV capacity."""
+
     name: str
     shape: Shape
     theta: np.ndarray
@@ -139,11 +141,13 @@ class _Pool:
     kv_tokens: float | None
 
 
-def _pools(resolved: Resolved, plan: dict[str, Any], calibration: Calibration, engine: str | None) -> dict[str, _Pool]:
+def replay_pools(resolved: Resolved, plan: dict[str, Any], calibration: Calibration, engine: str | None
+                 ) -> dict[str, ReplayPool]:
+    """Every pool of ``plan`` (a plan's JSON) as the simulator replays it."""
     counts = {p["pool"]: int(p.get("count", 1)) for p in plan.get("pools", [])}
     by_name = {w.name: w for w in resolved.scenario.workloads}
     util = resolved.scenario.settings.gpu_memory_utilization
-    out: dict[str, _Pool] = {}
+    out: dict[str, ReplayPool] = {}
     for a in plan.get("assignments", []):
         name = a["pool"]
         if name in out:
@@ -158,8 +162,8 @@ def _pools(resolved: Resolved, plan: dict[str, Any], calibration: Calibration, e
         shape = Shape(resolved.models[w.model], hw, w.dtype, w.effective_kv_dtype, np.array([tp]), np.array([1]),
                       np.array([1]), np.array([r]))
         seqs = int(_get(a, "max_num_seqs", "batch_size", default=eng.default_max_seqs))
-        out[name] = _Pool(name, shape, calibration.theta(eng, gpu, w.dtype), eng, seqs, count * per_vm,
-                          None if r > 0 else kv_capacity_tokens(shape, util))
+        out[name] = ReplayPool(name, shape, calibration.theta(eng, gpu, w.dtype), eng, seqs, count * per_vm,
+                               None if r > 0 else kv_capacity_tokens(shape, util))
     return out
 
 
@@ -210,7 +214,7 @@ def simulate_plan(scenario: Resolved | str | Path, plan: dict[str, Any], *, requ
     hour_rates: dict[str, float] | None = None
     if plan.get("hourly"):  # rate profiles: replay the busiest hour with that hour's fleet and routing
         plan, hour_rates, hour = busiest_hour(plan)
-    pools = _pools(resolved, plan, calibration, engine)
+    pools = replay_pools(resolved, plan, calibration, engine)
     report = SimulationReport(resolved.scenario.name, int(requests), int(seed), arrivals, WARMUP)
     report.notes.append(f"first {WARMUP:.0%} of each workload's requests (by arrival) left out as warm-up; "
                         f"round-robin over each pool's replicas; calibration: {calibration.source}")
