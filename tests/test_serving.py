@@ -280,3 +280,37 @@ def test_a_prompt_longer_than_the_budget_ends_in_a_short_step():
         steps.append(sim.utilisation * (arrivals[-1] - arrivals[0]) / sim.iterations)
     state = online_state(s, th, ENGINE, np.array([128.0]), np.array([rate]), {})
     assert state.iteration_s[0] == pytest.approx(float(np.mean(steps)), rel=0.022)
+
+
+def test_a_mix_of_long_prompts_runs_each_rest_alone_unless_another_arrives():
+    """A pool of 3,072- and 4,096-token prompts under a 2,048-token budget (qwen2.5-7b on an L40S, every third of a
+    Poisson stream): each prompt's last step holds only its rest unless another prompt arrived during its full
+    steps, so the mean step is below the one that gives every rest its share of a full step. Within 1.5 % of four
+    150,000-request replays (-0.8 %; with the rests' shares it was +3.1 %)."""
+    from solver.queueing import holding_overlap, holding_scv
+    from solver.shape import mix_shape
+    lin, lout, w, k, rate, n = np.array([4096.0, 3072.0]), np.array([512.0, 192.0]), np.array([0.1, 0.9]), 3, 3.14, 150000
+    mix, scv = mix_shape(find_model("qwen2.5-7b"), Hardware.from_specs([find_gpu("L40S")], "fp16"), "fp16", "fp16", 1,
+                         0.0, w, lin, lout)
+    th, steps = theta("L40S"), []
+    for seed in range(4):
+        draw = np.random.default_rng(seed)
+        arrivals = np.cumsum(draw.exponential(1.0 / (rate * k), n * k))[::k]
+        pick = draw.choice(2, size=n, p=w)
+        sim = simulate_replica(mix, th[0], ENGINE, 128, arrivals, lin[pick].astype(int), lout[pick].astype(int))
+        steps.append(sim.utilisation * (arrivals[-1] - arrivals[0]) / sim.iterations)
+    state = online_state(mix, th, ENGINE, np.array([128.0]), np.array([rate]), {}, scv, arrival_scv=1.0 / k,
+                         holding_overlap=holding_overlap(lout, w), holding_scv=holding_scv(lout, w))
+    assert state.iteration_s[0] == pytest.approx(float(np.mean(steps)), rel=0.015)
+
+
+def test_a_request_sees_the_running_count_size_biased_and_capped():
+    from solver.serving import size_biased_count
+    mean, ratio = np.array([50.0, 50.0, 120.0]), np.array([4.0, 4.0, 8.0])
+    free = size_biased_count(mean, ratio, np.full(3, 1e6))
+    assert free == pytest.approx(mean + ratio)  # E[N^2] / E[N] = mean + variance / mean
+    capped = size_biased_count(mean, ratio, np.array([1e6, 55.0, 128.0]))
+    assert capped[1] < free[1] and capped[2] < free[2]  # the count beyond the cap queues instead of running
+    assert np.all(capped <= np.array([1e6, 55.0, 128.0]) + 1e-9)
+    at_cap = size_biased_count(np.array([50.0]), np.array([4.0]), np.array([50.0]))[0]
+    assert 40.0 < at_cap < 50.0  # half the time at the cap, the rest below it

@@ -505,3 +505,14 @@ def test_bundled_promises_agree_with_their_replay(name):
             continue
         tolerance = 0.05 if p.metric == "tpot" else 0.25
         assert abs(ratio - 1.0) < tolerance, (p.workload, p.metric, p.predicted_s, replayed)
+
+
+def test_a_mix_of_prompt_lengths_widens_the_clusters_and_the_departures():
+    from solver.queueing import mix_cluster_spread, mix_departure_scv
+    phi = np.array([0.1, 0.4, 0.6])
+    assert np.allclose(mix_cluster_spread(phi, 0.0, np.ones(3)), 1.0)  # one prompt length: no change
+    assert np.allclose(mix_departure_scv(phi, 0.0), 0.0)
+    poisson, round_robin = mix_cluster_spread(phi, 1.0, np.ones(3)), mix_cluster_spread(phi, 1.0, np.full(3, 1 / 3))
+    assert np.all(np.diff(poisson) > 0) and np.all(round_robin > poisson)  # the router smooths arrivals, not stalls
+    assert poisson == pytest.approx(1.0 + phi**2)
+    assert mix_departure_scv(phi, 2.0) == pytest.approx(2.0 * (phi / (1.0 - phi)) ** 2)
