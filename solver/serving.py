@@ -17,11 +17,13 @@ is closed-form per branch pair. The scheduler really packs a Poisson number of w
 token budget (``batched_iteration_s``); the roofline is convex in a step's prompt tokens, so that mean lies above,
 and the fixed point is polished from the closed-form root by secant steps. Then
 
-* ``TPOT`` = the iteration time with the decodes at a quantile of their count as a request sees it (size-biased;
-  its variance over its mean is the dispersion of ``queueing.feedback_dispersion``: the load feeds back on the
-  holding time), with the prompts it meets during its stay (rate x E[stay]: the stay is size-biased, the prompts
-  in it are not); behind a round-robin router an Erlang-k number of prompts lands in a step;
-* slots held = rate x (budget wait + own prefill + (L_out - 1) x TPOT): Little's law on what a request experiences;
+* ``TPOT`` = the iteration time with the decodes at a quantile of their count as a request sees it (size-biased
+  and capped, ``size_biased_count``; its variance over its mean is the dispersion of
+  ``queueing.feedback_dispersion`` — the load feeds back on the holding time — widened by the prompt clusters),
+  with the prompts it meets during its stay (rate x E[stay]: the stay is size-biased, the prompts in it are not);
+  behind a round-robin router an Erlang-k number of prompts lands in a step;
+* slots held = rate x (own prefill + (L_out - 1) x TPOT): Little's law on what a request experiences while it holds
+  a slot (a request waiting for the token budget is not admitted yet);
 * ``TTFT`` = admission wait (``queueing.slot_wait`` over ``max_num_seqs`` slots: Erlang C whose load grows
   with the slots busy; arrivals smoother than Poisson, as behind a round-robin router, act as c / c_a^2 slots at
   the same utilisation, prompt clusters widen the approach to the cap; given a wait, the M/G/c drain) + wait for
