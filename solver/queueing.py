@@ -4,7 +4,7 @@ exponential, and the compound-Poisson prompt tokens of a step."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammainc
+from scipy.special import gammainc, gammaincc, ndtr
 
 SCALAR_ROWS = 4  # rows of one server count up to which the recursion runs on Python floats
 MDC_FACTOR = 0.5  # M/D/c over M/M/c wait, before Cosmetatos' correction for the number of servers
@@ -174,6 +174,41 @@ def mix_departure_scv(prompt_share: np.ndarray, prompt_scv: np.ndarray | float) 
     count; phi = ``prompt_share``), spread them by phi^2 scv / (1 - phi)^2 (0 for one length)."""
     phi = np.clip(np.asarray(prompt_share, float), 0.0, 0.95)
     return np.asarray(np.square(phi / (1.0 - phi)) * np.maximum(np.asarray(prompt_scv, float), 0.0), float)
+
+
+def size_biased_count(mean: np.ndarray, var_over_mean: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """E[M^2] / E[M] for M = min(N, cap), N normal with ``mean`` and variance ``var_over_mean`` x mean: the running
+    count a request sees (size-biased: a step with more requests is seen by more of them), where the count cannot
+    exceed the concurrency cap (the rest of it queues). Without the cap it is mean + var_over_mean."""
+    mean = np.asarray(mean, float)
+    var = np.maximum(np.asarray(var_over_mean, float) * mean, 1e-12)
+    sd = np.sqrt(var)
+    z = (np.asarray(cap, float) - mean) / sd
+    below, density = ndtr(z), np.exp(-0.5 * np.square(np.minimum(np.abs(z), 40.0))) / np.sqrt(2.0 * np.pi)
+    first = mean * below - sd * density + cap * (1.0 - below)
+    second = (np.square(mean) + var) * below - sd * (cap + mean) * density + np.square(cap) * (1.0 - below)
+    return np.asarray(np.where(first > 1e-9, second / np.maximum(first, 1e-9), mean), float)
+
+
+def rest_alone_excess(prompt_mix: tuple[np.ndarray, np.ndarray], rate: float, t: float, room: float, gap0: float,
+                       gap_slope: float, full_step_s: float, arrival_scv: np.ndarray | float) -> float:
+    """Correction to a pool mix's mean step for prompts longer than the room: each is whole full steps and a last
+    step of the rest, which runs alone unless another prompt arrived while its full steps ran (then that one fills
+    it, as the compound-Poisson packing assumes). Alone the rest costs the gap at its own tokens, (c - m)^+, not its
+    share of a full step's gap. The chance it runs alone is that no arrival comes within the full steps and the
+    half step before them: an Erlang-k gap (k = 1 / ``arrival_scv``; Poisson for 1) outlasting that window.
+    (30 random mixed pools at low load: the mean step's p90 error 1.7 -> 1.0 %, median +0.6 -> +0.1 %.)"""
+    lengths, weights = (np.asarray(x, float) for x in prompt_mix)
+    weights = weights / max(float(weights.sum()), 1e-300)
+    whole = np.floor(lengths / room)
+    rest = lengths - whole * room
+    window = whole * full_step_s + 0.5 * t
+    k = float(np.rint(np.ravel(erlang_phases(arrival_scv))[0]))
+    alone = gammaincc(k, k * rate * window)  # P(an Erlang-k gap > window)
+    gain = np.maximum(gap0 + gap_slope * rest, 0.0) - rest / room * max(gap0 + gap_slope * room, 0.0) \
+        - (1.0 - rest / room) * max(gap0, 0.0)
+    per_prompt = np.where((whole >= 1.0) & (rest > 0.0), weights * alone * gain, 0.0)
+    return rate * t * float(per_prompt.sum())  # prompts per step x mean correction per prompt
 
 
 def holding_overlap(holding_s: np.ndarray, weights: np.ndarray) -> float:

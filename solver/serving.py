@@ -18,7 +18,7 @@ token budget (``batched_iteration_s``); the roofline is convex in a step's promp
 and the fixed point is polished from the closed-form root by secant steps. Then
 
 * ``TPOT`` = the iteration time with the decodes at a quantile of their count as a request sees it (size-biased
-  and capped, ``size_biased_count``; its variance over its mean is the dispersion of
+  and capped, ``queueing.size_biased_count``; its variance over its mean is the dispersion of
   ``queueing.feedback_dispersion`` — the load feeds back on the holding time — widened by the prompt clusters),
   with the prompts it meets during its stay (rate x E[stay]: the stay is size-biased, the prompts in it are not);
   behind a round-robin router an Erlang-k number of prompts lands in a step;
@@ -41,13 +41,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaincc, ndtr
 
 from .budget_wait import budget_wait
 from .engines import EngineProfile
 from .prefill import packed_prefill
 from .queueing import (compound_poisson_pmf, erlang_phases, feedback_dispersion, mix_cluster_spread,
-                       mix_departure_scv, renewal_count_sf, residual_s, slot_wait, total_wait_quantile)
+                       mix_departure_scv, renewal_count_sf, residual_s, rest_alone_excess, size_biased_count,
+                       slot_wait, total_wait_quantile)
 from .roofline import IterationWork, gemm_parts, time_s
 from .shape import Shape
 
@@ -196,7 +196,7 @@ def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budge
         g0, gs = float(gap0[0]), float(gap_slope[0])
         full_gap = max(g0 + gs * float(room[0]), 0.0)
         excess[0] = pmf @ np.maximum(g0 + gs * tokens, 0.0) + (full + spill) * full_gap - spill * max(g0, 0.0)
-        excess[0] += _rest_alone_excess(shape.prompt_mix, float(rate[0]), float(t[0]), float(room[0]), g0, gs,
+        excess[0] += rest_alone_excess(shape.prompt_mix, float(rate[0]), float(t[0]), float(room[0]), g0, gs,
                                         float(lin0[0] + lin_slope[0] * room[0]) + full_gap, arrival_scv)
         rows = rows[:0]
     if rows.size:
@@ -227,27 +227,6 @@ def batched_iteration_s(shape: Shape, theta: np.ndarray, rate: np.ndarray, budge
         full_gap = np.maximum(g0 + gs * rm, 0.0)
         excess[rows] = total + (full + spill) * full_gap - spill * np.maximum(g0, 0.0)
     return lin0 + lin_slope * mean_x + excess
-
-
-def _rest_alone_excess(prompt_mix: tuple[np.ndarray, np.ndarray], rate: float, t: float, room: float, gap0: float,
-                       gap_slope: float, full_step_s: float, arrival_scv: np.ndarray | float) -> float:
-    """Correction to a pool mix's mean step for prompts longer than the room: each is whole full steps and a last
-    step of the rest, which runs alone unless another prompt arrived while its full steps ran (then that one fills
-    it, as the compound-Poisson packing assumes). Alone the rest costs the gap at its own tokens, (c - m)^+, not its
-    share of a full step's gap. The chance it runs alone is that no arrival comes within the full steps and the
-    half step before them: an Erlang-k gap (k = 1 / ``arrival_scv``; Poisson for 1) outlasting that window.
-    (30 random mixed pools at low load: the mean step's p90 error 1.7 -> 1.0 %, median +0.6 -> +0.1 %.)"""
-    lengths, weights = (np.asarray(x, float) for x in prompt_mix)
-    weights = weights / max(float(weights.sum()), 1e-300)
-    whole = np.floor(lengths / room)
-    rest = lengths - whole * room
-    window = whole * full_step_s + 0.5 * t
-    k = float(np.rint(np.ravel(erlang_phases(arrival_scv))[0]))
-    alone = gammaincc(k, k * rate * window)  # P(an Erlang-k gap > window)
-    gain = np.maximum(gap0 + gap_slope * rest, 0.0) - rest / room * max(gap0 + gap_slope * room, 0.0) \
-        - (1.0 - rest / room) * max(gap0, 0.0)
-    per_prompt = np.where((whole >= 1.0) & (rest > 0.0), weights * alone * gain, 0.0)
-    return rate * t * float(per_prompt.sum())  # prompts per step x mean correction per prompt
 
 
 def _batched_fixed_point(shape: Shape, theta: np.ndarray, rate: np.ndarray, budget: float, start: np.ndarray,
@@ -304,20 +283,6 @@ def _branches(w: IterationWork, theta: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return (*gemm_parts(theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s), rest)
 
 
-def size_biased_count(mean: np.ndarray, var_over_mean: np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """E[M^2] / E[M] for M = min(N, cap), N normal with ``mean`` and variance ``var_over_mean`` x mean: the running
-    count a request sees (size-biased: a step with more requests is seen by more of them), where the count cannot
-    exceed the concurrency cap (the rest of it queues). Without the cap it is mean + var_over_mean."""
-    mean = np.asarray(mean, float)
-    var = np.maximum(np.asarray(var_over_mean, float) * mean, 1e-12)
-    sd = np.sqrt(var)
-    z = (np.asarray(cap, float) - mean) / sd
-    below, density = ndtr(z), np.exp(-0.5 * np.square(np.minimum(np.abs(z), 40.0))) / np.sqrt(2.0 * np.pi)
-    first = mean * below - sd * density + cap * (1.0 - below)
-    second = (np.square(mean) + var) * below - sd * (cap + mean) * density + np.square(cap) * (1.0 - below)
-    return np.asarray(np.where(first > 1e-9, second / np.maximum(first, 1e-9), mean), float)
-
-
 def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
                  rate: np.ndarray, percentiles: dict[str, str], prompt_scv: np.ndarray | float = 0.0,
                  metrics: tuple[str, ...] = ("ttft", "tpot", "e2e"), arrival_scv: np.ndarray | float = 1.0,
@@ -363,7 +328,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     seen = size_biased_count(n, count_var * cluster * mix_spread, cap)
 
     # TPOT: a request decodes beside the others running, whose count fluctuates around n with variance
-    # count_var * cluster * n, at most the cap (a request sees it size-biased: ``size_biased_count``), and a
+    # count_var * cluster * n, at most the cap (a request sees it size-biased: ``queueing.size_biased_count``), and a
     # Poisson number of its L_out - 1 steps carry another prompt's chunk (mean: the chunk share f of steps)
     share = np.clip(rate * t_ok * l_in / prompt_chunk, 0.0, 1.0)
     steps = np.maximum(l_out - 1.0, 1.0)

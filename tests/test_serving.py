@@ -289,7 +289,8 @@ def test_a_mix_of_long_prompts_runs_each_rest_alone_unless_another_arrives():
     150,000-request replays (-0.8 %; with the rests' shares it was +3.1 %)."""
     from solver.queueing import holding_overlap, holding_scv
     from solver.shape import mix_shape
-    lin, lout, w, k, rate, n = np.array([4096.0, 3072.0]), np.array([512.0, 192.0]), np.array([0.1, 0.9]), 3, 3.14, 150000
+    lin, lout, w = np.array([4096.0, 3072.0]), np.array([512.0, 192.0]), np.array([0.1, 0.9])
+    k, rate, n = 3, 3.14, 150000
     mix, scv = mix_shape(find_model("qwen2.5-7b"), Hardware.from_specs([find_gpu("L40S")], "fp16"), "fp16", "fp16", 1,
                          0.0, w, lin, lout)
     th, steps = theta("L40S"), []
@@ -305,7 +306,7 @@ def test_a_mix_of_long_prompts_runs_each_rest_alone_unless_another_arrives():
 
 
 def test_a_request_sees_the_running_count_size_biased_and_capped():
-    from solver.serving import size_biased_count
+    from solver.queueing import size_biased_count
     mean, ratio = np.array([50.0, 50.0, 120.0]), np.array([4.0, 4.0, 8.0])
     free = size_biased_count(mean, ratio, np.full(3, 1e6))
     assert free == pytest.approx(mean + ratio)  # E[N^2] / E[N] = mean + variance / mean
