@@ -46,7 +46,7 @@ def demand_rates(resolved: Resolved) -> dict[str, float]:
 
 
 def pool_predictions(resolved: Resolved, rows: list[tuple[Assignment, float]], statistic: str | None = None
-                      ) -> dict[int, dict[str, float]]:
+                     ) -> dict[int, dict[str, float]]:
     """Latencies of every demand in one plan pool (``pool_latencies``). ``rows``: (assignment, requests/s per
     replica of that demand); ``statistic``: predict every metric at that one instead of each SLO's. Key -1 holds the
     pool's slots held over the planning share of its cap."""

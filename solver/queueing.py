@@ -84,7 +84,7 @@ DECODE_FEEDBACK = 1.0
 
 
 def slot_wait(cap: np.ndarray, occupancy: np.ndarray, holding_s: np.ndarray, smooth: np.ndarray, cluster: np.ndarray,
-              dispersion: np.ndarray, holding_scv: np.ndarray | float = 0.0, mix_spread: np.ndarray | float = 1.0
+              dispersion: np.ndarray, departure_scv: np.ndarray | float = 0.0, mix_spread: np.ndarray | float = 1.0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(P(wait), E[wait | wait], its squared coefficient of variation) for a free slot among ``cap``, ``occupancy``
     of them held on average for ``holding_s`` each.
@@ -110,8 +110,8 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, holding_s: np.ndarray, smo
     the chain's: M/D/c waits about half as long as M/M/c, more so with few servers (Cosmetatos 1976); holding times
     of squared coefficient of variation cs^2 (a mix of sizes) wait cs^2 M/M/c + (1 - cs^2) M/D/c (Boxma, Cohen and
     Huffels 1979), their law between the deterministic one's (``DETERMINISTIC_WAIT_SCV``) and an exponential.
-    ``holding_scv`` may be an array (per row), and includes what makes a full replica's departures irregular
-    beyond the holding times' own spread (``mix_departure_scv``).
+    ``departure_scv`` (per row, or one number) is that cs^2 plus what else makes a full replica's departures
+    irregular (``mix_departure_scv``).
     """
     cap = np.maximum(np.asarray(cap, float), 1.0)
     held = np.minimum(occupancy, cap)
@@ -129,7 +129,7 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, holding_s: np.ndarray, smo
     util = np.clip(load / servers, 1e-6, 1.0 - 1e-9)
     deterministic = MDC_FACTOR * (1.0 + (1.0 - util) * (servers - 1.0) * (np.sqrt(4.0 + 5.0 * servers) - 2.0)
                                   / (16.0 * util * servers))
-    spread = np.clip(np.asarray(holding_scv, float), 0.0, 1.0)
+    spread = np.clip(np.asarray(departure_scv, float), 0.0, 1.0)
     wait_scv = (spread + (1.0 - spread) * DETERMINISTIC_WAIT_SCV) * np.ones_like(p_wait)
     return p_wait, markov * (spread + (1.0 - spread) * deterministic), wait_scv
 
@@ -180,10 +180,10 @@ def size_biased_count(mean: np.ndarray, var_over_mean: np.ndarray, cap: np.ndarr
     """E[M^2] / E[M] for M = min(N, cap), N normal with ``mean`` and variance ``var_over_mean`` x mean: the running
     count a request sees (size-biased: a step with more requests is seen by more of them), where the count cannot
     exceed the concurrency cap (the rest of it queues). Without the cap it is mean + var_over_mean."""
-    mean = np.asarray(mean, float)
+    mean, cap = np.asarray(mean, float), np.asarray(cap, float)
     var = np.maximum(np.asarray(var_over_mean, float) * mean, 1e-12)
     sd = np.sqrt(var)
-    z = (np.asarray(cap, float) - mean) / sd
+    z = (cap - mean) / sd
     below, density = ndtr(z), np.exp(-0.5 * np.square(np.minimum(np.abs(z), 40.0))) / np.sqrt(2.0 * np.pi)
     first = mean * below - sd * density + cap * (1.0 - below)
     second = (np.square(mean) + var) * below - sd * (cap + mean) * density + np.square(cap) * (1.0 - below)
