@@ -333,7 +333,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     share = np.clip(rate * t_ok * l_in / prompt_chunk, 0.0, 1.0)
     steps = np.maximum(l_out - 1.0, 1.0)
 
-    def tpot_at(q: float | None, stay: np.ndarray | None = None) -> np.ndarray:
+    def tpot_at(q: float | None, stay: np.ndarray | None = None, turnover: np.ndarray | None = None) -> np.ndarray:
         n_q = np.minimum(seen + Z[q] * np.sqrt(np.maximum(count_var * n, 0.0)), cap)
         (c1, m1, r1), (c0, m0, r0), _ = _mixed_parts(shape, theta, rate, prompt_chunk, t_ok, n_q)
         t_with, t_without = np.maximum(c1, m1) + r1, np.maximum(c0, m0) + r0
@@ -347,9 +347,11 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
         if stay is None:
             stay = (t_without + spread) / np.maximum(1.0 - lift, 0.05) / np.maximum(t_ok, 1e-300)
         mixed = share * steps * np.where(t_ok > 0, stay, 1.0)
-        # their count varies with the slots held (a stay that meets more prompts is longer): wider quantiles
+        # their count varies with the slots held (a stay that meets more prompts is longer): wider quantiles, but a
+        # full replica admits a prompt only when a slot frees, so a stay meets at most one per other slot turned over
         ratio = count_var / np.maximum(n, 1.0)
-        mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed + np.square(share * steps) * ratio), steps)
+        most = steps if turnover is None else np.minimum(np.maximum(turnover, mixed), steps)
+        mixed_q = np.minimum(mixed + Z[q] * np.sqrt(mixed + np.square(share * steps) * ratio), most)
         return (mixed_q * t_with + (steps - mixed_q) * t_without) / steps + spread
 
     packing = packed_prefill(shape, theta, n, budget, chunk, rate, t_ok, arrival_scv)
@@ -393,8 +395,14 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     ttft = ttft_at(quant["ttft"]) if "ttft" in metrics else nan
     tpots: dict[float | None, np.ndarray] = {None: tpot_mean}  # the mean, computed for the slots held
 
+    # the prompt steps a stay of (L_out - 1) mean steps can meet: one prompt per other slot turned over, (cap - 1)
+    # per holding time
+    stay_steps = steps * tpot_mean
+    turnover = (cap - 1.0) * l_in / prompt_chunk * stay_steps / np.maximum(service, 1e-300)
+
     def tpot_q(q: float | None) -> np.ndarray:  # a quantile meets the prompts of the mean stay
-        return tpots[q] if q in tpots else tpots.setdefault(q, tpot_at(q, tpot_mean / np.maximum(t_ok, 1e-300)))
+        return tpots[q] if q in tpots else tpots.setdefault(
+            q, tpot_at(q, tpot_mean / np.maximum(t_ok, 1e-300), turnover))
 
     tpot = tpot_q(quant["tpot"]) if "tpot" in metrics else nan
     e2e = ttft_at(quant["e2e"]) + (l_out - 1.0) * tpot_q(quant["e2e"]) if "e2e" in metrics else nan
