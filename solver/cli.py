@@ -172,27 +172,14 @@ def plan(scenario: Optional[Path] = typer.Argument(None, metavar="SCENARIO",
 def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argument(..., metavar="PLAN.json"),
            simulate: bool = typer.Option(False, "--simulate", help="then replay the plan request by request"),
            requests: int = typer.Option(20000, "--requests", min=100, max=2_000_000),
-           seed: int = typer.Option(0, "--seed")) -> None:
+           seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1)) -> None:
     """Re-check a JSON plan against its scenario, independently of the MILP; exit 1 listing violations."""
-    from pydantic import ValidationError
-
-    from .io import parse_json
-    from .plan_types import Plan
+    from .planfile import load_plan
     from .scenario import load_scenario
     from .verify import verify as solver_verify
 
     resolved = load_scenario(scenario)
-    try:
-        data = parse_json(plan_file.read_text(encoding="utf-8"))
-        plan_obj = Plan.model_validate(data)
-    except (OSError, UnicodeDecodeError, ValueError, ValidationError) as exc:
-        raise InputError(f"not a plan: {str(exc).splitlines()[0]}", path=str(plan_file)) from None
-    known = {w.name for w in resolved.scenario.workloads}
-    foreign = sorted({a.workload for a in plan_obj.assignments} - known)
-    if foreign:
-        raise InputError(f"workload {foreign[0]!r} of the plan is not in {scenario} (workloads: "
-                         f"{', '.join(sorted(known))}); is this the plan of another scenario?", path=str(plan_file),
-                         field="assignments.workload")
+    plan_obj = load_plan(plan_file, {w.name for w in resolved.scenario.workloads}, scenario)
     violations = solver_verify(resolved, plan_obj)
     if violations:
         for v in violations:
@@ -213,15 +200,15 @@ def simulate(scenario: Path = typer.Argument(..., metavar="SCENARIO.yaml"),
              plan_file: Path = typer.Argument(..., metavar="PLAN.json"),
              requests: int = typer.Option(20000, "--requests", min=100, max=2_000_000,
                                           help="requests per online workload"),
-             seed: int = typer.Option(0, "--seed"),
+             seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1),
              arrivals: str = typer.Option("poisson", "--arrivals", help="poisson | gamma:CV | trace:FILE"),
              format: Format = typer.Option(Format.table, "--format", "-f"),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the report here")) -> None:
     """Replay a plan request by request through each replica's scheduler; exit 1 when an SLO percentile misses."""
+    from .replay_input import check_arrivals
     from .simulate_report import run_simulate_command
 
-    if not (arrivals == "poisson" or arrivals.startswith(("gamma:", "trace:"))):
-        raise InputError(f"unknown arrival process {arrivals!r} (poisson, gamma:CV or trace:FILE)", field="--arrivals")
+    check_arrivals(arrivals)
     check_output(out, [scenario, plan_file, arrivals[6:] if arrivals.startswith("trace:") else None])
     text, code = run_simulate_command(scenario, plan_file, requests=requests, seed=seed, arrivals=arrivals,
                                       fmt="json" if format is Format.json else "table", out=out)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import InputError, first_problem
 from .io import read_json
+from .plan_types import Plan
 
 
 class _View(BaseModel):
@@ -145,4 +146,22 @@ def load_plan_view(path: str | Path) -> PlanView:
         raise InputError(f"not a plan: {msg}", path=str(path), field=field or None) from None
 
 
-__all__ = ["AssignmentView", "PlanView", "PoolView", "load_plan_view"]
+def load_plan(path: str | Path, workloads: set[str], scenario: str | Path) -> Plan:
+    """The plan JSON in ``path`` as a ``Plan`` of the scenario whose workloads are ``workloads`` (``verify`` and
+    ``simulate``): malformed, too large or too deep JSON, a missing or mistyped field, and a workload the scenario
+    does not have are each ``InputError`` (exit 2) naming the file and field."""
+    data = read_json(path, InputError, "plan JSON")
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        field, msg, _ = first_problem(exc)
+        raise InputError(f"not a plan: {msg}", path=str(path), field=field or None) from None
+    foreign = sorted({a.workload for a in plan.assignments} - workloads)
+    if foreign:
+        raise InputError(f"workload {foreign[0]!r} of the plan is not in {scenario} (workloads: "
+                         f"{', '.join(sorted(workloads))}); is this the plan of another scenario?", path=str(path),
+                         field="assignments.workload")
+    return plan
+
+
+__all__ = ["AssignmentView", "PlanView", "PoolView", "load_plan", "load_plan_view"]

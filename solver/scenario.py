@@ -15,7 +15,7 @@ from .calibration import Calibration, load_calibration
 from .catalog import catalog_paths, find_model, load_catalog_files, suggest
 from .engines import find_engine
 from .errors import ScenarioError, UnknownNameError, first_problem
-from .io import parse_yaml, yaml_problem
+from .io import MAX_YAML_BYTES, parse_yaml, read_text_limited, yaml_problem
 from .profiles import read_profile_csvs
 from .resources import default_calibration
 from .schema import Instance, ModelCard, Scenario
@@ -52,8 +52,8 @@ def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 def read_yaml(path: Path, error: type[ScenarioError] = ScenarioError) -> tuple[Any, yaml.Node | None]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_text_limited(path, MAX_YAML_BYTES)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise error(f"cannot read file: {exc}", path=str(path)) from None
     try:
         return parse_yaml(text)

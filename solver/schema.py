@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import datetime
 import math
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .field_checks import HOURS_PER_DAY, check_batch_sizes, check_bounds, check_names, check_rate_profile
 
@@ -30,11 +31,32 @@ def default_kv_dtype(dtype: str, kv_dtype: str | None = None) -> str:
 Name = Field(default=None, min_length=1, pattern=r"\S")
 
 
+def _numeric(annotation: object) -> bool:
+    """Whether a field's type is a number, a list of numbers or an optional one (and never a boolean)."""
+    args = typing.get_args(annotation)
+    if annotation is bool or bool in args:
+        return False
+    if annotation in (int, float):
+        return True
+    return any(_numeric(a) for a in args if a is not type(None))
+
+
 class Frozen(BaseModel):
     """The one strict base of every pydantic model here: frozen, no unknown fields, no NaN or infinity (pydantic
     lets NaN through ``gt``/``ge`` checks otherwise; ``allow_inf_nan=False`` names the field that holds one)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, value: object, info: ValidationInfo) -> object:
+        # YAML reads yes/no/on/off/true as booleans, and pydantic would take them as 1 and 0
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _numeric(field.annotation):
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, bool) for v in items):
+                raise ValueError("expected a number, got a boolean (true/false/yes/no/on/off)")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -21,7 +21,8 @@ from .calibration import Calibration
 from .catalog import find_gpu
 from .engines import EngineProfile, find_engine
 from .errors import InputError
-from .io import atomic_write_text, read_json
+from .io import atomic_write_text
+from .replay_input import check_arrivals, check_replay_plan, read_trace
 from .roofline import Hardware, weight_bytes
 from .scenario import Resolved, load_scenario
 from .schema import Workload
@@ -48,7 +49,7 @@ def arrival_times(rate_per_s: float, n: int, kind: str, rng: np.random.Generator
         shape = 1.0 / cv**2
         return np.cumsum(rng.gamma(shape, 1.0 / (rate_per_s * shape), n))
     if kind.startswith("trace:"):
-        ts = np.sort(np.array(_trace(kind.split(":", 1)[1])))
+        ts = np.sort(np.array(read_trace(kind.split(":", 1)[1])))
         ts = ts - ts[0] if ts.size else ts
         if ts.size < 2:
             raise ValueError("a trace needs at least two timestamps")
@@ -59,21 +60,6 @@ def arrival_times(rate_per_s: float, n: int, kind: str, rng: np.random.Generator
             full = full * (ts.size / period) / rate_per_s
         return full
     raise ValueError(f"unknown arrivals {kind!r}: use poisson, gamma:CV or trace:FILE")
-
-
-def _trace(path: str) -> list[float]:
-    """First column of a CSV/text file as seconds; a header and non-numeric lines are skipped."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            field = line.split(",", 1)[0].strip()
-            try:
-                value = float(field)
-            except ValueError:
-                continue
-            if math.isfinite(value):
-                out.append(value)
-    return out
 
 
 @dataclass
@@ -256,6 +242,11 @@ def simulate_plan(scenario: Resolved | str | Path, plan: dict[str, Any], *, requ
         arr = np.concatenate([per_workload[w]["arr"][i] for w, i in parts])
         lin = np.concatenate([per_workload[w]["lin"][i] for w, i in parts])
         lout = np.concatenate([per_workload[w]["lout"][i] for w, i in parts])
+        need = float(np.max(lin + lout))
+        if pool.kv_tokens is not None and pool.kv_tokens < need:  # the replay would preempt for ever
+            raise InputError(f"pool {name}: the memory its weights leave holds {max(pool.kv_tokens, 0.0):,.0f} KV "
+                             f"tokens, fewer than one request's {need:,.0f} (batch size, GPU or offload wrong?)",
+                             field="assignments.pool")
         res = route_and_simulate(pool.shape, pool.theta, pool.engine, pool.max_seqs, pool.replicas, arr, lin,
                                  lout, pool.kv_tokens)
         start = 0
@@ -380,10 +371,9 @@ def run_simulate_command(scenario_path: str | Path, plan_path: str | Path, reque
                          ) -> tuple[str, int]:
     """``infersave simulate``: (text to print, exit code 0 when every SLO holds at its percentile, else 1)."""
 
-    plan = read_json(plan_path, InputError, "plan JSON")
-    if not isinstance(plan, dict):
-        raise InputError("not a plan: expected a JSON object", path=str(plan_path))
-    report = simulate_plan(scenario_path, plan, requests=requests, seed=seed, arrivals=arrivals)
+    resolved = load_scenario(scenario_path)
+    plan = check_replay_plan(plan_path, {w.name for w in resolved.scenario.workloads})
+    report = simulate_plan(resolved, plan, requests=requests, seed=seed, arrivals=check_arrivals(arrivals))
     text = json.dumps(report.to_dict(), indent=2, default=float) if fmt == "json" else render_table(report)
     if out is not None:
         atomic_write_text(out, text + "\n")

@@ -73,6 +73,10 @@ CASES = [
               ["line 9", "workloads.0.request_rate_per_s", "greater than 0"]),
     plan_case("rate-absurd", "request rate 1e16/s (a unit slip)", scenario(rate="    request_rate_per_s: 1e16\n"),
               ["workloads.0.request_rate_per_s", "requests/s", "plausible maximum", "check the units"]),
+    plan_case("rate-boolean", "a request rate of `yes` (YAML reads a boolean)", scenario(rate="    request_rate_per_s: yes\n"),
+              ["line 9", "workloads.0.request_rate_per_s", "boolean"]),
+    plan_case("tokens-boolean", "input tokens `true`", scenario(lengths="    input_tokens: true\n    output_tokens: 128\n"),
+              ["workloads.0.input_tokens", "boolean"]),
     plan_case("rate-negative", "negative request rate", scenario(rate="    request_rate_per_s: -3\n"),
               ["line 9", "request_rate_per_s", "greater than 0"]),
     plan_case("rate-nan", "request rate .nan", scenario(rate="    request_rate_per_s: .nan\n"),
@@ -219,6 +223,11 @@ def melange_case(id, what, text, expect):
 def measure_case(id, what, text, expect, args=(), file="m.csv"):
     return Case(id, what, {file: text}, ["calibrate", file, "--out", "out/cal.json", *args], expect, file,
                 kind="measurements")
+
+
+# the fields a replay reads, of one assignment on an L4 (``simulate`` checks them before any request runs)
+REPLAY_PLAN = ('{"assignments": [{"workload": "chat", "pool": "p", "gpu": "L4", "gpu_count": 1, "tensor_parallel": 1, '
+               '"count": 1, "share": 1.0, "batch_size": 8, "offload_ratio": 0}], "pools": [{"pool": "p", "count": 1}]}')
 
 
 def plan_json_case(id, what, command, text, expect, file="plan.json"):
@@ -480,7 +489,12 @@ CASES += [
     measure_case("measure-empty", "an empty measurements file", "", ["cannot read CSV"]),
     # --- plan JSON files (verify, export, report, simulate)
     plan_json_case("verify-malformed", "verify a plan that is not JSON", ["verify", "scenario.yaml", "plan.json"],
-                   "{", ["not a plan"]),
+                   "{", ["malformed plan JSON"]),
+    plan_json_case("verify-deep", "verify a plan nested 100,000 lists deep", ["verify", "scenario.yaml", "plan.json"],
+                   "[" * 100000 + "]" * 100000, ["malformed plan JSON"]),
+    plan_json_case("verify-missing-field", "verify a plan without its scenario field",
+                   ["verify", "scenario.yaml", "plan.json"], '{"status": "optimal", "assignments": []}',
+                   ["scenario", "not a plan", "required"]),
     plan_json_case("verify-dup", "verify a plan with a key twice", ["verify", "scenario.yaml", "plan.json"],
                    '{"status": "optimal", "status": "feasible"}', ["duplicate key", "status"]),
     plan_json_case("verify-missing", "verify a plan missing fields", ["verify", "scenario.yaml", "plan.json"],
@@ -501,7 +515,35 @@ CASES += [
                    "{x", ["malformed plan JSON"]),
     plan_json_case("simulate-list", "simulate a plan that is a list", ["simulate", "scenario.yaml", "plan.json"],
                    "[]", ["not a plan"]),
+    plan_json_case("simulate-count", "simulate a pool of 1e30 VMs", ["simulate", "scenario.yaml", "plan.json"],
+                   REPLAY_PLAN.replace('"count": 1', '"count": 1e30'), ["assignments.0.count"]),
+    plan_json_case("simulate-batch", "simulate a batch size of 0", ["simulate", "scenario.yaml", "plan.json"],
+                   REPLAY_PLAN.replace('"batch_size": 8', '"batch_size": 0'), ["assignments.0.batch_size"]),
+    plan_json_case("simulate-offload", "simulate an offload ratio of -0.5", ["simulate", "scenario.yaml", "plan.json"],
+                   REPLAY_PLAN.replace('"offload_ratio": 0', '"offload_ratio": -0.5'), ["assignments.0.offload_ratio"]),
+    plan_json_case("simulate-tp", "simulate tensor parallelism 3 on 1 GPU", ["simulate", "scenario.yaml", "plan.json"],
+                   REPLAY_PLAN.replace('"tensor_parallel": 1', '"tensor_parallel": 3'),
+                   ["assignments.0.tensor_parallel", "divide"]),
+    plan_json_case("simulate-gpu", "simulate an unknown GPU", ["simulate", "scenario.yaml", "plan.json"],
+                   REPLAY_PLAN.replace('"gpu": "L4"', '"gpu": "H1000"'), ["assignments.0.gpu", "unknown GPU"]),
+    plan_json_case("simulate-workload", "simulate the plan of another scenario", ["simulate", "scenario.yaml", "plan.json"],
+                   REPLAY_PLAN.replace('"workload": "chat"', '"workload": "ghost"'), ["assignments.0.workload", "ghost"]),
+    plan_json_case("simulate-nan", "simulate a share of NaN", ["simulate", "scenario.yaml", "plan.json"],
+                   REPLAY_PLAN.replace('"share": 1.0', '"share": NaN'), ["assignments.0.share"]),
     # --- command-line values
+    Case("cli-gamma-nan", "simulate gamma arrivals with a CV of nan", {"plan.json": "{}", "scenario.yaml": scenario()},
+         ["simulate", "scenario.yaml", "plan.json", "--arrivals", "gamma:nan"], ["--arrivals", "coefficient"], None,
+         kind="CLI option"),
+    Case("trace-equal", "a trace whose timestamps are all equal", {"plan.json": "{}", "scenario.yaml": scenario(),
+                                                                  "t.csv": "0\n0\n"},
+         ["simulate", "scenario.yaml", "plan.json", "--arrivals", "trace:t.csv"], ["two different timestamps"],
+         "t.csv", kind="trace"),
+    Case("trace-nan", "a trace with a NaN timestamp", {"plan.json": "{}", "scenario.yaml": scenario(),
+                                                      "t.csv": "t\n0\nnan\n2\n"},
+         ["simulate", "scenario.yaml", "plan.json", "--arrivals", "trace:t.csv"], ["line 3", "finite"], "t.csv",
+         kind="trace"),
+    Case("trace-missing", "a trace file that does not exist", {"plan.json": "{}", "scenario.yaml": scenario()},
+         ["simulate", "scenario.yaml", "plan.json", "--arrivals", "trace:t.csv"], ["not found"], "t.csv", kind="trace"),
     Case("cli-arrivals", "simulate with an unknown arrival process", {"plan.json": "{}", "scenario.yaml": scenario()},
          ["simulate", "scenario.yaml", "plan.json", "--arrivals", "uniform"], ["--arrivals"], None, kind="CLI option"),
     Case("cli-offload-flag", "export with an unknown offload flag", {"plan.json": "{}"},

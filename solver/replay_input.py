@@ -1,0 +1,152 @@
+"""What ``infersave simulate`` reads, checked before any request is replayed: the arrival process (``--arrivals``),
+a trace file, and the fields of the plan JSON the replay uses. Every problem is an ``InputError`` (exit 2) naming
+the file, line or field: a replay of a nonsense plan would either fail deep in the simulator or run for ever.
+
+A plan here is what the replay needs of one (``infersave plan`` writes more; a hand-made plan may carry only these
+fields): each assignment's workload, pool, GPU, tensor parallelism, VM count, share, batch size and offload."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from .catalog import find_gpu
+from .engines import find_engine
+from .errors import InputError, PlannerError, first_problem
+from .io import MAX_JSON_BYTES, read_json, read_text_limited
+
+MAX_REPLAY_VMS = 100_000  # VMs of one pool (the planner's own limit on a fleet)
+MAX_REPLAY_SEQS = 16_384  # concurrent sequences of one replica
+GAMMA_CV = (0.05, 20.0)  # coefficient of variation of gamma inter-arrival times
+MAX_TRACE_SECONDS = 1e9  # ~32 years: a timestamp beyond is a unit slip (milliseconds, epoch nanoseconds)
+
+
+def _number(**bounds: Any) -> Any:
+    return Field(strict=True, **bounds)
+
+
+class ReplayAssignment(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
+
+    workload: str = Field(min_length=1)
+    pool: str = Field(min_length=1)
+    demand: Optional[str] = None
+    gpu: str = Field(min_length=1)
+    tensor_parallel: int = Field(1, strict=True, ge=1, le=64, validation_alias=AliasChoices("tensor_parallel", "tp"))
+    gpu_count: Optional[int] = _number(default=None, ge=1, le=64)
+    count: int = _number(default=1, ge=0, le=MAX_REPLAY_VMS)
+    share: float = _number(default=1.0, gt=0.0, le=1.0)
+    batch_size: Optional[int] = _number(default=None, ge=1, le=MAX_REPLAY_SEQS,
+                                        validation_alias=AliasChoices("max_num_seqs", "batch_size"))
+    offload_ratio: float = _number(default=0.0, ge=0.0, le=1.0)
+    engine: Optional[str] = None
+
+
+class ReplayPool(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    pool: str = Field(min_length=1)
+    count: int = _number(default=1, ge=0, le=MAX_REPLAY_VMS)
+
+
+class ReplayPlan(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    status: Optional[str] = None
+    assignments: list[ReplayAssignment] = Field(min_length=1)
+    pools: list[ReplayPool] = Field(default_factory=list)
+
+
+def check_replay_plan(path: str | Path, workloads: set[str]) -> dict[str, Any]:
+    """The plan JSON in ``path`` (as a dict, unchanged) once the fields the replay reads hold: known workloads and
+    GPUs, a tensor parallelism dividing the GPUs, counts, shares, batch sizes and offload in range."""
+    data = read_json(path, InputError, "plan JSON")
+    if not isinstance(data, dict):
+        raise InputError("not a plan: expected a JSON object", path=str(path))
+    if data.get("status") == "infeasible":
+        raise InputError("the plan is infeasible: there is no fleet to replay", path=str(path), field="status")
+    try:
+        plan = ReplayPlan.model_validate(data)
+    except ValidationError as exc:
+        field, msg, _ = first_problem(exc)
+        raise InputError(f"not a plan to replay: {msg}", path=str(path), field=field or None) from None
+    for k, a in enumerate(plan.assignments):
+        where = f"assignments.{k}"
+        if a.workload not in workloads:
+            raise InputError(f"workload {a.workload!r} is not in the scenario (workloads: "
+                             f"{', '.join(sorted(workloads))}); is this the plan of another scenario?",
+                             path=str(path), field=f"{where}.workload")
+        try:
+            find_gpu(a.gpu)
+        except PlannerError as exc:
+            raise InputError(str(exc).splitlines()[0], path=str(path), field=f"{where}.gpu") from None
+        if a.engine is not None:
+            try:
+                find_engine(a.engine)
+            except PlannerError as exc:
+                raise InputError(str(exc).splitlines()[0], path=str(path), field=f"{where}.engine") from None
+        if a.gpu_count is not None and a.gpu_count % a.tensor_parallel:
+            raise InputError(f"tensor parallelism {a.tensor_parallel} does not divide the VM's {a.gpu_count} GPUs",
+                             path=str(path), field=f"{where}.tensor_parallel")
+    return data
+
+
+def check_arrivals(kind: str) -> str:
+    """``--arrivals`` as given, once it names a process the replay can run: ``poisson``, ``gamma:CV`` with a finite
+    CV in ``GAMMA_CV``, or ``trace:FILE`` whose timestamps hold (``read_trace``)."""
+    if kind == "poisson":
+        return kind
+    if kind.startswith("gamma:"):
+        text = kind.split(":", 1)[1]
+        try:
+            cv = float(text)
+        except ValueError:
+            cv = math.nan
+        lo, hi = GAMMA_CV
+        if not (math.isfinite(cv) and lo <= cv <= hi):
+            raise InputError(f"gamma:CV needs a coefficient of variation between {lo:g} and {hi:g}, got {text!r}",
+                             field="--arrivals")
+        return kind
+    if kind.startswith("trace:"):
+        read_trace(kind.split(":", 1)[1])
+        return kind
+    raise InputError(f"unknown arrival process {kind!r} (poisson, gamma:CV or trace:FILE)", field="--arrivals")
+
+
+def read_trace(path: str) -> list[float]:
+    """Timestamps in seconds from the first column of a CSV/text file: a header line (text) is skipped; any other
+    line must hold a finite number within ``MAX_TRACE_SECONDS``; at least two distinct timestamps."""
+    if not path:
+        raise InputError("trace:FILE needs a file name", field="--arrivals")
+    try:
+        text = read_text_limited(path, MAX_JSON_BYTES)
+    except FileNotFoundError:
+        raise InputError("cannot read trace: not found", path=path) from None
+    except IsADirectoryError:
+        raise InputError("cannot read trace: is a folder", path=path) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"cannot read trace: {exc}", path=path) from None
+    out: list[float] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        field = line.split(",", 1)[0].strip()
+        if not field:
+            continue
+        try:
+            value = float(field)
+        except ValueError:
+            if out or number > 1:
+                raise InputError(f"timestamp {field[:40]!r} is not a number", path=path,
+                                 where=f"line {number}") from None
+            continue  # the header
+        if not (math.isfinite(value) and abs(value) <= MAX_TRACE_SECONDS):
+            raise InputError(f"timestamp {field[:40]!r} is not a finite number of seconds within "
+                             f"{MAX_TRACE_SECONDS:g}", path=path, where=f"line {number}")
+        out.append(value)
+    if len(out) < 2 or max(out) <= min(out):
+        raise InputError("a trace needs at least two different timestamps (seconds, first column)", path=path)
+    return out
+
+
+__all__ = ["MAX_REPLAY_SEQS", "MAX_REPLAY_VMS", "check_arrivals", "check_replay_plan", "read_trace"]
