@@ -19,7 +19,7 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     "budget_usd": (1e-6, 1e12, "USD"), "max_instance_types": (1, 10_000, "instance types"),
     "max_instances": (0, 1e7, "VMs"), "max_gpus": (0, 1e8, "GPUs"),
     "prefill_chunk_tokens": (16, 1_048_576, "tokens"), "max_tensor_parallel": (1, 64, "GPUs"),
-    "offload_step": (0.01, 1, ""),
+    "offload_step": (0.01, 1, ""), "min_replicas": (1, 100_000, "VMs"), "max_replicas": (1, 100_000, "VMs"),
 }
 
 

@@ -32,6 +32,10 @@ SATURATED_BATCH_CAP = 2048
 MEMORY_UTILIZATION = 0.9
 
 
+MAX_SECONDS = 86_400.0  # a latency above a day is a unit slip (milliseconds given as seconds)
+MAX_TOKENS_PER_S = 1e8  # tokens/s of one measured deployment
+
+
 def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     """The measurements CSV, validated: known columns, metrics, units, positive finite values."""
     import csv
@@ -82,6 +86,19 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
                                    field=col)
         if not row["value"] > 0:
             raise CatalogError("value must be positive", path=str(path), where=where, field="value")
+        top = MAX_SECONDS if METRICS[row["metric"]] == "s" else MAX_TOKENS_PER_S
+        if row["value"] > top:
+            raise CatalogError(f"value {row['value']:.4g} {METRICS[row['metric']]} is above the plausible maximum "
+                               f"of {top:g}; check the units", path=str(path), where=where, field="value")
+        if not (row["gpu_count"] >= 1 and float(row["gpu_count"]).is_integer()):
+            raise CatalogError("gpu_count must be a whole number of GPUs, at least 1", path=str(path), where=where,
+                               field="gpu_count")
+        if not row["input_tokens"] + row["output_tokens"] >= 1:
+            raise CatalogError("a measured request has at least one input or output token", path=str(path),
+                               where=where, field="input_tokens")
+        if np.isfinite(row["batch_size"]) and not row["batch_size"] >= 1:
+            raise CatalogError("batch_size must be at least 1 (or empty)", path=str(path), where=where,
+                               field="batch_size")
         for col in ("request_rate_per_s", "concurrency", "num_prompts"):
             v = row[col]
             if np.isfinite(v) and not v > 0:

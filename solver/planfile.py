@@ -27,8 +27,11 @@ from .io import read_json
 from .plan_types import Plan
 
 
+MAX_VMS = 100_000  # VMs of one pool (the planner's own limit on a fleet)
+
+
 class _View(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 def _rename(data: Any, renames: dict[str, str]) -> Any:
@@ -53,11 +56,11 @@ class AssignmentView(_View):
     region: str
     pricing: str
     gpu: str
-    gpu_count: int = Field(gt=0)
-    tensor_parallel: int = Field(gt=0)
-    count: int = Field(ge=0)
-    share: float = Field(ge=0)
-    batch_size: int = Field(gt=0)
+    gpu_count: int = Field(gt=0, le=64)
+    tensor_parallel: int = Field(gt=0, le=64)
+    count: int = Field(ge=0, le=MAX_VMS)
+    share: float = Field(ge=0, le=1)
+    batch_size: int = Field(gt=0, le=65_536)
     offload_ratio: float = Field(ge=0, le=1)
     ttft_s: float
     tpot_s: float
@@ -92,8 +95,8 @@ class PoolView(_View):
     region: str
     pricing: str
     gpu: str
-    gpu_count: int = Field(gt=0)
-    count: int = Field(ge=0)
+    gpu_count: int = Field(gt=0, le=64)
+    count: int = Field(ge=0, le=MAX_VMS)
     vm_hours: float | None = None
     unit_usd_per_hour: float = Field(ge=0)
     pool_usd_per_hour: float = Field(ge=0)

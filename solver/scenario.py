@@ -132,6 +132,11 @@ def _check_names(scenario: Scenario, instances: list[Instance], path: str) -> No
     checks += [("instance_type", "instance_types", t) for t in scenario.instance_types or []]
     for i, w in enumerate(scenario.workloads):
         checks += [("instance_type", f"workloads.{i}.instance_types", t) for t in w.instance_types or []]
+        checks += [("region", f"workloads.{i}.spread", r) for r in w.spread or []]
+        outside = [r for r in w.spread or [] if scenario.regions and r not in scenario.regions]
+        if outside:
+            raise ScenarioError(f"spread region {outside[0]!r} is not among the scenario's regions "
+                                f"({', '.join(scenario.regions or [])})", path=path, field=f"workloads.{i}.spread")
     for k, q in enumerate(scenario.quotas):
         checks += [(key, f"quotas.{k}.{key}", getattr(q, key)) for key in ("instance_type", "region", "cloud", "gpu")]
     for kind, where_field, value in checks:

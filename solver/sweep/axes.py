@@ -77,6 +77,9 @@ def _matches(kind: str, key: str, inst: Instance) -> bool:
     return t == key or (t.startswith(key) and t[len(key)] in ".-_")
 
 
+MAX_FACTOR = 1000.0  # a multiplier, SLO scale or demand growth beyond is a unit slip, not a scenario
+
+
 def number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -106,8 +109,8 @@ def _check_axis(name: str, values: list[Any], instances: list[Instance], fail: C
     known_regions = {i.region for i in instances}
     for i, v in enumerate(values):
         x = number(v)
-        if kind in ("multiplier", "slo_scale", "demand_growth") and (x is None or x <= 0):
-            raise fail(f"expected a positive number, got {v!r}", name, i)
+        if kind in ("multiplier", "slo_scale", "demand_growth") and (x is None or not 0 < x <= MAX_FACTOR):
+            raise fail(f"expected a positive factor up to {MAX_FACTOR:g}, got {v!r}", name, i)
         if kind == "commitment_discount" and (x is None or not 0 < x <= 10):
             raise fail(f"expected a factor 0 < k <= 10 on commitment prices, got {v!r}", name, i)
         if kind == "spot_share" and (x is None or not 0 <= x <= 1):
