@@ -8,6 +8,7 @@ turns them into ``rate_profile`` lists when a scenario file is loaded, naming ``
 from __future__ import annotations
 
 import csv
+import io
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 
 from .errors import CatalogError, ScenarioError
 from .field_checks import HOURS_PER_DAY
+from .io import MAX_YAML_BYTES, read_text_limited
 from .resources import catalog_dir
 from .schema import Scenario
 
@@ -30,30 +32,35 @@ def read_profile_csv(path: Path) -> list[float]:
     Raises:
         ScenarioError: missing file or column, a bad or repeated hour, a bad rate, or hours missing.
     """
+    if path.is_dir():
+        raise ScenarioError("rate profile CSV is a folder, not a file", path=str(path))
     if not path.is_file():
         raise ScenarioError("rate profile CSV not found", path=str(path))
     rates: dict[int, float] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"hour", "rate_per_s"} <= set(reader.fieldnames):
-            raise ScenarioError("expected the header hour,rate_per_s", path=str(path), where="line 1")
-        for line, row in enumerate(reader, start=2):
-            try:
-                hour = int(str(row["hour"]).strip())
-            except ValueError:
-                raise ScenarioError(f"{row['hour']!r} is not an hour 0..23", path=str(path), where=f"line {line}",
-                                    field="hour") from None
-            if not 0 <= hour < HOURS_PER_DAY or hour in rates:
-                why = "repeated" if hour in rates else "outside 0..23"
-                raise ScenarioError(f"hour {hour} is {why}", path=str(path), where=f"line {line}", field="hour")
-            try:
-                rate = float(str(row["rate_per_s"]).strip())
-            except ValueError:
-                rate = math.nan
-            if not (math.isfinite(rate) and rate >= 0):
-                raise ScenarioError(f"{row['rate_per_s']!r} is not a non-negative finite rate (requests/s)",
-                                    path=str(path), where=f"line {line}", field="rate_per_s")
-            rates[hour] = rate
+    try:  # a BOM (spreadsheet exports) is not part of the header; 24 rows fit far below the YAML limit
+        text = read_text_limited(path, MAX_YAML_BYTES).removeprefix("\ufeff")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ScenarioError(f"cannot read rate profile CSV: {exc}", path=str(path)) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None or not {"hour", "rate_per_s"} <= set(reader.fieldnames):
+        raise ScenarioError("expected the header hour,rate_per_s", path=str(path), where="line 1")
+    for line, row in enumerate(reader, start=2):
+        try:
+            hour = int(str(row["hour"]).strip())
+        except ValueError:
+            raise ScenarioError(f"{row['hour']!r} is not an hour 0..23", path=str(path), where=f"line {line}",
+                                field="hour") from None
+        if not 0 <= hour < HOURS_PER_DAY or hour in rates:
+            why = "repeated" if hour in rates else "outside 0..23"
+            raise ScenarioError(f"hour {hour} is {why}", path=str(path), where=f"line {line}", field="hour")
+        try:
+            rate = float(str(row["rate_per_s"]).strip())
+        except ValueError:
+            rate = math.nan
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ScenarioError(f"{row['rate_per_s']!r} is not a non-negative finite rate (requests/s)",
+                                path=str(path), where=f"line {line}", field="rate_per_s")
+        rates[hour] = rate
     missing = [h for h in range(HOURS_PER_DAY) if h not in rates]
     if missing:
         raise ScenarioError(f"hours {missing} have no rate (give every hour 0..23)", path=str(path))

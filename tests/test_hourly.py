@@ -179,9 +179,13 @@ def test_profile_and_a_different_rate_conflict():
     ("hour,rate_per_s\n" + "".join(f"{h},1\n" for h in range(23)), "hours \\[23\\] have no rate"),
     ("hour,rate_per_s\n0,1\n0,2\n", "line 3:hour: hour 0 is repeated"),
     ("hour,rate_per_s\n0,abc\n", "line 2:rate_per_s"),
-    ("h,rate\n0,1\n", "line 1: expected the header")])
+    ("h,rate\n0,1\n", "line 1: expected the header"),
+    (b"hour,rate_per_s\n0,\xff\n", "cannot read rate profile CSV")])
 def test_profile_csv_errors_name_file_and_line(tmp_path, rows, match):
-    (tmp_path / "day.csv").write_text(rows, encoding="utf-8")
+    if isinstance(rows, bytes):  # not UTF-8
+        (tmp_path / "day.csv").write_bytes(rows)
+    else:
+        (tmp_path / "day.csv").write_text(rows, encoding="utf-8")
     sc = tiny_scenario([{"name": "a", "model": SMALL, "input_tokens": IN, "output_tokens": OUT,
                          "rate_profile_csv": "day.csv"}])
     with pytest.raises(ScenarioError, match=f"day.csv:{match}" if "line" in match else match):
@@ -189,7 +193,9 @@ def test_profile_csv_errors_name_file_and_line(tmp_path, rows, match):
 
 
 def test_profile_csv_is_read_relative_to_the_scenario(tmp_path):
-    (tmp_path / "day.csv").write_text("hour,rate_per_s\n" + "".join(f"{h},{h % 3}\n" for h in range(24)))
+    # a spreadsheet's byte-order mark before the header is not part of it
+    (tmp_path / "day.csv").write_text("\ufeffhour,rate_per_s\n" + "".join(f"{h},{h % 3}\n" for h in range(24)),
+                                      encoding="utf-8")
     sc = tiny_scenario([{"name": "a", "model": SMALL, "input_tokens": IN, "output_tokens": OUT,
                          "rate_profile_csv": "day.csv"}])
     w = load_scenario(write_yaml(tmp_path / "s.yaml", sc)).scenario.workloads[0]
