@@ -38,6 +38,9 @@ class Prediction(Frozen):
     calibration: str
 
 
+MAX_TENSOR_PARALLEL = 64  # as settings.max_tensor_parallel's plausibility bound
+
+
 def predict(*, model: str, gpu: str | None = None, instance: str | None = None, gpu_count: int | None = None,
             batch_size: int = 1, input_tokens: int, output_tokens: int, dtype: str = "fp16",
             kv_dtype: str | None = None, offload_ratio: float | None = None,
@@ -68,6 +71,10 @@ def predict(*, model: str, gpu: str | None = None, instance: str | None = None, 
     else:
         spec, gpu_count = find_gpu(str(gpu)), gpu_count or 1
         host_gib, vm_gpus = None, gpu_count
+    if card.num_attention_heads % gpu_count or gpu_count > MAX_TENSOR_PARALLEL:
+        raise InputError(f"{gpu_count} GPUs do not split {card.name}'s {card.num_attention_heads} attention heads "
+                         f"evenly (tensor parallelism divides the heads; at most {MAX_TENSOR_PARALLEL})",
+                         field="gpus")
     kv = default_kv_dtype(dtype, kv_dtype)
     if input_tokens + output_tokens > card.max_position_embeddings:
         raise InputError(f"{input_tokens + output_tokens} tokens exceed {card.name}'s context window of "
