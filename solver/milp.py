@@ -13,7 +13,7 @@ VMs running one model with one tensor-parallel degree, batch size and KV offload
                       sum_{p in q} floor(gpus_p / k) n_p <= floor(Q_q / k)   (valid rounding, VM sizes k > 1)
           (budget)    sum_{p online} c_p n_p <= B_hour;  objective <= B_usd
           (types)     n_p <= U_p z_k(p),  sum_k z_k <= K                                 z binary per type
-          (spot)      sum_{p spot} g_p n_p <= s sum_p g_p n_p                          GPUs g_p per VM
+          (spot)      sum_{p spot} g_p h_p <= s sum_p g_p h_p         g_p GPUs per VM, h_p = H n_p online, t_p offline
           (slices)    S x_i = k_i, k_i in {0..S} integer (optional: Melange's slice rule)
           x in [0, 1], n in Z>=0, t >= 0 (integer with hourly billing), H = horizon hours.
 
@@ -65,8 +65,9 @@ def vm_bounds(pools: pd.DataFrame, rows: pd.DataFrame, scenario: Scenario) -> np
     """U_p, a bound on n_p that no optimal plan reaches beyond: the VMs the pool needs to carry every demand
     that may use it (online ceil(L_p); offline ceil(W_p/D_p) + 1 per second, ceil(W_p) + ceil(W_p/D_p) hourly),
     plus the largest ``min_replicas`` of a workload that may use it, plus, under ``max_spot_share`` s > 0, on
-    on-demand pools the VMs that balance every spot GPU the other pools could hold (G_spot (1 - s) / s / g_p):
-    beyond that, dropping a VM of p keeps every constraint and never costs more."""
+    on-demand pools the VMs that balance every spot GPU-hour the other pools could hold (G_spot (1 - s) / s /
+    (g_p h_p), h_p the hours one VM of p can bill: H online, its billing cap offline): beyond that, dropping a VM
+    of p keeps every constraint and never costs more."""
     online = (pools["mode"] == "online").to_numpy()
     load = pools["load"].to_numpy(float)
     deadline = np.maximum(pools["deadline_hours"].to_numpy(float), 1e-9)
@@ -80,9 +81,19 @@ def vm_bounds(pools: pd.DataFrame, rows: pd.DataFrame, scenario: Scenario) -> np
     if s is not None and 0 < s < 1:
         gpus = pools["gpu_count"].to_numpy(float)
         spot = (pools["pricing"] == "spot").to_numpy()
-        spot_gpus = float((gpus * base)[spot].sum())
-        base = base + np.where(spot, 0.0, np.ceil(spot_gpus * (1 - s) / s / gpus - 1e-9))
+        per_vm = np.where(online, scenario.horizon_hours, billed_hours_per_vm(pools, scenario))
+        spot_gpu_hours = float((gpus * base * per_vm)[spot].sum())
+        base = base + np.where(spot, 0.0, np.ceil(spot_gpu_hours * (1 - s) / s / (gpus * per_vm) - 1e-9))
     return np.asarray(base, float)
+
+
+def billed_hours_per_vm(pools: pd.DataFrame, scenario: Scenario) -> np.ndarray:
+    """The most hours one offline VM of each pool is billed: ceil(D) hourly, D plus the one-minute minimum per
+    second (``_offline_rows``' billing rows; ``build_problem`` bounds t_p by it)."""
+    deadline = pools["deadline_hours"].to_numpy(float)
+    if scenario.billing == "hourly":
+        return np.asarray(np.ceil(deadline - 1e-9), float)
+    return np.asarray(deadline + MINIMUM_BILLED_HOURS["per_second"], float)
 
 
 def add_demand_constraints(p: Problem) -> None:
@@ -252,12 +263,17 @@ def add_slice_constraints(p: Problem, slices: int) -> None:
 
 
 def add_spot_share_constraints(p: Problem, scenario: Scenario) -> None:
-    """(spot) sum_{p spot} g_p n_p <= s * sum_p g_p n_p: at most a share s of the fleet's GPUs on spot VMs."""
+    """(spot) sum_{p spot} g_p h_p <= s * sum_p g_p h_p, h_p = H n_p online and the billed t_p offline: at most a
+    share s of the fleet's GPU-hours on spot VMs. (Counting an offline pool's VMs instead let a batch job split
+    into one-minute on-demand pools, each a whole VM against the online fleet's spot GPUs.)"""
     if scenario.max_spot_share is None:
         return
     gpus = p.pools["gpu_count"].to_numpy(float)
     spot = (p.pools["pricing"] == "spot").to_numpy(float)
-    p.model.add_row("spot_share", p.n, gpus * (spot - scenario.max_spot_share), -math.inf, 0.0)
+    online = (p.pools["mode"] == "online").to_numpy()
+    hours = np.where(online, scenario.horizon_hours, 1.0)
+    columns = np.where(online, p.n, p.t)
+    p.model.add_row("spot_share", columns, gpus * hours * (spot - scenario.max_spot_share), -math.inf, 0.0)
 
 
 def build_problem(rows: pd.DataFrame, scenario: Scenario, slices: int | None = None) -> Problem:
@@ -282,10 +298,9 @@ def build_problem(rows: pd.DataFrame, scenario: Scenario, slices: int | None = N
     offline = np.flatnonzero(~online)
     if len(offline):
         # billed hours: at most ceil(D) per VM (hourly), or D plus the one-minute minimum per VM (per second)
-        per_vm = np.ceil(pools["deadline_hours"] - 1e-9) if scenario.billing == "hourly" else \
-            pools["deadline_hours"] + MINIMUM_BILLED_HOURS["per_second"]
+        per_vm = billed_hours_per_vm(pools, scenario)
         t_vars = model.add_vars("t", list(pools["pool"].iloc[offline]), 0.0,
-                                (pools["max_vms"] * per_vm).to_numpy()[offline],
+                                (pools["max_vms"].to_numpy(float) * per_vm)[offline],
                                 scenario.billing == "hourly", price[offline])
         t[offline] = t_vars
     problem = Problem(model, rows, pools, x, n, t)

@@ -91,15 +91,15 @@ def prune_pools(table: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
 
 
 def counts_pinned(rows: pd.DataFrame, scenario: Scenario) -> pd.Series:
-    """Rows no speed dominance may prune: offline rows under ``max_spot_share`` with per-second billing, whose
-    VM count is pinned to ceil(W/D) (``milp._offline_rows``), so a slower pool means more on-demand VMs and
-    thus more room for spot: faster is not always better there."""
+    """Rows no speed dominance may prune: offline rows under ``max_spot_share``, whose billed hours (the work, or
+    the one-minute minimum of each of their ceil(W/D) VMs: ``milp._offline_rows``) count in the spot share's
+    GPU-hours, so a slower on-demand pool means more room for spot: faster is not always better there."""
     return (rows["mode"] == "offline") & offline_counts_pinned(scenario)
 
 
 def offline_counts_pinned(scenario: Scenario) -> bool:
-    """Whether offline pools' VM counts are pinned to ceil(W/D) and counted by a spot share (see ``counts_pinned``)."""
-    return scenario.max_spot_share is not None and scenario.billing == "per_second"
+    """Whether offline pools' billed GPU-hours count in a spot share (see ``counts_pinned``)."""
+    return scenario.max_spot_share is not None
 
 
 def _pareto_single_demand(table: pd.DataFrame) -> pd.DataFrame:

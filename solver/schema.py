@@ -386,7 +386,8 @@ class Scenario(Frozen):
     budget_usd: float | None = Field(default=None, gt=0)
     max_instance_types: int | None = Field(default=None, gt=0)
     max_spot_share: float | None = Field(default=None, ge=0, le=1,
-                                         description="at most this fraction of the fleet's GPUs on spot VMs")
+                                         description="at most this fraction of the fleet's GPU-hours on spot VMs "
+                                                     "(an online VM: the horizon; an offline one: its billed hours)")
     calibration: str | None = None
     confidence: float = Field(default=0.5, ge=0.5, lt=1.0,
                               description="probability, given the model's measured error, that each SLO holds")

@@ -355,11 +355,15 @@ def _check_limits(plan: Plan, resolved: Resolved) -> list[str]:
     total = sum(p.usd for p in plan.pools)
     if sc.budget_usd is not None and total > sc.budget_usd * (1 + REL_TOL):
         bad.append(f"budget[usd]: {total:.4f} exceeds {sc.budget_usd:g}")
-    if sc.max_spot_share is not None:
-        gpus = sum(p.gpu_count * p.count for p in plan.pools)
-        spot = sum(p.gpu_count * p.count for p in plan.pools if p.pricing == "spot")
-        if spot > sc.max_spot_share * gpus + 1e-9:
-            bad.append(f"spot_share: {spot} of {gpus} GPUs on spot exceeds {sc.max_spot_share:.0%}")
+    if sc.max_spot_share is not None:  # GPU-hours: an online VM runs the horizon, an offline one its billed hours
+
+        def gpu_hours(p: Pool) -> float:
+            return p.gpu_count * (p.count * sc.horizon_hours if p.mode == "online" else (p.vm_hours or 0.0))
+
+        gpus = sum(gpu_hours(p) for p in plan.pools)
+        spot = sum(gpu_hours(p) for p in plan.pools if p.pricing == "spot")
+        if spot > sc.max_spot_share * gpus * (1 + REL_TOL) + 1e-9:
+            bad.append(f"spot_share: {spot:.4g} of {gpus:.4g} GPU-hours on spot exceeds {sc.max_spot_share:.0%}")
     types = {p.instance_type for p in plan.pools if p.count > 0}
     if sc.max_instance_types is not None and len(types) > sc.max_instance_types:
         bad.append(f"types: {len(types)} distinct instance types exceed {sc.max_instance_types}")

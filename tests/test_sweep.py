@@ -53,7 +53,7 @@ def test_bundled_sweep_is_small_and_valid():
     ({"price.gpu.H1OO": [1.0]}, "no instance"),
     ({"price.colour.red": [1.0]}, "price.<gpu|cloud|family|type>"),
     ({"slo_scael": [1.0]}, "unknown axis"),
-    ({"slo_scale": [0, 1]}, "positive number"),
+    ({"slo_scale": [0, 1]}, "positive factor"),
     ({"slo_scale": []}, "at least 1"),
     ({"reserved_discount": [1.0]}, "0 <= d < 1"),
     ({"pricing": ["reserved"]}, "on_demand, spot, both"),
@@ -232,7 +232,7 @@ def test_dask_distributed_matches_local(tiny):
     pd.testing.assert_frame_equal(comparable(remote), comparable(df))
 
 
-def test_spot_share_axis_bounds_spot_gpus(base):
+def test_spot_share_axis_bounds_spot_gpu_hours(base):
     from solver.plan import plan
 
     changed = apply_point(base, {"spot_share": 0.25})
@@ -240,8 +240,14 @@ def test_spot_share_axis_bounds_spot_gpus(base):
     pinned = apply_point(base, {"spot_share": 0.25, "pricing": "spot"})
     assert pinned.scenario.pricing == "spot"
     result = plan(changed)
-    gpus = sum(p.gpu_count * p.count for p in result.pools)
-    spot = sum(p.gpu_count * p.count for p in result.pools if p.pricing == "spot")
-    assert spot <= 0.25 * gpus
+    horizon = changed.scenario.horizon_hours
+
+    def gpu_hours(p):  # an online VM runs the horizon, an offline one its billed hours
+        return p.gpu_count * (p.count * horizon if p.mode == "online" else p.vm_hours)
+
+    spot = sum(gpu_hours(p) for p in result.pools if p.pricing == "spot")
+    assert spot <= 0.25 * sum(gpu_hours(p) for p in result.pools) * (1 + 1e-9)
+    # an offline job is not split into one-minute on-demand pools to offset spot GPUs (VMs counted whole did that)
+    assert all(p.vm_hours >= 0.5 for p in result.pools if p.mode == "offline" and p.pricing == "on_demand")
     # more spot allowed never costs more
     assert plan(apply_point(base, {"spot_share": 1.0})).objective <= result.objective + 1e-9

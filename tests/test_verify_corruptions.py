@@ -157,7 +157,7 @@ CASES: list[tuple[str, Callable[[Doc], None] | None, dict | None, str]] = [
     ("memory", lambda d: set_pool(d, online(d), batch_size=60000), {"settings": {"batch_sizes": [8, 60000]}},
      "memory["),
     ("slo-tightened", None, wl("chat", slo={"max_tpot_s": 1e-5}), "slo[chat"),
-    ("deadline-tightened", None, wl("job", deadline_hours=3e-4), "slo[job"),
+    ("deadline-tightened", None, wl("job", deadline_hours=3e-4), "[job"),  # slo[job or deadline[job|...
     ("latency-reported", lambda d: d["assignments"][0].update(tpot_s=d["assignments"][0]["tpot_s"] / 3), None,
      "prediction["),
     ("rate-reported", lambda d: d["assignments"][0].update(requests_per_s_per_vm=1e6), None, "prediction["),

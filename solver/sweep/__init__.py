@@ -18,7 +18,7 @@ Axes (every value list is non-empty; the sweep is the product of all of them, in
 ``price.type.<type>``      ... of one instance type (``p5.4xlarge``)
 ``price_multiplier``       ... of every instance
 ``reserved_discount``      multiply on-demand prices by ``1 - d`` (``0 <= d < 1``); spot prices unchanged
-``spot_share``             at most this share of the fleet's GPUs on spot VMs (sets ``pricing: both``
+``spot_share``             at most this share of the fleet's GPU-hours on spot VMs (sets ``pricing: both``
                            unless a ``pricing`` axis says otherwise)
 ``pricing``                the scenario's ``on_demand`` / ``spot`` / ``both`` (workloads that pin their own
                            ``pricing`` keep it)
