@@ -28,7 +28,7 @@ from .catalog import find_gpu
 from .engines import find_engine
 from .errors import ScenarioError
 from .perf import GIB, Hardware, Serving, estimate, make_serving, memory
-from .prune import offline_counts_pinned, prune_configs, prune_offerings, prune_pools
+from .prune import prune_configs, prune_offerings, prune_pools
 from .schema import Instance, ModelCard, Scenario, Workload
 from .table import Rejection, classify, host_memory_exceeded, offload_fits, quota_matches
 
@@ -184,8 +184,7 @@ def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, key: tuple[Any, ...],
     mem_args = {k: v for k, v in args.items() if k != "serving"}
     min_r = memory(model, hw, offload_ratio=0.0, **mem_args)["min_offload_ratio"]
     frame = frame.assign(min_offload_ratio=min_r, level=_offload_levels(min_r, s.offload_step, allow_offload))
-    pinned = key[3] == "offline" and offline_counts_pinned(scenario)
-    if prune and not pinned:  # pinned: see prune.counts_pinned (slower can pay there)
+    if prune:
         # exact: keep, per (GPU config, batch), the distinct minimal levels of the group's demands
         config = ["group", "gpu", "gpu_count", "tensor_parallel", "batch_size"]
         level_sets = (frame.loc[np.isfinite(frame["level"]), config + ["level"]].drop_duplicates()

@@ -4,8 +4,7 @@
    when a no-offload setting serves every demand of the group at least as fast (it can replace it on any VM);
 2. offerings (``prune_offerings``): among offerings with the same GPU, GPU count and pricing kind, one that costs
    at least as much and has no more host memory than another *unconstrained* offering (no quota names it, no
-   limit on distinct types) is dominated: any VM of it can be swapped for the other at no extra cost (not where
-   offline VM counts are pinned under a spot share: there a second offering is a second pool);
+   limit on distinct types) is dominated: any VM of it can be swapped for the other at no extra cost;
 3. pools (``prune_pools``): a pool no faster for every demand of its group than a no-dearer pool on the same
    offering, or on an unconstrained one, is dropped.
 
@@ -32,10 +31,6 @@ def prune_offerings(offers: pd.DataFrame, scenario: Scenario, host_need_gib: pd.
     offloaded KV: a twin's extra RAM beyond that cannot matter.
     """
     if scenario.max_instance_types is not None or offers.empty:
-        return offers
-    # offline VM counts pinned to ceil(W/D) per pool (``counts_pinned``): a second, identical offering is a second
-    # pool, so one more on-demand VM beside spot ones, which no swap onto the first offering can reproduce
-    if offline_counts_pinned(scenario) and any(w.mode == "offline" for w in scenario.workloads):
         return offers
     keep = np.ones(len(offers), dtype=bool)
     util = scenario.settings.host_memory_utilization
@@ -79,27 +74,13 @@ def prune_pools(table: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     per VM (so it is feasible wherever a is), and either runs on a's offering or on an unconstrained one (no
     quota names it, no limit on distinct types): moving a's VMs to b then never costs more or breaks a limit.
     """
-    pinned = counts_pinned(table, scenario)
-    kept_pinned, table = table[pinned], table[~pinned]
     single = table.groupby("group")["demand"].transform("nunique") == 1
     fast = single & ~table.groupby("group")["constrained"].transform("any") & (scenario.max_instance_types is None)
     fast &= not any(w.spread for w in scenario.workloads)
     kept_fast = _pareto_single_demand(table[fast])
     rest = table[~fast]
-    parts = [kept_pinned, kept_fast] + ([_prune_pools_general(rest, scenario)] if len(rest) else [])
+    parts = [kept_fast] + ([_prune_pools_general(rest, scenario)] if len(rest) else [])
     return pd.concat(parts).sort_index()
-
-
-def counts_pinned(rows: pd.DataFrame, scenario: Scenario) -> pd.Series:
-    """Rows no speed dominance may prune: offline rows under ``max_spot_share``, whose billed hours (the work, or
-    the one-minute minimum of each of their ceil(W/D) VMs: ``milp._offline_rows``) count in the spot share's
-    GPU-hours, so a slower on-demand pool means more room for spot: faster is not always better there."""
-    return (rows["mode"] == "offline") & offline_counts_pinned(scenario)
-
-
-def offline_counts_pinned(scenario: Scenario) -> bool:
-    """Whether offline pools' billed GPU-hours count in a spot share (see ``counts_pinned``)."""
-    return scenario.max_spot_share is not None
 
 
 def _pareto_single_demand(table: pd.DataFrame) -> pd.DataFrame:
@@ -158,11 +139,8 @@ def prune_configs(rows: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     """Per sharing group and GPU config (gpu, gpu_count), drop (tp, batch, offload) settings dominated by a
     setting with no offload: that one serves every demand of the group at least as fast on every offering with
     that hardware and needs no host memory, so it can replace the other on any VM (exact)."""
-    pinned = counts_pinned(rows, scenario)
-    parts = [rows[pinned]]
-    rows = rows[~pinned]
     single = rows.groupby("group")["demand"].transform("nunique") == 1
-    parts.append(_configs_single_demand(rows[single]))
+    parts = [_configs_single_demand(rows[single])]
     for _, block in rows[~single].groupby("group", sort=False):
         parts.append(_configs_shared(block))
     return pd.concat(parts).sort_index()

@@ -104,9 +104,10 @@ def _offering(name, gpu, region, spot=""):
 
 BUCKETS = [{"input_tokens": 256, "output_tokens": 64, "fraction": 0.5},
            {"input_tokens": 1024, "output_tokens": 128, "fraction": 0.5}]
-# Found by the property above (2026-11-29): offering pruning kept one of two identical on-demand L4 offerings in
-# two regions; with offline VM counts pinned per pool and a 50 % spot share, the unpruned optimum puts one
-# on-demand VM in each region (two pools) so that two spot VMs are allowed: pruned 0.01806 vs 0.016667 USD.
+# Found by the property above (2026-11-29), when the spot share counted VMs: offering pruning kept one of two
+# identical on-demand L4 offerings in two regions; with offline VM counts pinned per pool and a 50 % spot share,
+# the unpruned optimum put one on-demand VM in each region (two pools) so that two spot VMs were allowed. The share
+# counts GPU-hours since, where a second identical pool adds nothing, and every pruning step applies again.
 REGRESSION_FLEETS = [dict(
     rows=[_offering("l4.a", "L4", "r1"), _offering("a10g.a", "A10G", "r2"), _offering("l4.a", "L4", "r2", 0.04)],
     workloads=[dict(name="w0", model="llama-3.2-1b", batch_sizes=[4], dtype="fp16", buckets=BUCKETS, mode="offline",
