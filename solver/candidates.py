@@ -318,7 +318,7 @@ def _select(evaluated: pd.DataFrame, offers_all: pd.DataFrame, workloads: dict[s
     good = evaluated[code == ""]
     offers = offers_all
     if prune and not good.empty:
-        good = prune_configs(good, scenario)
+        good = prune_configs(good)
         need = good["host_kv_gib_per_vm"].groupby([good["gpu"], good["gpu_count"]]).max()
         offers = prune_offerings(offers_all, scenario, need)
     rows = _join_offers(good, offers, workloads, scenario)

@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import CatalogError, UnknownNameError, first_problem
-from .io import parse_yaml, read_json, yaml_problem
+from .io import MAX_YAML_BYTES, parse_yaml, read_json, read_text, yaml_problem
 from .resources import catalog_dir, model_dir, resolve_user_path
 from .schema import GPUSpec, Instance, ModelCard
 from .skypilot import VM_COLUMNS, cell_number, collapse_zones, is_per_zone
@@ -273,9 +273,10 @@ def find_gpu(name: str) -> GPUSpec:
 
 def load_model_card(path: Path) -> ModelCard:
 
+    text = read_text(path, MAX_YAML_BYTES, CatalogError, "model card")
     try:
-        data, _ = parse_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        data, _ = parse_yaml(text)
+    except ValueError as exc:
         raise CatalogError(f"cannot read model card: {exc}", path=str(path)) from None
     except yaml.YAMLError as exc:
         problem, where = yaml_problem(exc)

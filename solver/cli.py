@@ -189,7 +189,7 @@ def verify(scenario: Path = typer.Argument(...), plan_file: Path = typer.Argumen
     if simulate:
         from .simulate_report import run_simulate_command
 
-        text, code = run_simulate_command(scenario, plan_file, requests=requests, seed=seed)
+        text, code = run_simulate_command(resolved, plan_file, requests=requests, seed=seed)
         typer.echo(text)
         raise typer.Exit(code)
 
@@ -205,10 +205,8 @@ def simulate(scenario: Path = typer.Argument(..., metavar="SCENARIO.yaml"),
              format: Format = typer.Option(Format.table, "--format", "-f"),
              out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the report here")) -> None:
     """Replay a plan request by request through each replica's scheduler; exit 1 when an SLO percentile misses."""
-    from .replay_input import check_arrivals
     from .simulate_report import run_simulate_command
 
-    check_arrivals(arrivals)
     check_output(out, [scenario, plan_file, arrivals[6:] if arrivals.startswith("trace:") else None])
     text, code = run_simulate_command(scenario, plan_file, requests=requests, seed=seed, arrivals=arrivals,
                                       fmt="json" if format is Format.json else "table", out=out)

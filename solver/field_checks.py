@@ -10,6 +10,8 @@ from pydantic import ValidationInfo
 MAX_TOKENS = 10_000_000
 HOURS_PER_DAY = 24  # a rate profile gives one rate per hour of a day
 MAX_BATCH = 65_536
+MAX_VMS_PER_POOL = 100_000  # VMs of one pool or replica rule (the planner's own limit on a fleet)
+MAX_TENSOR_PARALLEL = 64  # GPUs one model is split over
 BOUNDS: dict[str, tuple[float, float, str]] = {
     "input_tokens": (1, MAX_TOKENS, "tokens"), "output_tokens": (1, MAX_TOKENS, "tokens"),
     "request_rate_per_s": (1e-9, 1e6, "requests/s"), "num_requests": (1, 1e10, "requests"),
@@ -18,8 +20,9 @@ BOUNDS: dict[str, tuple[float, float, str]] = {
     "min_tokens_per_s": (1e-6, 1e9, "tokens/s"), "budget_usd_per_hour": (1e-6, 1e9, "USD/h"),
     "budget_usd": (1e-6, 1e12, "USD"), "max_instance_types": (1, 10_000, "instance types"),
     "max_instances": (0, 1e7, "VMs"), "max_gpus": (0, 1e8, "GPUs"),
-    "prefill_chunk_tokens": (16, 1_048_576, "tokens"), "max_tensor_parallel": (1, 64, "GPUs"),
-    "offload_step": (0.01, 1, ""), "min_replicas": (1, 100_000, "VMs"), "max_replicas": (1, 100_000, "VMs"),
+    "prefill_chunk_tokens": (16, 1_048_576, "tokens"), "max_tensor_parallel": (1, MAX_TENSOR_PARALLEL, "GPUs"),
+    "offload_step": (0.01, 1, ""), "min_replicas": (1, MAX_VMS_PER_POOL, "VMs"),
+    "max_replicas": (1, MAX_VMS_PER_POOL, "VMs"),
 }
 
 

@@ -33,16 +33,22 @@ MAX_JSON_BYTES = 64 * 2**20  # plan, calibration, Melange, config.json and bench
 # ---- input ---------------------------------------------------------------------------------------------------
 
 
-def read_text_limited(path: str | Path, limit: int) -> str:
-    """A UTF-8 text file of at most ``limit`` bytes, read no further than that: a device or pipe that never ends
-    (``/dev/zero``) reports size 0, so the size is counted while reading, not asked of the file system.
-    ``OSError`` / ``UnicodeDecodeError`` as ``Path.read_text`` raises them; ``ValueError`` over the limit."""
-    with open(path, "rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"file is larger than the {limit // 2**20} MiB limit")
-    return data.decode("utf-8")
-
+def read_text(path: str | Path, limit: int, error: type[InputError] = InputError, what: str = "file") -> str:
+    """A UTF-8 text file of at most ``limit`` bytes, read no further than that (a device or pipe that never ends,
+    ``/dev/zero``, reports size 0, so the size is counted while reading, not asked of the file system); a missing
+    file, a folder, an unreadable, oversize or non-UTF-8 one is ``error`` naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"file is larger than the {limit // 2**20} MiB limit")
+        return data.decode("utf-8")
+    except FileNotFoundError:
+        raise error(f"cannot read {what}: not found", path=str(path)) from None
+    except IsADirectoryError:
+        raise error(f"cannot read {what}: is a folder", path=str(path)) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise error(f"cannot read {what}: {exc}", path=str(path)) from None
 
 
 class DuplicateKeyError(yaml.MarkedYAMLError):
@@ -154,14 +160,7 @@ def parse_json(text: str) -> Any:
 def read_json(path: str | Path, error: type[InputError] = InputError, what: str = "JSON file") -> Any:
     """A JSON file, strictly parsed; every failure is ``error`` naming the file (and line)."""
     path = Path(path)
-    try:
-        text = read_text_limited(path, MAX_JSON_BYTES)
-    except FileNotFoundError:
-        raise error("cannot read file: not found", path=str(path)) from None
-    except IsADirectoryError:
-        raise error("cannot read file: is a folder", path=str(path)) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise error(f"cannot read file: {exc}", path=str(path)) from None
+    text = read_text(path, MAX_JSON_BYTES, error)
     try:
         return parse_json(text)
     except json.JSONDecodeError as exc:

@@ -23,11 +23,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InputError, first_problem
+from .field_checks import MAX_BATCH, MAX_TENSOR_PARALLEL, MAX_VMS_PER_POOL
 from .io import read_json
 from .plan_types import Plan
-
-
-MAX_VMS = 100_000  # VMs of one pool (the planner's own limit on a fleet)
 
 
 class _View(BaseModel):
@@ -56,11 +54,11 @@ class AssignmentView(_View):
     region: str
     pricing: str
     gpu: str
-    gpu_count: int = Field(gt=0, le=64)
-    tensor_parallel: int = Field(gt=0, le=64)
-    count: int = Field(ge=0, le=MAX_VMS)
+    gpu_count: int = Field(gt=0, le=MAX_TENSOR_PARALLEL)
+    tensor_parallel: int = Field(gt=0, le=MAX_TENSOR_PARALLEL)
+    count: int = Field(ge=0, le=MAX_VMS_PER_POOL)
     share: float = Field(ge=0, le=1)
-    batch_size: int = Field(gt=0, le=65_536)
+    batch_size: int = Field(gt=0, le=MAX_BATCH)
     offload_ratio: float = Field(ge=0, le=1)
     ttft_s: float
     tpot_s: float
@@ -95,8 +93,8 @@ class PoolView(_View):
     region: str
     pricing: str
     gpu: str
-    gpu_count: int = Field(gt=0, le=64)
-    count: int = Field(ge=0, le=MAX_VMS)
+    gpu_count: int = Field(gt=0, le=MAX_TENSOR_PARALLEL)
+    count: int = Field(ge=0, le=MAX_VMS_PER_POOL)
     vm_hours: float | None = None
     unit_usd_per_hour: float = Field(ge=0)
     pool_usd_per_hour: float = Field(ge=0)

@@ -10,6 +10,7 @@ import numpy as np
 from .calibration import load_calibration
 from .catalog import find_gpu, find_model, load_catalog, suggest
 from .errors import InputError, UnknownNameError
+from .field_checks import MAX_TENSOR_PARALLEL
 from .perf import GIB, Hardware, estimate, make_serving
 from .schema import DTYPE_BYTES, Frozen, Settings, default_kv_dtype
 from .table import offload_fits
@@ -36,9 +37,6 @@ class Prediction(Frozen):
     online_requests_per_s: float | None  # one replica under continuous batching, at most batch_size running
     why: str
     calibration: str
-
-
-MAX_TENSOR_PARALLEL = 64  # as settings.max_tensor_parallel's plausibility bound
 
 
 def predict(*, model: str, gpu: str | None = None, instance: str | None = None, gpu_count: int | None = None,

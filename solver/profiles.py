@@ -19,7 +19,7 @@ import pandas as pd
 
 from .errors import CatalogError, ScenarioError
 from .field_checks import HOURS_PER_DAY
-from .io import MAX_YAML_BYTES, read_text_limited
+from .io import MAX_YAML_BYTES, read_text
 from .resources import catalog_dir
 from .schema import Scenario
 
@@ -32,15 +32,9 @@ def read_profile_csv(path: Path) -> list[float]:
     Raises:
         ScenarioError: missing file or column, a bad or repeated hour, a bad rate, or hours missing.
     """
-    if path.is_dir():
-        raise ScenarioError("rate profile CSV is a folder, not a file", path=str(path))
-    if not path.is_file():
-        raise ScenarioError("rate profile CSV not found", path=str(path))
     rates: dict[int, float] = {}
-    try:  # a BOM (spreadsheet exports) is not part of the header; 24 rows fit far below the YAML limit
-        text = read_text_limited(path, MAX_YAML_BYTES).removeprefix("\ufeff")
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ScenarioError(f"cannot read rate profile CSV: {exc}", path=str(path)) from None
+    # a BOM (spreadsheet exports) is not part of the header; 24 rows fit far below the YAML limit
+    text = read_text(path, MAX_YAML_BYTES, ScenarioError, "rate profile CSV").removeprefix("\ufeff")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None or not {"hour", "rate_per_s"} <= set(reader.fieldnames):
         raise ScenarioError("expected the header hour,rate_per_s", path=str(path), where="line 1")

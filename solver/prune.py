@@ -135,7 +135,7 @@ def _undominated(values: np.ndarray, order: np.ndarray, may_replace: Replaceable
     return sorted(kept)
 
 
-def prune_configs(rows: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+def prune_configs(rows: pd.DataFrame) -> pd.DataFrame:
     """Per sharing group and GPU config (gpu, gpu_count), drop (tp, batch, offload) settings dominated by a
     setting with no offload: that one serves every demand of the group at least as fast on every offering with
     that hardware and needs no host memory, so it can replace the other on any VM (exact)."""

@@ -15,9 +15,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from .catalog import find_gpu
 from .engines import find_engine
 from .errors import InputError, PlannerError, first_problem
-from .io import MAX_JSON_BYTES, read_json, read_text_limited
+from .field_checks import MAX_TENSOR_PARALLEL, MAX_VMS_PER_POOL
+from .io import MAX_JSON_BYTES, read_json, read_text
 
-MAX_REPLAY_VMS = 100_000  # VMs of one pool (the planner's own limit on a fleet)
 MAX_REPLAY_SEQS = 16_384  # concurrent sequences of one replica
 GAMMA_CV = (0.05, 20.0)  # coefficient of variation of gamma inter-arrival times
 MAX_TRACE_SECONDS = 1e9  # ~32 years: a timestamp beyond is a unit slip (milliseconds, epoch nanoseconds)
@@ -34,9 +34,10 @@ class ReplayAssignment(BaseModel):
     pool: str = Field(min_length=1)
     demand: Optional[str] = None
     gpu: str = Field(min_length=1)
-    tensor_parallel: int = Field(1, strict=True, ge=1, le=64, validation_alias=AliasChoices("tensor_parallel", "tp"))
-    gpu_count: Optional[int] = _number(default=None, ge=1, le=64)
-    count: int = _number(default=1, ge=0, le=MAX_REPLAY_VMS)
+    tensor_parallel: int = _number(default=1, ge=1, le=MAX_TENSOR_PARALLEL,
+                                   validation_alias=AliasChoices("tensor_parallel", "tp"))
+    gpu_count: Optional[int] = _number(default=None, ge=1, le=MAX_TENSOR_PARALLEL)
+    count: int = _number(default=1, ge=0, le=MAX_VMS_PER_POOL)
     share: float = _number(default=1.0, gt=0.0, le=1.0)
     batch_size: Optional[int] = _number(default=None, ge=1, le=MAX_REPLAY_SEQS,
                                         validation_alias=AliasChoices("max_num_seqs", "batch_size"))
@@ -48,7 +49,7 @@ class ReplayPool(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     pool: str = Field(min_length=1)
-    count: int = _number(default=1, ge=0, le=MAX_REPLAY_VMS)
+    count: int = _number(default=1, ge=0, le=MAX_VMS_PER_POOL)
 
 
 class ReplayPlan(BaseModel):
@@ -93,26 +94,33 @@ def check_replay_plan(path: str | Path, workloads: set[str]) -> dict[str, Any]:
     return data
 
 
-def check_arrivals(kind: str) -> str:
-    """``--arrivals`` as given, once it names a process the replay can run: ``poisson``, ``gamma:CV`` with a finite
-    CV in ``GAMMA_CV``, or ``trace:FILE`` whose timestamps hold (``read_trace``)."""
+def check_arrivals(kind: str) -> list[float] | None:
+    """``--arrivals`` checked before a replay: ``poisson``, ``gamma:CV`` with a finite CV in ``GAMMA_CV``
+    (``gamma_cv``), or ``trace:FILE``, whose timestamps it returns (``read_trace``, read once here); None but for a
+    trace."""
     if kind == "poisson":
-        return kind
+        return None
     if kind.startswith("gamma:"):
-        text = kind.split(":", 1)[1]
-        try:
-            cv = float(text)
-        except ValueError:
-            cv = math.nan
-        lo, hi = GAMMA_CV
-        if not (math.isfinite(cv) and lo <= cv <= hi):
-            raise InputError(f"gamma:CV needs a coefficient of variation between {lo:g} and {hi:g}, got {text!r}",
-                             field="--arrivals")
-        return kind
+        gamma_cv(kind)
+        return None
     if kind.startswith("trace:"):
-        read_trace(kind.split(":", 1)[1])
-        return kind
+        return read_trace(kind.split(":", 1)[1])
     raise InputError(f"unknown arrival process {kind!r} (poisson, gamma:CV or trace:FILE)", field="--arrivals")
+
+
+def gamma_cv(kind: str) -> float:
+    """The coefficient of variation of ``gamma:CV``: a finite number in ``GAMMA_CV`` (``gamma:nan`` or ``gamma:0``
+    would make a replay that never advances)."""
+    text = kind.split(":", 1)[1]
+    try:
+        cv = float(text)
+    except ValueError:
+        cv = math.nan
+    lo, hi = GAMMA_CV
+    if not (math.isfinite(cv) and lo <= cv <= hi):
+        raise InputError(f"gamma:CV needs a coefficient of variation between {lo:g} and {hi:g}, got {text!r}",
+                         field="--arrivals")
+    return cv
 
 
 def read_trace(path: str) -> list[float]:
@@ -120,14 +128,7 @@ def read_trace(path: str) -> list[float]:
     line must hold a finite number within ``MAX_TRACE_SECONDS``; at least two distinct timestamps."""
     if not path:
         raise InputError("trace:FILE needs a file name", field="--arrivals")
-    try:
-        text = read_text_limited(path, MAX_JSON_BYTES)
-    except FileNotFoundError:
-        raise InputError("cannot read trace: not found", path=path) from None
-    except IsADirectoryError:
-        raise InputError("cannot read trace: is a folder", path=path) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"cannot read trace: {exc}", path=path) from None
+    text = read_text(path, MAX_JSON_BYTES, InputError, "trace")
     out: list[float] = []
     for number, line in enumerate(text.splitlines(), start=1):
         field = line.split(",", 1)[0].strip()
@@ -149,4 +150,4 @@ def read_trace(path: str) -> list[float]:
     return out
 
 
-__all__ = ["MAX_REPLAY_SEQS", "MAX_REPLAY_VMS", "check_arrivals", "check_replay_plan", "read_trace"]
+__all__ = ["MAX_REPLAY_SEQS", "check_arrivals", "check_replay_plan", "gamma_cv", "read_trace"]

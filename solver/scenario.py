@@ -15,7 +15,7 @@ from .calibration import Calibration, load_calibration
 from .catalog import catalog_paths, find_model, load_catalog_files, suggest
 from .engines import find_engine
 from .errors import ScenarioError, UnknownNameError, first_problem
-from .io import MAX_YAML_BYTES, parse_yaml, read_text_limited, yaml_problem
+from .io import MAX_YAML_BYTES, parse_yaml, read_text, yaml_problem
 from .profiles import read_profile_csvs
 from .resources import default_calibration
 from .schema import Instance, ModelCard, Scenario
@@ -51,10 +51,7 @@ def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 
 def read_yaml(path: Path, error: type[ScenarioError] = ScenarioError) -> tuple[Any, yaml.Node | None]:
-    try:
-        text = read_text_limited(path, MAX_YAML_BYTES)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise error(f"cannot read file: {exc}", path=str(path)) from None
+    text = read_text(path, MAX_YAML_BYTES, error)
     try:
         return parse_yaml(text)
     except ValueError as exc:  # over the size limit

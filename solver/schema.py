@@ -219,14 +219,6 @@ class Workload(Frozen):
     name: str = Field(min_length=1)
     model: str = Field(min_length=1)
     mode: Literal["online", "offline"] = "online"
-
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, value: str) -> str:
-        # plans name a pool model|offer|... and a bucket of a workload name#k, so neither character may hide here
-        if not value.strip() or any(ch in value for ch in "|#") or not value.isprintable():
-            raise ValueError(f"{value!r}: a workload name is visible text without '|', '#' or control characters")
-        return value
     input_tokens: int | None = Field(default=None, gt=0)
     output_tokens: int | None = Field(default=None, gt=0)
     buckets: list[Bucket] | None = None
@@ -260,6 +252,14 @@ class Workload(Frozen):
     _batches = field_validator("batch_sizes")(check_batch_sizes)
     _names = field_validator("instance_types")(check_names)
     _profile = field_validator("rate_profile")(check_rate_profile)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # plans name a pool model|offer|... and a bucket of a workload name#k, so neither character may hide here
+        if not value.strip() or any(ch in value for ch in "|#") or not value.isprintable():
+            raise ValueError(f"{value!r}: a workload name is visible text without '|', '#' or control characters")
+        return value
 
     @model_validator(mode="before")
     @classmethod

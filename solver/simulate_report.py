@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ from .catalog import find_gpu
 from .engines import EngineProfile, find_engine
 from .errors import InputError
 from .io import atomic_write_text
-from .replay_input import check_arrivals, check_replay_plan, read_trace
+from .replay_input import check_arrivals, check_replay_plan, gamma_cv, read_trace
 from .roofline import Hardware, weight_bytes
 from .scenario import Resolved, load_scenario
 from .schema import Workload
@@ -37,22 +38,19 @@ BOUND = {"ttft": "max_ttft_s", "tpot": "max_tpot_s", "e2e": "max_e2e_s"}
 # ---- request streams -----------------------------------------------------------------------------------------
 
 
-def arrival_times(rate_per_s: float, n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+def arrival_times(rate_per_s: float, n: int, kind: str, rng: np.random.Generator,
+                  trace: Sequence[float] | None = None) -> np.ndarray:
     """``n`` arrival times: ``poisson``, ``gamma:CV`` (inter-arrival coefficient of variation) or ``trace:FILE``
-    (a CSV/text of timestamps in seconds, first column; replayed, rescaled to ``rate_per_s`` when given)."""
+    (a CSV/text of timestamps in seconds, first column; replayed, rescaled to ``rate_per_s`` when given; ``trace``:
+    its timestamps, already read by ``replay_input.read_trace``)."""
     if kind == "poisson":
         return np.cumsum(rng.exponential(1.0 / rate_per_s, n))
     if kind.startswith("gamma:"):
-        cv = float(kind.split(":", 1)[1])
-        if cv <= 0:
-            raise ValueError("gamma CV must be positive")
-        shape = 1.0 / cv**2
+        shape = 1.0 / gamma_cv(kind) ** 2
         return np.cumsum(rng.gamma(shape, 1.0 / (rate_per_s * shape), n))
     if kind.startswith("trace:"):
-        ts = np.sort(np.array(read_trace(kind.split(":", 1)[1])))
-        ts = ts - ts[0] if ts.size else ts
-        if ts.size < 2:
-            raise ValueError("a trace needs at least two timestamps")
+        ts = np.sort(np.array(read_trace(kind.split(":", 1)[1]) if trace is None else trace, float))
+        ts = ts - ts[0]  # read_trace holds two different timestamps at least
         reps = math.ceil(n / ts.size)
         period = ts[-1] + (ts[-1] / (ts.size - 1))
         full = (ts[None, :] + period * np.arange(reps)[:, None]).reshape(-1)[:n]
@@ -192,11 +190,14 @@ def busiest_hour(plan: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]
 
 def simulate_plan(scenario: Resolved | str | Path, plan: dict[str, Any], *, requests: int = 20000, seed: int = 0,
                   arrivals: str = "poisson", calibration: Calibration | None = None,
-                  engine: str | None = None) -> SimulationReport:
-    """Simulate every workload of ``plan`` (the plan JSON as a dict); see the module docstring."""
+                  engine: str | None = None, trace: Sequence[float] | None = None) -> SimulationReport:
+    """Simulate every workload of ``plan`` (the plan JSON as a dict); see the module docstring. ``trace``: the
+    timestamps of ``trace:FILE`` arrivals if already read (else read here, once for every workload)."""
     resolved = scenario if isinstance(scenario, Resolved) else load_scenario(scenario)
     calibration = calibration or resolved.calibration  # the calibration the plan was made with
     rng = np.random.default_rng(seed)
+    if trace is None and arrivals.startswith("trace:"):
+        trace = read_trace(arrivals.split(":", 1)[1])
     hour_rates: dict[str, float] | None = None
     if plan.get("hourly"):  # rate profiles: replay the busiest hour with that hour's fleet and routing
         plan, hour_rates, hour = busiest_hour(plan)
@@ -216,7 +217,7 @@ def simulate_plan(scenario: Resolved | str | Path, plan: dict[str, Any], *, requ
     per_workload: dict[str, dict[str, Any]] = {}
     for w in online:
         n = max(int(round(requests * peak[w.name] / total_rate)), 20)
-        arr = arrival_times(peak[w.name], n, arrivals, rng)
+        arr = arrival_times(peak[w.name], n, arrivals, rng, trace)
         lin, lout, bucket = _lengths(w, n, rng)
         rows = [a for a in plan.get("assignments", []) if a["workload"] == w.name]
         demand = np.array([f"{w.name}#{k}" for k in bucket]) if any("#" in str(a.get("demand", "")) for a in rows) \
@@ -366,14 +367,16 @@ def failure_message(f: dict[str, Any]) -> str:
             f"exceeds the bound of {f['bound'] * 1e3:.1f} ms")
 
 
-def run_simulate_command(scenario_path: str | Path, plan_path: str | Path, requests: int = 20000, seed: int = 0,
-                         arrivals: str = "poisson", fmt: str = "table", out: str | Path | None = None
+def run_simulate_command(scenario: Resolved | str | Path, plan_path: str | Path, requests: int = 20000,
+                         seed: int = 0, arrivals: str = "poisson", fmt: str = "table", out: str | Path | None = None
                          ) -> tuple[str, int]:
-    """``infersave simulate``: (text to print, exit code 0 when every SLO holds at its percentile, else 1)."""
+    """``infersave simulate``: (text to print, exit code 0 when every SLO holds at its percentile, else 1).
+    ``scenario``: its file, or the scenario already loaded (``verify --simulate``)."""
 
-    resolved = load_scenario(scenario_path)
+    trace = check_arrivals(arrivals)
+    resolved = scenario if isinstance(scenario, Resolved) else load_scenario(scenario)
     plan = check_replay_plan(plan_path, {w.name for w in resolved.scenario.workloads})
-    report = simulate_plan(resolved, plan, requests=requests, seed=seed, arrivals=check_arrivals(arrivals))
+    report = simulate_plan(resolved, plan, requests=requests, seed=seed, arrivals=arrivals, trace=trace)
     text = json.dumps(report.to_dict(), indent=2, default=float) if fmt == "json" else render_table(report)
     if out is not None:
         atomic_write_text(out, text + "\n")
