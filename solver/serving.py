@@ -397,8 +397,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
 
     # the prompt steps a stay of (L_out - 1) mean steps can meet: one prompt per other slot turned over, (cap - 1)
     # per holding time
-    stay_steps = steps * tpot_mean
-    turnover = (cap - 1.0) * l_in / prompt_chunk * stay_steps / np.maximum(service, 1e-300)
+    stay_s = steps * tpot_mean
+    turnover = (cap - 1.0) * l_in / prompt_chunk * stay_s / np.maximum(service, 1e-300)
 
     def tpot_q(q: float | None) -> np.ndarray:  # a quantile meets the prompts of the mean stay
         return tpots[q] if q in tpots else tpots.setdefault(
