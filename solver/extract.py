@@ -20,6 +20,7 @@ from .candidates import Candidates
 from .errors import PlannerError, SolverFailure
 from .field_checks import HOURS_PER_DAY
 from .linear_model import HourlyVars, Problem
+from .milp import MINIMUM_BILLED_HOURS
 from .plan_types import Assignment, Hourly, HourlyPool, HourlyShare, Plan, Pool, SolverStats
 from .scenario import Resolved
 
@@ -92,14 +93,20 @@ def solve_plan(problem: Problem, resolved: Resolved, cands: Candidates, options:
 SHARE_EPS = 1e-7  # shares below this are solver noise: neither listed nor counted as load
 
 
-def _used_pools(problem: Problem, values: np.ndarray, horizon_hours: float) -> pd.DataFrame:
+def _used_pools(problem: Problem, values: np.ndarray, horizon_hours: float, billing: str) -> pd.DataFrame:
     """Pools with at least one VM that carry load, with their VM count, billed hours and costs (integers read
-    with ``round``; billed hours clipped at 0 and rounded to whole hours where they are integer variables)."""
+    with ``round``; billed hours clipped at 0 and rounded to whole hours where they are integer variables, and
+    where they are not at least the pool's work and minimum charge: the solver meets those rows only to its
+    feasibility tolerance, 1e-6 absolute, which on a pool of a few billed minutes is more than ``verify``'s
+    relative one)."""
     t_index = np.maximum(problem.t, 0)
     hours = np.clip(values[t_index], 0.0, None)
     integer = np.asarray(problem.model.integer)[t_index]
-    hours = np.where(integer, np.round(hours), hours)
     x = values[problem.x]
+    work = (problem.rows["demand_load"].to_numpy(float) * x)
+    work = pd.Series(work).groupby(problem.rows["pool"].to_numpy()).sum().reindex(problem.pools["pool"]).fillna(0.0)
+    minimum = MINIMUM_BILLED_HOURS[billing] * np.round(values[problem.n])
+    hours = np.where(integer, np.round(hours), np.maximum(hours, np.maximum(work.to_numpy(), minimum)))
     loaded = set(problem.rows.loc[x > SHARE_EPS, "pool"])
     pools = problem.pools.assign(count=np.round(values[problem.n]).astype(int),
                                  vm_hours=np.where(problem.t >= 0, hours, np.nan))
@@ -218,7 +225,7 @@ def extract_plan(problem: Problem, result: SolveResult, resolved: Resolved, cand
     if result.values is None:
         raise SolverFailure(f"{result.backend} returned no solution ({result.status.value})")
     sc = resolved.scenario
-    pools = _used_pools(problem, result.values, sc.horizon_hours)
+    pools = _used_pools(problem, result.values, sc.horizon_hours, sc.billing)
     pool_models = _pool_models(pools)
     online = pools["mode"] == "online"
     m = problem.model
