@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import CatalogError, UnknownNameError, first_problem
-from .io import MAX_YAML_BYTES, parse_yaml, read_json, read_text, yaml_problem
+from .io import MAX_CSV_BYTES, MAX_YAML_BYTES, parse_yaml, read_json, read_text, yaml_problem
 from .resources import catalog_dir, model_dir, resolve_user_path
 from .schema import GPUSpec, Instance, ModelCard
 from .skypilot import VM_COLUMNS, cell_number, collapse_zones, is_per_zone
@@ -49,10 +49,7 @@ def suggest(name: str, known: list[str]) -> str:
 
 def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Rows as dicts, refusing empty files, duplicated columns and ragged rows."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"cannot read file: {exc}", path=str(path)) from None
+    text = read_text(path, MAX_CSV_BYTES, CatalogError)
     reader = csv.reader(text.splitlines())
     rows = list(reader)
     if not rows:

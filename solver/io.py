@@ -28,6 +28,7 @@ MAX_YAML_BYTES = 8 * 2**20  # 8 MiB per scenario, sweep or model-card file
 MAX_YAML_DEPTH = 32  # nesting of mappings and lists
 MAX_YAML_NODES = 1_000_000  # nodes after expanding aliases (a "billion laughs" file has ~10^9)
 MAX_JSON_BYTES = 64 * 2**20  # plan, calibration, Melange, config.json and benchmark result files
+MAX_CSV_BYTES = 256 * 2**20  # a catalog, engine or measurement CSV (SkyPilot's largest catalog is tens of MiB)
 
 
 # ---- input ---------------------------------------------------------------------------------------------------

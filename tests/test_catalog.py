@@ -184,3 +184,20 @@ def test_allreduce_rows_cite_sources_and_set_the_comm_prior():
     assert min(ratios) > 1.0
     assert allreduce_prior(path) == pytest.approx(float(np.exp(np.mean(np.log(ratios)))))
     assert min(ratios) < allreduce_prior(path) < max(ratios)
+
+
+def test_a_catalog_csv_is_read_no_further_than_its_limit(tmp_path, monkeypatch):
+    """An oversize catalog, engine or measurement CSV is refused while reading, naming the file, instead of being read
+    whole into memory first (the size is counted while reading, as for scenarios, plans and traces)."""
+    import solver.catalog as catalog_module
+    from solver.errors import CatalogError
+    big = tmp_path / "big.csv"
+    big.write_text("instance,gpu\n" + "x,y\n" * 1000, encoding="utf-8")
+    monkeypatch.setattr(catalog_module, "MAX_CSV_BYTES", 1024)
+    with pytest.raises(CatalogError, match="larger than") as err:
+        catalog_module.read_csv_rows(big)
+    assert "big.csv" in str(err.value)
+    small = tmp_path / "small.csv"
+    small.write_text("instance,gpu\nx,y\n", encoding="utf-8")
+    assert catalog_module.read_csv_rows(small)[0] == ["instance", "gpu"]
+
