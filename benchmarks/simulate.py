@@ -3,7 +3,7 @@
     python benchmarks/simulate.py [--requests 100000] [--compare-requests 60000] [--plan-requests 600000]
                                   [--plan-seeds 10] [--pool-requests 300000] [--pool-seeds 4]
                                   [--random-cases 60] [--random-mixes 30]
-                                  [--random-requests 200000] [--seed 0]
+                                  [--random-requests 200000] [--knee-cases 30] [--knee-mixes 30] [--seed 0]
 
 1. Speed: requests simulated per second at ``--requests`` requests (llama-3.1-8b on H100, vLLM, 128 slots,
    1024 -> 256 tokens, Poisson at 10 %, 50 % and 90 % of the analytic capacity).
@@ -27,6 +27,9 @@
    the model is off where no bundled plan happens to sit.
 5. Mixed pools: ``--random-mixes`` replicas serving 2-3 request sizes at random shares (the pool's one iteration
    law, ``shape.mix_shape``): TPOT and slots held against a replay of the same mix.
+6. The knee: parts 4 and 5 again (``--knee-cases``, ``--knee-mixes``, other draws) at 78-85 % of the slots, the
+   planning share (``serving.PLANNING_UTILISATION``) and just below it, where a plan's pools sit and the wait for a
+   slot dominates TTFT.
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ from solver.promise import Pool, by_pool, pool_latencies, pool_predictions, slo_
 from solver.roofline import Hardware
 from solver.scenario import Resolved
 from solver.queueing import holding_overlap, holding_scv
-from solver.serving import OnlineState, Shape, online_capacity, online_state
+from solver.serving import PLANNING_UTILISATION, OnlineState, Shape, online_capacity, online_state
 from solver.shape import mix_shape
 from solver.simulate import simulate_replica
 from solver.simulate_report import kv_capacity_tokens, replay_pools, simulate_plan
@@ -128,14 +131,18 @@ def main() -> None:
     ap.add_argument("--random-cases", type=int, default=60)
     ap.add_argument("--random-mixes", type=int, default=30)
     ap.add_argument("--random-requests", type=int, default=200_000)
+    ap.add_argument("--knee-cases", type=int, default=30)
+    ap.add_argument("--knee-mixes", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scenarios", type=Path, nargs="*", default=None,
                     help="scenario files for part 3 (default: the bundled online scenarios)")
     args = ap.parse_args()
     if min(args.requests, args.compare_requests, args.plan_requests, args.pool_requests, args.random_requests) < 100:
         ap.error("--requests, --compare-requests, --plan-requests, --pool-requests and --random-requests must be >= 100")
-    if args.plan_seeds < 1 or min(args.pool_seeds, args.random_cases, args.random_mixes) < 0:
-        ap.error("--plan-seeds must be >= 1, --pool-seeds, --random-cases and --random-mixes >= 0")
+    if args.plan_seeds < 1 or min(args.pool_seeds, args.random_cases, args.random_mixes, args.knee_cases,
+                                  args.knee_mixes) < 0:
+        ap.error("--plan-seeds must be >= 1, --pool-seeds, --random-cases, --random-mixes, --knee-cases and "
+                 "--knee-mixes >= 0")
     speed(args.requests, args.seed)
     compare(args.compare_requests, args.seed)
     bundled(args.scenarios or BUNDLED, args.plan_requests, args.seed, args.plan_seeds)
@@ -145,6 +152,11 @@ def main() -> None:
         breadth(args.random_cases, args.seed, args.random_requests)
     if args.random_mixes:
         mixes(args.random_mixes, args.seed, args.random_requests)
+    # where plans sit: the planning share of the slots (serving.PLANNING_UTILISATION) and just below it
+    if args.knee_cases:
+        breadth(args.knee_cases, args.seed, args.random_requests, KNEE)
+    if args.knee_mixes:
+        mixes(args.knee_mixes, args.seed, args.random_requests, KNEE)
 
 
 BUNDLED = [scenario_dir() / f"{name}.yaml"
@@ -245,18 +257,20 @@ def bundled_pools(paths: list[Path], requests: int, seeds: int) -> None:
 
 RANDOM_GPUS = {"H100": ("llama-3.1-8b", "qwen2.5-32b", "qwen2.5-7b"), "A100-80GB": ("llama-3.1-8b", "qwen2.5-7b"),
                "L40S": ("llama-3.1-8b", "qwen2.5-7b"), "A10G": ("llama-3.1-8b",), "L4": ("llama-3.1-8b", "qwen2.5-7b")}
+KNEE = (0.78, PLANNING_UTILISATION)  # the slots held where bundled plans' pools sit (78-86 %)
 RANDOM_LENGTHS = ((256, 128), (512, 256), (1024, 256), (2048, 256), (1536, 384), (256, 512), (3072, 192))
 
 
-def breadth(cases: int, seed: int, requests: int = 200_000) -> None:
-    """Random single replicas at 55-85 % of their slots: the model's mean and p99 TTFT and TPOT against a replay."""
-    rng = np.random.default_rng(seed + 7)
+def breadth(cases: int, seed: int, requests: int = 200_000, held_range: tuple[float, float] = (0.55, 0.85)) -> None:
+    """Random single replicas at 55-85 % of their slots (``held_range``): the model's mean and p99 TTFT and TPOT
+    against a replay."""
+    rng = np.random.default_rng(seed + 7 + (0 if held_range == (0.55, 0.85) else 1000))
     errors: dict[str, list[float]] = {"TTFT mean": [], "TTFT p99": [], "TPOT mean": [], "TPOT p99": []}
     for case in range(cases):
         gpu = list(RANDOM_GPUS)[int(rng.integers(len(RANDOM_GPUS)))]
         model = RANDOM_GPUS[gpu][int(rng.integers(len(RANDOM_GPUS[gpu])))]
         l_in, l_out = RANDOM_LENGTHS[int(rng.integers(len(RANDOM_LENGTHS)))]
-        slots, k, held = int((16, 32, 64, 128)[int(rng.integers(4))]), int(rng.integers(1, 5)), rng.uniform(0.55, 0.85)
+        slots, k, held = int((16, 32, 64, 128)[int(rng.integers(4))]), int(rng.integers(1, 5)), rng.uniform(*held_range)
         hw = Hardware.from_specs([find_gpu(gpu)], "fp16")
         shape = Shape(find_model(model), hw, "fp16", "fp16", np.array([1.0]), np.array([float(l_in)]),
                       np.array([float(l_out)]), np.array([0.0]))
@@ -279,7 +293,8 @@ def breadth(cases: int, seed: int, requests: int = 200_000) -> None:
                  "TPOT p99": (p99.tpot_s[0], np.nanpercentile(sim.tpot_s[keep], 99))}
         for key, (an, simulated) in pairs.items():
             errors[key].append(float(an / simulated - 1.0))
-    print(f"\nbreadth: {cases} random replicas (vLLM, PRIORS, 55-85 % of 16-128 slots within the KV memory, 1-4 "
+    lo, hi = (round(x * 100) for x in held_range)
+    print(f"\nbreadth: {cases} random replicas (vLLM, PRIORS, {lo}-{hi} % of 16-128 slots within the KV memory, 1-4 "
           f"round-robin replicas, {requests:,} requests each; model / simulated - 1)")
     print_errors(errors, within=0.10)
 
@@ -289,10 +304,10 @@ MIX_GPUS = {"H100": ("llama-3.1-8b", "qwen2.5-7b"), "A100-80GB": ("llama-3.1-8b"
 MIX_LENGTHS = ((256, 128), (512, 256), (1024, 256), (2048, 256), (4096, 512), (3072, 192), (256, 512))
 
 
-def mixes(cases: int, seed: int, requests: int = 200_000) -> None:
-    """Random pools of 2-3 request sizes at 55-85 % of their slots: TPOT and slots held of the pool, and each size's
-    TTFT mean and p99 as a plan promises them (``promise.pool_latencies``), against a replay."""
-    rng = np.random.default_rng(seed + 3)
+def mixes(cases: int, seed: int, requests: int = 200_000, held_range: tuple[float, float] = (0.55, 0.85)) -> None:
+    """Random pools of 2-3 request sizes at 55-85 % of their slots (``held_range``): TPOT and slots held of the pool,
+    and each size's TTFT mean and p99 as a plan promises them (``promise.pool_latencies``), against a replay."""
+    rng = np.random.default_rng(seed + 3 + (0 if held_range == (0.55, 0.85) else 1000))
     errors: dict[str, list[float]] = {"TPOT mean": [], "slots held": [], "TTFT mean": [], "TTFT p99": []}
     for case in range(cases):
         gpu = list(MIX_GPUS)[int(rng.integers(len(MIX_GPUS)))]
@@ -300,7 +315,7 @@ def mixes(cases: int, seed: int, requests: int = 200_000) -> None:
         pick = rng.choice(len(MIX_LENGTHS), size=int(rng.integers(2, 4)), replace=False)
         l_in = np.array([MIX_LENGTHS[i][0] for i in pick], float)
         l_out = np.array([MIX_LENGTHS[i][1] for i in pick], float)
-        shares, k, held = rng.dirichlet(np.ones(pick.size)), int(rng.integers(1, 4)), rng.uniform(0.55, 0.85)
+        shares, k, held = rng.dirichlet(np.ones(pick.size)), int(rng.integers(1, 4)), rng.uniform(*held_range)
         hw = Hardware.from_specs([find_gpu(gpu)], "fp16")
         shape, scv = mix_shape(find_model(model), hw, "fp16", "fp16", 1, 0.0, shares, l_in, l_out)
         slots = int(max(8, min(128, kv_capacity_tokens(shape, 0.9) // float(shares @ (l_in + l_out)))))
@@ -329,7 +344,8 @@ def mixes(cases: int, seed: int, requests: int = 200_000) -> None:
                 errors["TTFT mean"].append(float(by_size["mean"][j]["ttft"] / np.nanmean(sim.ttft_s[mine]) - 1.0))
                 errors["TTFT p99"].append(float(by_size["p99"][j]["ttft"] / np.nanpercentile(sim.ttft_s[mine], 99)
                                                 - 1.0))
-    print(f"\nmixed pools: {cases} random replicas of 2-3 request sizes (vLLM, PRIORS, 55-85 % of their slots, 1-3 "
+    lo, hi = (round(x * 100) for x in held_range)
+    print(f"\nmixed pools: {cases} random replicas of 2-3 request sizes (vLLM, PRIORS, {lo}-{hi} % of their slots, 1-3 "
           f"round-robin replicas, {requests:,} requests each; model / simulated - 1; TTFT per size with 2,000+ "
           f"requests, as promise.pool_latencies gives a plan's)")
     print_errors({key: errors[key] for key in ("TPOT mean", "slots held")}, within=0.03)
