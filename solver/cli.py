@@ -123,6 +123,8 @@ def plan(scenario: Optional[Path] = typer.Argument(None, metavar="SCENARIO",
          mip_gap: float = typer.Option(1e-6, "--mip-gap", min=0.0, max=1.0),
          no_prune: bool = typer.Option(False, "--no-prune", help="keep dominated candidates"),
          no_timings: bool = typer.Option(False, "--no-timings", help="omit wall times (byte-identical output)"),
+         replay: int = typer.Option(0, "--replay", min=0, max=10_000_000, metavar="N",
+                                    help="replay the plan with N requests; re-solve pools that miss an SLO in it"),
          from_melange: bool = typer.Option(False, "--from-melange", help="SCENARIO is a Melange input JSON"),
          melange_fractional: bool = typer.Option(False, "--melange-fractional",
                                                  help="with --from-melange: split buckets freely, not by slices"),
@@ -155,7 +157,7 @@ def plan(scenario: Optional[Path] = typer.Argument(None, metavar="SCENARIO",
             resolved = load_scenario(scenario, catalogs=catalog or (), models=models or ())
             check_output(out, input_files(resolved))
             check_output(dump_lp, input_files(resolved), field="--dump-lp")
-            result = solver_plan(resolved, **options)
+            result = solver_plan(resolved, replay_requests=replay, **options)
     except (InfeasibleError, NoCandidatesError) as exc:
         if format is Format.json:
             emit(to_json({"status": "infeasible", "objective": None, "gap": None, "message": str(exc),

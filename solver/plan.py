@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from .milp import build_problem
 from .plan_types import Plan
 from .promise import mixed_headroom, slo_report
 from .provenance import provenance_of
+from .replay_check import REPLAY_ROUNDS, replay_misses, with_note
 from .scenario import Resolved, load_scenario, resolve
 from .schema import Scenario
 from .table import SLO_RULE, Rejection, demand_load
@@ -165,7 +167,7 @@ def _mix_warning(out: Plan, headroom: dict[str, float], why: str) -> Plan:
 
 def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", time_limit_s: float | None = None,
          mip_gap: float = 1e-6, prune: bool = True, timings: bool = True, verify_plan: bool = True,
-         dump_lp: str | Path | None = None) -> Plan:
+         dump_lp: str | Path | None = None, replay_requests: int = 0, replay_seed: int = 0) -> Plan:
     """Cheapest fleet that serves every workload of the scenario within its SLO and the business limits.
 
     ``time_limit_s`` covers the whole run: candidates, the model, the solves, the mix check, verification and
@@ -173,6 +175,8 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
 
     Args:
         dump_lp: if given, the MILP is written there before solving (``.mps`` for MPS, else LP format).
+        replay_requests: if > 0, the plan is replayed request by request (``replay_check``) and the pools of a
+            workload whose replay misses an SLO get less load per VM and are solved again, up to REPLAY_ROUNDS times.
 
     Raises:
         NoCandidatesError: a workload has no candidate that fits and meets its SLO (message: nearest miss).
@@ -223,7 +227,41 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
         headroom = mixed_headroom(resolved, out)
         if headroom:
             out = _mix_warning(out, headroom, f"still after {MIX_ROUNDS} re-solves")
+    if replay_requests > 0:
+        replayed = _keep_promises_in_replay(out, resolved, cands, options, infeasible, replay_requests, replay_seed,
+                                            time_limit_s, started)
+        if replayed.assignments != out.assignments:  # re-solved: check the new plan's mixes once more
+            headroom = mixed_headroom(resolved, replayed)
+            replayed = _mix_warning(replayed, headroom, "after the replay's re-solves") if headroom else replayed
+        out = replayed
     violations = verify(resolved, out) if verify_plan else []  # once, on the plan returned
     if violations:
         raise SolverFailure("the solver's plan fails verification: " + "; ".join(violations[:5]))
     return out.model_copy(update={"slo_report": slo_report(resolved, out), "provenance": provenance_of(resolved)})
+
+
+def _keep_promises_in_replay(out: Plan, resolved: Resolved, cands: Candidates, options: SolveOptions,
+                             infeasible: Callable[[SolveResult], InfeasibleError], requests: int, seed: int,
+                             time_limit_s: float | None, started: float) -> Plan:
+    """Replay the plan; while a workload misses an SLO in the replay, cut its pools' load per VM and re-solve."""
+    for round_ in range(REPLAY_ROUNDS + 1):
+        if time_limit_s is not None and time_limit_s - (time.perf_counter() - started) < MIN_RESOLVE_S:
+            return with_note(out, f"replay check not done: under {MIN_RESOLVE_S:g} s of the time limit left")
+        factors, misses = replay_misses(resolved, out, requests, seed)
+        if not misses:
+            return with_note(out, f"replay check: every online SLO holds in a {requests:,}-request replay (seed {seed})"
+                                  + (f" after {round_} re-solve(s)" if round_ else ""))
+        if round_ == REPLAY_ROUNDS:
+            break
+        table = cands.table
+        before = table["mix_headroom"] if "mix_headroom" in table else 1.0
+        cands = dataclasses.replace(cands, table=table.assign(
+            mix_headroom=before * table["pool"].map(factors).fillna(1.0).to_numpy(float)))
+        try:
+            out = solve_plan(build_problem(cands.table, resolved.scenario), resolved, cands, options, check=None,
+                             check_name="verification", on_infeasible=infeasible)
+        except (SolverFailure, InfeasibleError) as exc:
+            return with_note(out, f"WARNING: the replay misses {'; '.join(misses[:3])} and the re-solve with less "
+                                  f"load on those pools failed: {str(exc).splitlines()[0]}")
+    return with_note(out, f"WARNING: still after {REPLAY_ROUNDS} re-solves the {requests:,}-request replay misses "
+                          + "; ".join(misses[:3]))
