@@ -156,6 +156,14 @@ def candidates_for(resolved: Resolved, prune: bool = True) -> Candidates:
     return cands
 
 
+def with_load_factors(cands: Candidates, factors: dict[str, float]) -> Candidates:
+    """The candidates with each named pool's load per VM scaled by its factor (``mix_headroom``, cumulative)."""
+    table = cands.table
+    before = table["mix_headroom"] if "mix_headroom" in table else 1.0
+    return dataclasses.replace(cands, table=table.assign(
+        mix_headroom=before * table["pool"].map(factors).fillna(1.0).to_numpy(float)))
+
+
 def _mix_warning(out: Plan, headroom: dict[str, float], why: str) -> Plan:
     """The plan with a WARNING note naming the pools whose mix of request sizes it overloads."""
     names = ", ".join(sorted(headroom)[:3]) + (", ..." if len(headroom) > 3 else "")
@@ -210,10 +218,7 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
         stop = None if left is None or left > MIN_RESOLVE_S else f"{left:.1f} s of the time limit left"
         options = dataclasses.replace(options, reserve_s=reserve_s if time_limit_s is not None else 0.0)
         if stop is None:
-            table = cands.table
-            before = table["mix_headroom"] if "mix_headroom" in table else 1.0
-            cands = dataclasses.replace(cands, table=table.assign(
-                mix_headroom=before * table["pool"].map(headroom).fillna(1.0).to_numpy(float)))
+            cands = with_load_factors(cands, headroom)
             try:
                 out = solve_plan(build_problem(cands.table, resolved.scenario), resolved, cands, options, check=None,
                                  check_name="verification", on_infeasible=infeasible)
@@ -253,10 +258,7 @@ def _keep_promises_in_replay(out: Plan, resolved: Resolved, cands: Candidates, o
                                   + (f" after {round_} re-solve(s)" if round_ else ""))
         if round_ == REPLAY_ROUNDS:
             break
-        table = cands.table
-        before = table["mix_headroom"] if "mix_headroom" in table else 1.0
-        cands = dataclasses.replace(cands, table=table.assign(
-            mix_headroom=before * table["pool"].map(factors).fillna(1.0).to_numpy(float)))
+        cands = with_load_factors(cands, factors)
         try:
             out = solve_plan(build_problem(cands.table, resolved.scenario), resolved, cands, options, check=None,
                              check_name="verification", on_infeasible=infeasible)
