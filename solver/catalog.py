@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import CatalogError, UnknownNameError, first_problem
-from .io import MAX_CSV_BYTES, MAX_YAML_BYTES, parse_yaml, read_json, read_text, yaml_problem
+from .io import MAX_CSV_BYTES, MAX_YAML_BYTES, not_a_file, parse_yaml, read_json, read_text, yaml_problem
 from .resources import catalog_dir, model_dir, resolve_user_path
 from .schema import GPUSpec, Instance, ModelCard
 from .skypilot import VM_COLUMNS, cell_number, collapse_zones, is_per_zone
@@ -164,6 +164,8 @@ def load_instances(path: Path, gpus: dict[str, GPUSpec], cloud: str | None = Non
 
 
 def _is_instance_csv(path: Path) -> bool:
+    if not_a_file(path):
+        return False
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             header = [h.strip() for h in next(csv.reader(fh), [])]

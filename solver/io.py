@@ -34,10 +34,30 @@ MAX_CSV_BYTES = 256 * 2**20  # a catalog, engine or measurement CSV (SkyPilot's 
 # ---- input ---------------------------------------------------------------------------------------------------
 
 
+def not_a_file(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a file without blocking (a named pipe with no writer blocks ``open()`` for
+    ever; a socket cannot be opened), or None. A pipe given by the shell (``<(...)``, ``/dev/stdin``) has a writer
+    and is read as a file; a device such as ``/dev/zero`` is read up to the limit."""
+    if str(path).startswith(("/dev/fd/", "/dev/stdin", "/proc/")):
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # open() names what is wrong (missing, loop, permission)
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a file"
+    return None
+
+
 def read_text(path: str | Path, limit: int, error: type[InputError] = InputError, what: str = "file") -> str:
     """A UTF-8 text file of at most ``limit`` bytes, read no further than that (a device or pipe that never ends,
     ``/dev/zero``, reports size 0, so the size is counted while reading, not asked of the file system); a missing
     file, a folder, an unreadable, oversize or non-UTF-8 one is ``error`` naming the file."""
+    special = not_a_file(path)
+    if special:
+        raise error(f"cannot read {what}: {special}", path=str(path))
     try:
         with open(path, "rb") as fh:
             data = fh.read(limit + 1)
@@ -179,7 +199,10 @@ def _same_file(a: Path, b: Path) -> bool:
             return os.path.samefile(a, b)
     except OSError:
         pass
-    return a.resolve() == b.resolve()
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symbolic-link loop
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def check_output(path: str | Path | None, inputs: Iterable[str | Path | None] = (), *, folder: bool = False,
@@ -197,6 +220,12 @@ def check_output(path: str | Path | None, inputs: Iterable[str | Path | None] = 
     def fail(message: str) -> InputError:
         return InputError(message, path=name, field=field)
 
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:  # a name too long, a loop on the way, no permission to look
+        raise fail(f"cannot write there: {exc.strerror or exc}") from None
     if path.is_symlink():
         raise fail("refusing to write through a symbolic link")
     if path.exists():

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CatalogError
+from .io import not_a_file
 from .resources import default_measurements
 
 DEFAULT_MEASUREMENTS = default_measurements()
@@ -42,6 +43,9 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     import warnings
 
     path = Path(path)
+    special = not_a_file(path)
+    if special:
+        raise CatalogError(f"cannot read CSV: {special}", path=str(path))
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             header = next(csv.reader(fh), [])

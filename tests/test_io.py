@@ -142,3 +142,21 @@ def test_settings_negative_batch_is_refused_not_planned(tmp_path, monkeypatch):
     result = run_cli(["plan", "s.yaml", "--out", "p.json"])
     assert result.exit_code == 2
     assert "settings.batch_sizes" in result.stderr and not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("args", [["plan", "{fifo}.yaml"], ["verify", "{scenario}", "{fifo}.json"],
+                                  ["export", "{fifo}.json", "--to", "vllm"], ["calibrate", "{fifo}.csv"],
+                                  ["simulate", "{scenario}", "{plan}", "--arrivals", "trace:{fifo}.csv"]])
+def test_a_named_pipe_without_a_writer_is_refused_not_waited_on(tmp_path, args):
+    """open() of a FIFO nobody writes to blocks for ever: every input is refused as not a file (exit 2) instead."""
+    from conftest import ROOT, run_cli
+    scenario = ROOT / "scenarios" / "chat_fleet.yaml"
+    plan_json = tmp_path / "plan.json"
+    assert run_cli(["plan", scenario, "-f", "json", "-o", plan_json]).exit_code == 0
+    for suffix in (".yaml", ".json", ".csv"):
+        os.mkfifo(tmp_path / f"pipe{suffix}")
+    fill = {"fifo": str(tmp_path / "pipe"), "scenario": str(scenario), "plan": str(plan_json)}
+    result = run_cli([a.format(**fill) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "named pipe" in result.stderr and "pipe." in result.stderr
