@@ -16,6 +16,8 @@ Unknown keys are ignored (a newer plan may carry more), missing required keys ar
 """
 from __future__ import annotations
 
+import re
+
 import math
 from pathlib import Path
 from typing import Any
@@ -133,11 +135,30 @@ class PlanView(_View):
         return self.online_usd_per_hour * self.horizon_hours
 
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")  # line breaks and other control characters
+
+
+def refuse_control_characters(data: object, path: str | Path, where: str = "") -> None:
+    """A plan's text fields are names and notes on one line: a control character (a line break above all) would
+    carry plan text out of the comment lines ``export`` writes into a shell or YAML line of its own, so any is
+    ``InputError`` naming the field."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            refuse_control_characters(value, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            refuse_control_characters(value, path, f"{where}.{index}")
+    elif isinstance(data, str) and CONTROL.search(data):
+        raise InputError("has a line break or other control character; a plan's names and notes are one line of "
+                         "text", path=str(path), field=where or None)
+
+
 def load_plan_view(path: str | Path) -> PlanView:
     """The plan in ``path``, validated; raises ``InputError`` (exit 2) naming the file and field."""
     path = Path(path)
 
     data = read_json(path, InputError, "plan JSON file")
+    refuse_control_characters(data, path)
     if isinstance(data, dict) and data.get("status") == "infeasible":
         raise InputError("the plan is infeasible: there is no fleet to use", path=str(path), field="status")
     try:
@@ -152,6 +173,7 @@ def load_plan(path: str | Path, workloads: set[str], scenario: str | Path) -> Pl
     ``simulate``): malformed, too large or too deep JSON, a missing or mistyped field, and a workload the scenario
     does not have are each ``InputError`` (exit 2) naming the file and field."""
     data = read_json(path, InputError, "plan JSON")
+    refuse_control_characters(data, path)
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:

@@ -17,6 +17,7 @@ from .engines import find_engine
 from .errors import InputError, PlannerError, first_problem
 from .field_checks import MAX_TENSOR_PARALLEL, MAX_VMS_PER_POOL
 from .io import MAX_JSON_BYTES, read_json, read_text
+from .planfile import refuse_control_characters
 
 MAX_REPLAY_SEQS = 16_384  # concurrent sequences of one replica
 GAMMA_CV = (0.05, 20.0)  # coefficient of variation of gamma inter-arrival times
@@ -64,6 +65,7 @@ def check_replay_plan(path: str | Path, workloads: set[str]) -> dict[str, Any]:
     """The plan JSON in ``path`` (as a dict, unchanged) once the fields the replay reads hold: known workloads and
     GPUs, a tensor parallelism dividing the GPUs, counts, shares, batch sizes and offload in range."""
     data = read_json(path, InputError, "plan JSON")
+    refuse_control_characters(data, path)
     if not isinstance(data, dict):
         raise InputError("not a plan: expected a JSON object", path=str(path))
     if data.get("status") == "infeasible":
