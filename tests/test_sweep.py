@@ -251,3 +251,26 @@ def test_spot_share_axis_bounds_spot_gpu_hours(base):
     assert all(p.vm_hours >= 0.5 for p in result.pools if p.mode == "offline" and p.pricing == "on_demand")
     # more spot allowed never costs more
     assert plan(apply_point(base, {"spot_share": 1.0})).objective <= result.objective + 1e-9
+
+
+@pytest.mark.parametrize("column, value, field", [("objective", "inf", "objective"), ("objective", "-5", "objective"),
+                                                  ("point", "x", "point"), ("count", "1.5", "count"),
+                                                  ("pool", None, "missing columns")])
+def test_a_damaged_results_table_is_bad_input(tmp_path, column, value, field):
+    """plot, report and --resume read a results table: a missing column, a cell of the wrong kind or a solved
+    point's cost that is not a finite cost is one line, exit 2 (was an internal error)."""
+    from conftest import run_cli
+    from solver.sweep.results import POINT_FIELDS, TABLE_FIELDS, results_table, write_results
+    record = {"point": 0, "values": {}, **{k: None for k in POINT_FIELDS}, "status": "optimal", "objective": 1.0,
+              "message": "", "assignments": [{k: None for k in TABLE_FIELDS} | {"pool": "p", "count": 1,
+                                                                                  "instance_type": "g5.xlarge"}]}
+    path = tmp_path / "r.csv"
+    write_results(results_table([record], []), path)
+    assert run_cli(["plot", path, "--out", tmp_path / "ok"]).exit_code == 0
+    import pandas as pd
+    df = pd.read_csv(path, dtype=str)
+    df = df.drop(columns=[column]) if value is None else df.assign(**{column: value})
+    df.to_csv(path, index=False)
+    result = run_cli(["plot", path, "--out", tmp_path / "pl"])
+    assert result.exit_code == 2, result.output
+    assert field in result.stderr and "r.csv" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import InputError
@@ -20,6 +21,8 @@ ASSIGNMENT_FIELDS = ["workload", "demand", "model", "pool", "cloud", "instance_t
 # the pool's whole cost (USD over the horizon, or for the offline job; repeated on each assignment of the pool)
 TABLE_FIELDS = ASSIGNMENT_FIELDS[:3] + ["mode"] + ASSIGNMENT_FIELDS[3:] + ["pool_usd"]
 INT_FIELDS = ["gpu_count", "tensor_parallel", "count", "batch_size"]
+FLOAT_FIELDS = ["objective", "online_usd_per_hour", "offline_usd", "horizon_hours", "wall_s", "share", "offload_ratio",
+                "ttft_s", "tpot_s", "e2e_s", "tokens_per_s", "requests_per_s_per_vm", "share_usd_per_hour", "pool_usd"]
 SOLVED = ("optimal", "feasible")  # statuses of a point with a plan (feasible: a time-limited incumbent, gap > goal)
 
 def axis_cell(value: Any) -> Any:
@@ -51,9 +54,7 @@ def typed(df: pd.DataFrame) -> pd.DataFrame:
     df["point"] = df["point"].astype("int64")
     for col in INT_FIELDS:
         df[col] = df[col].astype("Int64")
-    for col in ("objective", "online_usd_per_hour", "offline_usd", "horizon_hours", "wall_s", "share",
-                "offload_ratio", "ttft_s", "tpot_s", "e2e_s", "tokens_per_s", "requests_per_s_per_vm",
-                "share_usd_per_hour", "pool_usd"):
+    for col in FLOAT_FIELDS:
         df[col] = df[col].astype("float64")
     return df
 
@@ -174,9 +175,26 @@ def read_results(path: str | Path) -> pd.DataFrame:
     except Exception as exc:  # noqa: BLE001 - pyarrow/pandas raise many types for a damaged file
         raise InputError(f"cannot read results: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                          path=str(path)) from None
-    missing = [c for c in ("point", "status", "objective", "instance_type", "count") if c not in df.columns]
+    missing = [c for c in ("point", *POINT_FIELDS, *TABLE_FIELDS) if c not in df.columns]
     if missing:
         raise InputError(f"not a sweep results table (missing columns {missing})", path=str(path))
+    for col, kind in (("point", "int64"), *((c, "Int64") for c in INT_FIELDS), *((c, "float64") for c in FLOAT_FIELDS)):
+        try:
+            df[col].astype(kind)
+        except (ValueError, TypeError, OverflowError):
+            whole = " whole" if kind != "float64" else ""
+            raise InputError(f"not a sweep results table: a cell is not a{whole} number", path=str(path),
+                             field=col) from None
+    numbers = typed(df)
+    solved = numbers["status"].isin(SOLVED)
+    cost = numbers["objective"]
+    bad = solved & ~(np.isfinite(cost) & (cost >= 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # header is row 1
+        raise InputError(f"row {row}: a solved point's objective must be a finite cost >= 0", path=str(path),
+                         field="objective")
+    if (numbers["point"] < 0).any():
+        raise InputError("point numbers must be >= 0", path=str(path), field="point")
     return df
 
 
