@@ -11,6 +11,7 @@ import pandas as pd
 
 from .errors import CatalogError
 from .io import not_a_file
+from .schema import DTYPE_BYTES
 from .resources import default_measurements
 
 DEFAULT_MEASUREMENTS = default_measurements()
@@ -113,6 +114,10 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
                                field="statistic")
         if not isinstance(row["source"], str) or not row["source"]:
             raise CatalogError("every measurement needs a source", path=str(path), where=where, field="source")
+        for col in ("dtype", "kv_dtype"):
+            if row[col] not in DTYPE_BYTES:
+                raise CatalogError(f"unknown precision {row[col]!r}; choose one of {', '.join(DTYPE_BYTES)}",
+                                   path=str(path), where=where, field=col)
     return frame
 
 

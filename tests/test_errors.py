@@ -488,6 +488,9 @@ CASES += [
                  ["row 2", "unit"]),
     measure_case("measure-negative", "a negative value", MEASURE_HEADER + "\n" + MEASURE_ROW.format(value=-1, unit="s"),
                  ["row 2", "value"]),
+    measure_case("measure-dtype", "an unknown precision 'fp3'", MEASURE_HEADER + "\n"
+                 + MEASURE_ROW.format(value=0.02, unit="s").replace(",fp16,fp16,", ",fp3,fp16,"),
+                 ["row 2", "dtype", "unknown precision"]),
     measure_case("measure-zero", "a zero value", MEASURE_HEADER + "\n" + MEASURE_ROW.format(value=0, unit="s"),
                  ["row 2", "value", "positive"]),
     measure_case("measure-huge", "a TPOT of 1e308 s", MEASURE_HEADER + "\n" + MEASURE_ROW.format(value=1e308, unit="s"),
