@@ -21,6 +21,7 @@ import typer
 from .console import print_version, run_app
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
 from .io import atomic_write_text, check_output
+from .field_checks import check_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,  # plain help: flags without a '<bool>' type column, and no rich import
@@ -68,6 +69,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             with warnings.catch_warnings(record=not os.environ.get("INFERSAVE_DEBUG")):
                 if not os.environ.get("INFERSAVE_DEBUG"):
                     warnings.simplefilter("ignore")
+                check_environment()
                 return fn(*args, **kwargs)
         except typer.Exit:
             raise

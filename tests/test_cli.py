@@ -223,3 +223,14 @@ def test_plan_with_each_backend_from_the_cli():
         assert payload["solver"]["backend"] == backend
         objectives.add(round(payload["objective"], 4))
     assert len(objectives) == 1
+
+
+@pytest.mark.parametrize("name, value", [("INFERSAVE_WORKERS", "abc"), ("INFERSAVE_WORKERS", "0"),
+                                         ("INFERSAVE_CHECKPOINT_S", "soon")])
+def test_an_unreadable_setting_in_the_environment_is_bad_input(monkeypatch, name, value):
+    """Environment settings are checked before any command runs: one line naming the variable, exit 2 (they were
+    internal errors, and a sweep's every point failed on them)."""
+    monkeypatch.setenv(name, value)
+    result = run_cli(["plan"])
+    assert result.exit_code == 2, result.output
+    assert name in result.stderr and repr(value) in result.stderr

@@ -17,6 +17,7 @@ from ..scenario import input_files
 from .axes import LoadedSweep, load_sweep
 from .execute import SweepStopped, check_limits, run_sweep
 from .results import merge_tables, output_kind, partial_path, results_table, resume_table, write_results
+from ..field_checks import env_number
 
 
 def _main_thread() -> bool:
@@ -53,7 +54,7 @@ def run_sweep_to_file(sweep_file: Path, out: Path, *, workers: int | None, sched
 
     def checkpoint(_record: dict[str, Any], records: list[dict[str, Any]]) -> None:
         # at most once a second (INFERSAVE_CHECKPOINT_S): a kill -9 loses at most that much work
-        if time.monotonic() - last_write[0] >= float(os.environ.get("INFERSAVE_CHECKPOINT_S", "1")):
+        if time.monotonic() - last_write[0] >= env_number("INFERSAVE_CHECKPOINT_S", 1.0, whole=False, low=0.0, high=86_400.0):
             save_partial(records)
             last_write[0] = time.monotonic()
 
