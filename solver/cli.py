@@ -78,7 +78,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             _fail("interrupted; no output written", 130)
         except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback reaches the user
-            _fail(f"internal error: {type(exc).__name__}: {exc}", 3)
+            _fail(f"internal error: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}", 3)  # one line
 
     return wrapper
 

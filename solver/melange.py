@@ -58,15 +58,16 @@ WORKLOAD = "melange"
 
 
 class GpuProfile(Frozen):
-    cost: float = Field(gt=0, description="USD per hour of one GPU")
+    cost: float = Field(gt=0, le=1e6, description="USD per hour of one GPU")
     tputs: list[list[float]] = Field(description="max requests/s per bucket, input rows x output columns")
 
 
 class MelangeInput(Frozen):
     gpu_info: dict[str, GpuProfile]
     workload_distribution: list[list[float]]
-    total_request_rate: float = Field(gt=0, description="requests/s over all buckets")
-    slice_factor: int = Field(default=1, ge=1)
+    # the scenario's own bound on a workload's rate, which the converted workloads must meet
+    total_request_rate: float = Field(gt=0, le=1e6, description="requests/s over all buckets")
+    slice_factor: int = Field(default=1, ge=1, le=1_000_000)
 
 
 @dataclass(frozen=True)

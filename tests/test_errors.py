@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -11,6 +12,7 @@ from typing import Callable
 import pytest
 
 from conftest import DATA, TINY_CSV, run_cli
+from solver.sweep.results import POINT_FIELDS, TABLE_FIELDS
 
 GOOD_CATALOG = TINY_CSV.read_text(encoding="utf-8")
 CATALOG_HEADER = GOOD_CATALOG.splitlines()[0]
@@ -215,6 +217,13 @@ def config_case(id, what, text, expect, file="config.json"):
 
 def catalog_case(id, what, row, expect):
     return plan_case(id, what, scenario(), ["row 2", *expect], catalog=catalog_with(row), file="catalog.csv")
+
+
+# a whole results table of a sweep over another axis (slo_scale), one solved point
+_COLUMNS = ["point", "axis.slo_scale", *POINT_FIELDS, *TABLE_FIELDS]
+_CELLS = {"point": "0", "axis.slo_scale": "1.0", "status": "optimal", "objective": "1", "instance_type": "x",
+          "count": "1", "pool": "p"}
+OTHER_SWEEP_TABLE = ",".join(_COLUMNS) + "\n" + ",".join(_CELLS.get(c, "") for c in _COLUMNS) + "\n"
 
 
 def sweep_case(id, what, sweep_text, expect, args=(), file="sweep.yaml", **kw):
@@ -457,12 +466,15 @@ CASES += [
                args=["--out", "out/r.txt"], file="r.txt"),
     sweep_case("sweep-resume-other", "--resume from a table of another sweep", BASE_SWEEP, ["--resume", "another sweep"],
                args=["--resume", "--out", "out/r.csv"], file="r.csv",
-               files={"out/r.csv": "point,axis.slo_scale,status,objective,instance_type,count\n0,1.0,optimal,1,x,1\n"}),
+               files={"out/r.csv": OTHER_SWEEP_TABLE}),
     # --- Melange input files
     melange_case("melange-dup-key", "a Melange key given twice", MELANGE.replace('"slice_factor": 1',
                                                                                  '"slice_factor": 1, "slice_factor": 2'),
                  ["duplicate key", "slice_factor"]),
     melange_case("melange-list", "a Melange file that is a list", "[]", ["JSON object"]),
+    melange_case("melange-rate-huge", "a total request rate of 10^12 requests/s",
+                 re.sub(r'"total_request_rate": [0-9.]+', '"total_request_rate": 1e12', MELANGE),
+                 ["total_request_rate", "less than or equal"]),
     melange_case("melange-cost", "a negative GPU cost", MELANGE.replace("1.01", "-1.01"), ["gpu_info.A10G.cost"]),
     melange_case("melange-fractions", "fractions summing to 1.1", MELANGE.replace("0.2, 0.1", "0.3, 0.1"),
                  ["workload_distribution", "sum to 1"]),
