@@ -31,7 +31,7 @@ from .perf import GIB, Hardware, Serving, estimate, make_serving, memory
 from .prune import prune_configs, prune_offerings, prune_pools
 from .schema import Instance, ModelCard, Scenario, Workload
 from .table import Rejection, classify, host_memory_exceeded, offload_fits, quota_matches
-from .field_checks import env_number
+from .environment import env_number
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import typer
 from .console import print_version, run_app
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
 from .io import atomic_write_text, check_output
-from .field_checks import check_environment
+from .environment import check_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,  # plain help: flags without a '<bool>' type column, and no rich import

@@ -3,11 +3,8 @@ profiles. Plain functions (pydantic validators wrap them) so each rule is writte
 from __future__ import annotations
 
 import math
-import os
 
 from pydantic import ValidationInfo
-
-from .errors import InputError
 
 # Plausibility bounds (README "Limits"): (lowest, highest, unit). A value outside is a unit slip, not a plan.
 MAX_TOKENS = 10_000_000
@@ -81,25 +78,3 @@ def check_rate_profile(value: list[float] | None) -> list[float] | None:
         raise ValueError("every hour's rate is 0: give a positive peak")
     return value
 
-
-def env_number(name: str, default: float, *, whole: bool, low: float, high: float) -> float:
-    """The environment variable ``name`` as a number in [low, high] (``default`` when unset or empty); anything
-    else is ``InputError`` naming the variable (an unreadable setting is bad input, not an internal error)."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not (low <= value <= high) or (whole and not value.is_integer()):
-        kind = "a whole number" if whole else "a number"
-        raise InputError(f"expected {kind} from {low:g} to {high:g}, got {raw!r}", field=f"environment {name}")
-    return value
-
-
-def check_environment() -> None:
-    """The settings read from the environment, checked once before a command runs (a sweep's workers would each
-    fail on them otherwise)."""
-    env_number("INFERSAVE_WORKERS", 1, whole=True, low=1, high=1024)
-    env_number("INFERSAVE_CHECKPOINT_S", 1.0, whole=False, low=0.0, high=86_400.0)

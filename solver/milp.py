@@ -125,7 +125,7 @@ def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline:
     """Offline pool k: n VMs, each runs at most D hours and is billed max(run, m) (per second, m = 1 min) or
     its started hours (hourly, m = 1 h). Exact for divisible work W split over the VMs:
       per second  (deadline) W <= D n;  (fewest) D (n - 1) <= W: no VM beyond ceil(W/D) (one more only when
-                  W/D is whole);  (minimum) m n <= t
+                  W/D is whole);  (minimum) m n <= t;  (most) t <= W + m n
       hourly      with f = floor(D), c = ceil(D), phi = D - f: VM i billed b_i in {1..c} works min(b_i, D), and
                   the most work t = sum b_i buys on n VMs is min(t, phi t + (1 - phi) f n) (fill VMs to f hours,
                   top up to c only beyond n f), so (deadline) W <= phi t + (1 - phi) f n; (billing) t <= c n;
@@ -137,6 +137,10 @@ def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline:
         p.model.add_row(f"fewest[{name}]", np.append(x, n), np.append(-load, deadline), -math.inf, deadline)
         p.model.add_row(f"minimum[{name}]", np.array([n, t]), np.array([MINIMUM_BILLED_HOURS[billing], -1.0]),
                         -math.inf, 0.0)
+        # (most) t <= W + m n: each VM is billed its run or the minimum, so no more than both; without it billed
+        # hours were free of VMs and work, and a spot share could be met with on-demand hours nobody ran
+        p.model.add_row(f"most[{name}]", np.concatenate([x, [n, t]]),
+                        np.concatenate([-load, [-MINIMUM_BILLED_HOURS[billing], 1.0]]), -math.inf, 0.0)
         return
     f, c = math.floor(deadline + 1e-9), math.ceil(deadline - 1e-9)
     phi = max(deadline - f, 0.0)

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from .linear_model import LinearModel
-from .field_checks import env_number
+from .environment import env_number
 
 MAX_WORKERS = 2
 PARALLEL_MIN_VARIABLES = 2000  # blocks for the back end with fewer variables than this in all: one process

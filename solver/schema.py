@@ -92,17 +92,21 @@ class GPUSpec(Frozen):
         return self.fp16_tflops_dense
 
 
+MAX_GPUS_PER_VM = 1024  # a rack-scale offering (72 GPUs) with room to spare
+
+
 class Instance(Frozen):
     """One rentable VM offering: a type in a region, with its prices."""
 
     cloud: str = Field(min_length=1)
     instance_type: str = Field(min_length=1, pattern=r"\S")
     gpu: str = Field(min_length=1)
-    gpu_count: int = Field(gt=0)
-    vcpus: float = Field(gt=0)
-    host_mem_gib: float = Field(gt=0)
-    usd_per_hour: float = Field(gt=0)
-    spot_usd_per_hour: float | None = Field(default=None, gt=0)
+    # plausibility bounds, far beyond any real offering (a row of 10^9 GPUs or 10^300 USD/h is a typo)
+    gpu_count: int = Field(gt=0, le=MAX_GPUS_PER_VM)
+    vcpus: float = Field(gt=0, le=100_000)
+    host_mem_gib: float = Field(gt=0, le=1_000_000)
+    usd_per_hour: float = Field(ge=1e-6, le=100_000)
+    spot_usd_per_hour: float | None = Field(default=None, ge=1e-6, le=100_000)
     region: str = Field(min_length=1, pattern=r"\S")
     source: str = ""
 
@@ -114,19 +118,20 @@ class ModelCard(Frozen):
     hf_id: str = ""
     aliases: list[str] = Field(default_factory=list)
     family: str = ""
-    num_layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
-    max_position_embeddings: int = Field(gt=0)
+    # plausibility bounds, far beyond any published model (10^30 layers is a typo, not a model)
+    num_layers: int = Field(gt=0, le=10_000)
+    hidden_size: int = Field(gt=0, le=1_048_576)
+    intermediate_size: int = Field(gt=0, le=16_777_216)
+    num_attention_heads: int = Field(gt=0, le=65_536)
+    num_key_value_heads: int = Field(gt=0, le=65_536)
+    head_dim: int = Field(gt=0, le=65_536)
+    vocab_size: int = Field(gt=0, le=100_000_000)
+    max_position_embeddings: int = Field(gt=0, le=1_000_000_000)
     ffn_gated: bool = True
     tie_word_embeddings: bool = False
-    num_experts: int = Field(default=1, gt=0)
-    num_experts_per_token: int = Field(default=1, gt=0)
-    num_parameters: int | None = Field(default=None, gt=0)
+    num_experts: int = Field(default=1, gt=0, le=1_000_000)
+    num_experts_per_token: int = Field(default=1, gt=0, le=1_000_000)
+    num_parameters: int | None = Field(default=None, gt=0, le=10**15)
     torch_dtype: str = "float16"
     source: str = Field(min_length=1)
     retrieved: str = ""

@@ -326,6 +326,9 @@ def _offline_rules(p: Pool, work: float, hours: float, deadline: float, billing:
             bad.append(f"deadline[{p.pool}]: {work:.4f} VM-hours do not fit {n} VMs x {deadline:g} h")
         if not _le(deadline * (n - 1), work):
             bad.append(f"count[{p.pool}]: {n} VMs where {math.ceil(work / deadline - 1e-9)} finish in time")
+        if not _le(hours, work + MINIMUM_BILLED_HOURS[billing] * n):
+            bad.append(f"billing[{p.pool}]: {hours:.4f} VM-hours billed for {work:.4f} of work on {n} VMs (at most the "
+                       f"work plus each VM's minimum charge)")
         return bad
     if not math.isclose(hours, round(hours), abs_tol=1e-6):
         bad.append(f"billing[{p.pool}]: {hours} VM-hours is not whole hours")

@@ -122,7 +122,15 @@ REGRESSION_FLEETS = [dict(
                {**_offering("l4.a", "L4", "r1"), "Price": 1.1}],
          workloads=[dict(name="w0", model="opt-1.3b", batch_sizes=[4], dtype="int4", buckets=BUCKETS, mode="offline",
                          num_requests=857, deadline_hours=0.25)],
-         quotas=[], billing="per_second", spot=None, budget=None)]
+         quotas=[], billing="per_second", spot=None, budget=None),
+    # Found by the property (2026-11-30): a batch job under a 75 % spot share, all of it cheapest on spot; the
+    # solver met the share with on-demand billed hours on a pool without VMs or work (billed hours were bounded
+    # below only), which the plan cannot list: it failed verification. Billed hours are now at most the work plus
+    # each VM's minimum charge (milp._offline_rows "most")
+    dict(rows=[{**_offering("t4.a", "T4", "r1"), "MemoryGiB": 16}, _offering("l4.a", "L4", "r1", 0.04)],
+         workloads=[dict(name="w0", model="llama-3.2-1b", batch_sizes=[4], dtype="fp16", input_tokens=128,
+                         output_tokens=32, mode="offline", num_requests=500, deadline_hours=0.25)],
+         quotas=[], billing="per_second", spot=0.75, budget=None)]
 
 
 @pytest.mark.parametrize("f", REGRESSION_FLEETS)

@@ -17,7 +17,7 @@ from ..scenario import input_files
 from .axes import LoadedSweep, load_sweep
 from .execute import SweepStopped, check_limits, run_sweep
 from .results import merge_tables, output_kind, partial_path, results_table, resume_table, write_results
-from ..field_checks import env_number
+from ..environment import env_number
 
 
 def _main_thread() -> bool:
