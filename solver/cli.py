@@ -224,7 +224,8 @@ def predict(model: str = typer.Option(..., help="model name, HF id or config.jso
             gpu: Optional[str] = typer.Option(None, help="GPU name, e.g. 'A100-80GB' or 'nvidia a100 80gb'"),
             instance: Optional[str] = typer.Option(None, help="instance type, e.g. g5.xlarge"),
             gpus: Optional[int] = typer.Option(None, "--gpus", min=1, help="GPUs (tensor parallel)"),
-            batch: int = typer.Option(1, "--batch", min=1), input: int = typer.Option(..., "--input", min=1),
+            # the bound is field_checks.MAX_BATCH, written out: the CLI's import does not load pydantic
+            batch: int = typer.Option(1, "--batch", min=1, max=65_536), input: int = typer.Option(..., "--input", min=1),
             output: int = typer.Option(..., "--output", min=1), dtype: str = typer.Option("fp16"),
             kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype"),
             offload: Optional[float] = typer.Option(None, "--offload", min=0.0, max=1.0),

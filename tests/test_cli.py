@@ -234,3 +234,11 @@ def test_an_unreadable_setting_in_the_environment_is_bad_input(monkeypatch, name
     result = run_cli(["plan"])
     assert result.exit_code == 2, result.output
     assert name in result.stderr and repr(value) in result.stderr
+
+
+def test_predict_batch_is_bounded_as_a_scenario_batch_is():
+    from solver.field_checks import MAX_BATCH
+    args = ["predict", "--model", "llama-3.1-8b", "--gpu", "H100", "--input", "128", "--output", "16", "--batch"]
+    assert run_cli(args + [str(MAX_BATCH)]).exit_code == 0
+    result = run_cli(args + [str(MAX_BATCH + 1)])
+    assert result.exit_code == 2 and "--batch" in result.output
