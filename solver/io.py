@@ -10,6 +10,7 @@ nesting deeper than ``MAX_YAML_DEPTH`` and alias expansion beyond ``MAX_YAML_NOD
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import stat
@@ -259,6 +260,9 @@ def check_output(path: str | Path | None, inputs: Iterable[str | Path | None] = 
         raise fail("file is read-only; make it writable or choose another output")
 
 
+TEMP_SUFFIX = ".tmp"
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded. A replaced file keeps
     its permission bits; a new one gets those a plain ``open()`` would give it."""
@@ -266,9 +270,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise InputError("refusing to replace a symbolic link, folder or device", path=str(path), field="--out")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
+        os.close(fd)
         write(Path(tmp))
         try:
             mode = stat.S_IMODE(path.stat().st_mode)
@@ -281,6 +285,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stray_temps(path: str | Path) -> None:
+    """Delete the temporary files of ``atomic_write(path)`` that an interrupted write left (a signal between
+    ``mkstemp`` and the write's own clean-up)."""
+    path = Path(path)
+    for stray in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
+        stray.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

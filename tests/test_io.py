@@ -160,3 +160,14 @@ def test_a_named_pipe_without_a_writer_is_refused_not_waited_on(tmp_path, args):
     result = run_cli([a.format(**fill) for a in args])
     assert result.exit_code == 2, result.output
     assert "named pipe" in result.stderr and "pipe." in result.stderr
+
+
+def test_stray_temporaries_of_an_interrupted_write_are_removed(tmp_path):
+    """A signal between mkstemp and atomic_write's own clean-up leaves '.NAME.*.tmp'; an interrupted sweep removes
+    those of its partial file (and only those) before writing it (tests/test_sweep_signals.py met one, rarely)."""
+    from solver.io import remove_stray_temps
+    mine, other = tmp_path / ".r.partial.parquet.x1y2.tmp", tmp_path / ".r.parquet.x1y2.tmp"
+    mine.write_text("", encoding="utf-8")
+    other.write_text("", encoding="utf-8")
+    remove_stray_temps(tmp_path / "r.partial.parquet")
+    assert not mine.exists() and other.exists()

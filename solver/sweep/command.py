@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..io import check_output
+from ..io import check_output, remove_stray_temps
 from ..provenance import provenance_of
 from ..scenario import input_files
 from .axes import LoadedSweep, load_sweep
@@ -54,7 +54,8 @@ def run_sweep_to_file(sweep_file: Path, out: Path, *, workers: int | None, sched
 
     def checkpoint(_record: dict[str, Any], records: list[dict[str, Any]]) -> None:
         # at most once a second (INFERSAVE_CHECKPOINT_S): a kill -9 loses at most that much work
-        if time.monotonic() - last_write[0] >= env_number("INFERSAVE_CHECKPOINT_S", 1.0, whole=False, low=0.0, high=86_400.0):
+        every_s = env_number("INFERSAVE_CHECKPOINT_S", 1.0, whole=False, low=0.0, high=86_400.0)
+        if time.monotonic() - last_write[0] >= every_s:
             save_partial(records)
             last_write[0] = time.monotonic()
 
@@ -69,6 +70,7 @@ def run_sweep_to_file(sweep_file: Path, out: Path, *, workers: int | None, sched
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the partial file short
             if _main_thread():
                 signal.signal(sig, signal.SIG_IGN)
+        remove_stray_temps(partial)  # a checkpoint the signal cut short
         if exc.records or done is not None:
             finished = save_partial(exc.records)
             raise SweepStopped(f"{exc}; wrote {partial} (partial: {finished} of {loaded.sweep.n_points} points); "
