@@ -26,12 +26,12 @@ import pandas as pd
 from .calibration import Calibration
 from .catalog import find_gpu
 from .engines import find_engine
+from .environment import workers_cap
 from .errors import ScenarioError
 from .perf import GIB, Hardware, Serving, estimate, make_serving, memory
 from .prune import prune_configs, prune_offerings, prune_pools
 from .schema import Instance, ModelCard, Scenario, Workload
 from .table import Rejection, classify, host_memory_exceeded, offload_fits, quota_matches
-from .environment import env_number
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def candidate_workers(n_demands: int, n_models: int) -> int:
     """Processes to build candidates in: one per model up to ``MAX_WORKERS`` and the CPUs this process may use,
     for fleets of at least ``PARALLEL_MIN_DEMANDS`` demands; 1 (this process) inside a daemonic process (which
     may not start any), where ``fork`` is missing, or with ``INFERSAVE_WORKERS=1`` (a number caps it)."""
-    cap = int(env_number("INFERSAVE_WORKERS", MAX_WORKERS, whole=True, low=1, high=1024))
+    cap = workers_cap(MAX_WORKERS)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if n_demands < PARALLEL_MIN_DEMANDS or multiprocessing.current_process().daemon \
             or "fork" not in multiprocessing.get_all_start_methods():

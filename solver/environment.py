@@ -23,8 +23,18 @@ def env_number(name: str, default: float, *, whole: bool, low: float, high: floa
     return value
 
 
+def workers_cap(default: int) -> int:
+    """``INFERSAVE_WORKERS``: the most worker processes to start (``default`` when unset)."""
+    return int(env_number("INFERSAVE_WORKERS", default, whole=True, low=1, high=1024))
+
+
+def checkpoint_every_s() -> float:
+    """``INFERSAVE_CHECKPOINT_S``: the least time between two writes of a sweep's partial table (1 s when unset)."""
+    return env_number("INFERSAVE_CHECKPOINT_S", 1.0, whole=False, low=0.0, high=86_400.0)
+
+
 def check_environment() -> None:
     """The settings read from the environment, checked once before a command runs (a sweep's workers would each
     fail on them otherwise)."""
-    env_number("INFERSAVE_WORKERS", 1, whole=True, low=1, high=1024)
-    env_number("INFERSAVE_CHECKPOINT_S", 1.0, whole=False, low=0.0, high=86_400.0)
+    workers_cap(1)
+    checkpoint_every_s()

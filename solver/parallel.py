@@ -16,8 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from .environment import workers_cap
 from .linear_model import LinearModel
-from .environment import env_number
 
 MAX_WORKERS = 2
 PARALLEL_MIN_VARIABLES = 2000  # blocks for the back end with fewer variables than this in all: one process
@@ -37,7 +37,7 @@ def block_workers(blocks: list[LinearModel], forbidden: bool = False) -> int:
     are two blocks or more with ``PARALLEL_MIN_VARIABLES`` variables in all; 1 (this process) when ``forbidden``
     (a fork would inherit a solver's threads in an unknown state), inside a daemonic process, without ``fork``,
     or with ``INFERSAVE_WORKERS=1`` (a number caps it)."""
-    cap = int(env_number("INFERSAVE_WORKERS", MAX_WORKERS, whole=True, low=1, high=1024))
+    cap = workers_cap(MAX_WORKERS)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if forbidden or len(blocks) < 2 or sum(len(b.names) for b in blocks) < PARALLEL_MIN_VARIABLES \
             or multiprocessing.current_process().daemon or "fork" not in multiprocessing.get_all_start_methods():

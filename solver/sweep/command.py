@@ -11,13 +11,13 @@ from typing import Any
 
 import pandas as pd
 
+from ..environment import checkpoint_every_s
 from ..io import check_output, remove_stray_temps
 from ..provenance import provenance_of
 from ..scenario import input_files
 from .axes import LoadedSweep, load_sweep
 from .execute import SweepStopped, check_limits, run_sweep
 from .results import merge_tables, output_kind, partial_path, results_table, resume_table, write_results
-from ..environment import env_number
 
 
 def _main_thread() -> bool:
@@ -46,6 +46,7 @@ def run_sweep_to_file(sweep_file: Path, out: Path, *, workers: int | None, sched
     done = resume_table(out, loaded) if resume else None
     skip = set(done["point"]) if done is not None else set()
     last_write = [time.monotonic()]
+    every_s = checkpoint_every_s()  # read once: the environment does not change during a sweep
 
     def save_partial(records: list[dict[str, Any]]) -> int:
         table = merge_tables([done, results_table(records, loaded.axis_names) if records else None])
@@ -54,7 +55,6 @@ def run_sweep_to_file(sweep_file: Path, out: Path, *, workers: int | None, sched
 
     def checkpoint(_record: dict[str, Any], records: list[dict[str, Any]]) -> None:
         # at most once a second (INFERSAVE_CHECKPOINT_S): a kill -9 loses at most that much work
-        every_s = env_number("INFERSAVE_CHECKPOINT_S", 1.0, whole=False, low=0.0, high=86_400.0)
         if time.monotonic() - last_write[0] >= every_s:
             save_partial(records)
             last_write[0] = time.monotonic()
