@@ -169,8 +169,7 @@ def _mix_warning(out: Plan, headroom: dict[str, float], why: str) -> Plan:
     names = ", ".join(sorted(headroom)[:3]) + (", ..." if len(headroom) > 3 else "")
     warning = (f"WARNING: {len(headroom)} pool(s) serving several request sizes carry more than their mix holds "
                f"(capacity = the sum of the sizes' solo capacities; {why}): {names}")
-    return out.model_copy(update={"solver": out.solver.model_copy(
-        update={"note": "; ".join(x for x in (out.solver.note, warning) if x)})})
+    return with_note(out, warning)
 
 
 def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", time_limit_s: float | None = None,
@@ -203,6 +202,10 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
     def infeasible(result: SolveResult) -> InfeasibleError:
         return InfeasibleError(diagnose(cands.table, resolved.scenario, result.backend))
 
+    def re_solve(shrunk: Candidates) -> Plan:  # with the options of the moment (a mix round narrows them)
+        return solve_plan(build_problem(shrunk.table, resolved.scenario), resolved, shrunk, options, check=None,
+                          check_name="verification", on_infeasible=infeasible)
+
     out = solve_plan(problem, resolved, cands, options, check=None, check_name="verification",
                      on_infeasible=infeasible)
     for round_ in range(1, MIX_ROUNDS + 1):  # pools whose mix of sizes overloads them: shrink, re-solve
@@ -220,8 +223,7 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
         if stop is None:
             cands = with_load_factors(cands, headroom)
             try:
-                out = solve_plan(build_problem(cands.table, resolved.scenario), resolved, cands, options, check=None,
-                                 check_name="verification", on_infeasible=infeasible)
+                out = re_solve(cands)
                 continue
             except SolverFailure as exc:
                 stop = str(exc)
@@ -233,7 +235,7 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
         if headroom:
             out = _mix_warning(out, headroom, f"still after {MIX_ROUNDS} re-solves")
     if replay_requests > 0:
-        replayed = _keep_promises_in_replay(out, resolved, cands, options, infeasible, replay_requests, replay_seed,
+        replayed = _keep_promises_in_replay(out, resolved, cands, re_solve, replay_requests, replay_seed,
                                             time_limit_s, started)
         if replayed.assignments != out.assignments:  # re-solved: check the new plan's mixes once more
             headroom = mixed_headroom(resolved, replayed)
@@ -245,9 +247,8 @@ def plan(scenario: Resolved | Scenario | str | Path, *, solver: str = "highs", t
     return out.model_copy(update={"slo_report": slo_report(resolved, out), "provenance": provenance_of(resolved)})
 
 
-def _keep_promises_in_replay(out: Plan, resolved: Resolved, cands: Candidates, options: SolveOptions,
-                             infeasible: Callable[[SolveResult], InfeasibleError], requests: int, seed: int,
-                             time_limit_s: float | None, started: float) -> Plan:
+def _keep_promises_in_replay(out: Plan, resolved: Resolved, cands: Candidates, re_solve: Callable[[Candidates], Plan],
+                             requests: int, seed: int, time_limit_s: float | None, started: float) -> Plan:
     """Replay the plan; while a workload misses an SLO in the replay, cut its pools' load per VM and re-solve."""
     for round_ in range(REPLAY_ROUNDS + 1):
         if time_limit_s is not None and time_limit_s - (time.perf_counter() - started) < MIN_RESOLVE_S:
@@ -260,8 +261,7 @@ def _keep_promises_in_replay(out: Plan, resolved: Resolved, cands: Candidates, o
             break
         cands = with_load_factors(cands, factors)
         try:
-            out = solve_plan(build_problem(cands.table, resolved.scenario), resolved, cands, options, check=None,
-                             check_name="verification", on_infeasible=infeasible)
+            out = re_solve(cands)
         except (SolverFailure, InfeasibleError) as exc:
             return with_note(out, f"WARNING: the replay misses {'; '.join(misses[:3])} and the re-solve with less "
                                   f"load on those pools failed: {str(exc).splitlines()[0]}")
