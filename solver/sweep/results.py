@@ -23,6 +23,7 @@ TABLE_FIELDS = ASSIGNMENT_FIELDS[:3] + ["mode"] + ASSIGNMENT_FIELDS[3:] + ["pool
 INT_FIELDS = ["gpu_count", "tensor_parallel", "count", "batch_size"]
 FLOAT_FIELDS = ["objective", "online_usd_per_hour", "offline_usd", "horizon_hours", "wall_s", "share", "offload_ratio",
                 "ttft_s", "tpot_s", "e2e_s", "tokens_per_s", "requests_per_s_per_vm", "share_usd_per_hour", "pool_usd"]
+COLUMN_TYPES = {"point": "int64", **{c: "Int64" for c in INT_FIELDS}, **{c: "float64" for c in FLOAT_FIELDS}}
 SOLVED = ("optimal", "feasible")  # statuses of a point with a plan (feasible: a time-limited incumbent, gap > goal)
 
 def axis_cell(value: Any) -> Any:
@@ -48,14 +49,19 @@ def results_table(records: list[dict[str, Any]], axis_names: list[str]) -> pd.Da
     return typed(pd.DataFrame(rows, columns=columns))
 
 
-def typed(df: pd.DataFrame) -> pd.DataFrame:
-    """The results table's column types (also for a table read back from a file)."""
+def typed(df: pd.DataFrame, path: Path | None = None) -> pd.DataFrame:
+    """The results table's column types (also for a table read back from a file: with its ``path``, a cell of the
+    wrong kind is ``InputError`` naming the column)."""
     df = df.copy()
-    df["point"] = df["point"].astype("int64")
-    for col in INT_FIELDS:
-        df[col] = df[col].astype("Int64")
-    for col in FLOAT_FIELDS:
-        df[col] = df[col].astype("float64")
+    for col, dtype in COLUMN_TYPES.items():
+        try:
+            df[col] = df[col].astype(dtype)
+        except (ValueError, TypeError, OverflowError):
+            if path is None:
+                raise
+            whole = " whole" if dtype != "float64" else ""
+            raise InputError(f"not a sweep results table: a cell is not a{whole} number", path=str(path),
+                             field=col) from None
     return df
 
 
@@ -178,14 +184,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
     missing = [c for c in ("point", *POINT_FIELDS, *TABLE_FIELDS) if c not in df.columns]
     if missing:
         raise InputError(f"not a sweep results table (missing columns {missing})", path=str(path))
-    for col, kind in (("point", "int64"), *((c, "Int64") for c in INT_FIELDS), *((c, "float64") for c in FLOAT_FIELDS)):
-        try:
-            df[col].astype(kind)
-        except (ValueError, TypeError, OverflowError):
-            whole = " whole" if kind != "float64" else ""
-            raise InputError(f"not a sweep results table: a cell is not a{whole} number", path=str(path),
-                             field=col) from None
-    numbers = typed(df)
+    numbers = typed(df, path)
     solved = numbers["status"].isin(SOLVED)
     cost = numbers["objective"]
     bad = solved & ~(np.isfinite(cost) & (cost >= 0))
