@@ -257,14 +257,15 @@ def bundled_pools(paths: list[Path], requests: int, seeds: int) -> None:
 
 RANDOM_GPUS = {"H100": ("llama-3.1-8b", "qwen2.5-32b", "qwen2.5-7b"), "A100-80GB": ("llama-3.1-8b", "qwen2.5-7b"),
                "L40S": ("llama-3.1-8b", "qwen2.5-7b"), "A10G": ("llama-3.1-8b",), "L4": ("llama-3.1-8b", "qwen2.5-7b")}
-KNEE = (0.78, PLANNING_UTILISATION)  # the slots held where bundled plans' pools sit (78-86 %)
+BREADTH = (0.55, 0.85)  # share of the slots held that parts 4 and 5 draw from
+KNEE = (0.78, PLANNING_UTILISATION)  # part 6: where plans' pools sit, up to the planning share (78-85 %)
 RANDOM_LENGTHS = ((256, 128), (512, 256), (1024, 256), (2048, 256), (1536, 384), (256, 512), (3072, 192))
 
 
-def breadth(cases: int, seed: int, requests: int = 200_000, held_range: tuple[float, float] = (0.55, 0.85)) -> None:
+def breadth(cases: int, seed: int, requests: int = 200_000, held_range: tuple[float, float] = BREADTH) -> None:
     """Random single replicas at 55-85 % of their slots (``held_range``): the model's mean and p99 TTFT and TPOT
     against a replay."""
-    rng = np.random.default_rng(seed + 7 + (0 if held_range == (0.55, 0.85) else 1000))
+    rng = np.random.default_rng(seed + 7 + (0 if held_range == BREADTH else 1000))  # the knee: other draws
     errors: dict[str, list[float]] = {"TTFT mean": [], "TTFT p99": [], "TPOT mean": [], "TPOT p99": []}
     for case in range(cases):
         gpu = list(RANDOM_GPUS)[int(rng.integers(len(RANDOM_GPUS)))]
@@ -304,10 +305,10 @@ MIX_GPUS = {"H100": ("llama-3.1-8b", "qwen2.5-7b"), "A100-80GB": ("llama-3.1-8b"
 MIX_LENGTHS = ((256, 128), (512, 256), (1024, 256), (2048, 256), (4096, 512), (3072, 192), (256, 512))
 
 
-def mixes(cases: int, seed: int, requests: int = 200_000, held_range: tuple[float, float] = (0.55, 0.85)) -> None:
+def mixes(cases: int, seed: int, requests: int = 200_000, held_range: tuple[float, float] = BREADTH) -> None:
     """Random pools of 2-3 request sizes at 55-85 % of their slots (``held_range``): TPOT and slots held of the pool,
     and each size's TTFT mean and p99 as a plan promises them (``promise.pool_latencies``), against a replay."""
-    rng = np.random.default_rng(seed + 3 + (0 if held_range == (0.55, 0.85) else 1000))
+    rng = np.random.default_rng(seed + 3 + (0 if held_range == BREADTH else 1000))  # the knee: other draws
     errors: dict[str, list[float]] = {"TPOT mean": [], "slots held": [], "TTFT mean": [], "TTFT p99": []}
     for case in range(cases):
         gpu = list(MIX_GPUS)[int(rng.integers(len(MIX_GPUS)))]

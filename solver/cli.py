@@ -19,9 +19,9 @@ from typing import Any, Callable, Optional
 import typer
 
 from .console import print_version, run_app
+from .environment import check_environment
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
 from .io import atomic_write_text, check_output
-from .environment import check_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,  # plain help: flags without a '<bool>' type column, and no rich import
@@ -225,7 +225,8 @@ def predict(model: str = typer.Option(..., help="model name, HF id or config.jso
             instance: Optional[str] = typer.Option(None, help="instance type, e.g. g5.xlarge"),
             gpus: Optional[int] = typer.Option(None, "--gpus", min=1, help="GPUs (tensor parallel)"),
             # the bound is field_checks.MAX_BATCH, written out: the CLI's import does not load pydantic
-            batch: int = typer.Option(1, "--batch", min=1, max=65_536), input: int = typer.Option(..., "--input", min=1),
+            batch: int = typer.Option(1, "--batch", min=1, max=65_536),
+            input: int = typer.Option(..., "--input", min=1),
             output: int = typer.Option(..., "--output", min=1), dtype: str = typer.Option("fp16"),
             kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype"),
             offload: Optional[float] = typer.Option(None, "--offload", min=0.0, max=1.0),

@@ -16,9 +16,8 @@ Unknown keys are ignored (a newer plan may carry more), missing required keys ar
 """
 from __future__ import annotations
 
-import re
-
 import math
+import re
 from pathlib import Path
 from typing import Any
 
