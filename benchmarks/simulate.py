@@ -374,6 +374,9 @@ def print_errors(errors: dict[str, list[float]], within: float) -> None:
     width = max(len(key) for key in errors)
     for key, errs in errors.items():
         e = np.array(errs)
+        if e.size == 0:  # e.g. no size of a mixed pool reached 2,000 requests at a tiny --random-requests
+            print(f"  {key:{width}s}: no case to compare")
+            continue
         print(f"  {key:{width}s}: median |error| {np.median(np.abs(e)):5.1%}  "
               f"p90 |error| {np.percentile(np.abs(e), 90):6.1%}  "
               f"within {within * 100:.0f} % {np.mean(np.abs(e) <= within):4.0%}  median error {np.median(e):+6.1%}")
