@@ -25,7 +25,7 @@ from .errors import CatalogError, UnknownNameError, first_problem
 from .io import MAX_CSV_BYTES, MAX_YAML_BYTES, not_a_file, parse_yaml, read_json, read_text, yaml_problem
 from .resources import catalog_dir, model_dir, resolve_user_path
 from .schema import GPUSpec, Instance, ModelCard
-from .skypilot import VM_COLUMNS, cell_number, collapse_zones, is_per_zone
+from .skypilot import VM_COLUMNS, RowCheck, cell_number, collapse_zones, is_per_zone
 
 log = logging.getLogger(__name__)
 CATALOG_DIR = catalog_dir()
@@ -123,6 +123,22 @@ def catalog_key(path: Path) -> str:
     return path.parent.name if path.name == "vms.csv" else path.stem
 
 
+def instance_row_check(path: Path, cloud: str) -> RowCheck:
+    """The catalog schema's checks (``Instance``) of one row of ``path``, for ``collapse_zones``: a row ``catalog
+    import`` would write, or a per-zone file's row, is refused as ``load_instances`` refuses it."""
+
+    def check(row: dict[str, str], price: float, spot: float | None, count: int) -> None:
+        try:
+            fields = dict(cloud=row.get("Cloud") or cloud, instance_type=row["InstanceType"], gpu=row["AcceleratorName"],
+                          gpu_count=count, vcpus=_number(row, "vCPUs", path), usd_per_hour=price,
+                          host_mem_gib=_number(row, "MemoryGiB", path), spot_usd_per_hour=spot, region=row["Region"])
+            Instance(**fields)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise _validation_error(exc, path, f"row {row['__row__']}", INSTANCE_COLUMNS) from None
+
+    return check
+
+
 def load_instances(path: Path, gpus: dict[str, GPUSpec], cloud: str | None = None) -> list[Instance]:
     """Instances of one SkyPilot-style catalog file; the cloud defaults to ``catalog_key(path)``. A file as
     SkyPilot publishes it (per-zone rows) is collapsed per (type, region) first, keeping the cheapest zone's spot
@@ -133,7 +149,7 @@ def load_instances(path: Path, gpus: dict[str, GPUSpec], cloud: str | None = Non
         raise CatalogError(f"missing column(s) {sorted(missing)}", path=str(path), where="row 1")
     cloud = cloud or catalog_key(path)
     if is_per_zone(header, rows):
-        collapsed, rep = collapse_zones(rows, path, cloud, gpus, path.as_posix(), "")
+        collapsed, rep = collapse_zones(rows, path, cloud, gpus, path.as_posix(), "", instance_row_check(path, cloud))
         log.warning("%s: read as a SkyPilot catalog: %s", path, rep.line())
         rows = [{k: "" if v is None else str(v) for k, v in r.items()} for r in collapsed]
     out: list[Instance] = []

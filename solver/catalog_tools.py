@@ -13,7 +13,8 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from .catalog import default_catalog_paths, gpu_specs, load_instances, normalise, read_csv_rows, suggest
+from .catalog import (default_catalog_paths, gpu_specs, instance_row_check, load_instances, normalise, read_csv_rows,
+                      suggest)
 from .errors import CatalogError, InputError, UnknownNameError
 from .io import atomic_write_text, neutralise_cell
 from .provenance import catalog_info
@@ -86,7 +87,7 @@ def convert_vms(path: Path, cloud: str, source: str, retrieved: str) -> tuple[li
     missing = [c for c in VM_COLUMNS if c not in header]  # AvailabilityZone is optional (one row per region)
     if missing:
         raise CatalogError(f"missing column(s) {missing}", path=str(path), where="row 1")
-    return collapse_zones(rows, path, cloud, gpu_specs(), source, retrieved)
+    return collapse_zones(rows, path, cloud, gpu_specs(), source, retrieved, instance_row_check(path, cloud))
 
 
 def _find_vms(root: Path) -> list[tuple[str, Path]]:

@@ -692,6 +692,34 @@ CASES += [
              ["catalog", "import", "--skypilot", "sky", "--out", "sky"], ["input of this command"],
              setup=mkdir("sky"), file="sky"),
 ]
+
+# ---- catalog import: a bad SkyPilot vms.csv row is refused as the catalog reader refuses it ------------------
+
+VMS_HEADER = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region,AvailabilityZone"
+VMS_ROW = "g5.xlarge,A10G,1,4,16,{price},{spot},us-east-1,us-east-1a"
+
+
+def import_case(id, what, row, expect):
+    text = f"{VMS_HEADER}\n{VMS_ROW.format(price=1.0, spot=0.4)}\n{row}\n"
+    return Case(id, what, {"sky/aws/vms.csv": text}, ["catalog", "import", "--skypilot", "sky", "--out", "cat"],
+                ["row 3", *expect], "sky/aws/vms.csv", kind="catalog import")
+
+
+CASES += [
+    import_case("import-negative-price", "a negative on-demand price", VMS_ROW.format(price=-1, spot=""), ["Price"]),
+    import_case("import-nan-price", "a NaN on-demand price", VMS_ROW.format(price="NaN", spot=""),
+                ["Price", "finite"]),
+    import_case("import-inf-spot", "an infinite spot price", VMS_ROW.format(price=1, spot="-inf"),
+                ["SpotPrice", "finite"]),
+    import_case("import-huge-price", "an on-demand price of 10^9 USD/h", VMS_ROW.format(price="1e9", spot=""),
+                ["Price"]),
+    import_case("import-negative-spot", "a negative spot price", VMS_ROW.format(price=1, spot=-0.5), ["SpotPrice"]),
+    import_case("import-zero-vcpus", "zero vCPUs", "g5.xlarge,A10G,1,0,16,1,,us-east-1,us-east-1a", ["vCPUs"]),
+    import_case("import-huge-memory", "10^9 GiB of host memory", "g5.xlarge,A10G,1,4,1e9,1,,us-east-1,us-east-1a",
+                ["MemoryGiB"]),
+    import_case("import-huge-count", "10^6 GPUs per VM", "g5.xlarge,A10G,1000000,4,16,1,,us-east-1,us-east-1a",
+                ["AcceleratorCount"]),
+]
 for _c in CASES:  # the kind of the cases above without one
     if _c.kind == "scenario" and _c.file == "catalog.csv":
         object.__setattr__(_c, "kind", "catalog")
