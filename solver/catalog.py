@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import difflib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import CatalogError, UnknownNameError, first_problem
-from .io import MAX_CSV_BYTES, MAX_YAML_BYTES, not_a_file, parse_yaml, read_json, read_text, yaml_problem
+from .io import MAX_CSV_BYTES, MAX_YAML_BYTES, file_kind, not_a_file, parse_yaml, read_json, read_text, yaml_problem
 from .resources import catalog_dir, model_dir, resolve_user_path
 from .schema import GPUSpec, Instance, ModelCard
 from .skypilot import VM_COLUMNS, RowCheck, cell_number, collapse_zones, is_per_zone
@@ -200,7 +201,8 @@ def folder_catalogs(folder: Path) -> list[Path]:
     return files
 
 
-def catalog_files(entry: str | Path, base: Path | None = None, search: Sequence[Path] = ()) -> list[Path]:
+def catalog_files(entry: str | Path, base: Path | None = None, search: Sequence[Path] = (),
+                  field: str = "catalogs") -> list[Path]:
     """One catalog entry: a CSV file or a folder of them (relative to the scenario's folder ``base`` when written
     in a scenario), or the bare name (``aws``, ``aws.csv``) of a file in a user catalog folder or the shipped
     catalogs, in that order."""
@@ -209,6 +211,8 @@ def catalog_files(entry: str | Path, base: Path | None = None, search: Sequence[
         return [path]
     if path.is_dir():
         return folder_catalogs(path)
+    if file_kind(path) != "not found":  # a device, pipe or socket: not a catalog, and not a name to look up
+        raise CatalogError(f"catalog {file_kind(path)}", path=str(path), field=field)
     name = str(entry)
     for folder in [*search, CATALOG_DIR]:
         for candidate in (folder / name, folder / f"{name}.csv"):
@@ -236,7 +240,7 @@ def catalog_paths(names: Sequence[str] | None = None, base: Path | None = None,
     for entry in extra:
         if not Path(entry).exists():
             raise UnknownNameError("catalog file or folder not found", path=str(entry), field="--catalog")
-        for path in catalog_files(Path(entry)):
+        for path in catalog_files(Path(entry), field="--catalog"):
             by_cloud[catalog_key(path)] = path
     return list(by_cloud.values())
 
@@ -378,11 +382,31 @@ class ModelIndex:
     keys: dict[str, str]  # normalised name/alias/hf id -> card name
 
 
+# A --models folder is searched to this depth (DIR/*.yaml, DIR/org/*.yaml, DIR/org/model/config.json) and no
+# further than this many entries, so that `--models /` or `--models ~` says so instead of walking every file.
+MODEL_SEARCH_DEPTH = 2
+MAX_MODEL_ENTRIES = 20_000
+
+
 def _model_files(folder: Path) -> list[Path]:
-    """Model cards (``**/*.yaml``) and Hugging Face ``config.json`` files under a folder."""
+    """Model cards (``*.yaml``) and Hugging Face ``config.json`` files in a folder and ``MODEL_SEARCH_DEPTH``
+    levels below it (at most ``MAX_MODEL_ENTRIES`` entries looked at)."""
     if not folder.is_dir():
-        raise UnknownNameError("model folder not found", path=str(folder), field="--models")
-    return sorted(folder.rglob("*.yaml")) + sorted(folder.rglob("config.json"))
+        kind = file_kind(folder)
+        raise UnknownNameError(f"model folder {'is a file, not a folder' if kind == 'is a file' else kind}",
+                               path=str(folder), field="--models")
+    cards, configs, seen = [], [], 0
+    for root, dirs, files in os.walk(folder):
+        seen += len(dirs) + len(files)
+        if seen > MAX_MODEL_ENTRIES:
+            raise CatalogError(f"has more than {MAX_MODEL_ENTRIES:,} files and folders within {MODEL_SEARCH_DEPTH} "
+                               "levels; point --models at the folder of your model cards", path=str(folder),
+                               field="--models")
+        if len(Path(root).relative_to(folder).parts) >= MODEL_SEARCH_DEPTH:
+            dirs.clear()
+        cards += [Path(root) / f for f in files if f.endswith(".yaml")]
+        configs += [Path(root) / f for f in files if f == "config.json"]
+    return sorted(cards) + sorted(configs)
 
 
 @lru_cache(maxsize=8)
@@ -419,7 +443,7 @@ def find_model(name: str, base: Path | None = None, dirs: Sequence[Path] = ()) -
     if name.endswith(".json"):
         path = resolve_user_path(name, base)
         if not path.is_file():
-            raise UnknownNameError(f"config.json {name!r} not found", field="model")
+            raise UnknownNameError(f"config.json {name!r} {file_kind(path)}", field="model")
         return model_card_from_hf_config(path)
     index = model_index(tuple(Path(d) for d in dirs))
     key = index.keys.get(normalise(name))

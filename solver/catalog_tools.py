@@ -16,7 +16,7 @@ from typing import Any
 from .catalog import (default_catalog_paths, gpu_specs, instance_row_check, load_instances, normalise, read_csv_rows,
                       suggest)
 from .errors import CatalogError, InputError, UnknownNameError
-from .io import atomic_write_text, neutralise_cell
+from .io import atomic_write_text, file_kind, neutralise_cell
 from .provenance import catalog_info
 from .report import render_text
 from .skypilot import VM_COLUMNS, ImportReport, collapse_zones
@@ -107,8 +107,8 @@ def import_skypilot(root: str | Path, out_dir: str | Path, *, source: str | None
     import io
 
     root = Path(root)
-    if not root.exists():
-        raise InputError("SkyPilot catalog folder not found", path=str(root))
+    if not root.is_dir() and not root.is_file():
+        raise InputError(f"SkyPilot catalog folder {file_kind(root)}", path=str(root))
     pairs = _find_vms(root)
     if not pairs:
         raise InputError("no vms.csv found (expected DIR/vms.csv or DIR/<cloud>/vms.csv)", path=str(root))

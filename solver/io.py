@@ -52,6 +52,27 @@ def not_a_file(path: str | Path) -> str | None:
     return None
 
 
+def file_kind(path: str | Path) -> str:
+    """What is at ``path``, for a message where a command expected something else there instead of a bare "not
+    found": "not found", "is a folder", "is a file", "is a named pipe (FIFO)...", "is a socket...", "is a device
+    or other special file, not a regular file", or why it cannot be looked at."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "not found"
+    except OSError as exc:  # a loop, a component that is a file, no permission to look
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    if stat.S_ISREG(mode):
+        return "is a file"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a file"
+    return "is a device or other special file, not a regular file"
+
+
 def read_text(path: str | Path, limit: int, error: type[InputError] = InputError, what: str = "file") -> str:
     """A UTF-8 text file of at most ``limit`` bytes, read no further than that (a device or pipe that never ends,
     ``/dev/zero``, reports size 0, so the size is counted while reading, not asked of the file system); a missing
