@@ -9,8 +9,10 @@ import typer
 
 try:
     import typer._click as click  # the click that typer >= 0.26 vendors
+    from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - older typer on plain click
     import click  # type: ignore[no-redef]
+    from click import get_current_context  # type: ignore[no-redef]
 
 
 def print_version(value: bool) -> None:
@@ -48,4 +50,4 @@ def run_app(app: Any, argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-__all__ = ["print_version", "run_app"]
+__all__ = ["get_current_context", "print_version", "run_app"]

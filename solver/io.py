@@ -3,7 +3,7 @@
 Output: ``check_output`` refuses, before any work, an ``--out`` that is a symlink, a device, a directory (or,
 for folder outputs, a file), that resolves to one of the command's input files, or whose folder cannot be
 written; ``atomic_write`` writes a temporary file beside the target and renames it, keeping the permissions of a
-file it replaces, so no half file is ever left. ``csv_safe`` neutralises spreadsheet formulas in CSV cells.
+file it replaces (and refusing to replace a read-only one), so no half file is ever left. ``csv_safe`` neutralises spreadsheet formulas in CSV cells.
 
 Input: ``parse_yaml`` and ``parse_json`` refuse duplicate keys, and YAML also files over ``MAX_YAML_BYTES``,
 nesting deeper than ``MAX_YAML_DEPTH`` and alias expansion beyond ``MAX_YAML_NODES`` nodes (alias bombs).
@@ -277,8 +277,20 @@ def check_output(path: str | Path | None, inputs: Iterable[str | Path | None] = 
     # mode bits as well as access(): a folder or file its owner made read-only is refused even for root
     if not os.access(probe, os.W_OK | os.X_OK) or not probe.stat().st_mode & 0o222:
         raise fail(f"folder {probe} is not writable")
-    if path.exists() and not folder and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
-        raise fail("file is read-only; make it writable or choose another output")
+    if not folder and read_only(path):
+        raise fail(READ_ONLY)
+
+
+READ_ONLY = "file is read-only; make it writable or choose another output"
+
+
+def read_only(path: Path) -> bool:
+    """An existing file that must not be replaced: not writable for us, or (even for root) without any write bit.
+    An atomic rename would replace it regardless of its mode, so every writer asks this first."""
+    try:
+        return path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222)
+    except OSError:
+        return False
 
 
 TEMP_SUFFIX = ".tmp"
@@ -290,6 +302,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise InputError("refusing to replace a symbolic link, folder or device", path=str(path), field="--out")
+    if read_only(path):
+        raise InputError(READ_ONLY, path=str(path), field="--out")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
