@@ -21,6 +21,7 @@ import numpy as np
 from .catalog import find_gpu, read_csv_rows
 from .engines import EngineProfile, find_engine
 from .errors import CatalogError, UnknownNameError
+from .field_checks import parse_number
 from .io import read_json
 from .resources import catalog_dir, default_calibration, resolve_user_path
 from .roofline import N_COEF, Hardware, allreduce_call_s, factorize
@@ -45,8 +46,9 @@ def efficiency_priors(path: Path = EFFICIENCY_FILE) -> dict[str, tuple[float, fl
     by_arch: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
         try:  # an empty cell keeps the default for that figure
-            pair = (float(row["gemm_fp16_efficiency"] or DEFAULT_EFFICIENCY[0]),
-                    float(row["hbm_efficiency"] or DEFAULT_EFFICIENCY[1]))
+            gemm, hbm = row["gemm_fp16_efficiency"], row["hbm_efficiency"]
+            pair = (parse_number(gemm) if gemm else DEFAULT_EFFICIENCY[0],
+                    parse_number(hbm) if hbm else DEFAULT_EFFICIENCY[1])
         except (KeyError, ValueError):
             raise CatalogError("expected numbers in gemm_fp16_efficiency and hbm_efficiency", path=str(path),
                                where=f"row {row['__row__']}") from None
@@ -70,9 +72,9 @@ def allreduce_prior(path: Path = ALLREDUCE_FILE) -> float:
     for row in rows:
         try:
             hw = Hardware.from_specs([find_gpu(row["gpu"])], "fp16")  # its link rate and whether it is PCIe
-            nominal = allreduce_call_s(float(row["message_bytes"]), float(row["gpu_count"]),
+            nominal = allreduce_call_s(parse_number(row["message_bytes"]), parse_number(row["gpu_count"]),
                                        hw.interconnect_bytes_per_s[0], hw.pcie_interconnect[0])
-            ratios.append(float(row["time_us"]) * 1e-6 / float(nominal))
+            ratios.append(parse_number(row["time_us"]) * 1e-6 / float(nominal))
         except (KeyError, ValueError, UnknownNameError):
             raise CatalogError("expected a known gpu and numbers in gpu_count, message_bytes and time_us",
                                path=str(path), where=f"row {row['__row__']}") from None

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from .errors import CatalogError, UnknownNameError, first_problem
 from .io import MAX_CSV_BYTES, MAX_YAML_BYTES, file_kind, not_a_file, parse_yaml, read_json, read_text, yaml_problem
 from .resources import catalog_dir, model_dir, resolve_user_path
+from .field_checks import PLAIN_NUMBER
 from .schema import GPUSpec, Instance, ModelCard
 from .skypilot import VM_COLUMNS, RowCheck, cell_number, collapse_zones, is_per_zone
 
@@ -66,6 +67,10 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         if len(row) != len(header):
             raise CatalogError(f"has {len(row)} cells, header has {len(header)}", path=str(path),
                                where=f"row {line_no}")
+        for h, cell in zip(header, row):  # cells are stripped below; a number must not need it
+            if cell != cell.strip() and PLAIN_NUMBER.fullmatch(cell.strip()):
+                raise CatalogError(f"number {cell!r} has spaces around it; write it without", path=str(path),
+                                   where=f"row {line_no}", field=h)
         out.append({h: c.strip() for h, c in zip(header, row)} | {"__row__": str(line_no)})
     return header, out
 
@@ -184,7 +189,7 @@ def _is_instance_csv(path: Path) -> bool:
     if not_a_file(path):
         return False
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
+        with path.open(encoding="utf-8-sig", newline="") as fh:  # as read_text, a byte-order mark is no header
             header = [h.strip() for h in next(csv.reader(fh), [])]
     except (OSError, UnicodeDecodeError, csv.Error):
         return False

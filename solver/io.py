@@ -76,7 +76,8 @@ def file_kind(path: str | Path) -> str:
 def read_text(path: str | Path, limit: int, error: type[InputError] = InputError, what: str = "file") -> str:
     """A UTF-8 text file of at most ``limit`` bytes, read no further than that (a device or pipe that never ends,
     ``/dev/zero``, reports size 0, so the size is counted while reading, not asked of the file system); a missing
-    file, a folder, an unreadable, oversize or non-UTF-8 one is ``error`` naming the file."""
+    file, a folder, an unreadable, oversize or non-UTF-8 one is ``error`` naming the file. A leading byte-order
+    mark is dropped, so every text input (YAML, JSON, CSV) takes the UTF-8 files Excel and Notepad write."""
     special = not_a_file(path)
     if special:
         raise error(f"cannot read {what}: {special}", path=str(path))
@@ -85,7 +86,7 @@ def read_text(path: str | Path, limit: int, error: type[InputError] = InputError
             data = fh.read(limit + 1)
         if len(data) > limit:
             raise ValueError(f"file is larger than the {limit // 2**20} MiB limit")
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Excel writes one) is no content
     except FileNotFoundError:
         raise error(f"cannot read {what}: not found", path=str(path)) from None
     except IsADirectoryError:

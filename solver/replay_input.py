@@ -15,7 +15,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from .catalog import find_gpu
 from .engines import find_engine
 from .errors import InputError, PlannerError, first_problem
-from .field_checks import MAX_TENSOR_PARALLEL, MAX_VMS_PER_POOL
+from .field_checks import MAX_TENSOR_PARALLEL, MAX_VMS_PER_POOL, parse_number
 from .io import MAX_JSON_BYTES, read_json, read_text
 from .planfile import refuse_control_characters
 
@@ -115,7 +115,7 @@ def gamma_cv(kind: str) -> float:
     would make a replay that never advances)."""
     text = kind.split(":", 1)[1]
     try:
-        cv = float(text)
+        cv = parse_number(text)
     except ValueError:
         cv = math.nan
     lo, hi = GAMMA_CV
@@ -133,11 +133,11 @@ def read_trace(path: str) -> list[float]:
     text = read_text(path, MAX_JSON_BYTES, InputError, "trace")
     out: list[float] = []
     for number, line in enumerate(text.splitlines(), start=1):
-        field = line.split(",", 1)[0].strip()
-        if not field:
+        field = line.split(",", 1)[0]
+        if not field.strip():
             continue
         try:
-            value = float(field)
+            value = parse_number(field)
         except ValueError:
             if out or number > 1:
                 raise InputError(f"timestamp {field[:40]!r} is not a number", path=path,

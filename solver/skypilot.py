@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection
 
 from .errors import CatalogError
+from .field_checks import parse_number
 
 VM_COLUMNS = ("InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "SpotPrice",
               "Region")
@@ -62,10 +63,9 @@ def cell_number(row: dict[str, str], column: str, path: Path, *, required: bool 
             raise CatalogError("is empty", path=str(path), where=f"row {row['__row__']}", field=column)
         return None
     try:
-        value = float(raw)
-    except ValueError:
-        raise CatalogError(f"expected a number, got {raw!r}", path=str(path), where=f"row {row['__row__']}",
-                           field=column) from None
+        value = parse_number(raw)
+    except ValueError as exc:
+        raise CatalogError(str(exc), path=str(path), where=f"row {row['__row__']}", field=column) from None
     if not math.isfinite(value):
         raise CatalogError(f"expected a finite number (or an empty cell), got {raw!r}", path=str(path),
                            where=f"row {row['__row__']}", field=column)
