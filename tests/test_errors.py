@@ -269,6 +269,25 @@ REPLAY_PLAN = ('{"assignments": [{"workload": "chat", "pool": "p", "gpu": "L4", 
                '"count": 1, "share": 1.0, "batch_size": 8, "offload_ratio": 0}], "pools": [{"pool": "p", "count": 1}]}')
 
 
+def edited_plan(edit: Callable[[dict], None]) -> Callable[[], str]:
+    """A file text: the valid plan of ``plan_json()`` changed by ``edit`` (made when the case is written)."""
+    def make() -> str:
+        import json
+        data = json.loads(plan_json())
+        edit(data)
+        return json.dumps(data)
+    return make
+
+
+def _set(*steps: tuple[str, int | None, str, object]) -> Callable[[dict], None]:
+    """An edit: for each (list, index or None for every item, key, value), set the key."""
+    def edit(data: dict) -> None:
+        for section, index, key, value in steps:
+            for item in data[section] if index is None else [data[section][index]]:
+                item[key] = value
+    return edit
+
+
 def plan_json_case(id, what, command, text, expect, file="plan.json"):
     files = {"scenario.yaml": scenario(), "catalog.csv": GOOD_CATALOG, "plan.json": text}
     return Case(id, what, files, command, expect, file, kind="plan JSON")
@@ -774,6 +793,51 @@ CASES += [
     import_case("import-huge-count", "10^6 GPUs per VM", "g5.xlarge,A10G,1000000,4,16,1,,us-east-1,us-east-1a",
                 ["AcceleratorCount"]),
 ]
+
+# ---- plans whose pools and assignments do not hang together: simulate, export and report refuse them as
+# verify does (planfile.check_consistency), before doing anything ----------------------------------------------
+
+ZERO_POOL = edited_plan(_set(("pools", 0, "count", 0), ("assignments", None, "count", 0)))
+UNKNOWN_TYPE = edited_plan(_set(("pools", 0, "instance_type", "x9.huge"),
+                                ("assignments", None, "instance_type", "x9.huge")))
+OTHER_SCENARIO = edited_plan(_set(("assignments", None, "workload", "ghost")))
+NO_POOL = edited_plan(_set(("assignments", 0, "pool", "nowhere")))
+OTHER_TYPE = edited_plan(_set(("assignments", 0, "instance_type", "t4.large")))
+SIMULATE = ["simulate", "scenario.yaml", "plan.json", "--requests", "100"]
+EXPORT = ["export", "plan.json", "--to", "vllm"]
+EXPORT_SC = [*EXPORT, "--scenario", "scenario.yaml"]
+REPORT = ["report", "plan.json", "--out", "r.html"]
+REPORT_SC = [*REPORT, "--scenario", "scenario.yaml"]
+def consistency_case(id, what, command, text, expect):
+    """A plan JSON case in a folder whose scenario plans on the catalog the valid plan was made from (tiny.csv)."""
+    files = {"scenario.yaml": scenario(catalog="tiny.csv"), "tiny.csv": GOOD_CATALOG, "plan.json": text}
+    return Case(id, what, files, command, expect, "plan.json", kind="plan JSON")
+
+
+CASES += [
+    consistency_case("simulate-zero-pool", "simulate a plan whose pool rents 0 VMs", SIMULATE, ZERO_POOL,
+                   ["pools.0.count", "0 VMs"]),
+    consistency_case("export-zero-pool", "export a plan whose pool rents 0 VMs", EXPORT, ZERO_POOL,
+                   ["pools.0.count", "0 VMs"]),
+    consistency_case("report-zero-pool", "report a plan whose pool rents 0 VMs", REPORT, ZERO_POOL,
+                   ["pools.0.count", "0 VMs"]),
+    consistency_case("simulate-unknown-type", "simulate a plan on an instance type the catalog lacks", SIMULATE,
+                   UNKNOWN_TYPE, ["pools.0.instance_type", "x9.huge", "not an instance"]),
+    consistency_case("export-unknown-type", "export --scenario a plan on an instance type its catalog lacks",
+                   EXPORT_SC, UNKNOWN_TYPE, ["pools.0.instance_type", "x9.huge", "not an instance"]),
+    consistency_case("report-unknown-type", "report --scenario a plan on an instance type its catalog lacks",
+                   REPORT_SC, UNKNOWN_TYPE, ["pools.0.instance_type", "x9.huge", "not an instance"]),
+    consistency_case("export-other-scenario", "export --scenario the plan of another scenario", EXPORT_SC,
+                   OTHER_SCENARIO, ["assignments.0.workload", "ghost", "another scenario"]),
+    consistency_case("report-other-scenario", "report --scenario the plan of another scenario", REPORT_SC,
+                   OTHER_SCENARIO, ["assignments.0.workload", "ghost", "another scenario"]),
+    consistency_case("export-missing-pool", "export a plan whose assignment names no listed pool", EXPORT, NO_POOL,
+                   ["assignments.0.pool", "nowhere"]),
+    consistency_case("report-pool-mismatch", "report a plan whose assignment's instance type is not its pool's",
+                   REPORT, OTHER_TYPE, ["assignments.0.instance_type", "t4.large", "differs"]),
+    consistency_case("simulate-missing-pool", "simulate a plan whose assignment names no listed pool", SIMULATE,
+                   NO_POOL, ["assignments.0.pool", "nowhere"]),
+]
 for _c in CASES:  # the kind of the cases above without one
     if _c.kind == "scenario" and _c.file == "catalog.csv":
         object.__setattr__(_c, "kind", "catalog")
@@ -809,7 +873,7 @@ def materialise(case: Case, root: Path) -> None:
             continue
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(plan_json() if text == PLAN else text, encoding="utf-8")
+        path.write_text(plan_json() if text == PLAN else text() if callable(text) else text, encoding="utf-8")
     if case.setup is not None:
         case.setup(root)
 
