@@ -135,9 +135,10 @@ def instance_row_check(path: Path, cloud: str) -> RowCheck:
 
     def check(row: dict[str, str], price: float, spot: float | None, count: int) -> None:
         try:
-            fields = dict(cloud=row.get("Cloud") or cloud, instance_type=row["InstanceType"], gpu=row["AcceleratorName"],
-                          gpu_count=count, vcpus=_number(row, "vCPUs", path), usd_per_hour=price,
-                          host_mem_gib=_number(row, "MemoryGiB", path), spot_usd_per_hour=spot, region=row["Region"])
+            fields = dict(cloud=row.get("Cloud") or cloud, instance_type=row["InstanceType"],
+                          gpu=row["AcceleratorName"], gpu_count=count, vcpus=_number(row, "vCPUs", path),
+                          host_mem_gib=_number(row, "MemoryGiB", path), usd_per_hour=price, spot_usd_per_hour=spot,
+                          region=row["Region"])
             Instance(**fields)  # type: ignore[arg-type]
         except ValidationError as exc:
             raise _validation_error(exc, path, f"row {row['__row__']}", INSTANCE_COLUMNS) from None

@@ -235,7 +235,8 @@ def simulate(scenario: Path = typer.Argument(..., metavar="SCENARIO.yaml"),
              seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1),
              arrivals: str = typer.Option("poisson", "--arrivals", help="poisson | gamma:CV | trace:FILE"),
              format: Format = typer.Option(Format.table, "--format", "-f"),
-             out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the report here", **FILE_OUT)) -> None:
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the report here",
+                                                **FILE_OUT)) -> None:
     """Replay a plan request by request through each replica's scheduler; exit 1 when an SLO percentile misses."""
     from .simulate_report import run_simulate_command
 
@@ -278,7 +279,8 @@ def predict(model: str = typer.Option(..., help="model name, HF id or config.jso
 @guarded
 def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements: our CSV schema, or vLLM "
                                                         "benchmark_serving / GuideLLM result JSON"),
-              out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the fitted calibration JSON", **FILE_OUT),
+              out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the fitted calibration JSON",
+                                                 **FILE_OUT),
               model: Optional[str] = typer.Option(None, help="model of the JSON results (they do not record it)"),
               gpu: Optional[str] = typer.Option(None, help="GPU of the JSON results"),
               gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs (tensor parallel) of the JSON results"),

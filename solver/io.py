@@ -3,7 +3,8 @@
 Output: ``check_output`` refuses, before any work, an ``--out`` that is a symlink, a device, a directory (or,
 for folder outputs, a file), that resolves to one of the command's input files, or whose folder cannot be
 written; ``atomic_write`` writes a temporary file beside the target and renames it, keeping the permissions of a
-file it replaces (and refusing to replace a read-only one), so no half file is ever left. ``csv_safe`` neutralises spreadsheet formulas in CSV cells.
+file it replaces (and refusing to replace a read-only one), so no half file is ever left. ``csv_safe``
+neutralises spreadsheet formulas in CSV cells.
 
 Input: ``parse_yaml`` and ``parse_json`` refuse duplicate keys, and YAML also files over ``MAX_YAML_BYTES``,
 nesting deeper than ``MAX_YAML_DEPTH`` and alias expansion beyond ``MAX_YAML_NODES`` nodes (alias bombs).
