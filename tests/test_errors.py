@@ -790,6 +790,11 @@ CASES += [
     import_case("import-zero-vcpus", "zero vCPUs", "g5.xlarge,A10G,1,0,16,1,,us-east-1,us-east-1a", ["vCPUs"]),
     import_case("import-huge-memory", "10^9 GiB of host memory", "g5.xlarge,A10G,1,4,1e9,1,,us-east-1,us-east-1a",
                 ["MemoryGiB"]),
+    Case("import-accelerator-price", "a negative GCP accelerator price row",
+         {"sky/gcp/vms.csv": f"{VMS_HEADER}\na2-highgpu-1g,A100,1,12,85,0.7,0.3,us-central1,us-central1-a\n"
+                             ",A100,1,,,-0.5,,us-central1,us-central1-a\n"},
+         ["catalog", "import", "--skypilot", "sky", "--out", "cat"], ["row 3", "Price", "accelerator price"],
+         "sky/gcp/vms.csv", kind="catalog import"),
     import_case("import-huge-count", "10^6 GPUs per VM", "g5.xlarge,A10G,1000000,4,16,1,,us-east-1,us-east-1a",
                 ["AcceleratorCount"]),
 ]
