@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import difflib
 import logging
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,7 +22,8 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import CatalogError, UnknownNameError, first_problem
-from .io import MAX_CSV_BYTES, MAX_YAML_BYTES, file_kind, not_a_file, parse_yaml, read_json, read_text, yaml_problem
+from .io import (MAX_CSV_BYTES, MAX_YAML_BYTES, bounded_files, file_kind, not_a_file, parse_yaml, read_json, read_text,
+                 yaml_problem)
 from .resources import catalog_dir, model_dir, resolve_user_path
 from .field_checks import PLAIN_NUMBER
 from .schema import GPUSpec, Instance, ModelCard
@@ -388,31 +388,16 @@ class ModelIndex:
     keys: dict[str, str]  # normalised name/alias/hf id -> card name
 
 
-# A --models folder is searched to this depth (DIR/*.yaml, DIR/org/*.yaml, DIR/org/model/config.json) and no
-# further than this many entries, so that `--models /` or `--models ~` says so instead of walking every file.
-MODEL_SEARCH_DEPTH = 2
-MAX_MODEL_ENTRIES = 20_000
-
-
 def _model_files(folder: Path) -> list[Path]:
-    """Model cards (``*.yaml``) and Hugging Face ``config.json`` files in a folder and ``MODEL_SEARCH_DEPTH``
-    levels below it (at most ``MAX_MODEL_ENTRIES`` entries looked at)."""
+    """Model cards (``*.yaml``) and Hugging Face ``config.json`` files in a ``--models`` folder and two levels below
+    (``org/card.yaml``, ``org/model/config.json``), a bounded search (``io.bounded_files``: ``--models /`` says so
+    instead of walking the file system)."""
     if not folder.is_dir():
         kind = file_kind(folder)
         raise UnknownNameError(f"model folder {'is a file, not a folder' if kind == 'is a file' else kind}",
                                path=str(folder), field="--models")
-    cards, configs, seen = [], [], 0
-    for root, dirs, files in os.walk(folder):
-        seen += len(dirs) + len(files)
-        if seen > MAX_MODEL_ENTRIES:
-            raise CatalogError(f"has more than {MAX_MODEL_ENTRIES:,} files and folders within {MODEL_SEARCH_DEPTH} "
-                               "levels; point --models at the folder of your model cards", path=str(folder),
-                               field="--models")
-        if len(Path(root).relative_to(folder).parts) >= MODEL_SEARCH_DEPTH:
-            dirs.clear()
-        cards += [Path(root) / f for f in files if f.endswith(".yaml")]
-        configs += [Path(root) / f for f in files if f == "config.json"]
-    return sorted(cards) + sorted(configs)
+    files = bounded_files(folder, 2, "--models", "point --models at the folder of your model cards")
+    return [p for p in files if p.suffix == ".yaml"] + [p for p in files if p.name == "config.json"]
 
 
 @lru_cache(maxsize=8)

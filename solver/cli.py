@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from .console import get_current_context, print_version, run_app
+from .console import file_output, folder_outputs, print_version, run_app
 from .environment import check_environment
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
 from .io import atomic_write_text, check_output
@@ -58,30 +58,11 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-FOLDER_OUTPUTS = "infersave.folder_outputs"  # click context meta: file outputs given with a trailing separator
-
-
-def file_output(field: str) -> Callable[[str], Path]:
-    """Parser of a file output option. typer makes a ``Path`` of the text, which drops a trailing ``/``: an output
-    given as ``newdir/`` would be written as a file named ``newdir``. The text is remembered here and ``guarded``
-    refuses it (exit 2) before the command runs."""
-
-    def parse(text: str) -> Path:
-        if text.endswith(("/", os.sep)):
-            ctx = get_current_context(silent=True)
-            if ctx is not None:
-                ctx.meta.setdefault(FOLDER_OUTPUTS, []).append((text, field))
-        return Path(text)
-
-    return parse
-
-
 FILE_OUT: dict[str, Any] = {"metavar": "FILE", "parser": file_output("--out")}
 
 
 def _refuse_folder_outputs() -> None:
-    ctx = get_current_context(silent=True)
-    for text, field in (ctx.meta.get(FOLDER_OUTPUTS, []) if ctx is not None else []):
+    for text, field in folder_outputs():
         raise InputError("names a folder (it ends in a path separator); give a file name", path=text, field=field)
 
 

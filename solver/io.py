@@ -74,6 +74,25 @@ def file_kind(path: str | Path) -> str:
     return "is a device or other special file, not a regular file"
 
 
+MAX_SEARCH_ENTRIES = 20_000  # files and folders a search of a user's folder looks at (``--models``)
+
+
+def bounded_files(folder: Path, depth: int, field: str, hint: str) -> list[Path]:
+    """Every file in ``folder`` and ``depth`` levels below it, sorted, looking at no more than
+    ``MAX_SEARCH_ENTRIES`` entries (symbolic links to folders are not followed): a folder such as ``/`` or ``~``
+    given by mistake is ``InputError`` naming ``field`` with ``hint``, not a walk of the whole file system."""
+    found, seen = [], 0
+    for root, dirs, files in os.walk(folder):
+        seen += len(dirs) + len(files)
+        if seen > MAX_SEARCH_ENTRIES:
+            raise InputError(f"has more than {MAX_SEARCH_ENTRIES:,} files and folders within {depth} levels; {hint}",
+                             path=str(folder), field=field)
+        if len(Path(root).relative_to(folder).parts) >= depth:
+            dirs.clear()
+        found += [Path(root) / f for f in files]
+    return sorted(found)
+
+
 def read_text(path: str | Path, limit: int, error: type[InputError] = InputError, what: str = "file") -> str:
     """A UTF-8 text file of at most ``limit`` bytes, read no further than that (a device or pipe that never ends,
     ``/dev/zero``, reports size 0, so the size is counted while reading, not asked of the file system); a missing

@@ -205,9 +205,10 @@ def test_a_catalog_csv_is_read_no_further_than_its_limit(tmp_path, monkeypatch):
 
 def test_models_folder_search_is_bounded(tmp_path, monkeypatch):
     """``--models DIR`` looks at DIR and two levels below (``org/card.yaml``, ``org/model/config.json``) and at
-    most ``MAX_MODEL_ENTRIES`` entries, so ``--models /`` says so instead of walking the whole file system."""
+    most ``io.MAX_SEARCH_ENTRIES`` entries, so ``--models /`` says so instead of walking the whole file system."""
     import solver.catalog as catalog_module
-    from solver.errors import CatalogError
+    import solver.io as io_module
+    from solver.errors import InputError
     (tmp_path / "org" / "model" / "deeper").mkdir(parents=True)
     for rel in ("a.yaml", "org/b.yaml", "org/model/config.json", "org/model/deeper/c.yaml"):
         (tmp_path / rel).write_text("x", encoding="utf-8")
@@ -215,8 +216,8 @@ def test_models_folder_search_is_bounded(tmp_path, monkeypatch):
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.yaml", "org/b.yaml", "org/model/config.json"]
     for i in range(10):
         (tmp_path / f"extra{i}.txt").write_text("x", encoding="utf-8")
-    monkeypatch.setattr(catalog_module, "MAX_MODEL_ENTRIES", 8)
-    with pytest.raises(CatalogError, match="more than 8 files and folders") as err:
+    monkeypatch.setattr(io_module, "MAX_SEARCH_ENTRIES", 8)
+    with pytest.raises(InputError, match="more than 8 files and folders") as err:
         catalog_module._model_files(tmp_path)
     assert str(tmp_path) in str(err.value) and "--models" in str(err.value)
 
