@@ -27,6 +27,7 @@ import numpy as np
 from .blocks import block_key, block_model, components, rows_by_block
 from .errors import SolverFailure
 from .fastpath import solve_fast
+from .io import atomic_write
 from .linear_model import LinearModel
 from .parallel import block_share, block_workers, solve_blocks
 from .warmstart import mip_start, within_gap
@@ -112,11 +113,14 @@ def write_lp(model: LinearModel, path: str | Path) -> Path:
     """Write the model to ``path``: MPS when it ends in ``.mps``, else CPLEX LP format (both readable)."""
     path = Path(path)
     prob, _ = to_pulp(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".mps":
-        prob.writeMPS(str(path))
-    else:
-        prob.writeLP(str(path))
+
+    def write(tmp: Path) -> None:
+        if path.suffix.lower() == ".mps":
+            prob.writeMPS(str(tmp))
+        else:
+            prob.writeLP(str(tmp))
+
+    atomic_write(path, write)  # a read-only file is refused, and no half-written model is left
     return path
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from .catalog import find_gpu, read_csv_rows
 from .engines import EngineProfile, find_engine
 from .errors import CatalogError, UnknownNameError
+from .field_checks import parse_number
 from .io import read_json
 from .resources import catalog_dir, default_calibration, resolve_user_path
 from .roofline import N_COEF, Hardware, allreduce_call_s, factorize
@@ -45,8 +46,9 @@ def efficiency_priors(path: Path = EFFICIENCY_FILE) -> dict[str, tuple[float, fl
     by_arch: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
         try:  # an empty cell keeps the default for that figure
-            pair = (float(row["gemm_fp16_efficiency"] or DEFAULT_EFFICIENCY[0]),
-                    float(row["hbm_efficiency"] or DEFAULT_EFFICIENCY[1]))
+            gemm, hbm = row["gemm_fp16_efficiency"], row["hbm_efficiency"]
+            pair = (parse_number(gemm) if gemm else DEFAULT_EFFICIENCY[0],
+                    parse_number(hbm) if hbm else DEFAULT_EFFICIENCY[1])
         except (KeyError, ValueError):
             raise CatalogError("expected numbers in gemm_fp16_efficiency and hbm_efficiency", path=str(path),
                                where=f"row {row['__row__']}") from None
@@ -70,9 +72,9 @@ def allreduce_prior(path: Path = ALLREDUCE_FILE) -> float:
     for row in rows:
         try:
             hw = Hardware.from_specs([find_gpu(row["gpu"])], "fp16")  # its link rate and whether it is PCIe
-            nominal = allreduce_call_s(float(row["message_bytes"]), float(row["gpu_count"]),
+            nominal = allreduce_call_s(parse_number(row["message_bytes"]), parse_number(row["gpu_count"]),
                                        hw.interconnect_bytes_per_s[0], hw.pcie_interconnect[0])
-            ratios.append(float(row["time_us"]) * 1e-6 / float(nominal))
+            ratios.append(parse_number(row["time_us"]) * 1e-6 / float(nominal))
         except (KeyError, ValueError, UnknownNameError):
             raise CatalogError("expected a known gpu and numbers in gpu_count, message_bytes and time_us",
                                path=str(path), where=f"row {row['__row__']}") from None
@@ -171,12 +173,43 @@ UNCALIBRATED = Calibration(source="uncalibrated roofline (datasheet peaks, no ov
 PRIORS = Calibration()
 
 
-def _vector(value: object, path: Path, where: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=float) if isinstance(value, list) else np.array([])
-    if arr.shape != (N_COEF,) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise CatalogError(f"expected {N_COEF} finite non-negative coefficients", path=str(path), field=where)
+# Plausibility bounds of a coefficient vector (what a fit yields lies far inside them: efficiency factors 1-5,
+# step_s 0.4-7 ms, layer_s 1-64 us). An efficiency factor over 100 would mean kernels reach under 1 % of the
+# datasheet peak; a step over 1 s or a layer over 10 ms per iteration is no serving engine. ``global`` holds
+# multipliers of the priors (about 1): more than 100x away from every prior means the prior or the data is wrong.
+MAX_EFFICIENCY_FACTOR = 100.0
+MAX_OVERHEAD_S = (1.0, 0.01)  # step_s, layer_s
+MAX_MULTIPLIER = 100.0
+COEFFICIENTS = ("k_compute", "k_memory", "k_kv", "k_comm", "step_s", "layer_s")
+
+
+def _vector(value: object, path: Path, where: str, multiplier: bool = False) -> np.ndarray:
+    """A coefficient vector: ``N_COEF`` finite numbers within the plausibility bounds (``global``'s are
+    multipliers of the priors, the levels' absolute coefficients)."""
+    def fail(message: str) -> CatalogError:
+        return CatalogError(message, path=str(path), field=where)
+
+    if not isinstance(value, list) or len(value) != N_COEF:
+        raise fail(f"expected {N_COEF} finite non-negative coefficients")
+    numbers = []
+    for x in value:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise fail(f"expected {N_COEF} finite non-negative coefficients, got {x!r}")
+        try:
+            numbers.append(float(x))
+        except OverflowError:  # a JSON integer beyond the range of a float
+            numbers.append(float("inf"))
+    arr = np.array(numbers)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise fail(f"expected {N_COEF} finite non-negative coefficients")
     if np.any(arr[:4] <= 0):
-        raise CatalogError("efficiency factors must be positive", path=str(path), field=where)
+        raise fail("efficiency factors must be positive")
+    limits = ((MAX_MULTIPLIER,) * N_COEF if multiplier
+              else (MAX_EFFICIENCY_FACTOR,) * 4 + MAX_OVERHEAD_S)
+    for name, x, limit in zip(COEFFICIENTS, arr, limits):
+        if x > limit:
+            what = f"multiplier of the {name} prior" if multiplier else name
+            raise fail(f"{what} {x:.4g} is implausible: at most {limit:g}")
     return arr
 
 
@@ -202,7 +235,7 @@ def load_calibration(name: str | None, base: Path | None = None) -> Calibration:
         levels[level] = {str(k): _vector(v, path, f"{level}.{k}") for k, v in raw.items()}
     _check_keys(levels, path)
     glob = data.get("global")
-    global_theta = None if glob is None else _vector(glob, path, "global")
+    global_theta = None if glob is None else _vector(glob, path, "global", multiplier=True)
     if global_theta is None and not any(levels.values()):
         raise CatalogError("has no coefficients (global is null and per_gpu, per_engine, per_engine_gpu are empty)",
                            path=str(path), field="global")
@@ -251,7 +284,7 @@ def _quantiles(raw: object, path: Path) -> dict[str, dict[str, float]]:
                 qf = -1.0
             if not 0 < qf < 1:
                 raise CatalogError(f"quantile {q!r} must be a number in (0, 1)", path=str(path), field=field)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or abs(v) > 10:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= 10:  # NaN, inf, huge ints
                 raise CatalogError(f"expected a finite log residual |x| <= 10, got {v!r}", path=str(path),
                                    field=f"{field}.{q}")
             row[str(q)] = float(v)
@@ -265,7 +298,7 @@ def calibration_payload(calibration: Calibration, meta: dict[str, Any] | None = 
         return [float(x) for x in v]
 
     return {"form": FORM, "source": calibration.source, **(meta or {}),
-            "coefficients": list(("k_compute", "k_memory", "k_kv", "k_comm", "step_s", "layer_s")),
+            "coefficients": list(COEFFICIENTS),
             "global": None if calibration.global_theta is None else vec(calibration.global_theta),
             "per_gpu": {k: vec(v) for k, v in sorted(calibration.per_gpu.items())},
             "per_engine": {k: vec(v) for k, v in sorted(calibration.per_engine.items())},

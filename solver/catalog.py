@@ -22,10 +22,12 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import CatalogError, UnknownNameError, first_problem
-from .io import MAX_CSV_BYTES, MAX_YAML_BYTES, not_a_file, parse_yaml, read_json, read_text, yaml_problem
+from .io import (MAX_CSV_BYTES, MAX_YAML_BYTES, bounded_files, file_kind, not_a_file, parse_yaml, read_json, read_text,
+                 yaml_problem)
 from .resources import catalog_dir, model_dir, resolve_user_path
+from .field_checks import PLAIN_NUMBER
 from .schema import GPUSpec, Instance, ModelCard
-from .skypilot import VM_COLUMNS, cell_number, collapse_zones, is_per_zone
+from .skypilot import VM_COLUMNS, RowCheck, cell_number, collapse_zones, is_per_zone
 
 log = logging.getLogger(__name__)
 CATALOG_DIR = catalog_dir()
@@ -65,6 +67,10 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         if len(row) != len(header):
             raise CatalogError(f"has {len(row)} cells, header has {len(header)}", path=str(path),
                                where=f"row {line_no}")
+        for h, cell in zip(header, row):  # cells are stripped below; a number must not need it
+            if cell != cell.strip() and PLAIN_NUMBER.fullmatch(cell.strip()):
+                raise CatalogError(f"number {cell!r} has spaces around it; write it without", path=str(path),
+                                   where=f"row {line_no}", field=h)
         out.append({h: c.strip() for h, c in zip(header, row)} | {"__row__": str(line_no)})
     return header, out
 
@@ -123,6 +129,23 @@ def catalog_key(path: Path) -> str:
     return path.parent.name if path.name == "vms.csv" else path.stem
 
 
+def instance_row_check(path: Path, cloud: str) -> RowCheck:
+    """The catalog schema's checks (``Instance``) of one row of ``path``, for ``collapse_zones``: a row ``catalog
+    import`` would write, or a per-zone file's row, is refused as ``load_instances`` refuses it."""
+
+    def check(row: dict[str, str], price: float, spot: float | None, count: int) -> None:
+        try:
+            fields = dict(cloud=row.get("Cloud") or cloud, instance_type=row["InstanceType"],
+                          gpu=row["AcceleratorName"], gpu_count=count, vcpus=_number(row, "vCPUs", path),
+                          host_mem_gib=_number(row, "MemoryGiB", path), usd_per_hour=price, spot_usd_per_hour=spot,
+                          region=row["Region"])
+            Instance(**fields)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise _validation_error(exc, path, f"row {row['__row__']}", INSTANCE_COLUMNS) from None
+
+    return check
+
+
 def load_instances(path: Path, gpus: dict[str, GPUSpec], cloud: str | None = None) -> list[Instance]:
     """Instances of one SkyPilot-style catalog file; the cloud defaults to ``catalog_key(path)``. A file as
     SkyPilot publishes it (per-zone rows) is collapsed per (type, region) first, keeping the cheapest zone's spot
@@ -133,7 +156,7 @@ def load_instances(path: Path, gpus: dict[str, GPUSpec], cloud: str | None = Non
         raise CatalogError(f"missing column(s) {sorted(missing)}", path=str(path), where="row 1")
     cloud = cloud or catalog_key(path)
     if is_per_zone(header, rows):
-        collapsed, rep = collapse_zones(rows, path, cloud, gpus, path.as_posix(), "")
+        collapsed, rep = collapse_zones(rows, path, cloud, gpus, path.as_posix(), "", instance_row_check(path, cloud))
         log.warning("%s: read as a SkyPilot catalog: %s", path, rep.line())
         rows = [{k: "" if v is None else str(v) for k, v in r.items()} for r in collapsed]
     out: list[Instance] = []
@@ -167,7 +190,7 @@ def _is_instance_csv(path: Path) -> bool:
     if not_a_file(path):
         return False
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
+        with path.open(encoding="utf-8-sig", newline="") as fh:  # as read_text, a byte-order mark is no header
             header = [h.strip() for h in next(csv.reader(fh), [])]
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
@@ -184,7 +207,8 @@ def folder_catalogs(folder: Path) -> list[Path]:
     return files
 
 
-def catalog_files(entry: str | Path, base: Path | None = None, search: Sequence[Path] = ()) -> list[Path]:
+def catalog_files(entry: str | Path, base: Path | None = None, search: Sequence[Path] = (),
+                  field: str = "catalogs") -> list[Path]:
     """One catalog entry: a CSV file or a folder of them (relative to the scenario's folder ``base`` when written
     in a scenario), or the bare name (``aws``, ``aws.csv``) of a file in a user catalog folder or the shipped
     catalogs, in that order."""
@@ -193,6 +217,8 @@ def catalog_files(entry: str | Path, base: Path | None = None, search: Sequence[
         return [path]
     if path.is_dir():
         return folder_catalogs(path)
+    if file_kind(path) != "not found":  # a device, pipe or socket: not a catalog, and not a name to look up
+        raise CatalogError(f"catalog {file_kind(path)}", path=str(path), field=field)
     name = str(entry)
     for folder in [*search, CATALOG_DIR]:
         for candidate in (folder / name, folder / f"{name}.csv"):
@@ -220,7 +246,7 @@ def catalog_paths(names: Sequence[str] | None = None, base: Path | None = None,
     for entry in extra:
         if not Path(entry).exists():
             raise UnknownNameError("catalog file or folder not found", path=str(entry), field="--catalog")
-        for path in catalog_files(Path(entry)):
+        for path in catalog_files(Path(entry), field="--catalog"):
             by_cloud[catalog_key(path)] = path
     return list(by_cloud.values())
 
@@ -363,10 +389,15 @@ class ModelIndex:
 
 
 def _model_files(folder: Path) -> list[Path]:
-    """Model cards (``**/*.yaml``) and Hugging Face ``config.json`` files under a folder."""
+    """Model cards (``*.yaml``) and Hugging Face ``config.json`` files in a ``--models`` folder and two levels below
+    (``org/card.yaml``, ``org/model/config.json``), a bounded search (``io.bounded_files``: ``--models /`` says so
+    instead of walking the file system)."""
     if not folder.is_dir():
-        raise UnknownNameError("model folder not found", path=str(folder), field="--models")
-    return sorted(folder.rglob("*.yaml")) + sorted(folder.rglob("config.json"))
+        kind = file_kind(folder)
+        raise UnknownNameError(f"model folder {'is a file, not a folder' if kind == 'is a file' else kind}",
+                               path=str(folder), field="--models")
+    files = bounded_files(folder, 2, "--models", "point --models at the folder of your model cards")
+    return [p for p in files if p.suffix == ".yaml"] + [p for p in files if p.name == "config.json"]
 
 
 @lru_cache(maxsize=8)
@@ -403,7 +434,7 @@ def find_model(name: str, base: Path | None = None, dirs: Sequence[Path] = ()) -
     if name.endswith(".json"):
         path = resolve_user_path(name, base)
         if not path.is_file():
-            raise UnknownNameError(f"config.json {name!r} not found", field="model")
+            raise UnknownNameError(f"config.json {name!r} {file_kind(path)}", field="model")
         return model_card_from_hf_config(path)
     index = model_index(tuple(Path(d) for d in dirs))
     key = index.keys.get(normalise(name))

@@ -13,9 +13,10 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from .catalog import default_catalog_paths, gpu_specs, load_instances, normalise, read_csv_rows, suggest
+from .catalog import (default_catalog_paths, gpu_specs, instance_row_check, load_instances, normalise, read_csv_rows,
+                      suggest)
 from .errors import CatalogError, InputError, UnknownNameError
-from .io import atomic_write_text, neutralise_cell
+from .io import atomic_write_text, check_output, file_kind, neutralise_cell
 from .provenance import catalog_info
 from .report import render_text
 from .skypilot import VM_COLUMNS, ImportReport, collapse_zones
@@ -86,7 +87,7 @@ def convert_vms(path: Path, cloud: str, source: str, retrieved: str) -> tuple[li
     missing = [c for c in VM_COLUMNS if c not in header]  # AvailabilityZone is optional (one row per region)
     if missing:
         raise CatalogError(f"missing column(s) {missing}", path=str(path), where="row 1")
-    return collapse_zones(rows, path, cloud, gpu_specs(), source, retrieved)
+    return collapse_zones(rows, path, cloud, gpu_specs(), source, retrieved, instance_row_check(path, cloud))
 
 
 def _find_vms(root: Path) -> list[tuple[str, Path]]:
@@ -106,8 +107,8 @@ def import_skypilot(root: str | Path, out_dir: str | Path, *, source: str | None
     import io
 
     root = Path(root)
-    if not root.exists():
-        raise InputError("SkyPilot catalog folder not found", path=str(root))
+    if not root.is_dir() and not root.is_file():
+        raise InputError(f"SkyPilot catalog folder {file_kind(root)}", path=str(root))
     pairs = _find_vms(root)
     if not pairs:
         raise InputError("no vms.csv found (expected DIR/vms.csv or DIR/<cloud>/vms.csv)", path=str(root))
@@ -130,6 +131,8 @@ def import_skypilot(root: str | Path, out_dir: str | Path, *, source: str | None
             writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float) else neutralise_cell(v))
                              for k, v in r.items() if k in OUT_COLUMNS})
         texts[Path(out_dir) / f"{cloud}.csv"] = buf.getvalue()
+    for target in texts:  # a read-only or special file among them is refused before the first is written
+        check_output(target, field="--out")
     for target, text in texts.items():
         atomic_write_text(target, text)
     return list(texts), reports

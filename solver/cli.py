@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from .console import print_version, run_app
+from .console import file_output, folder_outputs, print_version, run_app
 from .environment import check_environment
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
 from .io import atomic_write_text, check_output
@@ -58,6 +58,14 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+FILE_OUT: dict[str, Any] = {"metavar": "FILE", "parser": file_output("--out")}
+
+
+def _refuse_folder_outputs() -> None:
+    for text, field in folder_outputs():
+        raise InputError("names a folder (it ends in a path separator); give a file name", path=text, field=field)
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Map every failure to a one-line message and its exit code."""
 
@@ -70,6 +78,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
                 if not os.environ.get("INFERSAVE_DEBUG"):
                     warnings.simplefilter("ignore")
                 check_environment()
+                _refuse_folder_outputs()
                 return fn(*args, **kwargs)
         except typer.Exit:
             raise
@@ -99,7 +108,7 @@ def recommend(scenario: Path = typer.Argument(..., help="scenario YAML (its firs
               catalog: Optional[list[Path]] = CATALOG_OPTION,
               models: Optional[list[Path]] = MODELS_OPTION,
               format: Format = typer.Option(Format.table, "--format", "-f"),
-              out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
+              out: Optional[Path] = typer.Option(None, "--out", "-o", **FILE_OUT)) -> None:
     """Rank every instance for one workload and pick the cheapest that meets its SLO (the paper's pipeline)."""
     from .recommend import recommend as solver_recommend
     from .report import recommendation_csv, recommendation_payload, recommendation_text, to_json
@@ -130,12 +139,12 @@ def plan(scenario: Optional[Path] = typer.Argument(None, metavar="SCENARIO",
          from_melange: bool = typer.Option(False, "--from-melange", help="SCENARIO is a Melange input JSON"),
          melange_fractional: bool = typer.Option(False, "--melange-fractional",
                                                  help="with --from-melange: split buckets freely, not by slices"),
-         dump_lp: Optional[Path] = typer.Option(None, "--dump-lp", metavar="FILE",
+         dump_lp: Optional[Path] = typer.Option(None, "--dump-lp", metavar="FILE", parser=file_output("--dump-lp"),
                                                 help="write the MILP there (.mps: MPS, else LP format)"),
          catalog: Optional[list[Path]] = CATALOG_OPTION,
          models: Optional[list[Path]] = MODELS_OPTION,
          format: Format = typer.Option(Format.table, "--format", "-f"),
-         out: Optional[Path] = typer.Option(None, "--out", "-o")) -> None:
+         out: Optional[Path] = typer.Option(None, "--out", "-o", **FILE_OUT)) -> None:
     """Solve the fleet MILP: which VMs to rent, with what batch and KV offload, at minimum cost."""
     from .report import plan_csv, plan_payload, plan_text, to_json
 
@@ -207,7 +216,8 @@ def simulate(scenario: Path = typer.Argument(..., metavar="SCENARIO.yaml"),
              seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1),
              arrivals: str = typer.Option("poisson", "--arrivals", help="poisson | gamma:CV | trace:FILE"),
              format: Format = typer.Option(Format.table, "--format", "-f"),
-             out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the report here")) -> None:
+             out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write the report here",
+                                                **FILE_OUT)) -> None:
     """Replay a plan request by request through each replica's scheduler; exit 1 when an SLO percentile misses."""
     from .simulate_report import run_simulate_command
 
@@ -250,7 +260,8 @@ def predict(model: str = typer.Option(..., help="model name, HF id or config.jso
 @guarded
 def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements: our CSV schema, or vLLM "
                                                         "benchmark_serving / GuideLLM result JSON"),
-              out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the fitted calibration JSON"),
+              out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the fitted calibration JSON",
+                                                 **FILE_OUT),
               model: Optional[str] = typer.Option(None, help="model of the JSON results (they do not record it)"),
               gpu: Optional[str] = typer.Option(None, help="GPU of the JSON results"),
               gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs (tensor parallel) of the JSON results"),
@@ -285,7 +296,7 @@ def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements:
 @app.command()
 @guarded
 def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="sweep file: a base scenario and axes"),
-          out: Path = typer.Option(..., "--out", "-o", help="results table: .parquet or .csv"),
+          out: Path = typer.Option(..., "--out", "-o", help="results table: .parquet or .csv", **FILE_OUT),
           workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                                 help="local processes (default min(2, CPUs); 1 = in process; "
                                                      "at most the CPUs unless --force)"),
@@ -346,7 +357,7 @@ def plot(results: Path = typer.Argument(..., metavar="RESULTS", help="sweep resu
 @app.command()
 @guarded
 def report(target: Path = typer.Argument(..., metavar="PLAN.json|RESULTS.parquet", help="plan JSON or sweep table"),
-           out: Path = typer.Option(..., "--out", "-o", help="HTML file to write"),
+           out: Path = typer.Option(..., "--out", "-o", help="HTML file to write", **FILE_OUT),
            scenario: Optional[Path] = typer.Option(None, "--scenario", help="the plan's scenario (SLO bounds)")
            ) -> None:
     """One self-contained HTML page: fleet summary, pools, run-rate and one-off costs, SLO margins, plots."""
@@ -382,7 +393,9 @@ def export(plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="plan
         typer.echo(f"skipped {len(skipped)} pool(s) without traffic in the plan (no assignment or 0 VM-hours): "
                    + ", ".join(sorted(skipped)[:3]) + (", ..." if len(skipped) > 3 else ""), err=True)
     if to is ExportTarget.vllm:
-        emit(vllm_text(view, launches, offload_flag), None if out_dir is None else out_dir / "vllm_commands.sh")
+        target = None if out_dir is None else out_dir / "vllm_commands.sh"
+        check_output(target, [plan_file, scenario], field="DIR")
+        emit(vllm_text(view, launches, offload_flag), target)
         return
     for path in write_skypilot(view, out_dir or Path("."), launches, offload_flag):  # out_dir checked above
         typer.echo(f"wrote {path}", err=True)

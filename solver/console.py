@@ -3,14 +3,18 @@ option, bad choice, missing argument) as one line ``infersave: error: ...`` with
 multi-line message. Imports nothing of the project, so ``infersave --help`` stays fast."""
 from __future__ import annotations
 
-from typing import Any
+import os
+from pathlib import Path
+from typing import Any, Callable
 
 import typer
 
 try:
     import typer._click as click  # the click that typer >= 0.26 vendors
+    from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - older typer on plain click
     import click  # type: ignore[no-redef]
+    from click import get_current_context  # type: ignore[no-redef]
 
 
 def print_version(value: bool) -> None:
@@ -24,6 +28,30 @@ def print_version(value: bool) -> None:
             version = "unknown"
         typer.echo(f"infersave {version}")
         raise typer.Exit(0)
+
+
+FOLDER_OUTPUTS = "infersave.folder_outputs"  # click context meta: file outputs given with a trailing separator
+
+
+def file_output(field: str) -> Callable[[str], Path]:
+    """Parser of a file output option. typer makes a ``Path`` of the text, which drops a trailing ``/``: an output
+    given as ``newdir/`` would be written as a file named ``newdir``. The text is remembered in the click context
+    (``folder_outputs``) and the command refuses it (exit 2) before it runs."""
+
+    def parse(text: str) -> Path:
+        if text.endswith(("/", os.sep)):
+            ctx = get_current_context(silent=True)
+            if ctx is not None:
+                ctx.meta.setdefault(FOLDER_OUTPUTS, []).append((text, field))
+        return Path(text)
+
+    return parse
+
+
+def folder_outputs() -> list[tuple[str, str]]:
+    """(text, option) of each file output of the running command that was given with a trailing separator."""
+    ctx = get_current_context(silent=True)
+    return list(ctx.meta.get(FOLDER_OUTPUTS, [])) if ctx is not None else []
 
 
 def run_app(app: Any, argv: list[str] | None = None) -> int:
@@ -48,4 +76,4 @@ def run_app(app: Any, argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-__all__ = ["print_version", "run_app"]
+__all__ = ["file_output", "folder_outputs", "print_version", "run_app"]

@@ -66,11 +66,11 @@ class EngineProfile(Frozen):
 
 
 def _bool(raw: str) -> bool:
-    if raw.lower() in ("true", "yes", "1"):
+    if raw.lower() in ("true", "yes"):
         return True
-    if raw.lower() in ("false", "no", "0"):
+    if raw.lower() in ("false", "no"):
         return False
-    raise ValueError(f"expected true or false, got {raw!r}")
+    raise ValueError(f"expected true or false, got {raw!r}")  # not 1 or 0: a number in a boolean column is a slip
 
 
 def load_engines(path: Path = ENGINE_FILE) -> dict[str, EngineProfile]:

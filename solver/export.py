@@ -30,8 +30,8 @@ import yaml
 
 from .catalog import find_model
 from .errors import InputError, PlannerError
-from .io import atomic_write_text
-from .planfile import PlanView, PoolView
+from .io import atomic_write_text, check_output
+from .planfile import PlanView, PoolView, check_view
 from .provenance import caption
 from .scenario import load_scenario
 
@@ -76,12 +76,16 @@ def _slug(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-")
 
 
-def _scenario_lengths(scenario: str | Path | None) -> tuple[dict[str, int], dict[str, str]]:
-    """Longest input + output per workload, and its KV dtype, from the scenario file (if given)."""
+def _scenario_lengths(plan: PlanView, scenario: str | Path | None, path: str) -> tuple[dict[str, int], dict[str, str]]:
+    """Longest input + output per workload, and its KV dtype, from the scenario file (if given); the plan's pools
+    and assignments are checked to hang together, and with a scenario to be its workloads and catalog instances."""
     if scenario is None:
+        check_view(plan, path)
         return {}, {}
 
-    sc = load_scenario(scenario).scenario
+    resolved = load_scenario(scenario)
+    sc = resolved.scenario
+    check_view(plan, path, {w.name for w in sc.workloads}, resolved.instances)
     lengths = {w.name: max(b.input_tokens + b.output_tokens for b in w.size_mix()) for w in sc.workloads}
     return lengths, {w.name: w.effective_kv_dtype for w in sc.workloads}
 
@@ -94,7 +98,7 @@ def pool_launches(plan: PlanView, *, scenario: str | Path | None = None, path: s
         InputError: a pool's model is unknown or has no Hugging Face id, or its assignments disagree.
     """
 
-    lengths, kv_dtypes = _scenario_lengths(scenario)
+    lengths, kv_dtypes = _scenario_lengths(plan, scenario, path)
     launches, skipped = [], {}
     for k, pool in enumerate(plan.pools):
         rows = plan.pool_assignments(pool.pool)
@@ -207,6 +211,8 @@ def write_skypilot(plan: PlanView, out_dir: str | Path, launches: list[PoolLaunc
 
     texts = {Path(out_dir) / f"{launch.name}.yaml": render_skypilot(launch, plan, offload_flag)
              for launch in launches}  # render everything first: a failure leaves nothing half written
+    for path in texts:  # and check every target (a read-only or special file) before the first is written
+        check_output(path, field="DIR")
     for path, text in texts.items():
         atomic_write_text(path, text)
     return list(texts)

@@ -3,6 +3,7 @@ profiles. Plain functions (pydantic validators wrap them) so each rule is writte
 from __future__ import annotations
 
 import math
+import re
 
 from pydantic import ValidationInfo
 
@@ -78,3 +79,40 @@ def check_rate_profile(value: list[float] | None) -> list[float] | None:
         raise ValueError("every hour's rate is 0: give a positive peak")
     return value
 
+
+
+# A number as a data file should write it: ASCII digits, an optional sign, point and exponent (and nan/inf, which
+# callers refuse by name as not finite). float() and int() would also take "1_0", other scripts' digits ("١٠")
+# and surrounding whitespace: typos in a data file, not numbers.
+PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
+                          re.IGNORECASE)
+PLAIN_INT = re.compile(r"[+-]?[0-9]+")
+BOOLEAN_WORDS = ("true", "false", "yes", "no")
+
+
+def parse_number(text: str) -> float:
+    """``float(text)`` of a plainly written number (``PLAIN_NUMBER``); ``ValueError`` for anything else."""
+    if not PLAIN_NUMBER.fullmatch(text):
+        raise ValueError(f"expected a number (ASCII digits, no spaces or '_'), got {text!r}")
+    return float(text)
+
+
+def parse_int(text: str) -> int:
+    """``int(text)`` of a plainly written whole number (``PLAIN_INT``); ``ValueError`` for anything else."""
+    if not PLAIN_INT.fullmatch(text):
+        raise ValueError(f"expected a whole number (ASCII digits, no spaces or '_'), got {text!r}")
+    return int(text)
+
+
+def check_plain_number(value: object) -> None:
+    """A text value of a numeric field must be a plainly written number (pydantic would read "1_0" and " 5 ")."""
+    if isinstance(value, str) and not PLAIN_NUMBER.fullmatch(value):
+        raise ValueError(f"expected a number (ASCII digits, no spaces or '_'), got {value!r}")
+
+
+def check_boolean(value: object) -> None:
+    """A boolean field takes true/false (yes/no), not a number (pydantic would read 1, 0, "1", "on", "t")."""
+    if isinstance(value, bool) or value is None:
+        return
+    if not (isinstance(value, str) and value.lower() in BOOLEAN_WORDS):
+        raise ValueError(f"expected true or false, got {value!r}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .io import atomic_write_text
-from .planfile import PlanView, load_plan_view
+from .planfile import PlanView, check_view, load_plan_view
 from .plots import PLOTS
 from .provenance import caption, table_provenance
 from .report import hourly_tables
@@ -202,10 +202,14 @@ def write_report(target: str | Path, out: str | Path, scenario: str | Path | Non
     if target.suffix.lower() == ".json":
 
         sc = None
+        view = load_plan_view(target)
         if scenario is not None:
-
-            sc = load_scenario(scenario).scenario
-        text = plan_report(load_plan_view(target), scenario=sc, source=str(target))
+            resolved = load_scenario(scenario)
+            sc = resolved.scenario
+            check_view(view, target, {w.name for w in sc.workloads}, resolved.instances)
+        else:
+            check_view(view, target)
+        text = plan_report(view, scenario=sc, source=str(target))
     else:
 
         df = read_results(target)

@@ -3,7 +3,8 @@
 Output: ``check_output`` refuses, before any work, an ``--out`` that is a symlink, a device, a directory (or,
 for folder outputs, a file), that resolves to one of the command's input files, or whose folder cannot be
 written; ``atomic_write`` writes a temporary file beside the target and renames it, keeping the permissions of a
-file it replaces, so no half file is ever left. ``csv_safe`` neutralises spreadsheet formulas in CSV cells.
+file it replaces (and refusing to replace a read-only one), so no half file is ever left. ``csv_safe``
+neutralises spreadsheet formulas in CSV cells.
 
 Input: ``parse_yaml`` and ``parse_json`` refuse duplicate keys, and YAML also files over ``MAX_YAML_BYTES``,
 nesting deeper than ``MAX_YAML_DEPTH`` and alias expansion beyond ``MAX_YAML_NODES`` nodes (alias bombs).
@@ -52,10 +53,51 @@ def not_a_file(path: str | Path) -> str | None:
     return None
 
 
+def file_kind(path: str | Path) -> str:
+    """What is at ``path``, for a message where a command expected something else there instead of a bare "not
+    found": "not found", "is a folder", "is a file", "is a named pipe (FIFO)...", "is a socket...", "is a device
+    or other special file, not a regular file", or why it cannot be looked at."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "not found"
+    except OSError as exc:  # a loop, a component that is a file, no permission to look
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    if stat.S_ISREG(mode):
+        return "is a file"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO), not a file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a file"
+    return "is a device or other special file, not a regular file"
+
+
+MAX_SEARCH_ENTRIES = 20_000  # files and folders a search of a user's folder looks at (``--models``)
+
+
+def bounded_files(folder: Path, depth: int, field: str, hint: str) -> list[Path]:
+    """Every file in ``folder`` and ``depth`` levels below it, sorted, looking at no more than
+    ``MAX_SEARCH_ENTRIES`` entries (symbolic links to folders are not followed): a folder such as ``/`` or ``~``
+    given by mistake is ``InputError`` naming ``field`` with ``hint``, not a walk of the whole file system."""
+    found, seen = [], 0
+    for root, dirs, files in os.walk(folder):
+        seen += len(dirs) + len(files)
+        if seen > MAX_SEARCH_ENTRIES:
+            raise InputError(f"has more than {MAX_SEARCH_ENTRIES:,} files and folders within {depth} levels; {hint}",
+                             path=str(folder), field=field)
+        if len(Path(root).relative_to(folder).parts) >= depth:
+            dirs.clear()
+        found += [Path(root) / f for f in files]
+    return sorted(found)
+
+
 def read_text(path: str | Path, limit: int, error: type[InputError] = InputError, what: str = "file") -> str:
     """A UTF-8 text file of at most ``limit`` bytes, read no further than that (a device or pipe that never ends,
     ``/dev/zero``, reports size 0, so the size is counted while reading, not asked of the file system); a missing
-    file, a folder, an unreadable, oversize or non-UTF-8 one is ``error`` naming the file."""
+    file, a folder, an unreadable, oversize or non-UTF-8 one is ``error`` naming the file. A leading byte-order
+    mark is dropped, so every text input (YAML, JSON, CSV) takes the UTF-8 files Excel and Notepad write."""
     special = not_a_file(path)
     if special:
         raise error(f"cannot read {what}: {special}", path=str(path))
@@ -64,7 +106,7 @@ def read_text(path: str | Path, limit: int, error: type[InputError] = InputError
             data = fh.read(limit + 1)
         if len(data) > limit:
             raise ValueError(f"file is larger than the {limit // 2**20} MiB limit")
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Excel writes one) is no content
     except FileNotFoundError:
         raise error(f"cannot read {what}: not found", path=str(path)) from None
     except IsADirectoryError:
@@ -256,8 +298,20 @@ def check_output(path: str | Path | None, inputs: Iterable[str | Path | None] = 
     # mode bits as well as access(): a folder or file its owner made read-only is refused even for root
     if not os.access(probe, os.W_OK | os.X_OK) or not probe.stat().st_mode & 0o222:
         raise fail(f"folder {probe} is not writable")
-    if path.exists() and not folder and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222):
-        raise fail("file is read-only; make it writable or choose another output")
+    if not folder and read_only(path):
+        raise fail(READ_ONLY)
+
+
+READ_ONLY = "file is read-only; make it writable or choose another output"
+
+
+def read_only(path: Path) -> bool:
+    """An existing file that must not be replaced: not writable for us, or (even for root) without any write bit.
+    An atomic rename would replace it regardless of its mode, so every writer asks this first."""
+    try:
+        return path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222)
+    except OSError:
+        return False
 
 
 TEMP_SUFFIX = ".tmp"
@@ -269,6 +323,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise InputError("refusing to replace a symbolic link, folder or device", path=str(path), field="--out")
+    if read_only(path):
+        raise InputError(READ_ONLY, path=str(path), field="--out")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:

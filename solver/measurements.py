@@ -4,12 +4,14 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import CatalogError
+from .field_checks import PLAIN_NUMBER
 from .io import not_a_file
 from .schema import DTYPE_BYTES
 from .resources import default_measurements
@@ -38,6 +40,22 @@ MAX_SECONDS = 86_400.0  # a latency above a day is a unit slip (milliseconds giv
 MAX_TOKENS_PER_S = 1e8  # tokens/s of one measured deployment
 
 
+NUMERIC_COLUMNS = ("gpu_count", "batch_size", "input_tokens", "output_tokens", "value", "request_rate_per_s",
+                   "concurrency", "num_prompts")
+
+
+def _plain_numbers(header: list[str], rows: Iterable[list[str]], path: Path) -> None:
+    """Every numeric cell is empty or a plainly written number: pandas would read " 5" as 5 (and refuse "1_0"
+    without naming the row)."""
+    columns = [(i, h) for i, h in enumerate(header) if h in NUMERIC_COLUMNS]
+    for line, row in enumerate(rows, start=2):
+        for i, name in columns:
+            cell = row[i] if i < len(row) else ""
+            if cell and not PLAIN_NUMBER.fullmatch(cell):
+                raise CatalogError(f"expected a number (ASCII digits, no spaces or '_'), got {cell!r}", path=str(path),
+                                   where=f"row {line}", field=name)
+
+
 def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     """The measurements CSV, validated: known columns, metrics, units, positive finite values."""
     import csv
@@ -48,8 +66,10 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     if special:
         raise CatalogError(f"cannot read CSV: {special}", path=str(path))
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
-            header = next(csv.reader(fh), [])
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            _plain_numbers(header, reader, path)
     except FileNotFoundError:
         raise CatalogError("file not found", path=str(path)) from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -27,6 +28,7 @@ from .errors import InputError, first_problem
 from .field_checks import MAX_BATCH, MAX_TENSOR_PARALLEL, MAX_VMS_PER_POOL
 from .io import read_json
 from .plan_types import Plan
+from .schema import Instance
 
 
 class _View(BaseModel):
@@ -167,6 +169,72 @@ def load_plan_view(path: str | Path) -> PlanView:
         raise InputError(f"not a plan: {msg}", path=str(path), field=field or None) from None
 
 
+POOL_KEYS = ("cloud", "instance_type", "region", "pricing", "gpu", "gpu_count", "count")  # an assignment repeats
+Offers = Mapping[tuple[str, str, str], Instance]
+
+
+def offers_of(instances: Iterable[Instance]) -> dict[tuple[str, str, str], Instance]:
+    """A scenario's catalog instances by (cloud, instance type, region): what a plan's pools must be."""
+    return {(i.cloud, i.instance_type, i.region): i for i in instances}
+
+
+def catalog_instance(pool: Mapping[str, Any], offers: Offers) -> Instance | None:
+    """The catalog instance a plan's pool rents: same (cloud, type, region), GPU and GPU count; else None."""
+    key = (pool.get("cloud"), pool.get("instance_type"), pool.get("region"))
+    inst = offers.get(key) if all(isinstance(k, str) for k in key) else None  # type: ignore[arg-type]
+    if inst is None or (pool.get("gpu", inst.gpu), pool.get("gpu_count", inst.gpu_count)) != (inst.gpu, inst.gpu_count):
+        return None
+    return inst
+
+
+def check_consistency(path: str | Path, pools: Sequence[Mapping[str, Any]], assignments: Sequence[Mapping[str, Any]],
+                      *, workloads: Collection[str] | None = None, offers: Offers | None = None) -> None:
+    """The plan's pools and assignments hang together, checked before ``simulate``, ``export`` and ``report`` use
+    it (``verify`` reports the same rules among its violations): pool names listed once, each pool renting at
+    least one VM (and, given the scenario's catalog ``offers``, being one of its instances), each assignment naming
+    a listed pool and repeating its ``POOL_KEYS`` and (given the scenario's ``workloads``) a workload of it. A plan
+    without pools (a hand-made replay input) is checked for workloads only. ``InputError`` naming the field."""
+
+    def fail(message: str, field: str) -> InputError:
+        return InputError(message, path=str(path), field=field)
+
+    by_name: dict[Any, Mapping[str, Any]] = {}
+    for k, pool in enumerate(pools):
+        name = pool.get("pool")
+        if name in by_name:
+            raise fail(f"pool {name!r} is listed twice", f"pools.{k}.pool")
+        by_name[name] = pool
+        if pool.get("count", 1) < 1:
+            raise fail(f"pool {name!r} rents {pool.get('count')} VMs; a plan lists only the pools it rents",
+                       f"pools.{k}.count")
+        if offers is not None and all(key in pool for key in ("cloud", "instance_type", "region")) \
+                and catalog_instance(pool, offers) is None:
+            raise fail(f"{pool.get('instance_type')!r} in {pool.get('cloud')}/{pool.get('region')} (with its GPUs) "
+                       "is not an instance of the scenario's catalogs; is this the plan of another scenario?",
+                       f"pools.{k}.instance_type")
+    for k, a in enumerate(assignments):
+        if workloads is not None and a.get("workload") not in workloads:
+            raise fail(f"workload {a.get('workload')!r} is not in the scenario (workloads: "
+                       f"{', '.join(sorted(workloads))}); is this the plan of another scenario?",
+                       f"assignments.{k}.workload")
+        owner = by_name.get(a.get("pool"))
+        if owner is None:
+            if pools:
+                raise fail(f"pool {a.get('pool')!r} is not among the plan's pools", f"assignments.{k}.pool")
+            continue
+        for key in POOL_KEYS:
+            if key in a and key in owner and a[key] != owner[key]:
+                raise fail(f"{key} {a[key]!r} differs from its pool {owner.get('pool')!r}'s {owner[key]!r}",
+                           f"assignments.{k}.{key}")
+
+
+def check_view(view: PlanView, path: str | Path, workloads: Collection[str] | None = None,
+               instances: Iterable[Instance] | None = None) -> None:
+    """``check_consistency`` of a loaded ``PlanView`` (with the scenario's workloads and catalog when given)."""
+    check_consistency(path, [p.model_dump() for p in view.pools], [a.model_dump() for a in view.assignments],
+                      workloads=workloads, offers=None if instances is None else offers_of(instances))
+
+
 def load_plan(path: str | Path, workloads: set[str], scenario: str | Path) -> Plan:
     """The plan JSON in ``path`` as a ``Plan`` of the scenario whose workloads are ``workloads`` (``verify`` and
     ``simulate``): malformed, too large or too deep JSON, a missing or mistyped field, and a workload the scenario
@@ -186,4 +254,5 @@ def load_plan(path: str | Path, workloads: set[str], scenario: str | Path) -> Pl
     return plan
 
 
-__all__ = ["AssignmentView", "PlanView", "PoolView", "load_plan", "load_plan_view"]
+__all__ = ["AssignmentView", "PlanView", "PoolView", "catalog_instance", "check_consistency", "check_view", "load_plan",
+           "load_plan_view", "offers_of"]

@@ -362,17 +362,29 @@ def plot_all(df: pd.DataFrame, out_dir: str | Path,
 
     prov = prov or table_provenance(df)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, skipped = [], {}
+    # folders this call creates (the first write makes them), deepest first: removed again if a plot fails
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    written: list[Path] = []
+    skipped: dict[str, str] = {}
     reasons = {"cost_vs_slo.png": "no point has a plan with online traffic",
                "cost_vs_confidence.png": "no confidence axis with a solved point",
                "cost_vs_price.png": "no price axis (price.*, price_multiplier, reserved_discount) with a solved point"}
-    for name, fn in PLOTS.items():
-        result = fn(df, out_dir / name, prov=prov)
-        if result is None:
-            skipped[name] = reasons.get(name, "not supported by this table")
-        else:
-            written.append(result)
+    try:
+        for name, fn in PLOTS.items():
+            result = fn(df, out_dir / name, prov=prov)
+            if result is None:
+                skipped[name] = reasons.get(name, "not supported by this table")
+            else:
+                written.append(result)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        for folder in created:
+            try:
+                folder.rmdir()  # only if empty: never what was there before
+            except OSError:
+                break
+        raise
     return written, skipped
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CatalogError, ScenarioError
-from .field_checks import HOURS_PER_DAY
+from .field_checks import HOURS_PER_DAY, parse_int, parse_number
 from .io import MAX_YAML_BYTES, read_text
 from .resources import catalog_dir
 from .schema import Scenario
@@ -33,14 +33,21 @@ def read_profile_csv(path: Path) -> list[float]:
         ScenarioError: missing file or column, a bad or repeated hour, a bad rate, or hours missing.
     """
     rates: dict[int, float] = {}
-    # a BOM (spreadsheet exports) is not part of the header; 24 rows fit far below the YAML limit
-    text = read_text(path, MAX_YAML_BYTES, ScenarioError, "rate profile CSV").removeprefix("\ufeff")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None or not {"hour", "rate_per_s"} <= set(reader.fieldnames):
+    # 24 rows fit far below the YAML limit (read_text drops a spreadsheet's byte-order mark)
+    text = read_text(path, MAX_YAML_BYTES, ScenarioError, "rate profile CSV")
+    rows = csv.reader(io.StringIO(text, newline=""))
+    header = next(rows, None)
+    if header is None or not {"hour", "rate_per_s"} <= set(header):
         raise ScenarioError("expected the header hour,rate_per_s", path=str(path), where="line 1")
-    for line, row in enumerate(reader, start=2):
+    for line, cells in enumerate(rows, start=2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise ScenarioError(f"has {len(cells)} cells, the header has {len(header)}", path=str(path),
+                                where=f"line {line}")
+        row = dict(zip(header, cells))
         try:
-            hour = int(str(row["hour"]).strip())
+            hour = parse_int(row["hour"])
         except ValueError:
             raise ScenarioError(f"{row['hour']!r} is not an hour 0..23", path=str(path), where=f"line {line}",
                                 field="hour") from None
@@ -48,7 +55,7 @@ def read_profile_csv(path: Path) -> list[float]:
             why = "repeated" if hour in rates else "outside 0..23"
             raise ScenarioError(f"hour {hour} is {why}", path=str(path), where=f"line {line}", field="hour")
         try:
-            rate = float(str(row["rate_per_s"]).strip())
+            rate = parse_number(row["rate_per_s"])
         except ValueError:
             rate = math.nan
         if not (math.isfinite(rate) and rate >= 0):

@@ -36,7 +36,7 @@ def catalog_info(path: Path) -> dict[str, Any]:
     sources: set[str] = set()
     rows = 0
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
             for row in csv.DictReader(fh):
                 rows += 1
                 if row.get("retrieved"):

@@ -15,9 +15,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from .catalog import find_gpu
 from .engines import find_engine
 from .errors import InputError, PlannerError, first_problem
-from .field_checks import MAX_TENSOR_PARALLEL, MAX_VMS_PER_POOL
+from .field_checks import MAX_TENSOR_PARALLEL, MAX_VMS_PER_POOL, parse_number
 from .io import MAX_JSON_BYTES, read_json, read_text
-from .planfile import refuse_control_characters
+from .planfile import Offers, check_consistency, refuse_control_characters
 
 MAX_REPLAY_SEQS = 16_384  # concurrent sequences of one replica
 GAMMA_CV = (0.05, 20.0)  # coefficient of variation of gamma inter-arrival times
@@ -61,9 +61,10 @@ class ReplayPlan(BaseModel):
     pools: list[ReplayPool] = Field(default_factory=list)
 
 
-def check_replay_plan(path: str | Path, workloads: set[str]) -> dict[str, Any]:
+def check_replay_plan(path: str | Path, workloads: set[str], offers: Offers | None = None) -> dict[str, Any]:
     """The plan JSON in ``path`` (as a dict, unchanged) once the fields the replay reads hold: known workloads and
-    GPUs, a tensor parallelism dividing the GPUs, counts, shares, batch sizes and offload in range."""
+    GPUs, a tensor parallelism dividing the GPUs, counts, shares, batch sizes and offload in range, and its pools
+    and assignments hang together (``planfile.check_consistency``, with the scenario's catalog ``offers``)."""
     data = read_json(path, InputError, "plan JSON")
     refuse_control_characters(data, path)
     if not isinstance(data, dict):
@@ -93,6 +94,7 @@ def check_replay_plan(path: str | Path, workloads: set[str]) -> dict[str, Any]:
         if a.gpu_count is not None and a.gpu_count % a.tensor_parallel:
             raise InputError(f"tensor parallelism {a.tensor_parallel} does not divide the VM's {a.gpu_count} GPUs",
                              path=str(path), field=f"{where}.tensor_parallel")
+    check_consistency(path, data.get("pools") or [], data["assignments"], offers=offers)
     return data
 
 
@@ -115,7 +117,7 @@ def gamma_cv(kind: str) -> float:
     would make a replay that never advances)."""
     text = kind.split(":", 1)[1]
     try:
-        cv = float(text)
+        cv = parse_number(text)
     except ValueError:
         cv = math.nan
     lo, hi = GAMMA_CV
@@ -133,11 +135,11 @@ def read_trace(path: str) -> list[float]:
     text = read_text(path, MAX_JSON_BYTES, InputError, "trace")
     out: list[float] = []
     for number, line in enumerate(text.splitlines(), start=1):
-        field = line.split(",", 1)[0].strip()
-        if not field:
+        field = line.split(",", 1)[0]
+        if not field.strip():
             continue
         try:
-            value = float(field)
+            value = parse_number(field)
         except ValueError:
             if out or number > 1:
                 raise InputError(f"timestamp {field[:40]!r} is not a number", path=path,

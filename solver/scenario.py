@@ -95,6 +95,8 @@ def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = No
         try:
             card = find_model(w.model, base, models)
         except UnknownNameError as exc:
+            if exc.field != "model":  # a --models folder that is wrong names itself, not the scenario
+                raise
             raise UnknownNameError(str(exc).split(": ", 1)[-1], path=path, field=f"workloads.{i}.model") from None
         cards[w.model] = card
         try:

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from .field_checks import HOURS_PER_DAY, check_batch_sizes, check_bounds, check_names, check_rate_profile
+from .field_checks import (HOURS_PER_DAY, check_batch_sizes, check_boolean, check_bounds, check_names,
+                           check_plain_number, check_rate_profile)
 
 Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
 DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
@@ -41,6 +42,12 @@ def _numeric(annotation: object) -> bool:
     return any(_numeric(a) for a in args if a is not type(None))
 
 
+def _boolean(annotation: object) -> bool:
+    """Whether a field's type is a boolean or an optional one."""
+    return annotation is bool or (bool in typing.get_args(annotation) and
+                                  all(a in (bool, type(None)) for a in typing.get_args(annotation)))
+
+
 class Frozen(BaseModel):
     """The one strict base of every pydantic model here: frozen, no unknown fields, no NaN or infinity (pydantic
     lets NaN through ``gt``/``ge`` checks otherwise; ``allow_inf_nan=False`` names the field that holds one)."""
@@ -56,6 +63,10 @@ class Frozen(BaseModel):
             items = value if isinstance(value, (list, tuple)) else [value]
             if any(isinstance(v, bool) for v in items):
                 raise ValueError("expected a number, got a boolean (true/false/yes/no/on/off)")
+            for v in items:  # and, from a CSV cell or quoted YAML, not "1_0", " 5" or other scripts' digits
+                check_plain_number(v)
+        elif field is not None and _boolean(field.annotation):
+            check_boolean(value)  # nor a number where a boolean is expected
         return value
 
     @model_validator(mode="before")

@@ -23,6 +23,7 @@ from .catalog import find_gpu
 from .engines import EngineProfile, find_engine
 from .errors import InputError
 from .io import atomic_write_text
+from .planfile import offers_of
 from .replay_input import check_arrivals, check_replay_plan, gamma_cv, read_trace
 from .roofline import Hardware, weight_bytes
 from .scenario import Resolved, load_scenario
@@ -375,7 +376,8 @@ def run_simulate_command(scenario: Resolved | str | Path, plan_path: str | Path,
 
     trace = check_arrivals(arrivals)
     resolved = scenario if isinstance(scenario, Resolved) else load_scenario(scenario)
-    plan = check_replay_plan(plan_path, {w.name for w in resolved.scenario.workloads})
+    workloads = {w.name for w in resolved.scenario.workloads}
+    plan = check_replay_plan(plan_path, workloads, offers_of(resolved.instances))
     report = simulate_plan(resolved, plan, requests=requests, seed=seed, arrivals=arrivals, trace=trace)
     text = json.dumps(report.to_dict(), indent=2, default=float) if fmt == "json" else render_table(report)
     if out is not None:

@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Callable, Collection
 
 from .errors import CatalogError
+from .field_checks import parse_number
 
 VM_COLUMNS = ("InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "SpotPrice",
               "Region")
@@ -52,31 +54,48 @@ def is_per_zone(header: list[str], rows: list[dict[str, str]]) -> bool:
 
 
 def cell_number(row: dict[str, str], column: str, path: Path, *, required: bool = False,
-                missing: tuple[str, ...] = ("", "nan", "NaN")) -> float | None:
-    """A numeric CSV cell; a ``missing`` cell is None (or an error when ``required``). SkyPilot writes "nan"
-    for a missing price; this project's catalogs only leave the cell empty (``missing=("",)``)."""
+                missing: tuple[str, ...] = ("",)) -> float | None:
+    """A numeric CSV cell; a ``missing`` (empty) cell is None (or an error when ``required``). ``NaN`` and
+    ``inf`` are refused, not read as a missing price: an empty cell is how a catalog says "no price"."""
     raw = row.get(column, "")
     if raw in missing:
         if required:
             raise CatalogError("is empty", path=str(path), where=f"row {row['__row__']}", field=column)
         return None
     try:
-        return float(raw)
-    except ValueError:
-        raise CatalogError(f"expected a number, got {raw!r}", path=str(path), where=f"row {row['__row__']}",
-                           field=column) from None
+        value = parse_number(raw)
+    except ValueError as exc:
+        raise CatalogError(str(exc), path=str(path), where=f"row {row['__row__']}", field=column) from None
+    if not math.isfinite(value):
+        raise CatalogError(f"expected a finite number (or an empty cell), got {raw!r}", path=str(path),
+                           where=f"row {row['__row__']}", field=column)
+    return value
+
+
+MAX_ACCELERATOR_USD_PER_HOUR = 100_000.0  # the catalog schema's bound on a VM's price (``Instance``)
+
+
+# Checks one kept row (the row, its on-demand price, spot quote, whole GPU count) against the catalog schema;
+# raises naming the file, row and column.
+RowCheck = Callable[[dict[str, str], float, "float | None", int], None]
 
 
 def collapse_zones(rows: list[dict[str, str]], path: Path, cloud: str, known_gpus: Collection[str], source: str,
-                   retrieved: str) -> tuple[list[dict[str, Any]], ImportReport]:
+                   retrieved: str, check: RowCheck | None = None) -> tuple[list[dict[str, Any]], ImportReport]:
     """Rows of this project's catalog format (``VM_COLUMNS`` + source, retrieved, and ``__row__``: the first zone
-    row's line) from the rows of one SkyPilot ``vms.csv`` (see the module docstring)."""
+    row's line) from the rows of one SkyPilot ``vms.csv`` (see the module docstring). ``check`` is called on
+    every kept zone row with a price (its real spot quote, below on-demand, or None), so a bad zone row is refused
+    even where another zone's value would be the one kept."""
     rep = ImportReport(cloud=cloud, source=source, rows_in=len(rows))
     accel: dict[tuple[Any, ...], tuple[float | None, float | None]] = {}
     for r in rows:  # GCP: accelerator-only price rows
         if not r["InstanceType"] and r["AcceleratorName"]:
-            accel[(r["AcceleratorName"], r["AcceleratorCount"], r["Region"], r.get("AvailabilityZone", ""))] = (
-                cell_number(r, "Price", path), cell_number(r, "SpotPrice", path))
+            quotes = (cell_number(r, "Price", path), cell_number(r, "SpotPrice", path))
+            for column, value in zip(("Price", "SpotPrice"), quotes):
+                if value is not None and not 0 <= value <= MAX_ACCELERATOR_USD_PER_HOUR:
+                    raise CatalogError(f"an accelerator price must lie in 0 .. {MAX_ACCELERATOR_USD_PER_HOUR:g} USD/h, "
+                                       f"got {value:g}", path=str(path), where=f"row {r['__row__']}", field=column)
+            accel[(r["AcceleratorName"], r["AcceleratorCount"], r["Region"], r.get("AvailabilityZone", ""))] = quotes
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         if not r["InstanceType"]:
@@ -93,6 +112,8 @@ def collapse_zones(rows: list[dict[str, str]], path: Path, cloud: str, known_gpu
         if extra is not None:
             price = None if price is None or extra[0] is None else price + extra[0]
             spot = None if spot is None or extra[1] is None else spot + extra[1]
+        if check is not None and price is not None:
+            check(r, price, spot if spot is None or spot < price else None, int(count))
         groups[(r["InstanceType"], r["Region"])].append(r | {"_price": price, "_spot": spot, "_count": int(count)})
     out = []
     for (itype, region), zone_rows in sorted(groups.items()):

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from .perf import Estimate
 from .plan_types import Assignment, Plan, Pool
+from .planfile import catalog_instance, offers_of
 from .profiles import commitment_discount
 from .scenario import Resolved
 from .schema import Bucket, Instance, Workload
@@ -95,7 +96,7 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
             return [f"schema[{'.'.join(map(str, e['loc']))}]: {e['msg']}" for e in exc.errors()]
     sc = resolved.scenario
     workloads = {w.name: w for w in sc.workloads}
-    offers = {(i.cloud, i.instance_type, i.region): i for i in resolved.instances}
+    offers = offers_of(resolved.instances)
     bad = physically_impossible(plan) + _check_header(plan, resolved)
     pools: dict[str, Pool] = {}
     p: Pool | None
@@ -114,10 +115,10 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
         w = workloads.get(a.workload)
         demands = _demands(w) if w is not None else {}
         p = pools.get(a.pool)
-        inst = offers.get((p.cloud, p.instance_type, p.region)) if p is not None else None
+        inst = catalog_instance(p.model_dump(), offers) if p is not None else None
         if w is None or a.demand not in demands:
             entries.append(f"assignment[{a.demand}@{a.pool}]: unknown workload {a.workload!r} or demand")
-        elif p is None or inst is None or inst.gpu != p.gpu or inst.gpu_count != p.gpu_count:
+        elif p is None or inst is None:
             entries.append(f"assignment[{a.demand}@{a.pool}]: pool missing or not an instance of the catalog")
         else:
             entries.append((a, w, demands[a.demand], p, inst))

@@ -201,3 +201,53 @@ def test_a_catalog_csv_is_read_no_further_than_its_limit(tmp_path, monkeypatch):
     small.write_text("instance,gpu\nx,y\n", encoding="utf-8")
     assert catalog_module.read_csv_rows(small)[0] == ["instance", "gpu"]
 
+
+
+def test_models_folder_search_is_bounded(tmp_path, monkeypatch):
+    """``--models DIR`` looks at DIR and two levels below (``org/card.yaml``, ``org/model/config.json``) and at
+    most ``io.MAX_SEARCH_ENTRIES`` entries, so ``--models /`` says so instead of walking the whole file system."""
+    import solver.catalog as catalog_module
+    import solver.io as io_module
+    from solver.errors import InputError
+    (tmp_path / "org" / "model" / "deeper").mkdir(parents=True)
+    for rel in ("a.yaml", "org/b.yaml", "org/model/config.json", "org/model/deeper/c.yaml"):
+        (tmp_path / rel).write_text("x", encoding="utf-8")
+    found = catalog_module._model_files(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.yaml", "org/b.yaml", "org/model/config.json"]
+    for i in range(10):
+        (tmp_path / f"extra{i}.txt").write_text("x", encoding="utf-8")
+    monkeypatch.setattr(io_module, "MAX_SEARCH_ENTRIES", 8)
+    with pytest.raises(InputError, match="more than 8 files and folders") as err:
+        catalog_module._model_files(tmp_path)
+    assert str(tmp_path) in str(err.value) and "--models" in str(err.value)
+
+
+@pytest.mark.parametrize("column, value, match", [("cuda_graphs", "1", "true or false"),
+                                                  ("step_overhead_us", "1_000", "no spaces or '_'"),
+                                                  ("layer_overhead_us", "\u0662", "no spaces or '_'")])
+def test_engine_csv_cells_are_plain_numbers_and_booleans(tmp_path, column, value, match):
+    """A number where a boolean is expected, and numbers float() or pydantic would read leniently ("1_000", other
+    scripts' digits), are refused naming the file, row and column."""
+    from solver.engines import ENGINE_FILE, load_engines
+    from solver.errors import CatalogError
+    rows = raw_rows(ENGINE_FILE)
+    rows[0][column] = value
+    path = tmp_path / "engines.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(CatalogError, match=match) as err:
+        load_engines(path)
+    assert f"engines.csv:row 2:{column}" in str(err.value)
+
+
+def test_a_byte_order_mark_is_accepted_in_every_text_input(tmp_path):
+    """Excel writes UTF-8 with a byte-order mark: read_text drops it, so JSON, YAML and CSV inputs all take it."""
+    from solver.io import read_json, read_text
+    (tmp_path / "a.json").write_text("\ufeff{\"a\": 1}", encoding="utf-8")
+    assert read_json(tmp_path / "a.json") == {"a": 1}
+    (tmp_path / "c.csv").write_text("\ufeff" + (ROOT / "tests" / "data" / "tiny.csv").read_text(encoding="utf-8"),
+                                    encoding="utf-8")
+    assert load_instances(tmp_path / "c.csv", gpu_specs())
+    assert read_text(tmp_path / "c.csv", 2**20).startswith("InstanceType")

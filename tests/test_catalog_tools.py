@@ -81,3 +81,16 @@ def test_show_filters_and_formats():
     assert r.exit_code == 2 and "did you mean" in r.stderr
     r = run_cli(["catalog", "show", "--cloud", "aws"])
     assert r.exit_code == 0 and "p5.48xlarge" in r.stdout
+
+
+def test_import_refuses_a_read_only_target_before_writing_any(tmp_path):
+    """Every <cloud>.csv is checked before the first is written: a read-only gcp.csv leaves aws.csv untouched."""
+    root = _skypilot_dir(tmp_path)
+    out = tmp_path / "cat"
+    out.mkdir()
+    for name in ("aws.csv", "gcp.csv"):
+        (out / name).write_text("old\n", encoding="utf-8")
+    (out / "gcp.csv").chmod(0o444)
+    r = run_cli(["catalog", "import", "--skypilot", root, "--out", out])
+    assert r.exit_code == 2 and "gcp.csv" in r.stderr and "read-only" in r.stderr, r.output
+    assert (out / "aws.csv").read_text(encoding="utf-8") == "old\n"

@@ -141,6 +141,26 @@ CASES = [
               catalog=catalog_with(header=CATALOG_HEADER + ",Price"), file="catalog.csv"),
     plan_case("csv-price-text", "price that is not a number", scenario(), ["row 2", "Price", "expected a number"],
               catalog=catalog_with(ROW.format(price="cheap")), file="catalog.csv"),
+    plan_case("csv-price-underscore", "a price written 1_0 (float() reads 10)", scenario(),
+              ["row 2", "Price", "no spaces or '_'"],
+              catalog=catalog_with(ROW.format(price="1_0")), file="catalog.csv"),
+    plan_case("csv-price-arabic-digits", "a price in Arabic-Indic digits", scenario(),
+              ["row 2", "Price", "ascii digits"],
+              catalog=catalog_with(ROW.format(price="\u0661\u0660")), file="catalog.csv"),
+    plan_case("csv-price-spaces", "a price with spaces around it", scenario(), ["row 2", "Price", "spaces around it"],
+              catalog=catalog_with(ROW.format(price=" 1.5 ")), file="catalog.csv"),
+    plan_case("csv-count-underscore", "a GPU count written 1_0", scenario(),
+              ["row 2", "AcceleratorCount", "no spaces or '_'"],
+              catalog=catalog_with("l4.small,L4,1_0,8,32,1.0,0.3,r1,x"), file="catalog.csv"),
+    plan_case("profile-ragged", "a rate-profile row with an extra cell",
+              scenario(rate="    rate_profile_csv: day.csv\n"),
+              ["line 3", "has 3 cells"], extra_files={"day.csv": "hour,rate_per_s\n0,1\n1,1,1\n"}, file="day.csv"),
+    plan_case("profile-underscore", "a rate written 1_0", scenario(rate="    rate_profile_csv: day.csv\n"),
+              ["line 2", "rate_per_s"], extra_files={"day.csv": "hour,rate_per_s\n0,1_0\n"}, file="day.csv"),
+    Case("trace-underscore", "a trace timestamp written 1_0", {"plan.json": "{}", "scenario.yaml": scenario(),
+                                                              "t.csv": "t\n0\n1_0\n"},
+         ["simulate", "scenario.yaml", "plan.json", "--arrivals", "trace:t.csv"], ["line 3", "not a number"], "t.csv",
+         kind="trace"),
     plan_case("csv-price-negative", "negative price", scenario(), ["row 2", "Price", "greater than or equal"],
               catalog=catalog_with(ROW.format(price="-1")), file="catalog.csv"),
     plan_case("csv-price-zero", "zero price", scenario(), ["row 2", "Price", "greater than or equal"],
@@ -249,6 +269,25 @@ REPLAY_PLAN = ('{"assignments": [{"workload": "chat", "pool": "p", "gpu": "L4", 
                '"count": 1, "share": 1.0, "batch_size": 8, "offload_ratio": 0}], "pools": [{"pool": "p", "count": 1}]}')
 
 
+def edited_plan(edit: Callable[[dict], None]) -> Callable[[], str]:
+    """A file text: the valid plan of ``plan_json()`` changed by ``edit`` (made when the case is written)."""
+    def make() -> str:
+        import json
+        data = json.loads(plan_json())
+        edit(data)
+        return json.dumps(data)
+    return make
+
+
+def _set(*steps: tuple[str, int | None, str, object]) -> Callable[[dict], None]:
+    """An edit: for each (list, index or None for every item, key, value), set the key."""
+    def edit(data: dict) -> None:
+        for section, index, key, value in steps:
+            for item in data[section] if index is None else [data[section][index]]:
+                item[key] = value
+    return edit
+
+
 def plan_json_case(id, what, command, text, expect, file="plan.json"):
     files = {"scenario.yaml": scenario(), "catalog.csv": GOOD_CATALOG, "plan.json": text}
     return Case(id, what, files, command, expect, file, kind="plan JSON")
@@ -301,6 +340,10 @@ CASES += [
               ["line 10", "duplicate key", "max_ttft_s"]),
     settings_case("settings-batch-negative", "a negative batch in settings.batch_sizes",
                   "batch_sizes: [-4, 8]", ["batch_sizes", "-4"]),
+    settings_case("settings-bool-number", "allow_offload: 1 (a number where a boolean is expected)",
+                  "allow_offload: 1", ["allow_offload", "true or false"]),
+    settings_case("settings-number-underscore", "a quoted number written '1_0' in settings",
+                  "max_tensor_parallel: '1_0'", ["max_tensor_parallel", "no spaces or '_'"]),
     settings_case("settings-batch-zero", "a zero batch in settings.batch_sizes", "batch_sizes: [0]", ["batch_sizes"]),
     settings_case("settings-batch-empty", "an empty settings.batch_sizes", "batch_sizes: []", ["batch_sizes"]),
     settings_case("settings-batch-huge", "a batch of a million sequences", "batch_sizes: [1000000]",
@@ -390,6 +433,21 @@ CASES += [
                ["global", "6 finite"]),
     calib_case("calib-nan", "NaN in a calibration", CALIB_HEAD + '"global": [NaN, 1, 1, 1, 0, 0]}',
                ["global", "finite"]),
+    calib_case("calib-huge-global", "a calibration whose global multipliers are 10^6",
+               CALIB_HEAD + '"global": [1e6, 1e6, 1e6, 1e6, 1e6, 1e6]}', ["global", "k_compute", "at most 100"]),
+    calib_case("calib-huge-int", "six 401-digit integers in a calibration",
+               CALIB_HEAD + '"global": [' + ", ".join(["9" * 401] * 6) + "]}", ["global", "finite"]),
+    calib_case("calib-huge-step", "a per-GPU step overhead of an hour",
+               CALIB_HEAD + '"per_gpu": {"A10G": [1.2, 1.1, 1.1, 1.1, 3600, 0.00001]}}',
+               ["per_gpu.A10G", "step_s", "at most 1"]),
+    calib_case("calib-huge-factor", "a per-engine efficiency factor of 10^4",
+               CALIB_HEAD + '"per_engine": {"vllm": [1.2, 1e4, 1.1, 1.1, 0.001, 0.00001]}}',
+               ["per_engine.vllm", "k_memory", "at most 100"]),
+    calib_case("calib-text-coef", "a coefficient given as text",
+               CALIB_HEAD + '"global": ["1", 1, 1, 1, 0, 0]}', ["global", "finite"]),
+    calib_case("calib-quantile-huge-int", "an error quantile that is a 401-digit integer",
+               CALIB_HEAD + f'"global": {GOOD_VEC}, "error_quantiles": {{"vllm|hbm|tpot": {{"0.9": {"9" * 401}}}}}}}',
+               ["error_quantiles", "log residual"]),
     calib_case("calib-dup-key", "a key given twice in a calibration",
                CALIB_HEAD + f'"global": {GOOD_VEC}, "global": {GOOD_VEC}}}', ["duplicate key", "global"]),
     calib_case("calib-form", "a calibration of another form", '{"form": "v1", "global": [1]}', ["form"]),
@@ -497,6 +555,12 @@ CASES += [
                  ["gpu_info"]),
     melange_case("melange-malformed", "a truncated Melange file", MELANGE[:40], ["malformed JSON", "line"]),
     # --- measurements (calibrate)
+    measure_case("measure-value-underscore", "a measured value written 1_0",
+                 MEASURE_HEADER + "\n" + MEASURE_ROW.format(value="1_0", unit="s") + "\n",
+                 ["row 2", "value", "no spaces or '_'"]),
+    measure_case("measure-value-spaces", "a measured value with a space before it",
+                 MEASURE_HEADER + "\n" + MEASURE_ROW.format(value=" 0.02", unit="s") + "\n",
+                 ["row 2", "value", "no spaces or '_'"]),
     measure_case("measure-missing-col", "measurements without the unit column",
                  MEASURE_HEADER.replace(",unit", "") + "\n", ["row 1", "unit"]),
     measure_case("measure-dup-col", "measurements with a column twice", MEASURE_HEADER + ",value\n",
@@ -597,6 +661,18 @@ CASES += [
          ["export", "plan.json", "--to", "vllm", "--offload-flag", "swap"], ["--offload-flag"], None, kind="CLI option"),
     Case("cli-skypilot-dir", "export --to skypilot without a folder", {"plan.json": "{}"},
          ["export", "plan.json", "--to", "skypilot"], ["output folder"], None, kind="CLI option"),
+    Case("cli-catalog-device", "--catalog that is a device", {"scenario.yaml": scenario(), "catalog.csv": GOOD_CATALOG},
+         ["plan", "scenario.yaml", "--catalog", "/dev/null", "--format", "json", "--out", "out/plan.json"],
+         ["--catalog", "device", "not a regular file"], "/dev/null", kind="CLI option"),
+    plan_case("catalog-device", "a scenario catalog that is a device", scenario(catalog="/dev/zero"),
+              ["catalogs", "device", "not a regular file"], file="/dev/zero"),
+    Case("cli-models-file", "--models that is a file", {"scenario.yaml": scenario(), "catalog.csv": GOOD_CATALOG,
+                                                      "cards.txt": "x"},
+         ["plan", "scenario.yaml", "--models", "cards.txt", "--format", "json", "--out", "out/plan.json"],
+         ["--models", "is a file, not a folder"], "cards.txt", kind="CLI option"),
+    Case("cli-models-missing", "--models that does not exist", {"scenario.yaml": scenario(), "catalog.csv": GOOD_CATALOG},
+         ["plan", "scenario.yaml", "--models", "nope", "--format", "json", "--out", "out/plan.json"],
+         ["--models", "not found"], "nope", kind="CLI option"),
     Case("cli-melange-missing", "plan --from-melange with a missing file", {},
          ["plan", "--from-melange", "nope.json"], ["not found"], "nope.json", kind="CLI option"),
     Case("cli-plot-missing", "plot a results file that does not exist", {}, ["plot", "nope.parquet", "--out", "out"],
@@ -636,6 +712,18 @@ CASES += [
              ["device"], file="/dev/null"),
     out_case("out-read-only-file", "plan --out onto a read-only file", ["plan", "scenario.yaml", "--out", "ro.json"],
              ["read-only"], files={"ro.json": "{}"}, setup=chmod("ro.json", 0o444), file="ro.json"),
+    out_case("out-trailing-slash", "plan --out to a new folder given with a trailing /",
+             ["plan", "scenario.yaml", "--format", "json", "--out", "newdir/"], ["--out", "names a folder"],
+             file="newdir/"),
+    out_case("out-dump-lp-slash", "plan --dump-lp given with a trailing /",
+             ["plan", "scenario.yaml", "--dump-lp", "lp/", "--out", "p.json"], ["--dump-lp", "names a folder"],
+             file="lp/"),
+    out_case("out-report-slash", "report --out given with a trailing /", ["report", "plan.json", "--out", "html/"],
+             ["--out", "names a folder"], files={"plan.json": PLAN}, file="html/"),
+    out_case("out-export-read-only", "export --to vllm onto a read-only vllm_commands.sh",
+             ["export", "plan.json", "dir", "--to", "vllm"], ["read-only"],
+             files={"plan.json": PLAN, "dir/vllm_commands.sh": "# old\n"},
+             setup=chmod("dir/vllm_commands.sh", 0o444), file="vllm_commands.sh"),
     out_case("out-read-only-dir", "plan --out into a read-only folder", ["plan", "scenario.yaml", "--out", "ro/p.json"],
              ["not writable"], setup=mkdir("ro", 0o555), file="p.json"),
     out_case("out-parent-file", "plan --out under a path that is a file",
@@ -677,6 +765,84 @@ CASES += [
              ["catalog", "import", "--skypilot", "sky", "--out", "sky"], ["input of this command"],
              setup=mkdir("sky"), file="sky"),
 ]
+
+# ---- catalog import: a bad SkyPilot vms.csv row is refused as the catalog reader refuses it ------------------
+
+VMS_HEADER = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region,AvailabilityZone"
+VMS_ROW = "g5.xlarge,A10G,1,4,16,{price},{spot},us-east-1,us-east-1a"
+
+
+def import_case(id, what, row, expect):
+    text = f"{VMS_HEADER}\n{VMS_ROW.format(price=1.0, spot=0.4)}\n{row}\n"
+    return Case(id, what, {"sky/aws/vms.csv": text}, ["catalog", "import", "--skypilot", "sky", "--out", "cat"],
+                ["row 3", *expect], "sky/aws/vms.csv", kind="catalog import")
+
+
+CASES += [
+    import_case("import-negative-price", "a negative on-demand price", VMS_ROW.format(price=-1, spot=""), ["Price"]),
+    import_case("import-nan-price", "a NaN on-demand price", VMS_ROW.format(price="NaN", spot=""),
+                ["Price", "finite"]),
+    import_case("import-inf-spot", "an infinite spot price", VMS_ROW.format(price=1, spot="-inf"),
+                ["SpotPrice", "finite"]),
+    import_case("import-huge-price", "an on-demand price of 10^9 USD/h", VMS_ROW.format(price="1e9", spot=""),
+                ["Price"]),
+    import_case("import-negative-spot", "a negative spot price", VMS_ROW.format(price=1, spot=-0.5), ["SpotPrice"]),
+    import_case("import-zero-vcpus", "zero vCPUs", "g5.xlarge,A10G,1,0,16,1,,us-east-1,us-east-1a", ["vCPUs"]),
+    import_case("import-huge-memory", "10^9 GiB of host memory", "g5.xlarge,A10G,1,4,1e9,1,,us-east-1,us-east-1a",
+                ["MemoryGiB"]),
+    Case("import-accelerator-price", "a negative GCP accelerator price row",
+         {"sky/gcp/vms.csv": f"{VMS_HEADER}\na2-highgpu-1g,A100,1,12,85,0.7,0.3,us-central1,us-central1-a\n"
+                             ",A100,1,,,-0.5,,us-central1,us-central1-a\n"},
+         ["catalog", "import", "--skypilot", "sky", "--out", "cat"], ["row 3", "Price", "accelerator price"],
+         "sky/gcp/vms.csv", kind="catalog import"),
+    import_case("import-huge-count", "10^6 GPUs per VM", "g5.xlarge,A10G,1000000,4,16,1,,us-east-1,us-east-1a",
+                ["AcceleratorCount"]),
+]
+
+# ---- plans whose pools and assignments do not hang together: simulate, export and report refuse them as
+# verify does (planfile.check_consistency), before doing anything ----------------------------------------------
+
+ZERO_POOL = edited_plan(_set(("pools", 0, "count", 0), ("assignments", None, "count", 0)))
+UNKNOWN_TYPE = edited_plan(_set(("pools", 0, "instance_type", "x9.huge"),
+                                ("assignments", None, "instance_type", "x9.huge")))
+OTHER_SCENARIO = edited_plan(_set(("assignments", None, "workload", "ghost")))
+NO_POOL = edited_plan(_set(("assignments", 0, "pool", "nowhere")))
+OTHER_TYPE = edited_plan(_set(("assignments", 0, "instance_type", "t4.large")))
+SIMULATE = ["simulate", "scenario.yaml", "plan.json", "--requests", "100"]
+EXPORT = ["export", "plan.json", "--to", "vllm"]
+EXPORT_SC = [*EXPORT, "--scenario", "scenario.yaml"]
+REPORT = ["report", "plan.json", "--out", "r.html"]
+REPORT_SC = [*REPORT, "--scenario", "scenario.yaml"]
+def consistency_case(id, what, command, text, expect):
+    """A plan JSON case in a folder whose scenario plans on the catalog the valid plan was made from (tiny.csv)."""
+    files = {"scenario.yaml": scenario(catalog="tiny.csv"), "tiny.csv": GOOD_CATALOG, "plan.json": text}
+    return Case(id, what, files, command, expect, "plan.json", kind="plan JSON")
+
+
+CASES += [
+    consistency_case("simulate-zero-pool", "simulate a plan whose pool rents 0 VMs", SIMULATE, ZERO_POOL,
+                   ["pools.0.count", "0 VMs"]),
+    consistency_case("export-zero-pool", "export a plan whose pool rents 0 VMs", EXPORT, ZERO_POOL,
+                   ["pools.0.count", "0 VMs"]),
+    consistency_case("report-zero-pool", "report a plan whose pool rents 0 VMs", REPORT, ZERO_POOL,
+                   ["pools.0.count", "0 VMs"]),
+    consistency_case("simulate-unknown-type", "simulate a plan on an instance type the catalog lacks", SIMULATE,
+                   UNKNOWN_TYPE, ["pools.0.instance_type", "x9.huge", "not an instance"]),
+    consistency_case("export-unknown-type", "export --scenario a plan on an instance type its catalog lacks",
+                   EXPORT_SC, UNKNOWN_TYPE, ["pools.0.instance_type", "x9.huge", "not an instance"]),
+    consistency_case("report-unknown-type", "report --scenario a plan on an instance type its catalog lacks",
+                   REPORT_SC, UNKNOWN_TYPE, ["pools.0.instance_type", "x9.huge", "not an instance"]),
+    consistency_case("export-other-scenario", "export --scenario the plan of another scenario", EXPORT_SC,
+                   OTHER_SCENARIO, ["assignments.0.workload", "ghost", "another scenario"]),
+    consistency_case("report-other-scenario", "report --scenario the plan of another scenario", REPORT_SC,
+                   OTHER_SCENARIO, ["assignments.0.workload", "ghost", "another scenario"]),
+    consistency_case("export-missing-pool", "export a plan whose assignment names no listed pool", EXPORT, NO_POOL,
+                   ["assignments.0.pool", "nowhere"]),
+    consistency_case("report-pool-mismatch", "report a plan whose assignment's instance type is not its pool's",
+                   REPORT, OTHER_TYPE, ["assignments.0.instance_type", "t4.large", "differs"]),
+    consistency_case("simulate-missing-pool", "simulate a plan whose assignment names no listed pool", SIMULATE,
+                   NO_POOL, ["assignments.0.pool", "nowhere"]),
+]
 for _c in CASES:  # the kind of the cases above without one
     if _c.kind == "scenario" and _c.file == "catalog.csv":
         object.__setattr__(_c, "kind", "catalog")
@@ -712,7 +878,7 @@ def materialise(case: Case, root: Path) -> None:
             continue
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(plan_json() if text == PLAN else text, encoding="utf-8")
+        path.write_text(plan_json() if text == PLAN else text() if callable(text) else text, encoding="utf-8")
     if case.setup is not None:
         case.setup(root)
 

@@ -155,3 +155,31 @@ def test_plan_json_carries_provenance(plans):
     assert prov["infersave_version"] and prov["catalog_retrieved"] == "2026-11-25"
     assert prov["calibration"]["id"].startswith("calibration.json@")
     assert {c["file"] for c in prov["catalogs"]} == {"aws.csv", "gcp.csv", "azure.csv"}
+
+
+def test_export_refuses_a_read_only_target_before_writing_any(plans, tmp_path):
+    """An atomic rename replaces a file whatever its mode: export checks every YAML it would write first, and a
+    read-only one is refused (exit 2) with nothing written or changed."""
+    out = tmp_path / "sky"
+    r = run_cli(["export", plans["mixed"], out, "--to", "skypilot"])
+    assert r.exit_code == 0, r.output
+    files = sorted(out.glob("*.yaml"))
+    assert len(files) >= 2
+    for f in files:
+        f.write_text("old\n", encoding="utf-8")
+    files[-1].chmod(0o444)
+    r = run_cli(["export", plans["mixed"], out, "--to", "skypilot"])
+    assert r.exit_code == 2 and "read-only" in r.stderr and files[-1].name in r.stderr, r.output
+    assert all(f.read_text(encoding="utf-8") == "old\n" for f in files)
+
+
+def test_atomic_write_refuses_a_read_only_file(tmp_path):
+    from solver.errors import InputError
+    from solver.io import atomic_write_text
+
+    target = tmp_path / "ro.txt"
+    target.write_text("old", encoding="utf-8")
+    target.chmod(0o444)
+    with pytest.raises(InputError, match="read-only"):
+        atomic_write_text(target, "new")
+    assert target.read_text(encoding="utf-8") == "old" and [p.name for p in tmp_path.iterdir()] == ["ro.txt"]

@@ -180,6 +180,12 @@ def test_profile_and_a_different_rate_conflict():
     ("hour,rate_per_s\n0,1\n0,2\n", "line 3:hour: hour 0 is repeated"),
     ("hour,rate_per_s\n0,abc\n", "line 2:rate_per_s"),
     ("h,rate\n0,1\n", "line 1: expected the header"),
+    ("hour,rate_per_s\n0,1_0\n", "line 2:rate_per_s"),  # float() would read 10
+    ("hour,rate_per_s\n\u0661,1\n", "line 2:hour"),  # int() would read Arabic-Indic digits
+    ("hour,rate_per_s\n 0,1\n", "line 2:hour"),
+    ("hour,rate_per_s\n0,1 \n", "line 2:rate_per_s"),
+    ("hour,rate_per_s\n0\n", "line 2: has 1 cells, the header has 2"),  # a missing cell
+    ("hour,rate_per_s\n0,1,2\n", "line 2: has 3 cells, the header has 2"),  # an extra one
     (b"hour,rate_per_s\n0,\xff\n", "cannot read rate profile CSV")])
 def test_profile_csv_errors_name_file_and_line(tmp_path, rows, match):
     if isinstance(rows, bytes):  # not UTF-8

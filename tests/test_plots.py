@@ -98,3 +98,23 @@ def test_sweep_parquet_carries_provenance(tmp_path, results):
     back = read_results(tmp_path / "p.parquet")
     assert set(back["provenance.catalog_retrieved"]) == {"2026-11-25"}
     assert back["provenance.calibration_id"].iloc[0] == meta["calibration"]["id"]
+
+
+def test_plot_failure_leaves_no_folder_or_png(results, tmp_path, monkeypatch):
+    """The --out folder is created by the first PNG written; if a later plot fails, the PNGs written and the
+    folders created are removed again (a folder that was there before is kept)."""
+    import solver.plots as plots
+
+    df, _ = results
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(plots.PLOTS, "cost_vs_confidence.png", broken)  # the last one: others are written first
+    with pytest.raises(RuntimeError):
+        plot_all(df, tmp_path / "new" / "plots")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError):
+        plot_all(df, tmp_path / "kept")
+    assert list((tmp_path / "kept").iterdir()) == []

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError
 
 from ..catalog import suggest
 from ..errors import ScenarioError
+from ..io import file_kind
 from ..scenario import Resolved, line_of, load_scenario, read_yaml, validation_error
 from ..schema import SLO, Frozen, Instance, Scenario, Workload
 
@@ -149,7 +150,7 @@ def load_sweep(path: str | Path, base: Resolved | None = None) -> LoadedSweep:
             base_path = path.parent / base_path
         if not base_path.is_file():
             line = line_of(node, ("base",))
-            raise ScenarioError(f"base scenario {str(base_path)!r} not found", path=str(path),
+            raise ScenarioError(f"base scenario {str(base_path)!r} {file_kind(base_path)}", path=str(path),
                                 where=f"line {line}" if line else None, field="base")
         base = load_scenario(base_path)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..io import atomic_write, csv_safe
+from ..io import atomic_write, csv_safe, file_kind
 from ..provenance import provenance_columns, write_parquet
 from .axes import number
 
@@ -175,7 +175,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     kind = output_kind(path)
     if not path.is_file():
-        raise InputError("results file not found", path=str(path))
+        raise InputError(f"results file {file_kind(path)}", path=str(path))
     try:
         df = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow/pandas raise many types for a damaged file
