@@ -103,6 +103,7 @@ class GPUSpec(Frozen):
         return self.fp16_tflops_dense
 
 
+MIN_USD_PER_HOUR, MAX_USD_PER_HOUR = 1e-6, 100_000.0  # a catalog price outside this is a unit slip
 MAX_GPUS_PER_VM = 1024  # a rack-scale offering (72 GPUs) with room to spare
 
 
@@ -116,8 +117,8 @@ class Instance(Frozen):
     gpu_count: int = Field(gt=0, le=MAX_GPUS_PER_VM)
     vcpus: float = Field(gt=0, le=100_000)
     host_mem_gib: float = Field(gt=0, le=1_000_000)
-    usd_per_hour: float = Field(ge=1e-6, le=100_000)
-    spot_usd_per_hour: float | None = Field(default=None, ge=1e-6, le=100_000)
+    usd_per_hour: float = Field(ge=MIN_USD_PER_HOUR, le=MAX_USD_PER_HOUR)
+    spot_usd_per_hour: float | None = Field(default=None, ge=MIN_USD_PER_HOUR, le=MAX_USD_PER_HOUR)
     region: str = Field(min_length=1, pattern=r"\S")
     source: str = ""
 

@@ -12,10 +12,10 @@ import yaml
 from pydantic import Field, ValidationError
 
 from ..catalog import suggest
-from ..errors import ScenarioError
+from ..errors import ScenarioError, first_problem
 from ..io import file_kind
 from ..scenario import Resolved, line_of, load_scenario, read_yaml, validation_error
-from ..schema import SLO, Frozen, Instance, Scenario, Workload
+from ..schema import MAX_USD_PER_HOUR, MIN_USD_PER_HOUR, SLO, Frozen, Instance, Scenario, Workload
 
 PRICE_KEYS = ("gpu", "cloud", "family", "type")
 PLAIN_AXES = ("price_multiplier", "reserved_discount", "pricing", "spot_share", "slo_scale", "demand_growth",
@@ -162,6 +162,7 @@ def load_sweep(path: str | Path, base: Resolved | None = None) -> LoadedSweep:
 
     for name, values in sweep.axes.items():
         _check_axis(name, values, base.instances, fail)
+    check_point_bounds(sweep.axes, base, fail)
     return LoadedSweep(sweep, base, str(path))
 
 
@@ -174,7 +175,44 @@ def make_sweep(base: Resolved, axes: dict[str, list[Any]], **fields: Any) -> Loa
 
     for name, values in sweep.axes.items():
         _check_axis(name, values, base.instances, fail)
+    check_point_bounds(sweep.axes, base, fail)
     return LoadedSweep(sweep, base, "<sweep>")
+
+
+def check_point_bounds(axes: dict[str, list[Any]], base: Resolved, fail: Callable[..., ScenarioError]) -> None:
+    """Every point stays within the bounds a scenario and catalog must keep (``apply_point`` copies without
+    validating): each workload grown or with its SLO scaled by each value is validated again, and each instance's
+    price at the extreme product of the price axes that apply to it stays within the catalog's bounds."""
+    for name in ("demand_growth", "slo_scale"):
+        for i, v in enumerate(axes.get(name, [])):
+            for w in base.scenario.workloads:
+                changed = _grow(w, float(v)) if name == "demand_growth" else \
+                    w.model_copy(update={"slo": _scale_slo(w.slo, float(v))})
+                try:
+                    Workload.model_validate(changed.model_dump())
+                except ValidationError as exc:
+                    loc, msg, _ = first_problem(exc)
+                    raise fail(f"workload {w.name!r} at {v!r}: {loc}: {msg}", name, i) from None
+    price_axes = [n for n in axes if n.startswith("price.") or n == "price_multiplier"]
+    if not price_axes and "reserved_discount" not in axes:
+        return
+    for inst in base.instances:
+        low = high = 1.0
+        for n in price_axes:
+            kind, key = n.split(".", 2)[1:] if n.startswith("price.") else ("all", "")
+            if kind == "all" or _matches(kind, key, inst):
+                factors = [float(x) for x in axes[n]]
+                low, high = low * min(factors), high * max(factors)
+        discount = max((float(x) for x in axes.get("reserved_discount", [])), default=0.0)
+        prices = [p for p in (inst.usd_per_hour, inst.spot_usd_per_hour) if p is not None]
+        for price in prices:
+            for value, worst in ((price * high, "above"), (price * low * (1.0 - discount), "below")):
+                if not MIN_USD_PER_HOUR <= value <= MAX_USD_PER_HOUR:
+                    by_discount = worst == "below" and discount > 0 and price * low >= MIN_USD_PER_HOUR
+                    axis = "reserved_discount" if by_discount or not price_axes else price_axes[0]
+                    raise fail(f"{' x '.join(price_axes + ['reserved_discount'] * (discount > 0))} put "
+                               f"{inst.instance_type} in {inst.region} at {value:.3g} USD/h, {worst} the catalog's "
+                               f"{MIN_USD_PER_HOUR:g} .. {MAX_USD_PER_HOUR:,.0f} USD/h", axis)
 
 
 # ---- one point ---------------------------------------------------------------------------------------------
