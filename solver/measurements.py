@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 
 from .errors import CatalogError
 from .field_checks import PLAIN_NUMBER
-from .io import not_a_file
+from .io import MAX_CSV_BYTES, read_text
 from .schema import DTYPE_BYTES
 from .resources import default_measurements
 
@@ -62,17 +63,12 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     import warnings
 
     path = Path(path)
-    special = not_a_file(path)
-    if special:
-        raise CatalogError(f"cannot read CSV: {special}", path=str(path))
+    text = read_text(path, MAX_CSV_BYTES, CatalogError, "CSV")  # once: the checks and pandas read the same text
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, [])
-            _plain_numbers(header, reader, path)
-    except FileNotFoundError:
-        raise CatalogError("file not found", path=str(path)) from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, [])
+        _plain_numbers(header, reader, path)
+    except csv.Error as exc:
         raise CatalogError(f"cannot read CSV: {exc}", path=str(path)) from None
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:  # pandas would rename the second one silently
@@ -80,7 +76,7 @@ def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a pandas warning here means a malformed file
-            frame = pd.read_csv(path, dtype={"batch_size": "float64"}, keep_default_na=True)
+            frame = pd.read_csv(io.StringIO(text), dtype={"batch_size": "float64"}, keep_default_na=True)
     except Exception as exc:  # noqa: BLE001 - pandas raises many types for malformed CSV
         raise CatalogError(f"cannot read CSV: {(str(exc).splitlines() or [type(exc).__name__])[0]}",
                            path=str(path)) from None
