@@ -103,6 +103,7 @@ class GPUSpec(Frozen):
         return self.fp16_tflops_dense
 
 
+MAX_BUCKETS = 256  # request-size buckets per workload: 500 took ~30 s to plan on 2 cores, all of it candidates
 MIN_USD_PER_HOUR, MAX_USD_PER_HOUR = 1e-6, 100_000.0  # a catalog price outside this is a unit slip
 MAX_GPUS_PER_VM = 1024  # a rack-scale offering (72 GPUs) with room to spare
 
@@ -296,6 +297,14 @@ class Workload(Frozen):
         if isinstance(given, (int, float)) and not math.isclose(float(given), peak, rel_tol=1e-9):
             raise ValueError(f"request_rate_per_s {given} differs from the rate_profile's peak {peak:g}: give one")
         return data
+
+    @field_validator("buckets", mode="before")
+    @classmethod
+    def _few_buckets(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > MAX_BUCKETS:
+            raise ValueError(f"{len(value):,} buckets: at most {MAX_BUCKETS} (each bucket is a demand with its own "
+                             "candidates and MILP rows); merge neighbouring sizes")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Workload:

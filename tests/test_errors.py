@@ -112,6 +112,10 @@ CASES = [
               scenario(lengths="    buckets:\n      - {input_tokens: 64, output_tokens: 8, fraction: 0.5}\n"
                                "      - {input_tokens: 128, output_tokens: 8, fraction: 0.4}\n"),
               ["workloads.0", "sum to 1"]),
+    plan_case("buckets-too-many", "300 request-size buckets in one workload",
+              scenario(lengths="    buckets:\n" + "".join(f"      - {{input_tokens: {64 + k}, output_tokens: 8, "
+                                                          f"fraction: {1 / 300!r}}}\n" for k in range(300))),
+              ["line 8", "workloads.0.buckets", "at most 256"]),
     plan_case("quota-two-limits", "quota with both max_instances and max_gpus",
               scenario(top="quotas:\n  - {gpu: L4, max_instances: 1, max_gpus: 2}\n"),
               ["quotas.0", "exactly one"]),
