@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from .console import file_output, folder_outputs, print_version, run_app
+from .console import FILE_OUT, file_output, folder_outputs, print_version, run_app
 from .environment import check_environment
 from .errors import InfeasibleError, InputError, NoCandidatesError, PlannerError
 from .io import atomic_write_text, check_output
@@ -58,14 +58,6 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-FILE_OUT: dict[str, Any] = {"metavar": "FILE", "parser": file_output("--out")}
-
-
-def _refuse_folder_outputs() -> None:
-    for text, field in folder_outputs():
-        raise InputError("names a folder (it ends in a path separator); give a file name", path=text, field=field)
-
-
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Map every failure to a one-line message and its exit code."""
 
@@ -78,7 +70,9 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
                 if not os.environ.get("INFERSAVE_DEBUG"):
                     warnings.simplefilter("ignore")
                 check_environment()
-                _refuse_folder_outputs()
+                for text, field in folder_outputs():  # typer dropped the slash of `-o newdir/`
+                    raise InputError("names a folder (it ends in a path separator); give a file name", path=text,
+                                     field=field)
                 return fn(*args, **kwargs)
         except typer.Exit:
             raise

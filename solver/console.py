@@ -48,6 +48,9 @@ def file_output(field: str) -> Callable[[str], Path]:
     return parse
 
 
+FILE_OUT: dict[str, Any] = {"metavar": "FILE", "parser": file_output("--out")}  # typer.Option keywords of --out
+
+
 def folder_outputs() -> list[tuple[str, str]]:
     """(text, option) of each file output of the running command that was given with a trailing separator."""
     ctx = get_current_context(silent=True)
@@ -76,4 +79,4 @@ def run_app(app: Any, argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else 0
 
 
-__all__ = ["file_output", "folder_outputs", "print_version", "run_app"]
+__all__ = ["FILE_OUT", "file_output", "folder_outputs", "print_version", "run_app"]
