@@ -111,11 +111,12 @@ def verify(resolved: Resolved, plan: Plan | dict[str, Any]) -> list[str]:
     # first the lookups, then one batched prediction of every row that names a known demand and catalog pool,
     # then the rules, assignment by assignment (messages in the order of the plan's assignments)
     entries: list[str | tuple[Assignment, Workload, Bucket, Pool, Instance]] = []
+    instances = {name: catalog_instance(pool.model_dump(), offers) for name, pool in pools.items()}  # once per pool
     for a in plan.assignments:
         w = workloads.get(a.workload)
         demands = _demands(w) if w is not None else {}
         p = pools.get(a.pool)
-        inst = catalog_instance(p.model_dump(), offers) if p is not None else None
+        inst = instances.get(a.pool)
         if w is None or a.demand not in demands:
             entries.append(f"assignment[{a.demand}@{a.pool}]: unknown workload {a.workload!r} or demand")
         elif p is None or inst is None:
