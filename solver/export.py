@@ -79,13 +79,11 @@ def _slug(text: str) -> str:
 def _scenario_lengths(plan: PlanView, scenario: str | Path | None, path: str) -> tuple[dict[str, int], dict[str, str]]:
     """Longest input + output per workload, and its KV dtype, from the scenario file (if given); the plan's pools
     and assignments are checked to hang together, and with a scenario to be its workloads and catalog instances."""
-    if scenario is None:
-        check_view(plan, path)
+    resolved = None if scenario is None else load_scenario(scenario)
+    check_view(plan, path, resolved)
+    if resolved is None:
         return {}, {}
-
-    resolved = load_scenario(scenario)
     sc = resolved.scenario
-    check_view(plan, path, {w.name for w in sc.workloads}, resolved.instances)
     lengths = {w.name: max(b.input_tokens + b.output_tokens for b in w.size_mix()) for w in sc.workloads}
     return lengths, {w.name: w.effective_kv_dtype for w in sc.workloads}
 

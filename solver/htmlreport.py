@@ -201,15 +201,10 @@ def write_report(target: str | Path, out: str | Path, scenario: str | Path | Non
     target = Path(target)
     if target.suffix.lower() == ".json":
 
-        sc = None
         view = load_plan_view(target)
-        if scenario is not None:
-            resolved = load_scenario(scenario)
-            sc = resolved.scenario
-            check_view(view, target, {w.name for w in sc.workloads}, resolved.instances)
-        else:
-            check_view(view, target)
-        text = plan_report(view, scenario=sc, source=str(target))
+        resolved = None if scenario is None else load_scenario(scenario)
+        check_view(view, target, resolved)
+        text = plan_report(view, scenario=None if resolved is None else resolved.scenario, source=str(target))
     else:
 
         df = read_results(target)

@@ -20,7 +20,7 @@ import math
 import re
 from pathlib import Path
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -29,6 +29,9 @@ from .field_checks import MAX_BATCH, MAX_TENSOR_PARALLEL, MAX_VMS_PER_POOL
 from .io import read_json
 from .plan_types import Plan
 from .schema import Instance
+
+if TYPE_CHECKING:  # planfile stays light: export and report load the scenario themselves
+    from .scenario import Resolved
 
 
 class _View(BaseModel):
@@ -228,11 +231,12 @@ def check_consistency(path: str | Path, pools: Sequence[Mapping[str, Any]], assi
                            f"assignments.{k}.{key}")
 
 
-def check_view(view: PlanView, path: str | Path, workloads: Collection[str] | None = None,
-               instances: Iterable[Instance] | None = None) -> None:
-    """``check_consistency`` of a loaded ``PlanView`` (with the scenario's workloads and catalog when given)."""
+def check_view(view: PlanView, path: str | Path, resolved: Resolved | None = None) -> None:
+    """``check_consistency`` of a loaded ``PlanView`` (with the ``resolved`` scenario's workloads and catalog when
+    given)."""
     check_consistency(path, [p.model_dump() for p in view.pools], [a.model_dump() for a in view.assignments],
-                      workloads=workloads, offers=None if instances is None else offers_of(instances))
+                      workloads=None if resolved is None else {w.name for w in resolved.scenario.workloads},
+                      offers=None if resolved is None else offers_of(resolved.instances))
 
 
 def load_plan(path: str | Path, workloads: set[str], scenario: str | Path) -> Plan:
