@@ -16,7 +16,7 @@ from typing import Any
 from .catalog import (default_catalog_paths, gpu_specs, instance_row_check, load_instances, normalise, read_csv_rows,
                       suggest)
 from .errors import CatalogError, InputError, UnknownNameError
-from .io import atomic_write_text, check_output, file_kind, neutralise_cell
+from .io import file_kind, neutralise_cell, write_texts
 from .provenance import catalog_info
 from .report import render_text
 from .skypilot import VM_COLUMNS, ImportReport, collapse_zones
@@ -131,10 +131,7 @@ def import_skypilot(root: str | Path, out_dir: str | Path, *, source: str | None
             writer.writerow({k: ("" if v is None else format(v, ".10g") if isinstance(v, float) else neutralise_cell(v))
                              for k, v in r.items() if k in OUT_COLUMNS})
         texts[Path(out_dir) / f"{cloud}.csv"] = buf.getvalue()
-    for target in texts:  # a read-only or special file among them is refused before the first is written
-        check_output(target, field="--out")
-    for target, text in texts.items():
-        atomic_write_text(target, text)
+    write_texts(texts, "--out")
     return list(texts), reports
 
 

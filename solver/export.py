@@ -30,7 +30,7 @@ import yaml
 
 from .catalog import find_model
 from .errors import InputError, PlannerError
-from .io import atomic_write_text, check_output
+from .io import write_texts
 from .planfile import PlanView, PoolView, check_view
 from .provenance import caption
 from .scenario import load_scenario
@@ -209,10 +209,7 @@ def write_skypilot(plan: PlanView, out_dir: str | Path, launches: list[PoolLaunc
 
     texts = {Path(out_dir) / f"{launch.name}.yaml": render_skypilot(launch, plan, offload_flag)
              for launch in launches}  # render everything first: a failure leaves nothing half written
-    for path in texts:  # and check every target (a read-only or special file) before the first is written
-        check_output(path, field="DIR")
-    for path, text in texts.items():
-        atomic_write_text(path, text)
+    write_texts(texts, "DIR")  # and every target is checked before the first is written
     return list(texts)
 
 

@@ -16,7 +16,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Callable
 
@@ -349,6 +349,15 @@ def remove_stray_temps(path: str | Path) -> None:
     path = Path(path)
     for stray in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
         stray.unlink(missing_ok=True)
+
+
+def write_texts(texts: Mapping[Path, str], field: str) -> None:
+    """Several files of one output (``field``): every target is checked (``check_output``: a read-only or special
+    file) before the first is written, so a refused one leaves the others untouched."""
+    for path in texts:
+        check_output(path, field=field)
+    for path, text in texts.items():
+        atomic_write_text(path, text)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Collection
 
 from .errors import CatalogError
 from .field_checks import parse_number
+from .schema import MAX_USD_PER_HOUR  # an accelerator's price is at most a VM's
 
 VM_COLUMNS = ("InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "SpotPrice",
               "Region")
@@ -72,9 +73,6 @@ def cell_number(row: dict[str, str], column: str, path: Path, *, required: bool 
     return value
 
 
-MAX_ACCELERATOR_USD_PER_HOUR = 100_000.0  # the catalog schema's bound on a VM's price (``Instance``)
-
-
 # Checks one kept row (the row, its on-demand price, spot quote, whole GPU count) against the catalog schema;
 # raises naming the file, row and column.
 RowCheck = Callable[[dict[str, str], float, "float | None", int], None]
@@ -92,8 +90,8 @@ def collapse_zones(rows: list[dict[str, str]], path: Path, cloud: str, known_gpu
         if not r["InstanceType"] and r["AcceleratorName"]:
             quotes = (cell_number(r, "Price", path), cell_number(r, "SpotPrice", path))
             for column, value in zip(("Price", "SpotPrice"), quotes):
-                if value is not None and not 0 <= value <= MAX_ACCELERATOR_USD_PER_HOUR:
-                    raise CatalogError(f"an accelerator price must lie in 0 .. {MAX_ACCELERATOR_USD_PER_HOUR:g} USD/h, "
+                if value is not None and not 0 <= value <= MAX_USD_PER_HOUR:
+                    raise CatalogError(f"an accelerator price must lie in 0 .. {MAX_USD_PER_HOUR:g} USD/h, "
                                        f"got {value:g}", path=str(path), where=f"row {r['__row__']}", field=column)
             accel[(r["AcceleratorName"], r["AcceleratorCount"], r["Region"], r.get("AvailabilityZone", ""))] = quotes
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
