@@ -80,7 +80,6 @@ def check_rate_profile(value: list[float] | None) -> list[float] | None:
     return value
 
 
-
 # A number as a data file should write it: ASCII digits, an optional sign, point and exponent (and nan/inf, which
 # callers refuse by name as not finite). float() and int() would also take "1_0", other scripts' digits ("١٠")
 # and surrounding whitespace: typos in a data file, not numbers.
@@ -92,8 +91,7 @@ BOOLEAN_WORDS = ("true", "false", "yes", "no")
 
 def parse_number(text: str) -> float:
     """``float(text)`` of a plainly written number (``PLAIN_NUMBER``); ``ValueError`` for anything else."""
-    if not PLAIN_NUMBER.fullmatch(text):
-        raise ValueError(f"expected a number (ASCII digits, no spaces or '_'), got {text!r}")
+    check_plain_number(text)
     return float(text)
 
 

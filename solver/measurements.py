@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CatalogError
-from .field_checks import PLAIN_NUMBER
+from .field_checks import check_plain_number
 from .io import MAX_CSV_BYTES, read_text
 from .schema import DTYPE_BYTES
 from .resources import default_measurements
@@ -52,9 +52,12 @@ def _plain_numbers(header: list[str], rows: Iterable[list[str]], path: Path) -> 
     for line, row in enumerate(rows, start=2):
         for i, name in columns:
             cell = row[i] if i < len(row) else ""
-            if cell and not PLAIN_NUMBER.fullmatch(cell):
-                raise CatalogError(f"expected a number (ASCII digits, no spaces or '_'), got {cell!r}", path=str(path),
-                                   where=f"row {line}", field=name)
+            if not cell:  # an empty cell is a missing value
+                continue
+            try:
+                check_plain_number(cell)
+            except ValueError as exc:
+                raise CatalogError(str(exc), path=str(path), where=f"row {line}", field=name) from None
 
 
 def load_measurements(path: Path | str = DEFAULT_MEASUREMENTS) -> pd.DataFrame:
