@@ -81,6 +81,14 @@ def _matches(kind: str, key: str, inst: Instance) -> bool:
 MAX_FACTOR = 1000.0  # a multiplier, SLO scale or demand growth beyond is a unit slip, not a scenario
 
 
+def _prices(axis: str, inst: Instance) -> bool:
+    """Whether the price axis ``axis`` (``price_multiplier`` or ``price.<kind>.<key>``) scales ``inst``'s prices."""
+    if not axis.startswith("price."):
+        return True
+    kind, key = axis.split(".", 2)[1:]
+    return _matches(kind, key, inst)
+
+
 def number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -199,8 +207,7 @@ def check_point_bounds(axes: dict[str, list[Any]], base: Resolved, fail: Callabl
     for inst in base.instances:
         low = high = 1.0
         for n in price_axes:
-            kind, key = n.split(".", 2)[1:] if n.startswith("price.") else ("all", "")
-            if kind == "all" or _matches(kind, key, inst):
+            if _prices(n, inst):
                 factors = [float(x) for x in axes[n]]
                 low, high = low * min(factors), high * max(factors)
         discount = max((float(x) for x in axes.get("reserved_discount", [])), default=0.0)
@@ -244,9 +251,8 @@ def apply_point(base: Resolved, values: dict[str, Any]) -> Resolved:
     spot_factor: dict[int, float] = {}
     for name, v in values.items():
         if name.startswith("price.") or name == "price_multiplier":
-            kind, key = name.split(".", 2)[1:] if name.startswith("price.") else ("all", "")
             for k, inst in enumerate(base.instances):
-                if kind == "all" or _matches(kind, key, inst):
+                if _prices(name, inst):
                     on_demand_factor[k] = on_demand_factor.get(k, 1.0) * float(v)
                     spot_factor[k] = spot_factor.get(k, 1.0) * float(v)
         elif name == "reserved_discount":
