@@ -217,8 +217,9 @@ def catalog_files(entry: str | Path, base: Path | None = None, search: Sequence[
         return [path]
     if path.is_dir():
         return folder_catalogs(path)
-    if file_kind(path) != "not found":  # a device, pipe or socket: not a catalog, and not a name to look up
-        raise CatalogError(f"catalog {file_kind(path)}", path=str(path), field=field)
+    kind = file_kind(path)
+    if kind != "not found":  # a device, pipe or socket: not a catalog, and not a name to look up
+        raise CatalogError(f"catalog {kind}", path=str(path), field=field)
     name = str(entry)
     for folder in [*search, CATALOG_DIR]:
         for candidate in (folder / name, folder / f"{name}.csv"):

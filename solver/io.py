@@ -46,11 +46,19 @@ def not_a_file(path: str | Path) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:
         return None  # open() names what is wrong (missing, loop, permission)
+    return _kind(mode) if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    if stat.S_ISREG(mode):
+        return "is a file"
     if stat.S_ISFIFO(mode):
         return "is a named pipe (FIFO), not a file"
     if stat.S_ISSOCK(mode):
         return "is a socket, not a file"
-    return None
+    return "is a device or other special file, not a regular file"
 
 
 def file_kind(path: str | Path) -> str:
@@ -63,15 +71,7 @@ def file_kind(path: str | Path) -> str:
         return "not found"
     except OSError as exc:  # a loop, a component that is a file, no permission to look
         return f"cannot be read: {exc.strerror or exc}"
-    if stat.S_ISDIR(mode):
-        return "is a folder"
-    if stat.S_ISREG(mode):
-        return "is a file"
-    if stat.S_ISFIFO(mode):
-        return "is a named pipe (FIFO), not a file"
-    if stat.S_ISSOCK(mode):
-        return "is a socket, not a file"
-    return "is a device or other special file, not a regular file"
+    return _kind(mode)
 
 
 MAX_SEARCH_ENTRIES = 20_000  # files and folders a search of a user's folder looks at (``--models``)
