@@ -29,7 +29,7 @@ from .engines import find_engine
 from .environment import workers_cap
 from .errors import ScenarioError
 from .perf import GIB, Hardware, Serving, estimate, make_serving, memory
-from .prune import prune_configs, prune_offerings, prune_pools, slower_may_pay
+from .prune import prune_configs, prune_offerings, prune_pools
 from .schema import Instance, ModelCard, Scenario, Workload
 from .table import Rejection, classify, host_memory_exceeded, offload_fits, quota_matches
 
@@ -185,7 +185,7 @@ def _evaluate_dtype(model: ModelCard, frame: pd.DataFrame, key: tuple[Any, ...],
     mem_args = {k: v for k, v in args.items() if k != "serving"}
     min_r = memory(model, hw, offload_ratio=0.0, **mem_args)["min_offload_ratio"]
     frame = frame.assign(min_offload_ratio=min_r, level=_offload_levels(min_r, s.offload_step, allow_offload))
-    if prune and not (key[3] == "offline" and slower_may_pay(scenario)):
+    if prune:
         # exact: keep, per (GPU config, batch), the distinct minimal levels of the group's demands
         config = ["group", "gpu", "gpu_count", "tensor_parallel", "batch_size"]
         level_sets = (frame.loc[np.isfinite(frame["level"]), config + ["level"]].drop_duplicates()
@@ -319,7 +319,7 @@ def _select(evaluated: pd.DataFrame, offers_all: pd.DataFrame, workloads: dict[s
     good = evaluated[code == ""]
     offers = offers_all
     if prune and not good.empty:
-        good = prune_configs(good, keep_offline=slower_may_pay(scenario))
+        good = prune_configs(good)
         need = good["host_kv_gib_per_vm"].groupby([good["gpu"], good["gpu_count"]]).max()
         offers = prune_offerings(offers_all, scenario, need)
     rows = _join_offers(good, offers, workloads, scenario)

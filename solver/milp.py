@@ -9,6 +9,8 @@ VMs running one model with one tensor-parallel degree, batch size and KV offload
           (link)      x_i <= n_p(i)                                                    (valid; tightens the LP)
                       sum_{i in p} (N_d / (3600 mu_i)) x_i <= min(t_p, D_p n_p)          offline p
           (billing)   t_p <= W_p n_p   (W_p = D_p, or ceil(D_p) with hourly billing, t_p then integer)
+                      (per second: t_p <= work + 1 min per VM, and no VM beyond ceil(work / D_p), unless a
+                      spot share is set: then an on-demand VM may be held, idle, up to its deadline)
           (quota)     sum_{p in q} n_p (or gpus_p n_p) <= Q_q                           for all quotas q
                       sum_{p in q} floor(gpus_p / k) n_p <= floor(Q_q / k)   (valid rounding, VM sizes k > 1)
           (budget)    sum_{p online} c_p n_p <= B_hour;  objective <= B_usd
@@ -88,12 +90,25 @@ def vm_bounds(pools: pd.DataFrame, rows: pd.DataFrame, scenario: Scenario) -> np
 
 
 def billed_hours_per_vm(pools: pd.DataFrame, scenario: Scenario) -> np.ndarray:
-    """The most hours one offline VM of each pool is billed: ceil(D) hourly, D plus the one-minute minimum per
-    second (``_offline_rows``' billing rows; ``build_problem`` bounds t_p by it)."""
+    """The most hours one offline VM of each pool is billed: ceil(D) hourly; per second D plus the one-minute
+    minimum, or max(D, 1 min) where idle hours count (``_offline_rows``' billing rows; ``build_problem`` bounds
+    t_p by it)."""
     deadline = pools["deadline_hours"].to_numpy(float)
     if scenario.billing == "hourly":
         return np.asarray(np.ceil(deadline - 1e-9), float)
-    return np.asarray(deadline + MINIMUM_BILLED_HOURS["per_second"], float)
+    minimum = MINIMUM_BILLED_HOURS["per_second"]
+    if idle_hours_count(scenario):
+        return np.asarray(np.maximum(deadline, minimum), float)
+    return np.asarray(deadline + minimum, float)
+
+
+def idle_hours_count(scenario: Scenario) -> bool:
+    """Whether an offline VM billed per second may be held idle up to its deadline: only a spot share rewards
+    billed hours (its denominator counts on-demand GPU-hours). A VM held idle then does what a slower setting or
+    GPU did: it bills more on-demand GPU-hours for the same work, so the faster setting plus idle hours is never
+    worse and pruning offline rows for speed stays exact (``prune.py``). Hourly billing allows it anyway (a VM's
+    started hours may exceed its work)."""
+    return scenario.max_spot_share is not None
 
 
 def add_demand_constraints(p: Problem) -> None:
@@ -118,14 +133,18 @@ def add_capacity_constraints(p: Problem, scenario: Scenario) -> None:
         p.model.add_row(f"capacity[{names[k]}]", np.append(p.x[idx], right), np.append(load[idx], -1.0),
                         -math.inf, 0.0)
         if not online:
-            _offline_rows(p, k, p.x[idx], load[idx], float(deadlines[k]), scenario.billing)
+            _offline_rows(p, k, p.x[idx], load[idx], float(deadlines[k]), scenario.billing,
+                          idle_hours_count(scenario))
 
 
-def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline: float, billing: str) -> None:
+def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline: float, billing: str,
+                  idle: bool = False) -> None:
     """Offline pool k: n VMs, each runs at most D hours and is billed max(run, m) (per second, m = 1 min) or
     its started hours (hourly, m = 1 h). Exact for divisible work W split over the VMs:
       per second  (deadline) W <= D n;  (fewest) D (n - 1) <= W: no VM beyond ceil(W/D) (one more only when
-                  W/D is whole);  (minimum) m n <= t;  (most) t <= W + m n
+                  W/D is whole);  (minimum) m n <= t;  (most) t <= W + m n; or, with ``idle``
+                  (``idle_hours_count``), each VM may be held until the deadline: (held) t <= max(D, m) n in
+                  place of (fewest) and (most)
       hourly      with f = floor(D), c = ceil(D), phi = D - f: VM i billed b_i in {1..c} works min(b_i, D), and
                   the most work t = sum b_i buys on n VMs is min(t, phi t + (1 - phi) f n) (fill VMs to f hours,
                   top up to c only beyond n f), so (deadline) W <= phi t + (1 - phi) f n; (billing) t <= c n;
@@ -134,9 +153,13 @@ def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline:
     n, t = p.n[k], p.t[k]
     if billing == "per_second":
         p.model.add_row(f"deadline[{name}]", np.append(x, n), np.append(load, -deadline), -math.inf, 0.0)
-        p.model.add_row(f"fewest[{name}]", np.append(x, n), np.append(-load, deadline), -math.inf, deadline)
         p.model.add_row(f"minimum[{name}]", np.array([n, t]), np.array([MINIMUM_BILLED_HOURS[billing], -1.0]),
                         -math.inf, 0.0)
+        if idle:
+            held = max(deadline, MINIMUM_BILLED_HOURS[billing])
+            p.model.add_row(f"held[{name}]", np.array([t, n]), np.array([1.0, -held]), -math.inf, 0.0)
+            return
+        p.model.add_row(f"fewest[{name}]", np.append(x, n), np.append(-load, deadline), -math.inf, deadline)
         # (most) t <= W + m n: each VM is billed its run or the minimum, so no more than both; without it billed
         # hours were free of VMs and work, and a spot share could be met with on-demand hours nobody ran
         p.model.add_row(f"most[{name}]", np.concatenate([x, [n, t]]),

@@ -11,9 +11,11 @@
 (The offload-level pruning, keeping per GPU config and batch only the smallest feasible level of some demand,
 happens while the table is evaluated, in ``candidates.py``.)
 
-Under ``max_spot_share`` an offline on-demand pool's billed hours count in the share's denominator, so a slower
-setting or GPU, which bills more on-demand GPU-hours for the same work, can be what lets the online fleet run on
-spot: every step that drops a row for being slower leaves offline rows alone there (``slower_may_pay``).
+Under ``max_spot_share`` an on-demand pool's billed GPU-hours count in the share's denominator, so billing more of
+them can be what lets the online fleet run on spot. Dropping a slower row stays exact there because a VM may be
+held, idle, for the hours the slower row would have billed: an online VM of a pool that carries any load, an
+offline one up to its deadline (``milp.idle_hours_count``). The faster row on the same VMs, held as long, costs and
+counts the same.
 """
 from __future__ import annotations
 
@@ -26,12 +28,6 @@ import pandas as pd
 from .schema import Scenario
 
 Replaceable = Callable[[np.ndarray, int], np.ndarray]
-
-
-def slower_may_pay(scenario: Scenario) -> bool:
-    """Whether a slower offline setting can be part of an optimum: under a spot share its extra on-demand
-    GPU-hours allow more spot ones elsewhere (a found case: a T4 batch job beside an L4 one at the same price)."""
-    return scenario.max_spot_share is not None and any(w.mode == "offline" for w in scenario.workloads)
 
 
 def prune_offerings(offers: pd.DataFrame, scenario: Scenario, host_need_gib: pd.Series) -> pd.DataFrame:
@@ -109,7 +105,7 @@ def _prune_pools_general(table: pd.DataFrame, scenario: Scenario) -> pd.DataFram
     wide = table.pivot_table(index=key, columns="demand", values="requests_per_s_per_vm", fill_value=0.0,
                              aggfunc="max")
     attrs = table.drop_duplicates("pool").set_index("pool")[["unit_usd_per_hour", "constrained", "offer",
-                                                             "gpu_count", "region", "mode", "pricing"]]
+                                                             "gpu_count", "region"]]
     cross_ok = scenario.max_instance_types is None
     spot_share = scenario.max_spot_share is not None  # on-demand GPUs count in its denominator
     spread = any(w.spread for w in scenario.workloads)
@@ -122,14 +118,9 @@ def _prune_pools_general(table: pd.DataFrame, scenario: Scenario) -> pd.DataFram
         offer = attrs.loc[pools, "offer"].to_numpy()
         gpus = attrs.loc[pools, "gpu_count"].to_numpy()
         region = attrs.loc[pools, "region"].to_numpy()
-        # an offline on-demand pool that a faster one replaced would bill fewer GPU-hours against the spot share
-        pads = spot_share & (attrs.loc[pools, "mode"].to_numpy() == "offline") \
-            & (attrs.loc[pools, "pricing"].to_numpy() == "on_demand")
         order = np.lexsort((np.asarray(pools), -values.sum(axis=1), price))
 
         def may_replace(k: np.ndarray, a: int) -> np.ndarray:
-            if pads[a]:
-                return np.zeros(len(k), dtype=bool)
             cross = free[k] & cross_ok & ((gpus[k] >= gpus[a]) | ~spot_share) & ((region[k] == region[a]) | ~spread)
             return (price[k] <= price[a]) & ((offer[k] == offer[a]) | cross)
 
@@ -151,16 +142,13 @@ def _undominated(values: np.ndarray, order: np.ndarray, may_replace: Replaceable
     return sorted(kept)
 
 
-def prune_configs(rows: pd.DataFrame, keep_offline: bool = False) -> pd.DataFrame:
+def prune_configs(rows: pd.DataFrame) -> pd.DataFrame:
     """Per sharing group and GPU config (gpu, gpu_count), drop (tp, batch, offload) settings dominated by a
     setting with no offload: that one serves every demand of the group at least as fast on every offering with
-    that hardware and needs no host memory, so it can replace the other on any VM (exact). ``keep_offline``
-    (``slower_may_pay``) keeps every offline row."""
-    kept = rows["mode"] == "offline" if keep_offline else pd.Series(False, index=rows.index)
-    rest = rows[~kept]
-    single = rest.groupby("group")["demand"].transform("nunique") == 1
-    parts = [rows[kept], _configs_single_demand(rest[single])]
-    for _, block in rest[~single].groupby("group", sort=False):
+    that hardware and needs no host memory, so it can replace the other on any VM (exact)."""
+    single = rows.groupby("group")["demand"].transform("nunique") == 1
+    parts = [_configs_single_demand(rows[single])]
+    for _, block in rows[~single].groupby("group", sort=False):
         parts.append(_configs_shared(block))
     return pd.concat(parts).sort_index()
 

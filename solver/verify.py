@@ -242,7 +242,7 @@ def _check_pools(plan: Plan, pools: dict[str, Pool], members: dict[str, list[tup
         else:
             hours = p.vm_hours if p.vm_hours is not None else math.nan
             deadline = group[0][1].deadline_hours or 0.0
-            bad += _offline_rules(p, work, hours, deadline, sc.billing)
+            bad += _offline_rules(p, work, hours, deadline, sc.billing, sc.max_spot_share is not None)
             expected = p.unit_usd_per_hour * (hours if math.isfinite(hours) else 0.0)
         if not _close(p.usd, expected):
             bad.append(f"cost[{p.pool}]: reported {p.usd:.4f} USD, recomputed {expected:.4f}")
@@ -313,8 +313,11 @@ def _min_run(pool: str, burst: list[int], hours: int | None) -> list[str]:
             if burst[h] < sum(starts[(h - j) % 24] for j in range(hours))]
 
 
-def _offline_rules(p: Pool, work: float, hours: float, deadline: float, billing: str) -> list[str]:
-    """n VMs, each running at most D hours, billed max(run, 1 min) per second or whole started hours per VM."""
+def _offline_rules(p: Pool, work: float, hours: float, deadline: float, billing: str, idle: bool) -> list[str]:
+    """n VMs, each running at most D hours, billed max(run, 1 min) per second or whole started hours per VM.
+    Per second, no VM beyond those the work needs and no hour beyond the work and the minimum charges, unless
+    ``idle`` (a spot share is set): then a VM may be held, idle, until the deadline (its on-demand GPU-hours count
+    in the share, as an idle online VM's do)."""
     n = p.count
     if not math.isfinite(hours) or hours < 0:
         return [f"billing[{p.pool}]: offline pool without valid VM-hours ({p.vm_hours})"]
@@ -326,6 +329,10 @@ def _offline_rules(p: Pool, work: float, hours: float, deadline: float, billing:
     if billing == "per_second":
         if not _le(work, deadline * n):
             bad.append(f"deadline[{p.pool}]: {work:.4f} VM-hours do not fit {n} VMs x {deadline:g} h")
+        if idle:
+            if not _le(hours, max(deadline, MINIMUM_BILLED_HOURS[billing]) * n):
+                bad.append(f"billing[{p.pool}]: {hours:.4f} VM-hours billed on {n} VMs held at most {deadline:g} h")
+            return bad
         if not _le(deadline * (n - 1), work):
             bad.append(f"count[{p.pool}]: {n} VMs where {math.ceil(work / deadline - 1e-9)} finish in time")
         if not _le(hours, work + MINIMUM_BILLED_HOURS[billing] * n):

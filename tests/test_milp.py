@@ -170,6 +170,32 @@ def test_offline_deadline_and_billing(billing):
     assert p.offline_usd == pytest.approx(p.objective) and p.online_usd_per_hour == 0
 
 
+def test_spot_share_holds_offline_on_demand_vms_idle():
+    """Under a spot share an offline on-demand VM may be held, idle, up to its deadline: its GPU-hours count in the
+    share's denominator as an idle online VM's do. Worked by hand on A100 (on-demand 3.0, spot 1.2) and T4 (0.5)."""
+    mu_a100 = vm_rate(SMALL, "A100-80GB", BATCH, IN, OUT)
+    mu_t4 = vm_rate(SMALL, "T4", BATCH, IN, OUT, online=False)
+    work = round(0.25 * 3600 * mu_t4) / (3600 * mu_t4)  # ~0.25 VM-hours of batch work on a T4
+    wl = [workload("a", rate=1.5 * mu_a100, instance_types=["a100.big"]),  # two A100 VMs
+          {"name": "job", "model": SMALL, "mode": "offline", "input_tokens": IN, "output_tokens": OUT,
+           "num_requests": round(0.25 * 3600 * mu_t4), "deadline_hours": 1.0, "batch_sizes": [BATCH],
+           "instance_types": ["t4.small"]}]
+    sc = scenario(wl, instance_types=["a100.big", "t4.small"], regions=["r1"], pricing="both", max_spot_share=0.5)
+    p = plan(sc)
+    # spot GPU-hours <= on-demand ones: both A100s on spot (2 x 1.2) beside 2 on-demand T4 hours (two VMs held the
+    # whole hour, 2 x 0.5) beats one spot and one on-demand A100 (4.2 + 0.5 x work); billed only for the work, the
+    # batch job could not balance a second spot A100
+    assert p.objective == pytest.approx(2 * 1.2 + 2 * 0.5, rel=1e-6)
+    (job,) = [pool for pool in p.pools if pool.mode == "offline"]
+    assert job.pricing == "on_demand" and job.count == 2 and job.vm_hours == pytest.approx(2.0, rel=1e-6)
+    assert job.vm_hours > 7 * work
+    resolved = _resolved(sc)
+    assert verify(resolved, p) == []
+    over = p.model_copy(update={"pools": [q.model_copy(update={"vm_hours": 2.5, "usd": 2.5 * 0.5})
+                                          if q.mode == "offline" else q for q in p.pools]})
+    assert any("held at most 1 h" in v for v in verify(resolved, over))
+
+
 def test_offline_sub_hour_deadline_with_hourly_billing():
     wl = [{"name": "quick", "model": SMALL, "mode": "offline", "input_tokens": 32, "output_tokens": 8,
            "num_requests": 100, "deadline_hours": 0.5, "batch_sizes": [BATCH]}]

@@ -126,7 +126,7 @@ REGRESSION_FLEETS = [dict(
     # Found by the property (2026-11-30): a batch job under a 75 % spot share, all of it cheapest on spot; the
     # solver met the share with on-demand billed hours on a pool without VMs or work (billed hours were bounded
     # below only), which the plan cannot list: it failed verification. Billed hours are now at most the work plus
-    # each VM's minimum charge (milp._offline_rows "most")
+    # each VM's minimum charge (milp._offline_rows "most"), or, under a spot share, a VM held to the deadline ("held")
     dict(rows=[{**_offering("t4.a", "T4", "r1"), "MemoryGiB": 16}, _offering("l4.a", "L4", "r1", 0.04)],
          workloads=[dict(name="w0", model="llama-3.2-1b", batch_sizes=[4], dtype="fp16", input_tokens=128,
                          output_tokens=32, mode="offline", num_requests=500, deadline_hours=0.25)],
@@ -134,8 +134,8 @@ REGRESSION_FLEETS = [dict(
     # Found by the property (2026-11-30): two online workloads cheapest on spot L4 beside an on-demand batch job,
     # under a 75 % spot share. The batch job on on-demand T4s (as dear as L4s, slower) bills more on-demand
     # GPU-hours, which is what lets the online ones run on spot: the unpruned optimum (0.107 USD) uses it, while the
-    # pruning had dropped the T4 pool as slower at the same price (0.254 USD). Offline rows are not pruned for speed
-    # under a spot share since (prune.slower_may_pay)
+    # pruning had dropped the T4 pool as slower at the same price (0.254 USD). Under a spot share an offline VM may
+    # now be held idle up to its deadline (milp.idle_hours_count), so a faster pool held as long does the same
     dict(rows=[{**_offering("t4.a", "T4", "r1"), "MemoryGiB": 16}, _offering("l4.a", "L4", "r1", 0.04)],
          workloads=[dict(name="w0", model="llama-3.2-1b", batch_sizes=[16], dtype="fp16", buckets=BUCKETS,
                          request_rate_per_s=0.05),

@@ -144,7 +144,11 @@ CASES: list[tuple[str, Callable[[Doc], None] | None, dict | None, str]] = [
     ("offline-no-hours", plan_edit(lambda d: offline(d).update(vm_hours=None), cost=True), None, "billing["),
     ("offline-hours-cut", plan_edit(lambda d: offline(d).update(vm_hours=offline(d)["vm_hours"] / 3), cost=True),
      None, "capacity["),
-    ("offline-idle-vms", plan_edit(lambda d: count_by(d, offline(d), 5), cost=True), None, "count["),
+    # idle offline VMs count against no limit without a spot share; with one they may be held to the deadline
+    ("offline-idle-vms", plan_edit(lambda d: count_by(d, offline(d), 5), cost=True), {"max_spot_share": None},
+     "count["),
+    ("offline-held-past-deadline", plan_edit(lambda d: offline(d).update(vm_hours=offline(d)["count"] * 0.5 * 3),
+                                             cost=True), None, "held at most"),
     ("offline-too-few", None, wl("job", deadline_hours=0.01), "deadline["),
     ("offline-below-minimum", plan_edit(lambda d: (count_by(d, offline(d), 200)), cost=True), None, "billing["),
     ("hourly-fraction", None, {"billing": "hourly"}, "billing["),
