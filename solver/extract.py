@@ -109,7 +109,7 @@ def _used_pools(problem: Problem, values: np.ndarray, horizon_hours: float, bill
     hours = np.where(integer, np.round(hours), np.maximum(hours, np.maximum(work.to_numpy(), minimum)))
     loaded = set(problem.rows.loc[x > SHARE_EPS, "pool"])
     pools = problem.pools.assign(count=np.round(values[problem.n]).astype(int),
-                                 vm_hours=np.where(problem.t >= 0, hours, np.nan))
+                                 vm_hours=np.where(problem.t >= 0, hours, np.nan), work_hours=work.to_numpy())
     if problem.hourly is not None:  # the peak hour's fleet and the day's cost (milp_hourly.py)
         fleet = hourly_fleet(problem.hourly, values, problem.pools, horizon_hours)
         pools = pools.assign(count=np.where(problem.hourly.base >= 0, fleet["peak"], pools["count"]))
@@ -215,6 +215,18 @@ def _pool_models(pools: pd.DataFrame) -> list[Pool]:
                  usd=float(p.usd)) for p in pools.itertuples()]
 
 
+def _idle_note(pools: pd.DataFrame, billing: str) -> str:
+    """Names the offline pools billed per second beyond their work and minimum charges: VMs held idle, which only
+    a spot share rewards (``milp.idle_hours_count``)."""
+    if billing != "per_second":
+        return ""
+    floor = pools["work_hours"] + MINIMUM_BILLED_HOURS[billing] * pools["count"]
+    idle = pools[(pools["mode"] == "offline") & (pools["vm_hours"] > floor * (1 + 1e-6) + 1e-9)]
+    held = [f"{p.pool} billed {p.vm_hours:.3g} VM-hours for {p.work_hours:.3g} of work" for p in idle.itertuples()]
+    return ("offline VMs held idle up to the deadline: their on-demand GPU-hours count in the spot share (" +
+            "; ".join(held) + ")") if held else ""
+
+
 def extract_plan(problem: Problem, result: SolveResult, resolved: Resolved, cands: Candidates,
                  timings: bool = True) -> Plan:
     """The ``Plan`` a solution stands for (integers read with ``round``).
@@ -239,7 +251,7 @@ def extract_plan(problem: Problem, result: SolveResult, resolved: Resolved, cand
         pools=sorted(pool_models, key=lambda p: p.pool),
         solver=SolverStats(backend=result.backend, variables=len(m.names), integer_variables=m.n_integer,
                            constraints=len(m.rows), wall_s=round(result.wall_s, 3) if timings else None,
-                           note=result.note),
+                           note="; ".join(x for x in (result.note, _idle_note(pools, sc.billing)) if x)),
         pruning=cands.stats, calibration=resolved.calibration.source,
         hourly=_hourly(problem, result.values, pools, resolved),
     )

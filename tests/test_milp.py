@@ -189,6 +189,7 @@ def test_spot_share_holds_offline_on_demand_vms_idle():
     (job,) = [pool for pool in p.pools if pool.mode == "offline"]
     assert job.pricing == "on_demand" and job.count == 2 and job.vm_hours == pytest.approx(2.0, rel=1e-6)
     assert job.vm_hours > 7 * work
+    assert "held idle" in p.solver.note and job.pool in p.solver.note
     resolved = _resolved(sc)
     assert verify(resolved, p) == []
     over = p.model_copy(update={"pools": [q.model_copy(update={"vm_hours": 2.5, "usd": 2.5 * 0.5})
