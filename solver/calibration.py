@@ -292,6 +292,19 @@ def _quantiles(raw: object, path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def check_payload(payload: dict[str, Any], path: Path) -> None:
+    """A calibration about to be written lies within the bounds ``load_calibration`` reads back (a fit to
+    implausible measurements can leave them: the file would then be refused by every later command).
+
+    Raises:
+        CatalogError: naming ``path`` and the first coefficient vector beyond its bounds."""
+    for level in ("per_gpu", "per_engine", "per_engine_gpu"):
+        for key, vector in payload[level].items():
+            _vector(vector, path, f"{level}.{key}")
+    if payload["global"] is not None:
+        _vector(payload["global"], path, "global", multiplier=True)
+
+
 def calibration_payload(calibration: Calibration, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON form of a calibration (``load_calibration`` reads it back)."""
     def vec(v: np.ndarray) -> list[float]:

@@ -265,7 +265,7 @@ def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements:
                                                   help="add the shipped published measurements to yours")) -> None:
     """Fit the serving model per (engine, GPU); print held-out error (one source document out at a time)."""
     from .calibrate import calibrate_report
-    from .calibration import calibration_payload
+    from .calibration import calibration_payload, check_payload
     from .measurements import DEFAULT_MEASUREMENTS, load_measurements
     from .userbench import read_user_benchmark
 
@@ -283,6 +283,7 @@ def calibrate(measurements: list[Path] = typer.Argument(..., help="measurements:
     typer.echo(text)
     if out is not None:
         payload = calibration_payload(calibration, {"measurements": [str(p) for p in paths]})
+        check_payload(payload, out)
         atomic_write_text(out, json.dumps(payload, indent=2, sort_keys=True) + "\n")
         typer.echo(f"wrote {out}", err=True)
 

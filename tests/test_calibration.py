@@ -58,3 +58,20 @@ def test_no_gpu_is_promised_more_than_its_datasheet():
     for gpu in ("A10G", "L4", "T4", "H100", "V100"):
         theta = eager.theta(find_engine("vllm"), gpu, "fp16")
         assert (theta[:4] >= 1.0).all(), gpu
+
+
+def test_calibrate_refuses_to_write_a_fit_its_loader_would_refuse(tmp_path):
+    """``calibrate --out`` checks the fitted coefficients against ``load_calibration``'s bounds before writing."""
+    import json
+
+    from solver.calibration import calibration_payload, check_payload, load_calibration
+
+    shipped = load_calibration(None)
+    payload = calibration_payload(shipped)
+    check_payload(payload, tmp_path / "cal.json")  # the shipped fit is within bounds
+    (tmp_path / "cal.json").write_text(json.dumps(payload))
+    assert load_calibration(str(tmp_path / "cal.json")).per_gpu.keys() == shipped.per_gpu.keys()
+    gpu = sorted(payload["per_gpu"])[0]
+    payload["per_gpu"][gpu][1] = 1e3  # k_memory a thousand times the datasheet's bandwidth cost
+    with pytest.raises(CatalogError, match=rf"per_gpu\.{gpu}.*k_memory 1000 is implausible"):
+        check_payload(payload, tmp_path / "cal.json")
