@@ -2,7 +2,7 @@
 
     python benchmarks/scale.py [--sizes 10 100 1000] [--coupled 300] [--kinds per-workload pooled]
                                [--solver highs] [--gap 0.001] [--time-limit 60] [--no-unpruned-above 100]
-                               [--no-warm-start] [--solve-limit]
+                               [--no-warm-start] [--solve-limit] [--spot-share S]
 
 Each random fleet (80 % online, 20 % offline, 8 models) is solved with replicas per workload
 (``share_replicas: false``, the fleet MILP of issue 2: one block per workload, most solved in closed form by
@@ -105,9 +105,11 @@ def coupled_yaml(n: int) -> str:
 
 
 def run(n: int, kind: str, prune: bool, backend: str, gap: float, time_limit: float | None,
-        warm: bool, whole_run: bool = True) -> str:
+        warm: bool, whole_run: bool = True, spot_share: float | None = None) -> str:
     os.environ["INFERSAVE_WARM_START"] = "1" if warm else "0"
     sc = coupled_fleet(n) if kind == "coupled" else random_fleet(n, share=kind == "pooled")
+    if spot_share is not None:  # one block: the share couples every pool, spot and on-demand, online and offline
+        sc = sc.model_copy(update={"max_spot_share": spot_share})
     started = time.perf_counter()
     resolved = resolve(sc)
     t0 = time.perf_counter()
@@ -185,6 +187,8 @@ def main() -> None:
     parser.add_argument("--no-warm-start", action="store_true", help="no MIP start for HiGHS")
     parser.add_argument("--solve-limit", action="store_true",
                         help="--time-limit caps the solve alone (to measure the solver when candidates are slow)")
+    parser.add_argument("--spot-share", type=float, default=None, metavar="S",
+                        help="give every fleet max_spot_share S (at most a share S of GPU-hours on spot)")
     parser.add_argument("--write-coupled", type=Path, metavar="YAML",
                         help="write the 300-workload coupled fleet as a scenario file and exit")
     args = parser.parse_args()
@@ -192,8 +196,9 @@ def main() -> None:
         args.write_coupled.write_text(coupled_yaml(300), encoding="utf-8")
         return
     sizes = args.sizes + args.coupled
-    if (sizes and min(sizes) < 1) or args.time_limit <= 0 or not 0 <= args.gap <= 1 or args.no_unpruned_above < 0:
-        parser.error("sizes must be >= 1, --time-limit > 0, --gap in [0, 1], --no-unpruned-above >= 0")
+    if (sizes and min(sizes) < 1) or args.time_limit <= 0 or not 0 <= args.gap <= 1 or args.no_unpruned_above < 0 \
+            or not 0 <= (args.spot_share or 0.0) <= 1:
+        parser.error("sizes must be >= 1, --time-limit > 0, --gap and --spot-share in [0, 1], --no-unpruned-above >= 0")
     print(f"{'fleet':>6} {'kind':>12} {'prune':>5} {'kept':>8} {'vars':>8} {'ints':>7} {'rows':>8} {'blocks':>6} "
           f"{'cand s':>7} {'build s':>7} {'solve s':>7} {'total s':>7} {'status':>11} {'objective':>12} "
           f"{'bound':>12} {'gap':>9} {'peak MiB':>8} {'tree MiB':>9}")
@@ -208,7 +213,7 @@ def main() -> None:
     for n, kind, prune in cases:
         out = ctx.Queue()  # a fresh process per case: its peaks are this case's own
         proc = ctx.Process(target=_case, args=((n, kind, prune, args.solver, args.gap, args.time_limit,
-                                                not args.no_warm_start, not args.solve_limit), out))
+                                                not args.no_warm_start, not args.solve_limit, args.spot_share), out))
         proc.start()
         print(out.get(), flush=True)
         proc.join()
