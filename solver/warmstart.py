@@ -124,16 +124,21 @@ def _integral(model: LinearModel, values: np.ndarray) -> np.ndarray:
 
 def _rounded_up(model: LinearModel, lp_values: np.ndarray) -> np.ndarray | None:
     """The relaxation with every integer rounded up, where that breaks no row other than a link row (a quota,
-    a budget, a type count): rounding up keeps capacity, link and billing rows with the LP's shares."""
+    a budget, a type count, a pool's share of work once its ``used`` binary is 1): rounding up keeps capacity,
+    link and billing rows with the LP's shares."""
     ints = np.flatnonzero(model.integer)
     value: np.ndarray = lp_values.copy()
     value[ints] = np.minimum(np.ceil(value[ints] - 1e-6), np.asarray(model.upper, float)[ints])
     integer = np.asarray(model.integer)
     for row in model.rows:
-        _name, idx, coef, _lo, hi = row
-        if is_link(row, model.integer) or math.isinf(hi) or not len(idx) or not integer[idx].any():
+        _name, idx, coef, lo, hi = row
+        if is_link(row, model.integer) or not len(idx) or not integer[idx].any():
             continue
-        if float(np.dot(coef, value[idx])) - hi > 1e-7 * max(1.0, abs(hi)):
+        # both sides: a lower bound breaks too (a pool with a tiny LP share and VMs rounded to a whole used
+        # binary no longer carries its 1e-4 of a demand; its VMs then drop out of the plan, and with them the
+        # on-demand GPU-hours a spot share counted)
+        lhs = float(np.dot(coef, value[idx]))
+        if lhs - hi > 1e-7 * max(1.0, abs(hi)) or lo - lhs > 1e-7 * max(1.0, abs(lo)):
             return None
     return value
 
