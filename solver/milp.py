@@ -153,13 +153,14 @@ def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline:
     n, t = p.n[k], p.t[k]
     if billing == "per_second":
         p.model.add_row(f"deadline[{name}]", np.append(x, n), np.append(load, -deadline), -math.inf, 0.0)
+        if not idle:
+            p.model.add_row(f"fewest[{name}]", np.append(x, n), np.append(-load, deadline), -math.inf, deadline)
         p.model.add_row(f"minimum[{name}]", np.array([n, t]), np.array([MINIMUM_BILLED_HOURS[billing], -1.0]),
                         -math.inf, 0.0)
         if idle:
             held = max(deadline, MINIMUM_BILLED_HOURS[billing])
             p.model.add_row(f"held[{name}]", np.array([t, n]), np.array([1.0, -held]), -math.inf, 0.0)
             return
-        p.model.add_row(f"fewest[{name}]", np.append(x, n), np.append(-load, deadline), -math.inf, deadline)
         # (most) t <= W + m n: each VM is billed its run or the minimum, so no more than both; without it billed
         # hours were free of VMs and work, and a spot share could be met with on-demand hours nobody ran
         p.model.add_row(f"most[{name}]", np.concatenate([x, [n, t]]),
