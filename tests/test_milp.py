@@ -320,3 +320,17 @@ def test_spot_share_limits_spot_gpus(mu_l4):
 
     assert any(v.startswith("spot_share") for v in verify(resolve(scenario([workload("a", rate=3.5 * mu_l4)],
                                                                             max_spot_share=0.5, **base)), tampered))
+
+
+def test_short_answers_with_a_tpot_bound_get_a_warning():
+    """The model's TPOT is optimistic for answers under 128 tokens (benchmark part 7): a plan says so, naming the
+    workload, unless a replay checked it."""
+    short = workload("short", output_tokens=32, slo={"max_tpot_s": 0.2})
+    no_bound = workload("free", output_tokens=32)
+    p = plan(scenario([short, no_bound, workload("long", slo={"max_tpot_s": 0.2})], instance_types=["l4.small"],
+                      regions=["r1"]))
+    assert "WARNING: TPOT of answers under 128 tokens" in p.solver.note
+    assert "short" in p.solver.note.split("plan --replay N: ")[1]
+    assert "free" not in p.solver.note and "long" not in p.solver.note
+    replayed = plan(scenario([short], instance_types=["l4.small"], regions=["r1"]), replay_requests=2000)
+    assert "under 128 tokens" not in replayed.solver.note and "replay" in replayed.solver.note
