@@ -125,6 +125,8 @@ def add_capacity_constraints(p: Problem, scenario: Scenario) -> None:
     hourly = scenario.hourly  # a property over every workload: once, not per pool
     names, modes = p.pools["pool"].to_numpy(), p.pools["mode"].to_numpy()
     deadlines = p.pools["deadline_hours"].to_numpy(float)
+    # the hours a VM may be billed when it may be held idle (``idle_hours_count``), else none: (fewest) and (most)
+    held = billed_hours_per_vm(p.pools, scenario) if idle_hours_count(scenario) else None
     for k, idx in enumerate(p.rows.groupby("pool", sort=True).indices.values()):
         online = modes[k] == "online"
         if hourly and online:
@@ -134,17 +136,17 @@ def add_capacity_constraints(p: Problem, scenario: Scenario) -> None:
                         -math.inf, 0.0)
         if not online:
             _offline_rows(p, k, p.x[idx], load[idx], float(deadlines[k]), scenario.billing,
-                          idle_hours_count(scenario))
+                          None if held is None else float(held[k]))
 
 
 def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline: float, billing: str,
-                  idle: bool = False) -> None:
+                  held_hours: float | None = None) -> None:
     """Offline pool k: n VMs, each runs at most D hours and is billed max(run, m) (per second, m = 1 min) or
     its started hours (hourly, m = 1 h). Exact for divisible work W split over the VMs:
       per second  (deadline) W <= D n;  (fewest) D (n - 1) <= W: no VM beyond ceil(W/D) (one more only when
-                  W/D is whole);  (minimum) m n <= t;  (most) t <= W + m n; or, with ``idle``
-                  (``idle_hours_count``), each VM may be held until the deadline: (held) t <= max(D, m) n in
-                  place of (fewest) and (most)
+                  W/D is whole);  (minimum) m n <= t;  (most) t <= W + m n; or, given ``held_hours`` h =
+                  max(D, m) (``idle_hours_count``, ``billed_hours_per_vm``), each VM may be held until the
+                  deadline: (held) t <= h n in place of (fewest) and (most)
       hourly      with f = floor(D), c = ceil(D), phi = D - f: VM i billed b_i in {1..c} works min(b_i, D), and
                   the most work t = sum b_i buys on n VMs is min(t, phi t + (1 - phi) f n) (fill VMs to f hours,
                   top up to c only beyond n f), so (deadline) W <= phi t + (1 - phi) f n; (billing) t <= c n;
@@ -153,13 +155,12 @@ def _offline_rows(p: Problem, k: int, x: np.ndarray, load: np.ndarray, deadline:
     n, t = p.n[k], p.t[k]
     if billing == "per_second":
         p.model.add_row(f"deadline[{name}]", np.append(x, n), np.append(load, -deadline), -math.inf, 0.0)
-        if not idle:
+        if held_hours is None:
             p.model.add_row(f"fewest[{name}]", np.append(x, n), np.append(-load, deadline), -math.inf, deadline)
         p.model.add_row(f"minimum[{name}]", np.array([n, t]), np.array([MINIMUM_BILLED_HOURS[billing], -1.0]),
                         -math.inf, 0.0)
-        if idle:
-            held = max(deadline, MINIMUM_BILLED_HOURS[billing])
-            p.model.add_row(f"held[{name}]", np.array([t, n]), np.array([1.0, -held]), -math.inf, 0.0)
+        if held_hours is not None:
+            p.model.add_row(f"held[{name}]", np.array([t, n]), np.array([1.0, -held_hours]), -math.inf, 0.0)
             return
         # (most) t <= W + m n: each VM is billed its run or the minimum, so no more than both; without it billed
         # hours were free of VMs and work, and a spot share could be met with on-demand hours nobody ran
