@@ -280,32 +280,48 @@ def breadth(cases: int, seed: int, requests: int = 200_000, held_range: tuple[fl
         model = RANDOM_GPUS[gpu][int(rng.integers(len(RANDOM_GPUS[gpu])))]
         l_in, l_out = RANDOM_LENGTHS[int(rng.integers(len(RANDOM_LENGTHS)))]
         slots, k, held = int((16, 32, 64, 128)[int(rng.integers(4))]), int(rng.integers(1, 5)), rng.uniform(*held_range)
-        hw = Hardware.from_specs([find_gpu(gpu)], "fp16")
-        shape = Shape(find_model(model), hw, "fp16", "fp16", np.array([1.0]), np.array([float(l_in)]),
-                      np.array([float(l_out)]), np.array([0.0]))
-        # no more slots than the KV memory holds at full length (what a planner would allow)
-        slots = int(max(4, min(slots, kv_capacity_tokens(shape, 0.9) // (l_in + l_out))))
-        theta, cap = PRIORS.theta_rows(ENGINE, [gpu], "fp16"), np.array([float(slots)])
-
-        def state(rate: float, stats: dict[str, str]) -> OnlineState:
-            return online_state(shape, theta, ENGINE, cap, np.array([rate]), stats, arrival_scv=1.0 / k)
-
-        rate = rate_holding(lambda r: state(r, {}), held * slots)
-        mean, p99 = state(rate, {}), state(rate, {"ttft": "p99", "tpot": "p99"})
-        arrivals = round_robin_arrivals(rate, k, requests, np.random.default_rng(case))
-        sim = simulate_replica(shape, theta[0], ENGINE, slots, arrivals, np.full(requests, l_in),
-                               np.full(requests, l_out))
-        keep = slice(requests // 10, None)
-        pairs = {"TTFT mean": (mean.ttft_s[0], np.nanmean(sim.ttft_s[keep])),
-                 "TTFT p99": (p99.ttft_s[0], np.nanpercentile(sim.ttft_s[keep], 99)),
-                 "TPOT mean": (mean.tpot_s[0], np.nanmean(sim.tpot_s[keep])),
-                 "TPOT p99": (p99.tpot_s[0], np.nanpercentile(sim.tpot_s[keep], 99))}
-        for key, (an, simulated) in pairs.items():
-            errors[key].append(float(an / simulated - 1.0))
+        shape, theta, slots, state = single_replica(gpu, model, l_in, l_out, slots, k)
+        replay_errors(errors, shape, theta, slots, state, rate_holding(lambda r: state(r, {}), held * slots), k,
+                      requests, case)
     lo, hi = (round(x * 100) for x in held_range)
     print(f"\nbreadth: {cases} random replicas (vLLM, PRIORS, {lo}-{hi} % of 16-128 slots within the KV memory, 1-4 "
           f"round-robin replicas, {requests:,} requests each; model / simulated - 1)")
     print_errors(errors, within=0.10)
+
+
+def single_replica(gpu: str, model: str, l_in: int, l_out: int, slots: int, k: int
+                   ) -> tuple[Shape, np.ndarray, int, Callable[[float, dict[str, str]], OnlineState]]:
+    """One replica of ``model`` on one ``gpu`` (vLLM, PRIORS) serving one request size behind a k-way round-robin
+    router: its shape, theta, slots (no more than the KV memory holds at full length, what a planner would allow)
+    and the model's state at a rate."""
+    hw = Hardware.from_specs([find_gpu(gpu)], "fp16")
+    shape = Shape(find_model(model), hw, "fp16", "fp16", np.array([1.0]), np.array([float(l_in)]),
+                  np.array([float(l_out)]), np.array([0.0]))
+    slots = int(max(4, min(slots, kv_capacity_tokens(shape, 0.9) // (l_in + l_out))))
+    theta, cap = PRIORS.theta_rows(ENGINE, [gpu], "fp16"), np.array([float(slots)])
+
+    def state(rate: float, stats: dict[str, str]) -> OnlineState:
+        return online_state(shape, theta, ENGINE, cap, np.array([rate]), stats, arrival_scv=1.0 / k)
+
+    return shape, theta, slots, state
+
+
+def replay_errors(errors: dict[str, list[float]], shape: Shape, theta: np.ndarray, slots: int,
+                  state: Callable[[float, dict[str, str]], OnlineState], rate: float, k: int, requests: int,
+                  case: int) -> None:
+    """The model's mean and p99 TTFT and TPOT at ``rate`` against a replay of ``requests`` (seed ``case``, the
+    first 10 % dropped), appended to ``errors`` as model / simulated - 1."""
+    l_in, l_out = int(shape.input_tokens[0]), int(shape.output_tokens[0])
+    mean, p99 = state(rate, {}), state(rate, {"ttft": "p99", "tpot": "p99"})
+    arrivals = round_robin_arrivals(rate, k, requests, np.random.default_rng(case))
+    sim = simulate_replica(shape, theta[0], ENGINE, slots, arrivals, np.full(requests, l_in), np.full(requests, l_out))
+    keep = slice(requests // 10, None)
+    pairs = {"TTFT mean": (mean.ttft_s[0], np.nanmean(sim.ttft_s[keep])),
+             "TTFT p99": (p99.ttft_s[0], np.nanpercentile(sim.ttft_s[keep], 99)),
+             "TPOT mean": (mean.tpot_s[0], np.nanmean(sim.tpot_s[keep])),
+             "TPOT p99": (p99.tpot_s[0], np.nanpercentile(sim.tpot_s[keep], 99))}
+    for key, (an, simulated) in pairs.items():
+        errors[key].append(float(an / simulated - 1.0))
 
 
 SHORT_LENGTHS = ((512, 16), (1024, 32), (1536, 32), (2048, 32), (3072, 32), (1024, 64), (2048, 64), (3072, 64))
@@ -320,23 +336,9 @@ def short_outputs(cases: int, seed: int, requests: int = 200_000) -> None:
         model = RANDOM_GPUS[gpu][int(rng.integers(len(RANDOM_GPUS[gpu])))]
         l_in, l_out = SHORT_LENGTHS[int(rng.integers(len(SHORT_LENGTHS)))]
         slots, k, load = int((32, 64, 128)[int(rng.integers(3))]), int(rng.integers(1, 4)), rng.uniform(0.4, 0.8)
-        hw = Hardware.from_specs([find_gpu(gpu)], "fp16")
-        shape = Shape(find_model(model), hw, "fp16", "fp16", np.array([1.0]), np.array([float(l_in)]),
-                      np.array([float(l_out)]), np.array([0.0]))
-        slots = int(max(4, min(slots, kv_capacity_tokens(shape, 0.9) // (l_in + l_out))))
-        theta, cap = PRIORS.theta_rows(ENGINE, [gpu], "fp16"), np.array([float(slots)])
-        rate = load * float(online_capacity(shape, theta, ENGINE, cap, {}, {})[0])
-        mean, p99 = (online_state(shape, theta, ENGINE, cap, np.array([rate]), stats, arrival_scv=1.0 / k)
-                     for stats in ({}, {"ttft": "p99", "tpot": "p99"}))
-        sim = simulate_replica(shape, theta[0], ENGINE, slots, round_robin_arrivals(rate, k, requests,
-                                                                                    np.random.default_rng(case)),
-                               np.full(requests, l_in), np.full(requests, l_out))
-        keep = slice(requests // 10, None)
-        for key, an, simulated in (("TTFT mean", mean.ttft_s[0], np.nanmean(sim.ttft_s[keep])),
-                                   ("TTFT p99", p99.ttft_s[0], np.nanpercentile(sim.ttft_s[keep], 99)),
-                                   ("TPOT mean", mean.tpot_s[0], np.nanmean(sim.tpot_s[keep])),
-                                   ("TPOT p99", p99.tpot_s[0], np.nanpercentile(sim.tpot_s[keep], 99))):
-            errors[key].append(float(an / simulated - 1.0))
+        shape, theta, slots, state = single_replica(gpu, model, l_in, l_out, slots, k)
+        rate = load * float(online_capacity(shape, theta, ENGINE, np.array([float(slots)]), {}, {})[0])
+        replay_errors(errors, shape, theta, slots, state, rate, k, requests, case)
     print(f"\nshort outputs: {cases} random replicas (16-64-token answers to 512-3,072-token prompts, 40-80 % of "
           f"their capacity, 1-3 round-robin replicas, {requests:,} requests each; model / simulated - 1)")
     print_errors(errors, within=0.10)
