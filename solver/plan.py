@@ -81,17 +81,31 @@ def diagnose(rows: pd.DataFrame, scenario: Scenario, backend: str) -> str:
     relaxations: dict[str, dict[str, object]] = {
         "quota": {"quotas": []}, "budget": {"budget_usd_per_hour": None, "budget_usd": None},
         "distinct instance types": {"max_instance_types": None}, "spot share": {"max_spot_share": None}}
-    culprits = []
-    for family, change in relaxations.items():
-        if all(not getattr(scenario, k) for k in change):
-            continue
-        relaxed = scenario.model_copy(update=change)
-        result = solve(build_problem(rows, relaxed).model, backend, time_limit_s=30)
-        if result.status is not Status.INFEASIBLE:
-            culprits.append(family)
-    if not culprits:
-        return "the fleet cannot be served even without quotas, budgets or type limits"
-    return f"infeasible because of the {' and '.join(culprits)} constraints: relax them to find a plan"
+    def feasible(relaxed: Scenario) -> bool:
+        return solve(build_problem(rows, relaxed).model, backend, time_limit_s=30).status is not Status.INFEASIBLE
+
+    culprits = [family for family, change in relaxations.items()
+                if any(getattr(scenario, k) for k in change) and feasible(scenario.model_copy(update=change))]
+    # a workload's own replica bounds (min_replicas, max_replicas, spread), one workload at a time
+    bounds = ("min_replicas", "max_replicas", "spread")
+    named = []
+    for i, w in enumerate(scenario.workloads):
+        given = [f"{key}: {getattr(w, key)}" for key in bounds if getattr(w, key)]
+        if given:
+            workloads = list(scenario.workloads)
+            workloads[i] = w.model_copy(update=dict.fromkeys(bounds))
+            if feasible(scenario.model_copy(update={"workloads": workloads})):
+                named.append(f"workload {w.name!r} ({', '.join(given)})")
+    parts = ([f"the {' and '.join(culprits)} constraints"] if culprits else []) + named
+    if parts:
+        return f"infeasible because of {' and '.join(parts)}: relax {'it' if parts == named[:1] else 'them'} " \
+               "to find a plan"
+    unbounded = [w.model_copy(update=dict.fromkeys(bounds)) for w in scenario.workloads]
+    everything = {key: value for change in relaxations.values() for key, value in change.items()}
+    if feasible(scenario.model_copy(update={**everything, "workloads": unbounded})):
+        return ("infeasible because quotas, budgets, type limits, spot share and replica bounds together leave no "
+                "plan, though none of them alone does: relax several of them")
+    return "the fleet cannot be served even without quotas, budgets, type limits or replica bounds"
 
 
 MIX_ROUNDS = 8  # re-solves for pools whose request-size mix needs more than the sum of solo capacities

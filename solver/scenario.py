@@ -4,6 +4,7 @@ Errors name the file, the line and the field (``scenario.yaml:line 7:workloads.0
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -61,11 +62,18 @@ def read_yaml(path: Path, error: type[ScenarioError] = ScenarioError) -> tuple[A
         raise error(f"malformed YAML: {problem}", path=str(path), where=where) from None
 
 
+# "workloads[3].spread: ..." at the start of a message from a validator of the whole scenario
+FIELD_PREFIX = re.compile(r"([A-Za-z_]\w*(?:\[\d+\])?(?:\.[A-Za-z_]\w*(?:\[\d+\])?)*): ")
+
+
 def validation_error(exc: ValidationError, path: str, node: yaml.Node | None,
                      error: type[ScenarioError] = ScenarioError) -> ScenarioError:
     loc = tuple(exc.errors()[0]["loc"])
-    line = line_of(node, loc)
     field, msg, kind = first_problem(exc)
+    named = FIELD_PREFIX.match(msg) if not loc else None
+    if named:  # a whole-scenario check names the field it faults ("workloads[3].spread: ..."): find its line
+        loc = tuple(int(part) if part.isdigit() else part for part in re.findall(r"[A-Za-z_]\w*|\d+", named[1]))
+    line = line_of(node, loc)
     if kind == "extra_forbidden":
         msg = "unknown field (check the spelling)"
     return error(msg, path=path, where=f"line {line}" if line else None, field=field or None)

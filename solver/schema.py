@@ -437,10 +437,15 @@ class Scenario(Frozen):
             if w.name in seen:
                 raise ValueError(f"workloads[{i}].name: duplicate workload name {w.name!r}")
             seen.add(w.name)
-        if self.hourly and (self.max_spot_share is not None or any(w.min_replicas or w.spread
-                                                                   for w in self.workloads)):
-            raise ValueError("rate_profile does not combine with max_spot_share, min_replicas or spread yet "
-                             "(those count VMs that the hourly plan varies); drop one of them")
+        if self.hourly:  # the field that clashes with a rate profile, so the error points at its line
+            profiled = next(w.name for w in self.workloads if w.rate_profile is not None)
+            clash = ["max_spot_share"] if self.max_spot_share is not None else []
+            clash += [f"workloads[{i}].{key}" for i, w in enumerate(self.workloads)
+                      for key in ("min_replicas", "spread") if getattr(w, key)]
+            if clash:
+                raise ValueError(f"{clash[0]}: does not combine with a rate_profile (workload {profiled!r}) yet: "
+                                 "max_spot_share, min_replicas and spread count VMs that the hourly plan varies; "
+                                 "drop one of them")
         return self
 
     @property

@@ -133,6 +133,23 @@ def test_budget_and_quota_both_named(mu_l4):
     assert "budget" in str(info.value) and "quota" in str(info.value)
 
 
+def test_replica_bounds_named_when_they_make_it_infeasible(mu_l4):
+    # 2.5 replicas' worth of traffic capped at 2 VMs: the diagnosis names the workload and its bound
+    kw = dict(instance_types=["l4.small"], regions=["r1"])
+    with pytest.raises(InfeasibleError) as info:
+        plan(scenario([workload("a", rate=2.5 * mu_l4, max_replicas=2), workload("b", rate=0.5 * mu_l4)], **kw))
+    assert "workload 'a' (max_replicas: 2)" in str(info.value) and "'b'" not in str(info.value)
+    # a quota of 2 VMs beside a floor of 3 for 'a': either alone leaves a plan, so both are named
+    with pytest.raises(InfeasibleError) as info:
+        plan(scenario([workload("a", rate=0.5 * mu_l4, min_replicas=3)],
+                      quotas=[{"instance_type": "l4.small", "max_instances": 2}], **kw))
+    assert "quota" in str(info.value) and "workload 'a' (min_replicas: 3)" in str(info.value)
+    # 3 VMs of traffic under a quota of 2 VMs and a budget for 2: relaxing either alone leaves the other binding
+    with pytest.raises(InfeasibleError, match="together leave no plan"):
+        plan(scenario([workload("a", rate=2.5 * mu_l4)], budget_usd_per_hour=2.5 * L4_PRICE,
+                      quotas=[{"instance_type": "l4.small", "max_instances": 2}], **kw))
+
+
 def test_max_instance_types(mu_l4):
     mu_a_a100 = vm_rate(SMALL, "A100-80GB", BATCH, IN, OUT)
     mu_b = vm_rate("qwen2.5-14b", "A100-80GB", BATCH, IN, OUT)  # 29.5 GB of weights: no L4 fits it
