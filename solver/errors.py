@@ -18,7 +18,7 @@ class InputError(PlannerError):
         parts = [p for p in (path, where, field) if p]
         prefix = ":".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
-        self.path, self.where, self.field = path, where, field
+        self.path, self.where, self.field, self.message = path, where, field, message
 
 
 class ScenarioError(InputError):

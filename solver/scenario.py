@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from .calibration import Calibration, load_calibration
 from .catalog import catalog_paths, find_model, load_catalog_files, suggest
 from .engines import find_engine
-from .errors import ScenarioError, UnknownNameError, first_problem
+from .errors import InputError, ScenarioError, UnknownNameError, first_problem
 from .io import MAX_YAML_BYTES, parse_yaml, read_text, yaml_problem
 from .profiles import read_profile_csvs
 from .resources import default_calibration
@@ -159,7 +159,14 @@ def load_scenario(path: str | Path, *, catalogs: Sequence[Path] = (), models: Se
     data, node = read_yaml(path)
     data = read_profile_csvs(data, str(path), path.parent)
     scenario = parse_scenario(data, str(path), node)
-    return resolve(scenario, str(path), path.parent, catalogs=catalogs, models=models)
+    try:
+        return resolve(scenario, str(path), path.parent, catalogs=catalogs, models=models)
+    except InputError as exc:  # a name or value the catalogs reject: add the line of the field it names
+        line = line_of(node, tuple(int(p) if p.isdigit() else p for p in exc.field.split("."))) \
+            if exc.field and not exc.where and exc.path == str(path) else None
+        if line is None:
+            raise
+        raise type(exc)(exc.message, path=exc.path, where=f"line {line}", field=exc.field) from None
 
 
 def input_files(resolved: Resolved) -> list[Path]:
