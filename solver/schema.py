@@ -432,20 +432,15 @@ class Scenario(Frozen):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Scenario:
-        seen: set[str] = set()
-        for i, w in enumerate(self.workloads):
-            if w.name in seen:
-                raise ValueError(f"workloads[{i}].name: duplicate workload name {w.name!r}")
-            seen.add(w.name)
-        if self.hourly:  # the field that clashes with a rate profile, so the error points at its line
-            profiled = next(w.name for w in self.workloads if w.rate_profile is not None)
-            clash = ["max_spot_share"] if self.max_spot_share is not None else []
-            clash += [f"workloads[{i}].{key}" for i, w in enumerate(self.workloads)
-                      for key in ("min_replicas", "spread") if getattr(w, key)]
-            if clash:
-                raise ValueError(f"{clash[0]}: does not combine with a rate_profile (workload {profiled!r}) yet: "
-                                 "max_spot_share, min_replicas and spread count VMs that the hourly plan varies; "
-                                 "drop one of them")
+        first = {w.name: i for i, w in reversed(list(enumerate(self.workloads)))}
+        for i in (i for i, w in enumerate(self.workloads) if first[w.name] != i):
+            raise ValueError(f"workloads[{i}].name: duplicate workload name {self.workloads[i].name!r}")
+        clash = (["max_spot_share"] if self.max_spot_share is not None else []) + [  # named: its line is found
+            f"workloads[{i}].{key}" for i, w in enumerate(self.workloads) for key in ("min_replicas", "spread")
+            if getattr(w, key)]
+        if self.hourly and clash:
+            raise ValueError(f"{clash[0]}: does not combine with a rate_profile yet (max_spot_share, min_replicas "
+                             "and spread count VMs that the hourly plan varies); drop one of them")
         return self
 
     @property

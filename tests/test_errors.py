@@ -112,7 +112,7 @@ CASES = [
               scenario(rate="    rate_profile: [1, 2, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n",
                        workload="  - name: api\n    model: llama-3.2-1b\n    input_tokens: 64\n"
                                 "    output_tokens: 8\n    request_rate_per_s: 1\n    spread: [r1, r2]\n"),
-              ["line 15: workloads[1].spread", "rate_profile", "'chat'"]),
+              ["line 15: workloads[1].spread", "rate_profile"]),
     plan_case("bucket-fractions", "bucket fractions that do not sum to 1",
               scenario(lengths="    buckets:\n      - {input_tokens: 64, output_tokens: 8, fraction: 0.5}\n"
                                "      - {input_tokens: 128, output_tokens: 8, fraction: 0.4}\n"),
