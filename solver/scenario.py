@@ -66,13 +66,18 @@ def read_yaml(path: Path, error: type[ScenarioError] = ScenarioError) -> tuple[A
 FIELD_PREFIX = re.compile(r"([A-Za-z_]\w*(?:\[\d+\])?(?:\.[A-Za-z_]\w*(?:\[\d+\])?)*): ")
 
 
+def field_loc(field: str) -> tuple[Any, ...]:
+    """A field's location for ``line_of`` from how messages write it: "workloads.0.model" or "workloads[3].spread"."""
+    return tuple(int(part) if part.isdigit() else part for part in re.findall(r"[A-Za-z_]\w*|\d+", field))
+
+
 def validation_error(exc: ValidationError, path: str, node: yaml.Node | None,
                      error: type[ScenarioError] = ScenarioError) -> ScenarioError:
     loc = tuple(exc.errors()[0]["loc"])
     field, msg, kind = first_problem(exc)
     named = FIELD_PREFIX.match(msg) if not loc else None
     if named:  # a whole-scenario check names the field it faults ("workloads[3].spread: ..."): find its line
-        loc = tuple(int(part) if part.isdigit() else part for part in re.findall(r"[A-Za-z_]\w*|\d+", named[1]))
+        loc = field_loc(named[1])
     line = line_of(node, loc)
     if kind == "extra_forbidden":
         msg = "unknown field (check the spelling)"
@@ -162,8 +167,7 @@ def load_scenario(path: str | Path, *, catalogs: Sequence[Path] = (), models: Se
     try:
         return resolve(scenario, str(path), path.parent, catalogs=catalogs, models=models)
     except InputError as exc:  # a name or value the catalogs reject: add the line of the field it names
-        line = line_of(node, tuple(int(p) if p.isdigit() else p for p in exc.field.split("."))) \
-            if exc.field and not exc.where and exc.path == str(path) else None
+        line = line_of(node, field_loc(exc.field)) if exc.field and not exc.where and exc.path == str(path) else None
         if line is None:
             raise
         raise type(exc)(exc.message, path=exc.path, where=f"line {line}", field=exc.field) from None
