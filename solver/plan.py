@@ -7,6 +7,7 @@ diagnosis of scenarios without a plan.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,32 +78,35 @@ def check_scale(cands: Candidates, resolved: Resolved) -> None:
 
 
 def diagnose(rows: pd.DataFrame, scenario: Scenario, backend: str) -> str:
-    """Name the constraint families whose removal makes the problem feasible (deletion filter)."""
+    """Name the constraint families, and the workloads' own replica bounds, whose removal alone makes the problem
+    feasible (deletion filter); failing those, say whether removing them all would."""
     relaxations: dict[str, dict[str, object]] = {
         "quota": {"quotas": []}, "budget": {"budget_usd_per_hour": None, "budget_usd": None},
         "distinct instance types": {"max_instance_types": None}, "spot share": {"max_spot_share": None}}
-    def feasible(relaxed: Scenario) -> bool:
+    bounds = ("min_replicas", "max_replicas", "spread")  # a workload's own replica bounds
+
+    @functools.cache  # the same relaxation is asked for more than once (one bounded workload, or no family given)
+    def feasible(families: tuple[str, ...] = (), unbounded: tuple[int, ...] = ()) -> bool:
+        """Whether the problem has a plan without those families and those workloads' replica bounds."""
+        workloads = list(scenario.workloads)
+        for i in unbounded:
+            workloads[i] = workloads[i].model_copy(update=dict.fromkeys(bounds))
+        change = {key: value for family in families for key, value in relaxations[family].items()}
+        relaxed = scenario.model_copy(update={**change, "workloads": workloads})
         return solve(build_problem(rows, relaxed).model, backend, time_limit_s=30).status is not Status.INFEASIBLE
 
-    culprits = [family for family, change in relaxations.items()
-                if any(getattr(scenario, k) for k in change) and feasible(scenario.model_copy(update=change))]
-    # a workload's own replica bounds (min_replicas, max_replicas, spread), one workload at a time
-    bounds = ("min_replicas", "max_replicas", "spread")
-    named = []
-    for i, w in enumerate(scenario.workloads):
-        given = [f"{key}: {getattr(w, key)}" for key in bounds if getattr(w, key)]
-        if given:
-            workloads = list(scenario.workloads)
-            workloads[i] = w.model_copy(update=dict.fromkeys(bounds))
-            if feasible(scenario.model_copy(update={"workloads": workloads})):
-                named.append(f"workload {w.name!r} ({', '.join(given)})")
+    given = tuple(family for family, change in relaxations.items() if any(getattr(scenario, k) for k in change))
+    culprits = [family for family in given if feasible((family,))]
+    bounded = {i: [f"{key}: {getattr(w, key)}" for key in bounds if getattr(w, key)]
+               for i, w in enumerate(scenario.workloads) if any(getattr(w, key) for key in bounds)}
+    # one workload's bounds alone can be at fault only if all of them together are: one solve rules that out
+    named = [f"workload {scenario.workloads[i].name!r} ({', '.join(text)})" for i, text in bounded.items()
+             if feasible((), tuple(bounded)) and feasible((), (i,))]
     parts = ([f"the {' and '.join(culprits)} constraints"] if culprits else []) + named
     if parts:
         return f"infeasible because of {' and '.join(parts)}: relax {'it' if parts == named[:1] else 'them'} " \
                "to find a plan"
-    unbounded = [w.model_copy(update=dict.fromkeys(bounds)) for w in scenario.workloads]
-    everything = {key: value for change in relaxations.values() for key, value in change.items()}
-    if feasible(scenario.model_copy(update={**everything, "workloads": unbounded})):
+    if (given or bounded) and feasible(given, tuple(bounded)):
         return ("infeasible because quotas, budgets, type limits, spot share and replica bounds together leave no "
                 "plan, though none of them alone does: relax several of them")
     return "the fleet cannot be served even without quotas, budgets, type limits or replica bounds"
