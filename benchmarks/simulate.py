@@ -35,6 +35,9 @@
    (classification, extraction, short summaries) at 40-80 % of ``serving.online_capacity``, where the token
    budget's prompt work, not the slots, limits the replica. Outside parts 4-6 (outputs of 128-512 tokens); the
    README's Known limitations say what the model misses here.
+8. Saturation (with part 6, ``--knee-cases``): part 6's single replicas fed at 4x their planned rate, so their
+   slots never empty: how far the simulator's saturated throughput sits above the planned rate (where the wait for
+   a slot scales as 1 / (X - rate)), and how close the model's saturated rate comes to it.
 """
 from __future__ import annotations
 
@@ -165,6 +168,8 @@ def main() -> None:
         mixes(args.knee_mixes, args.seed, args.random_requests, KNEE)
     if args.short_cases:
         short_outputs(args.short_cases, args.seed, args.random_requests)
+    if args.knee_cases:
+        saturation(args.knee_cases, args.seed)
 
 
 BUNDLED = [scenario_dir() / f"{name}.yaml"
@@ -276,10 +281,7 @@ def breadth(cases: int, seed: int, requests: int = 200_000, held_range: tuple[fl
     rng = np.random.default_rng(seed + 7 + (0 if held_range == BREADTH else 1000))  # the knee: other draws
     errors: dict[str, list[float]] = {"TTFT mean": [], "TTFT p99": [], "TPOT mean": [], "TPOT p99": []}
     for case in range(cases):
-        gpu = list(RANDOM_GPUS)[int(rng.integers(len(RANDOM_GPUS)))]
-        model = RANDOM_GPUS[gpu][int(rng.integers(len(RANDOM_GPUS[gpu])))]
-        l_in, l_out = RANDOM_LENGTHS[int(rng.integers(len(RANDOM_LENGTHS)))]
-        slots, k, held = int((16, 32, 64, 128)[int(rng.integers(4))]), int(rng.integers(1, 5)), rng.uniform(*held_range)
+        gpu, model, l_in, l_out, slots, k, held = random_single(rng, held_range)
         shape, theta, slots, state = single_replica(gpu, model, l_in, l_out, slots, k)
         replay_errors(errors, shape, theta, slots, state, rate_holding(lambda r: state(r, {}), held * slots), k,
                       requests, case)
@@ -287,6 +289,42 @@ def breadth(cases: int, seed: int, requests: int = 200_000, held_range: tuple[fl
     print(f"\nbreadth: {cases} random replicas (vLLM, PRIORS, {lo}-{hi} % of 16-128 slots within the KV memory, 1-4 "
           f"round-robin replicas, {requests:,} requests each; model / simulated - 1)")
     print_errors(errors, within=0.10)
+
+
+def random_single(rng: np.random.Generator, held_range: tuple[float, float]
+                  ) -> tuple[str, str, int, int, int, int, float]:
+    """One random replica of parts 4 and 6: GPU, model, prompt and output tokens, slots asked for, replicas behind
+    the round-robin router and the share of the slots held."""
+    gpu = list(RANDOM_GPUS)[int(rng.integers(len(RANDOM_GPUS)))]
+    model = RANDOM_GPUS[gpu][int(rng.integers(len(RANDOM_GPUS[gpu])))]
+    l_in, l_out = RANDOM_LENGTHS[int(rng.integers(len(RANDOM_LENGTHS)))]
+    slots, k, held = int((16, 32, 64, 128)[int(rng.integers(4))]), int(rng.integers(1, 5)), rng.uniform(*held_range)
+    return gpu, model, l_in, l_out, slots, k, held
+
+
+def saturation(cases: int, seed: int, requests: int = 60_000) -> None:
+    """Part 6's single replicas (same draws) saturated: ``requests`` arriving at 4x the planned rate, so the slots
+    never empty; the simulator's completions per second over the middle 60 % against the planned rate, and the
+    model's (the rate at which its slots held reach the cap)."""
+    rng = np.random.default_rng(seed + 7 + 1000)
+    gaps, errors = [], []
+    for _ in range(cases):
+        gpu, model, l_in, l_out, slots, k, held = random_single(rng, KNEE)
+        shape, theta, slots, state = single_replica(gpu, model, l_in, l_out, slots, k)
+        rate = rate_holding(lambda r: state(r, {}), held * slots)
+        arrivals = np.sort(np.random.default_rng(1).uniform(0.0, requests / (4.0 * rate), requests))
+        sim = simulate_replica(shape, theta[0], ENGINE, slots, arrivals, np.full(requests, l_in),
+                               np.full(requests, l_out))
+        done = np.sort(arrivals + sim.e2e_s)
+        lo, hi = done[requests // 5], done[4 * requests // 5]
+        simulated = (4 * requests // 5 - requests // 5) / (hi - lo)
+        gaps.append(simulated / rate - 1.0)
+        errors.append(rate_holding(lambda r: state(r, {}), float(slots)) / simulated - 1.0)
+    g, e = np.array(gaps), np.abs(np.array(errors))
+    print(f"\nsaturation: part 6's {cases} single replicas at 78-85 % of their slots, saturated ({requests:,} requests "
+          f"at 4x the rate): simulated saturated throughput over the planned rate - 1: median {np.median(g):+.1%}, "
+          f"range {g.min():+.1%}..{g.max():+.1%}; the model's saturated rate against the simulator's: median "
+          f"|error| {np.median(e):.1%}, p90 {np.percentile(e, 90):.1%}")
 
 
 def single_replica(gpu: str, model: str, l_in: int, l_out: int, slots: int, k: int
