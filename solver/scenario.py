@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from .calibration import Calibration, load_calibration
-from .catalog import catalog_paths, find_model, load_catalog_files, suggest
+from .catalog import catalog_paths, find_model, load_catalog_files, region_hint, suggest
 from .engines import find_engine
 from .errors import InputError, ScenarioError, UnknownNameError, first_problem
 from .io import MAX_YAML_BYTES, parse_yaml, read_text, yaml_problem
@@ -153,9 +153,8 @@ def _check_names(scenario: Scenario, instances: list[Instance], path: str) -> No
         checks += [(key, f"quotas.{k}.{key}", getattr(q, key)) for key in ("instance_type", "region", "cloud", "gpu")]
     for kind, where_field, value in checks:
         if value is not None and value not in known[kind]:
-            names = sorted(known[kind])
-            raise UnknownNameError(f"unknown {kind.replace('_', ' ')} {value!r}{suggest(value, names)}",
-                                   path=path, field=where_field)
+            hint = region_hint(value, instances) if kind == "region" else suggest(value, sorted(known[kind]))
+            raise UnknownNameError(f"unknown {kind.replace('_', ' ')} {value!r}{hint}", path=path, field=where_field)
 
 
 def load_scenario(path: str | Path, *, catalogs: Sequence[Path] = (), models: Sequence[Path] = ()) -> Resolved:

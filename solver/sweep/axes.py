@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, ValidationError
 
-from ..catalog import suggest
+from ..catalog import region_hint, suggest
 from ..errors import ScenarioError, first_problem
 from ..io import file_kind
 from ..scenario import Resolved, line_of, load_scenario, read_yaml, validation_error
@@ -135,7 +135,7 @@ def _check_axis(name: str, values: list[Any], instances: list[Instance], fail: C
                 raise fail(f"expected a non-empty list of region names, got {v!r}", name, i)
             for r in v:
                 if r not in known_regions:
-                    raise fail(f"unknown region {r!r}{suggest(r, sorted(known_regions))}", name, i)
+                    raise fail(f"unknown region {r!r}{region_hint(r, instances)}", name, i)
 
 
 def parse_sweep(data: Any, path: str = "<sweep>", node: yaml.Node | None = None) -> Sweep:
