@@ -150,6 +150,25 @@ def test_replica_bounds_named_when_they_make_it_infeasible(mu_l4):
                       quotas=[{"instance_type": "l4.small", "max_instances": 2}], **kw))
 
 
+def test_many_bounded_workloads_diagnosed_in_few_solves(mu_l4, monkeypatch):
+    # 32 workloads with replica bounds, one of them too tight: it is named, none of the others, and the diagnosis
+    # halves groups of workloads instead of re-solving once per bounded workload
+    plan_module = sys.modules["solver.plan"]
+    calls = []
+    real_solve = plan_module.solve
+    monkeypatch.setattr(plan_module, "solve", lambda *a, **k: calls.append(1) or real_solve(*a, **k))
+    tight = {20: 2}  # workload -> max_replicas below its traffic's VMs
+    wl = [workload(f"w{i}", rate=(2.5 if i in tight else 0.5) * mu_l4, max_replicas=tight.get(i, 40))
+          for i in range(32)]
+    with pytest.raises(InfeasibleError) as info:
+        plan(scenario(wl, instance_types=["l4.small"], regions=["r1"]))
+    message = str(info.value)
+    assert "infeasible because of workload 'w20' (max_replicas: 2)" in message
+    assert not any(f"'w{i}'" in message for i in range(32) if i not in tight)
+    # all relaxed, then two groups at each of five levels (16, 8, 4, 2, 1 workloads): 11 (one per workload: 33)
+    assert len(calls) == 11
+
+
 def test_max_instance_types(mu_l4):
     mu_a_a100 = vm_rate(SMALL, "A100-80GB", BATCH, IN, OUT)
     mu_b = vm_rate("qwen2.5-14b", "A100-80GB", BATCH, IN, OUT)  # 29.5 GB of weights: no L4 fits it
