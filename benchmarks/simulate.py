@@ -35,8 +35,8 @@
    (classification, extraction, short summaries) at 40-80 % of ``serving.online_capacity``, where the token
    budget's prompt work, not the slots, limits the replica. Outside parts 4-6 (outputs of 128-512 tokens); the
    README's Known limitations say what the model misses here.
-8. Saturation (with part 6, ``--knee-cases``): part 6's single replicas fed at 4x their planned rate, so their
-   slots never empty: how far the simulator's saturated throughput sits above the planned rate (where the wait for
+8. Saturation (with part 6, ``--knee-cases``): part 6's single replicas fed at twice their planned rate after a
+   steady start, so their slots stay full: how far the simulator's saturated throughput sits above the planned rate (where the wait for
    a slot scales as 1 / (X - rate)), and how close the model's saturated rate comes to it.
 """
 from __future__ import annotations
@@ -302,29 +302,54 @@ def random_single(rng: np.random.Generator, held_range: tuple[float, float]
     return gpu, model, l_in, l_out, slots, k, held
 
 
-def saturation(cases: int, seed: int, requests: int = 60_000) -> None:
-    """Part 6's single replicas (same draws) saturated: ``requests`` arriving at 4x the planned rate, so the slots
-    never empty; the simulator's completions per second over the middle 60 % against the planned rate, and the
-    model's (the rate at which its slots held reach the cap)."""
+def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: int = 200_000) -> None:
+    """Part 6's single replicas (same draws) saturated: ``requests`` Poisson arrivals at the planned rate, then as
+    many again at twice it, so the queue grows and the slots stay full (from an empty replica all at once, the first
+    batch would start and finish together and run below the steady saturated rate); the simulator's completions
+    per second over the last 70 % of the second half against the planned rate, and the model's saturated rate (where
+    its slots held reach the cap). Then a ``replay_requests`` replay at the planned rate: the mean wait of those that
+    found every slot held, in units of c_a^2 / (saturated - planned rate), as heavy traffic scales it."""
     rng = np.random.default_rng(seed + 7 + 1000)
-    gaps, errors = [], []
+    gaps, errors, kappas = [], [], []
     for _ in range(cases):
         gpu, model, l_in, l_out, slots, k, held = random_single(rng, KNEE)
         shape, theta, slots, state = single_replica(gpu, model, l_in, l_out, slots, k)
         rate = rate_holding(lambda r: state(r, {}), held * slots)
-        arrivals = np.sort(np.random.default_rng(1).uniform(0.0, requests / (4.0 * rate), requests))
-        sim = simulate_replica(shape, theta[0], ENGINE, slots, arrivals, np.full(requests, l_in),
-                               np.full(requests, l_out))
-        done = np.sort(arrivals + sim.e2e_s)
-        lo, hi = done[requests // 5], done[4 * requests // 5]
-        simulated = (4 * requests // 5 - requests // 5) / (hi - lo)
+        draw = np.random.default_rng(seed + 5)
+        steady = np.cumsum(draw.exponential(1.0 / rate, requests))
+        arrivals = np.concatenate([steady, steady[-1] + np.cumsum(draw.exponential(0.5 / rate, requests))])
+        n = arrivals.size
+        sim = simulate_replica(shape, theta[0], ENGINE, slots, arrivals, np.full(n, l_in), np.full(n, l_out))
+        done = arrivals + sim.e2e_s
+        lo, hi = steady[-1] + 0.3 * (arrivals[-1] - steady[-1]), arrivals[-1]
+        simulated = np.sum((done >= lo) & (done < hi)) / (hi - lo)
         gaps.append(simulated / rate - 1.0)
-        errors.append(rate_holding(lambda r: state(r, {}), float(slots)) / simulated - 1.0)
-    g, e = np.array(gaps), np.abs(np.array(errors))
-    print(f"\nsaturation: part 6's {cases} single replicas at 78-85 % of their slots, saturated ({requests:,} requests "
-          f"at 4x the rate): simulated saturated throughput over the planned rate - 1: median {np.median(g):+.1%}, "
-          f"range {g.min():+.1%}..{g.max():+.1%}; the model's saturated rate against the simulator's: median "
-          f"|error| {np.median(e):.1%}, p90 {np.percentile(e, 90):.1%}")
+        lo_rate, hi_rate = rate, 2.0 * rate  # the model's saturated rate: its slots held reach the cap
+        for _ in range(40):
+            mid = 0.5 * (lo_rate + hi_rate)
+            st = state(mid, {})
+            below = bool(np.isfinite(st.iteration_s[0]) and st.occupancy[0] < slots)
+            lo_rate, hi_rate = (mid, hi_rate) if below else (lo_rate, mid)
+        errors.append(lo_rate / simulated - 1.0)
+        # the replay at the planned rate: the mean wait of the requests that found every slot held, times the gap
+        # and the arrivals' k (Erlang-k: c_a^2 = 1 / k)
+        arrivals = round_robin_arrivals(rate, k, replay_requests, np.random.default_rng(seed + 9))
+        n = arrivals.size
+        sim = simulate_replica(shape, theta[0], ENGINE, slots, arrivals, np.full(n, l_in), np.full(n, l_out))
+        admitted, done = np.sort(arrivals + sim.queue_s), np.sort(arrivals + sim.e2e_s)
+        held_at_arrival = np.searchsorted(admitted, arrivals, "left") - np.searchsorted(done, arrivals, "right")
+        waited = (held_at_arrival >= slots) & (np.arange(n) >= n // 10)
+        if waited.mean() >= 0.01:
+            kappas.append(float(sim.queue_s[waited].mean()) * (simulated - rate) * k)
+    g, e = np.array(gaps), np.array(errors)
+    print(f"\nsaturation: part 6's {cases} single replicas at 78-85 % of their slots, then at twice their rate "
+          f"({requests:,} requests each): the simulator's saturated throughput over the planned rate - 1: median "
+          f"{np.median(g):+.1%}, range {g.min():+.1%}..{g.max():+.1%}; the model's saturated rate against the "
+          f"simulator's: median {np.median(e):+.1%}, median |error| {np.median(np.abs(e)):.1%}, p90 "
+          f"{np.percentile(np.abs(e), 90):.1%}")
+    q = np.percentile(kappas, [25, 50, 75])
+    print(f"  the {len(kappas)} that wait for a slot 1 %+ of the time ({replay_requests:,}-request replays at the planned "
+          f"rate): mean wait given a wait x (saturated - planned rate) x k = {q[1]:.2f} (quartiles {q[0]:.2f}..{q[2]:.2f})")
 
 
 def single_replica(gpu: str, model: str, l_in: int, l_out: int, slots: int, k: int
