@@ -49,19 +49,6 @@ def suggest(name: str, known: list[str]) -> str:
     return f" (did you mean: {', '.join(close)}?)" if close else ""
 
 
-def region_hint(name: str, instances: list[Instance]) -> str:
-    """What to say after "unknown region 'name'": a close typo, else the regions the catalogs price, by cloud (a
-    loose match such as us-west-2 for europe-west4 names another cloud's region and sends the user the wrong way)."""
-    close = difflib.get_close_matches(name, sorted({i.region for i in instances}), n=3, cutoff=0.8)
-    if close:
-        return f" (did you mean: {', '.join(close)}?)"
-    by_cloud: dict[str, set[str]] = {}
-    for i in instances:
-        by_cloud.setdefault(i.cloud, set()).add(i.region)
-    listed = "; ".join(f"{cloud} {', '.join(sorted(regions))}" for cloud, regions in sorted(by_cloud.items()))
-    return f": the catalogs price {listed} (--catalog adds a cloud's CSV or a SkyPilot vms.csv with other regions)"
-
-
 def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Rows as dicts, refusing empty files, duplicated columns and ragged rows."""
     text = read_text(path, MAX_CSV_BYTES, CatalogError)

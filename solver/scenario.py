@@ -4,6 +4,7 @@ Errors name the file, the line and the field (``scenario.yaml:line 7:workloads.0
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from .calibration import Calibration, load_calibration
-from .catalog import catalog_paths, find_model, load_catalog_files, region_hint, suggest
+from .catalog import catalog_paths, find_model, load_catalog_files, suggest
 from .engines import find_engine
 from .errors import InputError, ScenarioError, UnknownNameError, first_problem
 from .io import MAX_YAML_BYTES, parse_yaml, read_text, yaml_problem
@@ -133,6 +134,17 @@ def resolve(scenario: Scenario, path: str = "<scenario>", base: Path | None = No
     _check_names(scenario, instances, path)
     calibration = load_calibration(scenario.calibration, base)
     return Resolved(scenario, cards, instances, calibration, path, tuple(paths))
+
+
+def region_hint(name: str, instances: list[Instance]) -> str:
+    """What to say after "unknown region 'name'": a close typo, else the regions the catalogs price, by cloud (a
+    loose match such as us-west-2 for europe-west4 names another cloud's region and sends the user the wrong way)."""
+    close = difflib.get_close_matches(name, sorted({i.region for i in instances}), n=3, cutoff=0.8)
+    if close:
+        return f" (did you mean: {', '.join(close)}?)"
+    clouds = sorted({i.cloud for i in instances})
+    listed = "; ".join(f"{c} {', '.join(sorted({i.region for i in instances if i.cloud == c}))}" for c in clouds)
+    return f": the catalogs price {listed} (--catalog adds a cloud's CSV or a SkyPilot vms.csv with other regions)"
 
 
 def _check_names(scenario: Scenario, instances: list[Instance], path: str) -> None:

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, ValidationError
 
-from ..catalog import region_hint, suggest
+from ..catalog import suggest
 from ..errors import ScenarioError, first_problem
 from ..io import file_kind
-from ..scenario import Resolved, line_of, load_scenario, read_yaml, validation_error
+from ..scenario import Resolved, line_of, load_scenario, read_yaml, region_hint, validation_error
 from ..schema import MAX_USD_PER_HOUR, MIN_USD_PER_HOUR, SLO, Frozen, Instance, Scenario, Workload
 
 PRICE_KEYS = ("gpu", "cloud", "family", "type")
