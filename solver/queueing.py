@@ -179,7 +179,8 @@ def mix_departure_scv(prompt_share: np.ndarray, prompt_scv: np.ndarray | float) 
 def size_biased_count(mean: np.ndarray, var_over_mean: np.ndarray, cap: np.ndarray) -> np.ndarray:
     """E[M^2] / E[M] for M = min(N, cap), N normal with ``mean`` and variance ``var_over_mean`` x mean: the running
     count a request sees (size-biased: a step with more requests is seen by more of them), where the count cannot
-    exceed the concurrency cap (the rest of it queues). Without the cap it is mean + var_over_mean."""
+    exceed the concurrency cap (the rest of it queues). Without the cap it is mean + var_over_mean, which is also its
+    limit as the mean goes to 0: a request always sees itself running, never the empty count of an idle replica."""
     mean, cap = np.asarray(mean, float), np.asarray(cap, float)
     var = np.maximum(np.asarray(var_over_mean, float) * mean, 1e-12)
     sd = np.sqrt(var)
@@ -187,7 +188,8 @@ def size_biased_count(mean: np.ndarray, var_over_mean: np.ndarray, cap: np.ndarr
     below, density = ndtr(z), np.exp(-0.5 * np.square(np.minimum(np.abs(z), 40.0))) / np.sqrt(2.0 * np.pi)
     first = mean * below - sd * density + cap * (1.0 - below)
     second = (np.square(mean) + var) * below - sd * (cap + mean) * density + np.square(cap) * (1.0 - below)
-    return np.asarray(np.where(first > 1e-9, second / np.maximum(first, 1e-9), mean), float)
+    limit = np.minimum(mean + np.asarray(var_over_mean, float), cap)
+    return np.asarray(np.where(first > 1e-9, second / np.maximum(first, 1e-9), limit), float)
 
 
 def rest_alone_excess(prompt_mix: tuple[np.ndarray, np.ndarray], rate: float, t: float, room: float, gap0: float,

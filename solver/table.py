@@ -131,6 +131,15 @@ def classify(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         hit = (code == "").to_numpy() & slo_broken(rule, rows)
         code[hit] = rule.code.value
         bound[hit] = rows[rule.bound].to_numpy(float)[hit]
+    if "requests_per_s_per_vm" in rows and "mode" in rows:
+        # an online row whose bounds hold at idle but at no rate the capacity search can resolve carries nothing
+        # (the MILP would need infinitely many of it): rejected under its first bound
+        idle = ((rows["mode"] == "online").to_numpy() & ~(rows["requests_per_s_per_vm"].to_numpy(float) > 0))
+        for rule in SLO_RULES:
+            limit = rows[rule.bound].to_numpy(float)
+            hit = (code == "").to_numpy() & idle & np.isfinite(limit)
+            code[hit] = rule.code.value
+            bound[hit] = limit[hit]
     return code, bound
 
 

@@ -370,3 +370,31 @@ def test_short_answers_with_a_tpot_bound_get_a_warning():
     assert "free" not in p.solver.note and "long" not in p.solver.note
     replayed = plan(scenario([short], instance_types=["l4.small"], regions=["r1"]), replay_requests=2000)
     assert "under 128 tokens" not in replayed.solver.note and "replay" in replayed.solver.note
+
+
+def test_an_online_row_of_no_capacity_is_rejected_under_its_first_bound():
+    """A row whose latencies meet the bounds at idle but whose capacity search found no positive rate carries
+    nothing: it is rejected (the MILP would divide the demand by 0), under the first bound it has."""
+    import numpy as np
+    import pandas as pd
+    from solver.table import Rejection, classify
+    rows = pd.DataFrame({"mode": ["online", "online", "offline"], "requests_per_s_per_vm": [0.0, 2.0, 0.0],
+                         "min_offload_ratio": [0.0] * 3, "offload_ratio": [0.0] * 3, "ttft_s": [0.1] * 3,
+                         "max_ttft_s": [np.nan, 0.2, 0.2], "tpot_s": [0.01] * 3, "max_tpot_s": [0.02] * 3,
+                         "e2e_s": [1.0] * 3, "max_e2e_s": [np.nan] * 3, "tokens_per_s": [0.0] * 3,
+                         "min_tokens_per_s": [np.nan] * 3})
+    code, bound = classify(rows)
+    assert list(code) == [Rejection.TPOT.value, "", ""] and bound[0] == 0.02
+
+
+def test_a_bound_just_under_the_one_sequence_step_plans_cleanly(tmp_path):
+    """Found by a random fleet: a 4-token answer with a TPOT bound of 20 ms sat between the L40S row's TPOT at
+    idle and at any positive rate, so a capacity-0 candidate reached the MILP and its plan failed verification."""
+    path = tmp_path / "s.yaml"
+    path.write_text("name: idle-edge\nclouds: [aws, gcp]\npricing: both\nhorizon_hours: 720\nworkloads:\n"
+                    "  - {name: on3, model: llama-3.1-8b, input_tokens: 2048, output_tokens: 4, peak_factor: 1.5,\n"
+                    "     request_rate_per_s: 0.01, slo: {max_tpot_s: 0.02, max_ttft_s: 0.2, percentile: p99}}\n")
+    resolved = load_scenario(str(path))
+    result = plan(resolved)
+    assert result.status == "optimal" and not verify(resolved, result)
+    assert sum(a.share for a in result.assignments if a.workload == "on3") == pytest.approx(1.0)

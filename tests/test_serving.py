@@ -332,3 +332,17 @@ def test_a_request_sees_the_running_count_size_biased_and_capped():
     assert np.all(capped <= np.array([1e6, 55.0, 128.0]) + 1e-9)
     at_cap = size_biased_count(np.array([50.0]), np.array([4.0]), np.array([50.0]))[0]
     assert 40.0 < at_cap < 50.0  # half the time at the cap, the rest below it
+
+
+def test_an_idle_replica_still_sees_the_request_itself_running():
+    """As the rate goes to 0 the size-biased count tends to mean + var / mean (at least the request itself), not
+    to the empty mean: a TPOT bound just under the one-sequence step was met at 1e-9 requests/s and missed at every
+    positive rate the capacity search could resolve (a candidate of capacity 0 that the MILP divided by)."""
+    from solver.queueing import size_biased_count
+    tiny = size_biased_count(np.array([1e-12, 1e-12]), np.array([1.2, 3.0]), np.array([1.0, 8.0]))
+    assert tiny == pytest.approx([1.0, 3.0])  # capped at one slot; else mean + var / mean
+    s, th = shape("llama-3.1-8b", "L40S", 2048, 4), theta("L40S")
+    tpot = [online_state(s, th, ENGINE, np.array([cap]), np.array([rate]), {"tpot": "p99"}).tpot_s[0]
+            for cap in (1.0, 8.0) for rate in (1e-9, 1e-6)]
+    # continuous from 1e-9 on (the count's spread grows as sqrt(rate)); the empty count made it jump by 2 %
+    assert tpot[0] == pytest.approx(tpot[1], rel=1e-5) and tpot[2] == pytest.approx(tpot[3], rel=5e-3)
