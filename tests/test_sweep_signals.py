@@ -53,18 +53,28 @@ def reference(tmp_path_factory) -> pd.DataFrame:
 @pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
 def test_interrupted_sweep_is_partial_then_resumes(how, reference, tmp_path, monkeypatch):
     (tmp_path / "sweep.yaml").write_text(SWEEP.format(base=SCENARIOS / "sweep_base.yaml"), encoding="utf-8")
-    proc = _cli(["sweep", "sweep.yaml", "--out", "r.parquet", "--workers", "2", "--quiet"], tmp_path)
     partial = tmp_path / "r.partial.parquet"
-    end = time.monotonic() + 120
-    while not partial.exists() and time.monotonic() < end and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the sweep finished before it could be interrupted"
-    started = time.monotonic()
-    if how == "sigterm":
-        proc.send_signal(signal.SIGTERM)
-    else:  # a terminal sends SIGINT to the whole foreground process group
-        os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    # on a busy machine this process can be descheduled long enough for the whole sweep to finish between its first
+    # checkpoint and the signal (exit 0, the full table written: seen once under a load of ~5 on 2 cores); such a run
+    # was never interrupted, so it is run again, at most three times in all
+    for _attempt in range(3):
+        for stale in (tmp_path / "r.parquet", partial):
+            stale.unlink(missing_ok=True)
+        proc = _cli(["sweep", "sweep.yaml", "--out", "r.parquet", "--workers", "2", "--quiet"], tmp_path)
+        end = time.monotonic() + 120
+        while not partial.exists() and time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.05)
+        started = time.monotonic()
+        if proc.poll() is None:
+            if how == "sigterm":
+                proc.send_signal(signal.SIGTERM)
+            else:  # a terminal sends SIGINT to the whole foreground process group
+                os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        if not (proc.returncode == 0 and (tmp_path / "r.parquet").exists()):
+            break
+    else:
+        pytest.fail("the sweep ran to the end three times: it finished before the signal, or ignored it")
     assert time.monotonic() - started < 2.0
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
