@@ -95,7 +95,9 @@ def diagnose(rows: pd.DataFrame, scenario: Scenario, backend: str) -> str:
         relaxed = scenario.model_copy(update={**change, "workloads": workloads})
         return solve(build_problem(rows, relaxed).model, backend, time_limit_s=30).status is not Status.INFEASIBLE
 
-    given = tuple(family for family, change in relaxations.items() if any(getattr(scenario, k) for k in change))
+    # a family is given when any of its fields is set: a spot share of 0 (no spot at all) is set, though falsy
+    given = tuple(family for family, change in relaxations.items()
+                  if any(getattr(scenario, k) not in (None, []) for k in change))
     culprits = [family for family in given if feasible((family,))]
     bounded = {i: [f"{key}: {getattr(w, key)}" for key in bounds if getattr(w, key)]
                for i, w in enumerate(scenario.workloads) if any(getattr(w, key) for key in bounds)}

@@ -358,6 +358,16 @@ def test_spot_share_limits_spot_gpus(mu_l4):
                                                                             max_spot_share=0.5, **base)), tampered))
 
 
+def test_a_spot_share_of_zero_is_named_when_it_makes_the_fleet_infeasible(mu_l4):
+    """Spot pricing only under a spot share of 0 leaves no VM to rent: the diagnosis names the spot share (0 is a
+    set bound, though falsy; it read "cannot be served even without quotas, budgets, ..." before)."""
+    base = dict(instance_types=["l4.small"], regions=["r1"], pricing="spot")
+    assert plan(scenario([workload("a", rate=0.5 * mu_l4)], **base)).objective == pytest.approx(0.3)
+    with pytest.raises(InfeasibleError) as info:
+        plan(scenario([workload("a", rate=0.5 * mu_l4)], max_spot_share=0.0, **base))
+    assert "infeasible because of the spot share constraints" in str(info.value)
+
+
 def test_short_answers_with_a_tpot_bound_get_a_warning():
     """The model's TPOT is optimistic for answers under 128 tokens (benchmark part 7): a plan says so, naming the
     workload, unless a replay checked it."""
