@@ -294,7 +294,8 @@ def _short_answer_warning(out: Plan, scenario: Scenario) -> Plan:
     names = ", ".join(short[:3]) + (", ..." if len(short) > 3 else "")
     return with_note(out, f"WARNING: TPOT of answers under {SHORT_ANSWER_TOKENS} tokens is optimistic in the model "
                           f"(16-64-token answers: mean -7 %, p99 -20 % against the replay, benchmarks/simulate.py "
-                          f"part 7); check with plan --replay N: {names}")
+                          f"part 7; down to -50 % where long prompts keep the engine busy); check with plan --replay N: "
+                          f"{names}")
 
 
 def _keep_promises_in_replay(out: Plan, resolved: Resolved, cands: Candidates, re_solve: Callable[[Candidates], Plan],
