@@ -127,8 +127,10 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, holding_s: np.ndarray, smo
     full_load = np.maximum(load + np.clip(eps, 0.0, 0.95) * (servers - load), 0.0)  # the chain's load at c slots
     markov = holding_s * full_load / np.maximum(load * (servers - full_load), 1e-9)
     util = np.clip(load / servers, 1e-6, 1.0 - 1e-9)
-    deterministic = MDC_FACTOR * (1.0 + (1.0 - util) * (servers - 1.0) * (np.sqrt(4.0 + 5.0 * servers) - 2.0)
-                                  / (16.0 * util * servers))
+    # Cosmetatos' correction is fitted for moderate to heavy loads; below ~30-60 % of the servers (16-128) it exceeds
+    # 1, i.e. deterministic holding times waiting longer than exponential ones, which they never do: at most M/M/c
+    deterministic = np.minimum(MDC_FACTOR * (1.0 + (1.0 - util) * (servers - 1.0) * (np.sqrt(4.0 + 5.0 * servers) - 2.0)
+                                             / (16.0 * util * servers)), 1.0)
     spread = np.clip(np.asarray(departure_scv, float), 0.0, 1.0)
     wait_scv = (spread + (1.0 - spread) * DETERMINISTIC_WAIT_SCV) * np.ones_like(p_wait)
     return p_wait, markov * (spread + (1.0 - spread) * deterministic), wait_scv
