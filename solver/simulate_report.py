@@ -306,16 +306,21 @@ def _offline(w: Workload, plan: dict[str, Any], pools: dict[str, Any], requests:
         pool = pools[a["pool"]]
         total = float(a.get("share", 1.0)) * w.num_requests
         per_replica = math.ceil(total / pool.replicas)
-        n = max(min(per_replica, requests), 1)
+        # a replay shorter than the job replays whole batches of the engine's sequences and measures the middle
+        # half's throughput between batch ends: a partial batch replayed, and quartiles that cut batches, read a
+        # 6,771-request job replayed from 3,000 as 0.510 h against 0.499 h replayed in full
+        batch = max(int(pool.max_seqs), 1)
+        n = per_replica if per_replica <= requests else min(max(requests // batch, 1) * batch, per_replica)
         lin, lout, _ = _lengths(w, n, rng)
         res = route_and_simulate(pool.shape, pool.theta, pool.engine, pool.max_seqs, 1, np.zeros(n), lin, lout,
                                  pool.kv_tokens)
         done = np.sort(res.e2e_s)
         span = done[-1]
-        if per_replica > n:
-            lo, hi = n // 4, 3 * n // 4
-            throughput = (hi - lo) / max(done[hi] - done[lo], 1e-12)
-            span = done[-1] + (per_replica - n) / throughput
+        lo, hi = n // 4 // batch * batch, 3 * n // 4 // batch * batch  # the first requests of whole batches
+        if per_replica > n and lo > 0 and hi > lo:
+            span = done[-1] + (per_replica - n) * (done[hi - 1] - done[lo - 1]) / (hi - lo)
+        elif per_replica > n:  # under four batches replayed: their mean time per request, start-up included
+            span = done[-1] * per_replica / n
         hours = span / 3600.0
         finish_h = max(finish_h, hours)
         parts.append({"pool": a["pool"], "requests": int(round(total)), "replicas": pool.replicas,
@@ -384,4 +389,6 @@ def run_simulate_command(scenario: Resolved | str | Path, plan_path: str | Path,
         atomic_write_text(out, text + "\n")
     if report.holds:
         return text, 0
+    if fmt == "json":  # stdout stays one JSON document (the caller says which bound missed on stderr)
+        return text, 1
     return text + "\n" + failure_message(report.failures[0]), 1

@@ -221,6 +221,36 @@ def test_simulate_command_holds_and_fails(tmp_path):
     assert text.splitlines()[-1].startswith("chat: simulated TTFT mean =")
 
 
+def test_a_short_replay_of_a_batch_job_reads_its_makespan_in_whole_batches(tmp_path):
+    """A job longer than --requests is replayed in whole batches (5,000 requests in batches of 64 from 700: 640)
+    and the rest extrapolated at the throughput between batch ends: within 1 % of the full replay's makespan. It
+    replayed a partial batch and took the throughput between quartiles that cut batches: a fuzzed plan read 0.510 h
+    from 3,000 requests against 0.499 h in full, past its 0.5-h deadline."""
+    import json
+    from solver.simulate_report import run_simulate_command
+    scen, plan = _plan(tmp_path, 2.0, 8.0)
+    makespan = {}
+    for requests in (700, 5000):
+        text, _ = run_simulate_command(scen, plan, requests=requests, seed=1, fmt="json")
+        batch = json.loads(text)["workloads"][1]
+        assert batch["parts"][0]["simulated_per_replica"] == {700: 640, 5000: 5000}[requests]  # 10 whole batches
+        makespan[requests] = batch["makespan_h"]
+    assert makespan[700] == pytest.approx(makespan[5000], rel=0.01)
+
+
+def test_simulate_json_stays_one_document_when_a_bound_misses(tmp_path):
+    """With --format json stdout is the report alone, also on exit 1 (a pipe into a JSON reader, an Airflow task);
+    the line naming the missed bound goes to stderr."""
+    import json
+    from conftest import run_cli
+    scen, plan = _plan(tmp_path, 0.001, 0.001)
+    result = run_cli(["simulate", scen, plan, "--requests", "300", "--format", "json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["holds"] is False and data["failures"]
+    assert result.stderr.strip().startswith("chat: simulated TTFT mean =")
+
+
 def test_lognormal_lengths_have_the_asked_mean_and_p90():
     from solver.simulate_report import lognormal_lengths
     x = lognormal_lengths(512, 1024, 200_000, np.random.default_rng(0))
