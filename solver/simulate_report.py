@@ -316,11 +316,12 @@ def _offline(w: Workload, plan: dict[str, Any], pools: dict[str, Any], requests:
                                  pool.kv_tokens)
         done = np.sort(res.e2e_s)
         span = done[-1]
-        lo, hi = n // 4 // batch * batch, 3 * n // 4 // batch * batch  # the first requests of whole batches
-        if per_replica > n and lo > 0 and hi > lo:
-            span = done[-1] + (per_replica - n) * (done[hi - 1] - done[lo - 1]) / (hi - lo)
-        elif per_replica > n:  # under four batches replayed: their mean time per request, start-up included
-            span = done[-1] * per_replica / n
+        if per_replica > n:
+            lo, hi = n // 4 // batch * batch, 3 * n // 4 // batch * batch  # the first requests of whole batches
+            # four or more batches replayed (lo > 0, then hi >= lo + 2 batches): the rest at the throughput between
+            # the middle half's batch ends; fewer: their mean time per request, start-up included
+            span = (done[-1] + (per_replica - n) * (done[hi - 1] - done[lo - 1]) / (hi - lo) if lo > 0
+                    else done[-1] * per_replica / n)
         hours = span / 3600.0
         finish_h = max(finish_h, hours)
         parts.append({"pool": a["pool"], "requests": int(round(total)), "replicas": pool.replicas,
