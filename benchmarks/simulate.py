@@ -311,6 +311,7 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
     found every slot held, in units of c_a^2 / (saturated - planned rate), as heavy traffic scales it."""
     rng = np.random.default_rng(seed + 7 + 1000)
     gaps, errors, kappas = [], [], []
+    found_full: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # P(wait) model / replay - 1, by slots
     for _ in range(cases):
         gpu, model, l_in, l_out, slots, k, held = random_single(rng, KNEE)
         shape, theta, slots, state = single_replica(gpu, model, l_in, l_out, slots, k)
@@ -336,6 +337,12 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
         waited = (held_at_arrival >= slots) & (np.arange(n) >= n // 10)
         if waited.mean() >= 0.01:
             kappas.append(float(sim.queue_s[waited].mean()) * (simulated - rate) * k)
+        # P(wait): an arrival finds `slots` requests in the replica (running or queued), as the model's chain counts
+        in_replica = np.arange(n) - np.searchsorted(done, arrivals, "right")
+        p_sim = float(np.mean(in_replica[n // 10:] >= slots))
+        p_model = state(rate, {}).slot_wait_p
+        if p_sim >= 0.01 and p_model is not None:
+            found_full["up to 32" if slots <= 32 else "over 32"].append(float(p_model[0]) / p_sim - 1.0)
     g, e = np.array(gaps), np.array(errors)
     print(f"\nsaturation: part 6's {cases} single replicas at 78-85 % of their slots, then at twice their rate "
           f"({requests:,} requests each): the simulator's saturated throughput over the planned rate - 1: median "
@@ -347,6 +354,10 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
         print(f"  the {len(kappas)} that wait for a slot 1 %+ of the time ({replay_requests:,}-request replays at the "
               f"planned rate): mean wait given a wait x (saturated - planned rate) x k = {q[1]:.2f} (quartiles "
               f"{q[0]:.2f}..{q[2]:.2f})")
+    for caps, errs in found_full.items():
+        if errs:
+            print(f"  P(an arrival finds every slot taken) at {caps} slots, model / replay - 1 ({len(errs)} with 1 %+): "
+                  f"median {np.median(errs):+.0%}, range {min(errs):+.0%}..{max(errs):+.0%}")
 
 
 def single_replica(gpu: str, model: str, l_in: int, l_out: int, slots: int, k: int

@@ -75,6 +75,7 @@ class OnlineState:
     tpot_s: np.ndarray
     e2e_s: np.ndarray
     stable: np.ndarray  # bool: the queue drains (iteration fixed point exists, slots below the cap)
+    slot_wait_p: np.ndarray | None = None  # P(an arrival finds every slot held: it waits for one), where computed
 
 
 def _mixed_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, chunk: np.ndarray, t: np.ndarray | float,
@@ -410,7 +411,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     inf = np.inf
     return OnlineState(rate_per_s=rate, iteration_s=np.where(finite, t, inf), decode_seqs=n, decode_step_s=t_dec,
                        own_prefill_s=own_prefill, occupancy=occupancy, ttft_s=np.where(unstable, inf, ttft),
-                       tpot_s=np.where(unstable, inf, tpot), e2e_s=np.where(unstable, inf, e2e), stable=~unstable)
+                       tpot_s=np.where(unstable, inf, tpot), e2e_s=np.where(unstable, inf, e2e), stable=~unstable,
+                       slot_wait_p=p_wait)
 
 
 def online_capacity(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,

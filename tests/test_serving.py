@@ -364,3 +364,22 @@ def test_deterministic_holding_times_never_wait_longer_for_a_slot_than_exponenti
     # at the planning share the correction stays below 1 and still applies: more than half the M/M/c wait
     knee = np.isclose(held / cap, 0.85)
     assert knee.sum() == 3 and np.all(regular[knee] > 0.5 * exponential[knee])
+
+
+def test_the_state_reports_the_chance_an_arrival_waits_for_a_slot():
+    """``OnlineState.slot_wait_p`` against a replay's share of arrivals that find all 16 slots' worth of requests in
+    the replica (running or queued): within 15 % from 8 % to 33 % waiting (measured 0.082 / 0.076, 0.325 / 0.302 on
+    one A10G; larger caps are further off, benchmarks/simulate.py's saturation part), and rising with the load."""
+    s, th = shape("llama-3.1-8b", "A10G", 256, 128), theta("A10G")
+    chances = []
+    for rate in (1.0, 1.8, 2.2):
+        state = online_state(s, th, ENGINE, np.array([16.0]), np.array([rate]), {})
+        chances.append(float(state.slot_wait_p[0]))
+        if rate < 1.5:
+            continue
+        n = 60_000
+        arrivals = np.cumsum(np.random.default_rng(3).exponential(1.0 / rate, n))
+        sim = simulate_replica(s, th[0], ENGINE, 16, arrivals, np.full(n, 256), np.full(n, 128))
+        in_replica = np.arange(n) - np.searchsorted(np.sort(arrivals + sim.e2e_s), arrivals, "right")
+        assert chances[-1] == pytest.approx(float(np.mean(in_replica[n // 10:] >= 16)), rel=0.15)
+    assert chances[0] < 1e-3 < chances[1] < chances[2] < 1.0
