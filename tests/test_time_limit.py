@@ -17,26 +17,27 @@ from solver.plan import CHECK_S_PER_DEMAND, CHECK_SHARE_MAX, MIX_CHECK_S_PER_DEM
 from solver.scenario import load_scenario
 
 
-def _spy_on_solves(monkeypatch) -> tuple[list[tuple[float, float]], float]:
-    """(time limit handed to each solve, seconds since the start at that call), and the start."""
+def _spy_on_solves(monkeypatch) -> list[tuple[float, float]]:
+    """(time limit handed to each solve, time.perf_counter() at that call)."""
     seen: list[tuple[float, float]] = []
     real = extract.solve
-    start = time.perf_counter()
 
     def spy(model, backend, **kw):
-        seen.append((kw["time_limit_s"], time.perf_counter() - start))
+        seen.append((kw["time_limit_s"], time.perf_counter()))
         return real(model, backend, **kw)
 
     monkeypatch.setattr(extract, "solve", spy)
-    return seen, start
+    return seen
 
 
 def test_solve_gets_what_is_left(monkeypatch):
-    seen, start = _spy_on_solves(monkeypatch)
+    seen = _spy_on_solves(monkeypatch)
+    start = time.perf_counter()
     resolved = load_scenario(FLEET_SCENARIOS[0])
     demands = demand_table(resolved.scenario)
     checks = check_reserve_s(demands, 30)
     pooled = bool((demands[demands["mode"] == "online"].groupby("group")["demand"].transform("size") > 1).any())
+    called = time.perf_counter()  # plan() starts its clock after this
     plan(resolved, time_limit_s=30)
     assert seen and all(limit is not None for limit, _ in seen)
     assert checks > 0
@@ -44,7 +45,8 @@ def test_solve_gets_what_is_left(monkeypatch):
     share = 1.0 - MIX_SHARE if pooled else 1.0
     assert seen[0][0] <= share * (30 - checks) - 1.0 + 1e-9
     assert seen[0][0] >= share * (30 - checks - (time.perf_counter() - start)) - 1.0
-    assert all(limit + at <= 30 - 1.0 + 1e-9 for limit, at in seen)  # no solve outlives the run's limit
+    # no solve outlives the run's limit (0.05 s for a busy machine between computing a limit and calling the solver)
+    assert all(limit + at - called <= 30 - 1.0 + 0.05 for limit, at in seen)
 
 
 def test_a_mix_re_solve_gets_the_seconds_left_and_no_more(monkeypatch):
@@ -53,12 +55,14 @@ def test_a_mix_re_solve_gets_the_seconds_left_and_no_more(monkeypatch):
     write reserve, never beyond the limit. (Asserting the re-solve got no more than the first solve, as this file
     once did, held only while no bundled scenario re-solved.)"""
     from pathlib import Path
-    seen, _ = _spy_on_solves(monkeypatch)
-    plan(load_scenario(Path(__file__).resolve().parent / "data" / "mix_overload.yaml"), time_limit_s=30)
+    resolved = load_scenario(Path(__file__).resolve().parent / "data" / "mix_overload.yaml")
+    seen = _spy_on_solves(monkeypatch)
+    called = time.perf_counter()
+    plan(resolved, time_limit_s=30)
     assert len(seen) >= 2
-    (first, first_at), *later = seen
-    for limit, at in later:
-        assert limit + at <= 30 - 1.0 + 1e-9  # what is left at the call, less the write reserve
+    first = seen[0][0]
+    for limit, at in seen[1:]:
+        assert limit + at - called <= 30 - 1.0 + 0.05  # what is left at the call, less the write reserve
         assert limit > first  # the share the first solve held back is the re-solve's
 
 
