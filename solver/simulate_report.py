@@ -376,9 +376,11 @@ def failure_message(f: dict[str, Any]) -> str:
 
 def run_simulate_command(scenario: Resolved | str | Path, plan_path: str | Path, requests: int = 20000,
                          seed: int = 0, arrivals: str = "poisson", fmt: str = "table", out: str | Path | None = None
-                         ) -> tuple[str, int]:
-    """``infersave simulate``: (text to print, exit code 0 when every SLO holds at its percentile, else 1).
-    ``scenario``: its file, or the scenario already loaded (``verify --simulate``)."""
+                         ) -> tuple[str, int, str]:
+    """``infersave simulate``: (text to print, exit code 0 when every SLO holds at its percentile, else 1, the line
+    naming the first bound missed or ""). The table ends with that line; the JSON does not, so stdout stays one
+    document (its ``holds`` and ``failures`` say the same). ``scenario``: its file, or the scenario already loaded
+    (``verify --simulate``)."""
 
     trace = check_arrivals(arrivals)
     resolved = scenario if isinstance(scenario, Resolved) else load_scenario(scenario)
@@ -389,7 +391,6 @@ def run_simulate_command(scenario: Resolved | str | Path, plan_path: str | Path,
     if out is not None:
         atomic_write_text(out, text + "\n")
     if report.holds:
-        return text, 0
-    if fmt == "json":  # stdout stays one JSON document (the caller says which bound missed on stderr)
-        return text, 1
-    return text + "\n" + failure_message(report.failures[0]), 1
+        return text, 0, ""
+    missed = failure_message(report.failures[0])
+    return (text if fmt == "json" else text + "\n" + missed), 1, missed

@@ -209,14 +209,14 @@ def test_simulate_command_holds_and_fails(tmp_path):
     import json
     from solver.simulate_report import run_simulate_command
     scen, plan = _plan(tmp_path, 2.0, 8.0)
-    text, rc = run_simulate_command(scen, plan, requests=3000, seed=1, fmt="json")
+    text, rc, _ = run_simulate_command(scen, plan, requests=3000, seed=1, fmt="json")
     data = json.loads(text)
     assert rc == 0 and data["holds"] and data["workloads"][0]["requests"] == 2700
     assert data["pools"][0]["replicas"] == 2 and data["workloads"][1]["makespan_h"] < 8.0
-    text2, _ = run_simulate_command(scen, plan, requests=3000, seed=1, fmt="json")
+    text2, _, _ = run_simulate_command(scen, plan, requests=3000, seed=1, fmt="json")
     assert text2 == text  # deterministic by seed
     scen, plan = _plan(tmp_path, 0.001, 0.001)
-    text, rc = run_simulate_command(scen, plan, requests=3000, seed=1)
+    text, rc, _ = run_simulate_command(scen, plan, requests=3000, seed=1)
     assert rc == 1 and "SLO VIOLATED" in text
     assert text.splitlines()[-1].startswith("chat: simulated TTFT mean =")
 
@@ -231,7 +231,7 @@ def test_a_short_replay_of_a_batch_job_reads_its_makespan_in_whole_batches(tmp_p
     scen, plan = _plan(tmp_path, 2.0, 8.0)
     makespan = {}
     for requests in (700, 5000):
-        text, _ = run_simulate_command(scen, plan, requests=requests, seed=1, fmt="json")
+        text, _, _ = run_simulate_command(scen, plan, requests=requests, seed=1, fmt="json")
         batch = json.loads(text)["workloads"][1]
         assert batch["parts"][0]["simulated_per_replica"] == {700: 640, 5000: 5000}[requests]  # 10 whole batches
         makespan[requests] = batch["makespan_h"]
