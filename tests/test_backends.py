@@ -99,9 +99,9 @@ def test_cbc_time_limit_reports_a_valid_gap(monkeypatch):
     from solver.plan import plan
 
     exact = plan(ROOT / "scenarios" / "mixed_spot_quota.yaml", solver="highs")  # no limit: the true optimum
-    # the solve itself gets a short limit (--time-limit covers the whole run; candidates alone may take longer). CBC
-    # needs ~0.15 s for its first incumbent here on an idle machine, so a busy one may need a longer limit: the
-    # first that yields a plan is checked (a stop without one is the documented failure, not a wrong plan)
+    # the solve itself gets a short limit (--time-limit covers the whole run; candidates alone may take longer). On an
+    # idle machine CBC has no incumbent here after 0.1 s of solving and one after 0.2 s, so a busy machine may need a
+    # longer limit: the first that yields a plan is checked (a stop without one is the documented failure)
     for limit in (0.3, 1.0, 3.0):
         monkeypatch.setattr(extract, "solve_time_left", lambda options, limit=limit: limit)
         try:

@@ -8,11 +8,11 @@ exist with every demand served in full (sum_i x_i = 1), no pool over its capacit
 every pool with VMs carrying some load (sum_i x_i >= 1e-4). The first feasible vector is optimal.
 
 Fleets come from ``test_prune_exact.fleets`` with offline jobs turned into online workloads (the offline billing
-rules are not re-derived here) and at most two workloads; a fleet whose enumeration would exceed
-``MAX_VECTORS`` count vectors is skipped. Every run (CI included) draws 300 fleets (4-6 minutes on one core, most of it
-the performance model behind each fleet's candidate tables; the suite's longest test, so pytest-xdist runs it beside
-the others); ``HYPOTHESIS_PROFILE=quick`` draws 10 while developing (in a probe of 25, 1 was skipped, 3 had no plan and 21
-were compared).
+rules are not re-derived here) and at most two workloads; a fleet whose enumeration would exceed ``MAX_VECTORS``
+count vectors is skipped. Every run (CI included) draws 300 fleets (4-6 minutes on one core, most of it the
+performance model behind each fleet's candidate tables; the suite's longest test, so pytest-xdist runs it beside the
+others); ``HYPOTHESIS_PROFILE=quick`` draws 10 while developing (in a probe of 25, 1 was skipped, 3 had no plan and
+21 were compared).
 """
 from __future__ import annotations
 
