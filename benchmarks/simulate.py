@@ -308,10 +308,13 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
     batch would start and finish together and run below the steady saturated rate); the simulator's completions
     per second over the last 70 % of the second half against the planned rate, and the model's saturated rate (where
     its slots held reach the cap). Then a ``replay_requests`` replay at the planned rate: the mean wait of those that
-    found every slot held, in units of c_a^2 / (saturated - planned rate), as heavy traffic scales it."""
+    found every slot held, in units of c_a^2 / (saturated - planned rate), as heavy traffic scales it; and, by cap,
+    the model's P(wait), its wait given a wait and their product (the mean slot wait) against the replay's."""
     rng = np.random.default_rng(seed + 7 + 1000)
     gaps, errors, kappas = [], [], []
     found_full: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # P(wait) model / replay - 1, by slots
+    given_errors: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # the wait given a wait, likewise
+    mean_errors: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # the mean slot wait, likewise
     for _ in range(cases):
         gpu, model, l_in, l_out, slots, k, held = random_single(rng, KNEE)
         shape, theta, slots, state = single_replica(gpu, model, l_in, l_out, slots, k)
@@ -335,14 +338,25 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
         admitted, done = np.sort(arrivals + sim.queue_s), np.sort(arrivals + sim.e2e_s)
         held_at_arrival = np.searchsorted(admitted, arrivals, "left") - np.searchsorted(done, arrivals, "right")
         waited = (held_at_arrival >= slots) & (np.arange(n) >= n // 10)
+        group = "up to 32" if slots <= 32 else "over 32"
+        at_rate = state(rate, {})
         if waited.mean() >= 0.01:
             kappas.append(float(sim.queue_s[waited].mean()) * (simulated - rate) * k)
+            # the slot wait alone: beyond what the requests that found a free slot wait (the token budget's queue)
+            steady = np.arange(n) >= n // 10
+            others = float(sim.queue_s[steady & ~waited].mean())
+            given = float(sim.queue_s[waited].mean()) - others
+            mean_wait = float(sim.queue_s[steady].mean()) - others
+            model_given = at_rate.slot_wait_given_wait_s
+            if model_given is not None and at_rate.slot_wait_p is not None:
+                given_errors[group].append(float(model_given[0]) / given - 1.0)
+                mean_errors[group].append(float(at_rate.slot_wait_p[0] * model_given[0]) / mean_wait - 1.0)
         # P(wait): an arrival finds `slots` requests in the replica (running or queued), as the model's chain counts
         in_replica = np.arange(n) - np.searchsorted(done, arrivals, "right")
         p_sim = float(np.mean(in_replica[n // 10:] >= slots))
-        p_model = state(rate, {}).slot_wait_p
+        p_model = at_rate.slot_wait_p
         if p_sim >= 0.01 and p_model is not None:
-            found_full["up to 32" if slots <= 32 else "over 32"].append(float(p_model[0]) / p_sim - 1.0)
+            found_full[group].append(float(p_model[0]) / p_sim - 1.0)
     g, e = np.array(gaps), np.array(errors)
     print(f"\nsaturation: part 6's {cases} single replicas at 78-85 % of their slots, then at twice their rate "
           f"({requests:,} requests each): the simulator's saturated throughput over the planned rate - 1: median "
@@ -358,6 +372,13 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
         if errs:
             print(f"  P(an arrival finds every slot taken) at {caps} slots, model / replay - 1 ({len(errs)} with 1 %+): "
                   f"median {np.median(errs):+.0%}, range {min(errs):+.0%}..{max(errs):+.0%}")
+    for what, by_caps in (("wait given a wait", given_errors), ("mean slot wait (P(wait) x that wait)", mean_errors)):
+        for caps, errs in by_caps.items():
+            if errs:
+                e = np.array(errs)
+                print(f"  {what} at {caps} slots, model / replay - 1 (the replay's beyond the wait of those that "
+                      f"found a slot free; {e.size} with 1 %+): median {np.median(e):+.0%}, median |error| "
+                      f"{np.median(np.abs(e)):.0%}, p90 {np.percentile(np.abs(e), 90):.0%}")
 
 
 def single_replica(gpu: str, model: str, l_in: int, l_out: int, slots: int, k: int
