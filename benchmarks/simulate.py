@@ -337,15 +337,16 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
         sim = simulate_replica(shape, theta[0], ENGINE, slots, arrivals, np.full(n, l_in), np.full(n, l_out))
         admitted, done = np.sort(arrivals + sim.queue_s), np.sort(arrivals + sim.e2e_s)
         held_at_arrival = np.searchsorted(admitted, arrivals, "left") - np.searchsorted(done, arrivals, "right")
-        waited = (held_at_arrival >= slots) & (np.arange(n) >= n // 10)
+        steady = np.arange(n) >= n // 10
+        waited = (held_at_arrival >= slots) & steady
         group = "up to 32" if slots <= 32 else "over 32"
         at_rate = state(rate, {})
         if waited.mean() >= 0.01:
-            kappas.append(float(sim.queue_s[waited].mean()) * (simulated - rate) * k)
+            waited_s = float(sim.queue_s[waited].mean())
+            kappas.append(waited_s * (simulated - rate) * k)
             # the slot wait alone: beyond what the requests that found a free slot wait (the token budget's queue)
-            steady = np.arange(n) >= n // 10
             others = float(sim.queue_s[steady & ~waited].mean())
-            given = float(sim.queue_s[waited].mean()) - others
+            given = waited_s - others
             mean_wait = float(sim.queue_s[steady].mean()) - others
             model_given = at_rate.slot_wait_given_wait_s
             if model_given is not None and at_rate.slot_wait_p is not None:
@@ -353,7 +354,7 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
                 mean_errors[group].append(float(at_rate.slot_wait_p[0] * model_given[0]) / mean_wait - 1.0)
         # P(wait): an arrival finds `slots` requests in the replica (running or queued), as the model's chain counts
         in_replica = np.arange(n) - np.searchsorted(done, arrivals, "right")
-        p_sim = float(np.mean(in_replica[n // 10:] >= slots))
+        p_sim = float(np.mean(in_replica[steady] >= slots))
         p_model = at_rate.slot_wait_p
         if p_sim >= 0.01 and p_model is not None:
             found_full[group].append(float(p_model[0]) / p_sim - 1.0)

@@ -382,12 +382,11 @@ def test_the_state_reports_the_chance_an_arrival_waits_for_a_slot():
         n = 60_000
         arrivals = np.cumsum(np.random.default_rng(3).exponential(1.0 / rate, n))
         sim = simulate_replica(s, th[0], ENGINE, 16, arrivals, np.full(n, 256), np.full(n, 128))
-        done = np.sort(arrivals + sim.e2e_s)
+        done, steady = np.sort(arrivals + sim.e2e_s), np.arange(n) >= n // 10
         in_replica = np.arange(n) - np.searchsorted(done, arrivals, "right")
-        assert chances[-1] == pytest.approx(float(np.mean(in_replica[n // 10:] >= 16)), rel=0.15)
+        assert chances[-1] == pytest.approx(float(np.mean(in_replica[steady] >= 16)), rel=0.15)
         held = np.searchsorted(np.sort(arrivals + sim.queue_s), arrivals, "left") - np.searchsorted(done, arrivals,
                                                                                                    "right")
-        steady = np.arange(n) >= n // 10
         waited = (held >= 16) & steady
         beyond = float(sim.queue_s[waited].mean() - sim.queue_s[steady & ~waited].mean())
         assert float(state.slot_wait_given_wait_s[0]) == pytest.approx(beyond, rel=0.15)
