@@ -315,6 +315,7 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
     found_full: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # P(wait) model / replay - 1, by slots
     given_errors: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # the wait given a wait, likewise
     mean_errors: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # the mean slot wait, likewise
+    widths: list[tuple[float, float, float, float]] = []  # that wait's law: replay scv, p99 / mean; the model's
     for _ in range(cases):
         gpu, model, l_in, l_out, slots, k, held = random_single(rng, KNEE)
         shape, theta, slots, state = single_replica(gpu, model, l_in, l_out, slots, k)
@@ -352,6 +353,11 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
             if model_given is not None and at_rate.slot_wait_p is not None:
                 given_errors[group].append(float(model_given[0]) / given - 1.0)
                 mean_errors[group].append(float(at_rate.slot_wait_p[0] * model_given[0]) / mean_wait - 1.0)
+            if at_rate.slot_wait_scv is not None:
+                beyond = sim.queue_s[waited] - others
+                scv = float(at_rate.slot_wait_scv[0])
+                widths.append((float(beyond.var()) / given**2, float(np.percentile(beyond, 99)) / given, scv,
+                               two_phase_quantile(0.99, scv)))
         # P(wait): an arrival finds `slots` requests in the replica (running or queued), as the model's chain counts
         in_replica = np.arange(n) - np.searchsorted(done, arrivals, "right")
         p_sim = float(np.mean(in_replica[steady] >= slots))
@@ -380,6 +386,25 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
                 print(f"  {what} at {caps} slots, model / replay - 1 (the replay's beyond the wait of those that "
                       f"found a slot free; {e.size} with 1 %+): median {np.median(e):+.0%}, median |error| "
                       f"{np.median(np.abs(e)):.0%}, p90 {np.percentile(np.abs(e), 90):.0%}")
+    if widths:
+        w = np.array(widths)
+        print(f"  the law of that wait (the replay's beyond the others' mean wait; {len(w)} replicas): squared CV "
+              f"replay median {np.median(w[:, 0]):.2f} (range {w[:, 0].min():.2f}..{w[:, 0].max():.2f}), model "
+              f"{np.median(w[:, 2]):.2f}; p99 / mean replay median {np.median(w[:, 1]):.2f} (range "
+              f"{w[:, 1].min():.2f}..{w[:, 1].max():.2f}), model {np.median(w[:, 3]):.2f} (an exponential's 4.61)")
+
+
+def two_phase_quantile(q: float, scv: float) -> float:
+    """``q`` quantile over the mean of the slot wait's law as the model draws it: two exponential phases in
+    sequence whose squared coefficient of variation is ``scv`` (1/2..1; ``queueing.total_wait_quantile``)."""
+    root = min(max(np.sqrt(max(2.0 * scv - 1.0, 0.0)), 0.02), 1.0 - 2e-6)
+    a, b = (1.0 + root) / 2.0, (1.0 - root) / 2.0
+    lo, hi = 0.0, 50.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        tail = (a * np.exp(-mid / a) - b * np.exp(-mid / b)) / (a - b)
+        lo, hi = (mid, hi) if tail > 1.0 - q else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def single_replica(gpu: str, model: str, l_in: int, l_out: int, slots: int, k: int

@@ -77,6 +77,7 @@ class OnlineState:
     stable: np.ndarray  # bool: the queue drains (iteration fixed point exists, slots below the cap)
     slot_wait_p: np.ndarray | None = None  # P(an arrival finds every slot held: it waits for one), where computed
     slot_wait_given_wait_s: np.ndarray | None = None  # the mean of that wait, given that one waits
+    slot_wait_scv: np.ndarray | None = None  # the squared coefficient of variation of that wait's law
 
 
 def _mixed_parts(shape: Shape, theta: np.ndarray, rate: np.ndarray, chunk: np.ndarray, t: np.ndarray | float,
@@ -413,7 +414,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     return OnlineState(rate_per_s=rate, iteration_s=np.where(finite, t, inf), decode_seqs=n, decode_step_s=t_dec,
                        own_prefill_s=own_prefill, occupancy=occupancy, ttft_s=np.where(unstable, inf, ttft),
                        tpot_s=np.where(unstable, inf, tpot), e2e_s=np.where(unstable, inf, e2e), stable=~unstable,
-                       slot_wait_p=p_wait, slot_wait_given_wait_s=slot_wait_mean)
+                       slot_wait_p=p_wait, slot_wait_given_wait_s=slot_wait_mean,
+                       slot_wait_scv=wait_scv)
 
 
 def online_capacity(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
