@@ -56,8 +56,10 @@ from solver.engines import find_engine
 from solver.errors import PlannerError
 from solver.resources import scenario_dir
 from solver.promise import Pool, by_pool, pool_latencies, pool_predictions, slo_report
+from solver.prefill import packed_prefill
 from solver.roofline import Hardware
 from solver.scenario import Resolved
+from solver.serving import batched_iteration_s
 from solver.queueing import holding_overlap, holding_scv
 from solver.serving import PLANNING_UTILISATION, OnlineState, Shape, online_capacity, online_state
 from solver.shape import mix_shape
@@ -311,7 +313,7 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
     found every slot held, in units of c_a^2 / (saturated - planned rate), as heavy traffic scales it; and, by cap,
     the model's P(wait), its wait given a wait and their product (the mean slot wait) against the replay's."""
     rng = np.random.default_rng(seed + 7 + 1000)
-    gaps, errors, kappas = [], [], []
+    gaps, errors, kappas, pinned = [], [], [], []
     found_full: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # P(wait) model / replay - 1, by slots
     given_errors: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # the wait given a wait, likewise
     mean_errors: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # the mean slot wait, likewise
@@ -331,6 +333,11 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
         gaps.append(simulated / rate - 1.0)
         # the model's saturated rate: where its slots held reach the cap (past its 98 % stability line)
         errors.append(rate_holding(lambda r: state(r, {}), float(slots), stable_only=False) / simulated - 1.0)
+        # the headroom X - lambda that the wait given a wait scales with: X with the count pinned at the cap, and
+        # the model's saturated rate above, against the simulator's
+        full, saturated = full_replica_rate(shape, theta, slots, l_out), (errors[-1] + 1.0) * simulated
+        pinned.append((full / simulated - 1.0, (full - rate) / (simulated - rate) - 1.0,
+                       (saturated - rate) / (simulated - rate) - 1.0))
         # the replay at the planned rate: the mean wait of the requests that found every slot held, times the gap
         # and the arrivals' k (Erlang-k: c_a^2 = 1 / k)
         arrivals = round_robin_arrivals(rate, k, replay_requests, np.random.default_rng(seed + 9))
@@ -370,6 +377,13 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
           f"{np.median(g):+.1%}, range {g.min():+.1%}..{g.max():+.1%}; the model's saturated rate against the "
           f"simulator's: median {np.median(e):+.1%}, median |error| {np.median(np.abs(e)):.1%}, p90 "
           f"{np.percentile(np.abs(e), 90):.1%}")
+    p = np.array(pinned)
+    print(f"  every slot held (the running count pinned at the cap, admissions at the departures' rate; "
+          f"`full_replica_rate`): X against the simulator's median {np.median(p[:, 0]):+.2%}, median |error| "
+          f"{np.median(np.abs(p[:, 0])):.2%}, p90 {np.percentile(np.abs(p[:, 0]), 90):.2%}; the headroom X - planned "
+          f"rate median {np.median(p[:, 1]):+.1%}, median |error| {np.median(np.abs(p[:, 1])):.1%}, p90 "
+          f"{np.percentile(np.abs(p[:, 1]), 90):.1%} (the model's saturated rate: {np.median(p[:, 2]):+.1%}, "
+          f"{np.median(np.abs(p[:, 2])):.1%}, {np.percentile(np.abs(p[:, 2]), 90):.1%})")
     if kappas:
         q = np.percentile(kappas, [25, 50, 75])
         print(f"  the {len(kappas)} that wait for a slot 1 %+ of the time ({replay_requests:,}-request replays at the "
@@ -392,6 +406,26 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
               f"replay median {np.median(w[:, 0]):.2f} (range {w[:, 0].min():.2f}..{w[:, 0].max():.2f}), model "
               f"{np.median(w[:, 2]):.2f}; p99 / mean replay median {np.median(w[:, 1]):.2f} (range "
               f"{w[:, 1].min():.2f}..{w[:, 1].max():.2f}), model {np.median(w[:, 3]):.2f} (an exponential's 4.61)")
+
+
+def full_replica_rate(shape: Shape, theta: np.ndarray, slots: int, l_out: int) -> float:
+    """Throughput of a replica whose every slot is held (a queue waits): X = slots / H, H = own prefill + (L_out - 1)
+    mean steps, each step with the slots not prefilling decoding (slots - X x prefill, Little's law) and prompts
+    admitted at X (the departures' rate) packed into it as ``batched_iteration_s`` packs them; a damped fixed point.
+    Unlike the model's saturated rate (where its slots held reach the cap), the count does not fluctuate below the
+    cap, so no step sees fewer decodes than the slots leave. A lead for the wait given a wait, not in the model."""
+    budget, chunk = float(ENGINE.token_budget), float(ENGINE.chunk_tokens)
+    step, own, rate = np.array([0.05]), 0.0, float(slots) / (l_out * 0.05)
+    for _ in range(400):
+        decodes = np.array([max(slots - rate * own, 1.0)])
+        for _ in range(30):  # the step's own fixed point: prompts per step = rate x step
+            step = batched_iteration_s(shape, theta, np.array([rate]), budget, step, decodes=decodes)
+        own = float(packed_prefill(shape, theta, decodes, budget, chunk, np.array([rate]), step, 1.0).mean_s[0])
+        nxt = slots / (own + (l_out - 1) * float(step[0]))
+        if abs(nxt - rate) < 1e-10 * rate:
+            break
+        rate = 0.5 * (rate + nxt)
+    return rate
 
 
 def two_phase_quantile(q: float, scv: float) -> float:
