@@ -56,12 +56,10 @@ from solver.engines import find_engine
 from solver.errors import PlannerError
 from solver.resources import scenario_dir
 from solver.promise import Pool, by_pool, pool_latencies, pool_predictions, slo_report
-from solver.prefill import packed_prefill
 from solver.roofline import Hardware
 from solver.scenario import Resolved
-from solver.serving import batched_iteration_s
 from solver.queueing import holding_overlap, holding_scv
-from solver.serving import PLANNING_UTILISATION, OnlineState, Shape, online_capacity, online_state
+from solver.serving import PLANNING_UTILISATION, OnlineState, Shape, full_replica_rate, online_capacity, online_state
 from solver.shape import mix_shape
 from solver.simulate import simulate_replica
 from solver.simulate_report import kv_capacity_tokens, replay_pools, simulate_plan
@@ -335,7 +333,8 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
         errors.append(rate_holding(lambda r: state(r, {}), float(slots), stable_only=False) / simulated - 1.0)
         # the headroom X - lambda that the wait given a wait scales with: X with the count pinned at the cap, and
         # the model's saturated rate above, against the simulator's
-        full, saturated = full_replica_rate(shape, theta, slots, l_out), (errors[-1] + 1.0) * simulated
+        full = float(full_replica_rate(shape, theta, ENGINE, np.array([float(slots)]))[0])
+        saturated = (errors[-1] + 1.0) * simulated
         pinned.append((full / simulated - 1.0, (full - rate) / (simulated - rate) - 1.0,
                        (saturated - rate) / (simulated - rate) - 1.0))
         # the replay at the planned rate: the mean wait of the requests that found every slot held, times the gap
@@ -378,9 +377,8 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
           f"simulator's: median {np.median(e):+.1%}, median |error| {np.median(np.abs(e)):.1%}, p90 "
           f"{np.percentile(np.abs(e), 90):.1%}")
     p = np.array(pinned)
-    print(f"  every slot held (the running count pinned at the cap, admissions at the departures' rate; "
-          f"`full_replica_rate`): X against the simulator's median {np.median(p[:, 0]):+.2%}, median |error| "
-          f"{np.median(np.abs(p[:, 0])):.2%}, p90 {np.percentile(np.abs(p[:, 0]), 90):.2%}; the headroom X - planned "
+    print(f"  every slot held (`serving.full_replica_rate`, the headroom the wait given a wait drains at): X against "
+          f"the simulator's median {np.median(p[:, 0]):+.2%}, median |error| {np.median(np.abs(p[:, 0])):.2%}, p90 {np.percentile(np.abs(p[:, 0]), 90):.2%}; the headroom X - planned "
           f"rate median {np.median(p[:, 1]):+.1%}, median |error| {np.median(np.abs(p[:, 1])):.1%}, p90 "
           f"{np.percentile(np.abs(p[:, 1]), 90):.1%} (the model's saturated rate: {np.median(p[:, 2]):+.1%}, "
           f"{np.median(np.abs(p[:, 2])):.1%}, {np.percentile(np.abs(p[:, 2]), 90):.1%})")
@@ -406,26 +404,6 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
               f"replay median {np.median(w[:, 0]):.2f} (range {w[:, 0].min():.2f}..{w[:, 0].max():.2f}), model "
               f"{np.median(w[:, 2]):.2f}; p99 / mean replay median {np.median(w[:, 1]):.2f} (range "
               f"{w[:, 1].min():.2f}..{w[:, 1].max():.2f}), model {np.median(w[:, 3]):.2f} (an exponential's 4.61)")
-
-
-def full_replica_rate(shape: Shape, theta: np.ndarray, slots: int, l_out: int) -> float:
-    """Throughput of a replica whose every slot is held (a queue waits): X = slots / H, H = own prefill + (L_out - 1)
-    mean steps, each step with the slots not prefilling decoding (slots - X x prefill, Little's law) and prompts
-    admitted at X (the departures' rate) packed into it as ``batched_iteration_s`` packs them; a damped fixed point.
-    Unlike the model's saturated rate (where its slots held reach the cap), the count does not fluctuate below the
-    cap, so no step sees fewer decodes than the slots leave. A lead for the wait given a wait, not in the model."""
-    budget, chunk = float(ENGINE.token_budget), float(ENGINE.chunk_tokens)
-    step, own, rate = np.array([0.05]), 0.0, float(slots) / (l_out * 0.05)
-    for _ in range(400):
-        decodes = np.array([max(slots - rate * own, 1.0)])
-        for _ in range(30):  # the step's own fixed point: prompts per step = rate x step
-            step = batched_iteration_s(shape, theta, np.array([rate]), budget, step, decodes=decodes)
-        own = float(packed_prefill(shape, theta, decodes, budget, chunk, np.array([rate]), step, 1.0).mean_s[0])
-        nxt = slots / (own + (l_out - 1) * float(step[0]))
-        if abs(nxt - rate) < 1e-10 * rate:
-            break
-        rate = 0.5 * (rate + nxt)
-    return rate
 
 
 def two_phase_quantile(q: float, scv: float) -> float:

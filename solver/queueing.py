@@ -85,11 +85,17 @@ def _erlang_b(load: float, servers: int, eps: float) -> float:
 DECODE_FEEDBACK = 1.0
 
 
-def slot_wait(cap: np.ndarray, occupancy: np.ndarray, holding_s: np.ndarray, smooth: np.ndarray, cluster: np.ndarray,
-              dispersion: np.ndarray, departure_scv: np.ndarray | float = 0.0, mix_spread: np.ndarray | float = 1.0
+# the mean wait given a wait times the headroom X - lam over c_a^2 when every slot is held as long: 0.63 (quartiles
+# 0.61-0.70) on benchmark part 8's 27 waiting singles, at every cap; Cosmetatos' M/D/c factor reaches 0.8+ over ~300
+# servers (c / c_a^2) at the knee's loads, so it is capped here
+HEAVY_TRAFFIC_WAIT = 0.63
+
+
+def slot_wait(cap: np.ndarray, occupancy: np.ndarray, smooth: np.ndarray, cluster: np.ndarray, dispersion: np.ndarray,
+              headroom_per_s: np.ndarray, departure_scv: np.ndarray | float = 0.0, mix_spread: np.ndarray | float = 1.0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(P(wait), E[wait | wait], its squared coefficient of variation) for a free slot among ``cap``, ``occupancy``
-    of them held on average for ``holding_s`` each.
+    of them held on average.
 
     P(wait) comes from the birth-death chain of slots held: the slots held are the arrivals of the last holding
     time, Poisson whatever the holding-time law (M/G/inf), and the load feeds back on the holding time (a slot is
@@ -108,12 +114,16 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, holding_s: np.ndarray, smo
     the chain without clusters 87 % and 21 % but with p99 TTFTs 4-7 % optimistic: benchmarks/simulate.py.)
     A pool of several prompt lengths widens the clusters once more by ``mix_spread`` (``mix_cluster_spread``).
 
-    Given a wait, the queue drains at c / H(c) - lam in the chain without clusters, by departures more regular than
-    the chain's: M/D/c waits about half as long as M/M/c, more so with few servers (Cosmetatos 1976); holding times
-    of squared coefficient of variation cs^2 (a mix of sizes) wait cs^2 M/M/c + (1 - cs^2) M/D/c (Boxma, Cohen and
-    Huffels 1979), their law between the deterministic one's (``DETERMINISTIC_WAIT_SCV``) and an exponential.
+    Given a wait, every slot is held and the queue drains at the headroom X - lam, X the throughput of a replica
+    whose every slot is held (``serving.full_replica_rate``; ``headroom_per_s``): M/M/c waits c_a^2 / (X - lam) given
+    a wait (c_a^2 = ``smooth``, as many-server scaling has it), M/D/c, whose departures are more regular, about half
+    that, more so with few servers (Cosmetatos 1976), at most ``HEAVY_TRAFFIC_WAIT``; holding times of squared
+    coefficient of variation cs^2 (a mix of sizes) wait cs^2 M/M/c + (1 - cs^2) M/D/c (Boxma, Cohen and Huffels
+    1979), their law between the deterministic one's (``DETERMINISTIC_WAIT_SCV``) and an exponential.
     ``departure_scv`` (per row, or one number) is that cs^2 plus what else makes a full replica's departures
-    irregular (``mix_departure_scv``).
+    irregular (``mix_departure_scv``). (The chain's own drain at the cap, c / H(c) - lam with H(c) extrapolated by
+    the linear-noise elasticity, put X - lam at -5 % median and 23 % p90 |error| against part 8's replays; X with
+    every slot held at -3 % and 10 %.)
     """
     cap = np.maximum(np.asarray(cap, float), 1.0)
     held = np.minimum(occupancy, cap)
@@ -125,14 +135,13 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, holding_s: np.ndarray, smo
     top = waits * (1.0 - rho) / np.maximum(1.0 - rho * waits, 1e-12) / cluster
     p_wait = top / np.maximum(1.0 - rho * (1.0 - top), 1e-12)
     servers = np.maximum(np.round(cap / smooth), 1.0)
-    load = held * servers / cap
-    full_load = np.maximum(load + np.clip(eps, 0.0, 0.95) * (servers - load), 0.0)  # the chain's load at c slots
-    markov = holding_s * full_load / np.maximum(load * (servers - full_load), 1e-9)
-    util = np.clip(load / servers, 1e-6, 1.0 - 1e-9)
+    util = np.clip(held / cap, 1e-6, 1.0 - 1e-9)
+    # no headroom: the queue never drains (the caller marks the row unstable); finite, so that P(wait) = 0 stays 0
+    markov = smooth / np.maximum(np.asarray(headroom_per_s, float), 1e-12)
     # Cosmetatos' correction is fitted for moderate to heavy loads; below ~30-60 % of the servers (16-128) it exceeds
     # 1, i.e. deterministic holding times waiting longer than exponential ones, which they never do: at most M/M/c
     deterministic = np.minimum(MDC_FACTOR * (1.0 + (1.0 - util) * (servers - 1.0) * (np.sqrt(4.0 + 5.0 * servers) - 2.0)
-                                             / (16.0 * util * servers)), 1.0)
+                                             / (16.0 * util * servers)), HEAVY_TRAFFIC_WAIT)
     spread = np.clip(np.asarray(departure_scv, float), 0.0, 1.0)
     wait_scv = (spread + (1.0 - spread) * DETERMINISTIC_WAIT_SCV) * np.ones_like(p_wait)
     return p_wait, markov * (spread + (1.0 - spread) * deterministic), wait_scv

@@ -26,7 +26,8 @@ and the fixed point is polished from the closed-form root by secant steps. Then
   a slot (a request waiting for the token budget is not admitted yet);
 * ``TTFT`` = admission wait (``queueing.slot_wait`` over ``max_num_seqs`` slots: Erlang C whose load grows
   with the slots busy; arrivals smoother than Poisson, as behind a round-robin router, act as c / c_a^2 slots at
-  the same utilisation, prompt clusters widen the approach to the cap; given a wait, the M/G/c drain) + wait for
+  the same utilisation, prompt clusters widen the approach to the cap; given a wait, the M/G/c drain at the
+  headroom of a replica whose every slot is held, ``full_replica_rate``) + wait for
   the token budget (M/D/m over the prompt work; an Erlang-k stream finds it busy and waits for it by
   ``queueing.renewal_wait_ratios``) + the rest of the running iteration + the request's own steps
   (``prefill.packed_prefill``: whole chunks of what the budget leaves beside the decodes, then the rest, with the
@@ -286,10 +287,36 @@ def _branches(w: IterationWork, theta: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return (*gemm_parts(theta[..., 0] * w.compute_s, theta[..., 1] * w.weight_s), rest)
 
 
+FULL_RATE_STEPS = 30  # damped steps of full_replica_rate: converged to ~1e-7 on part 6's replicas (2e-6 after 20)
+
+
+def full_replica_rate(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray) -> np.ndarray:
+    """Requests/s a replica completes while every slot is held (requests queue for one): X = slots / H, H = own
+    prefill + (L_out - 1) mean steps. Each step decodes the slots not prefilling (slots - X x prefill, Little's law)
+    and packs the prompts admitted at X, the departures' rate (``batched_iteration_s``, ``packed_prefill``), by a
+    damped fixed point. Independent of the arrival rate, so a capacity search computes it once. (Part 8 of
+    benchmarks/simulate.py: -0.3 % median against the simulator's saturated throughput, p90 |error| 1.0 %; the
+    model's own saturated rate, where its slots held reach the cap, +0.6 % and 1.5 %, because there the count still
+    fluctuates below the cap and steps see fewer decodes.)"""
+    cap = np.asarray(max_seqs, float) * np.ones(np.shape(shape.input_tokens))
+    ones = np.ones_like(cap)
+    l_out = shape.output_tokens.astype(float)
+    budget, chunk = float(engine.token_budget), float(engine.chunk_tokens)
+    step = time_s(shape.work(cap, 0.0, 0.0, runs=ones), theta)
+    rate, own = cap / np.maximum(l_out * step, 1e-300), np.zeros_like(cap)
+    for _ in range(FULL_RATE_STEPS):
+        decodes = np.maximum(cap - rate * own, 1.0)
+        step = batched_iteration_s(shape, theta, rate, budget, step, decodes)
+        own = packed_prefill(shape, theta, decodes, budget, chunk, rate, step, 1.0).mean_s
+        rate = 0.5 * (rate + cap / np.maximum(own + (l_out - 1.0) * step, 1e-300))
+    return np.asarray(rate, float)
+
+
 def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seqs: np.ndarray,
                  rate: np.ndarray, percentiles: dict[str, str], prompt_scv: np.ndarray | float = 0.0,
                  metrics: tuple[str, ...] = ("ttft", "tpot", "e2e"), arrival_scv: np.ndarray | float = 1.0,
-                 holding_overlap: float = 1.0, holding_scv: float = 0.0) -> OnlineState:
+                 holding_overlap: float = 1.0, holding_scv: float = 0.0, full_rate: np.ndarray | None = None
+                 ) -> OnlineState:
     """Steady-state latencies of a continuous-batching replica at ``rate`` requests/s.
 
     ``percentiles`` maps ``ttft``, ``tpot``, ``e2e`` to ``mean``/``p50``/``p90``/``p99``; ``prompt_scv`` is the
@@ -300,7 +327,8 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     E[min(H1, H2)] / E[H] of the holding times (1 for one request size, ``queueing.holding_overlap`` for a mix):
     smoother arrivals narrow the slots held by (1 - c_a^2) times it (an infinite-server queue's variance), so
     c_a'^2 = 1 + (c_a^2 - 1) holding_overlap. ``holding_scv`` is the squared coefficient of variation of the
-    holding times (0 for one size): the slot queue waits between M/D/c's and M/M/c's by it.
+    holding times (0 for one size): the slot queue waits between M/D/c's and M/M/c's by it. ``full_rate`` is
+    ``full_replica_rate`` of these rows where the caller has it (it does not depend on ``rate``).
     """
     rate = np.asarray(rate, float)
     l_in, l_out = shape.input_tokens.astype(float), shape.output_tokens.astype(float)
@@ -379,8 +407,10 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     # variance widened by the prompt clusters; a full replica's departures are as irregular as its holding times
     # and, in a mix, the stalls of the prompts it admits (queueing.mix_departure_scv)
     departure_scv = holding_scv + mix_departure_scv(prompt_share, prompt_scv)
-    p_wait, slot_wait_mean, wait_scv = slot_wait(cap, occupancy, service, smooth, cluster, dispersion, departure_scv,
-                                                 mix_spread)
+    # given a wait, every slot is held and the queue drains at the headroom X - lam
+    full = full_replica_rate(shape, theta, engine, cap) if full_rate is None else np.asarray(full_rate, float)
+    p_wait, slot_wait_mean, wait_scv = slot_wait(cap, occupancy, smooth, cluster, dispersion, full - rate,
+                                                 departure_scv, mix_spread)
     busy = 1.0 - np.exp(-occupancy)
 
     def ttft_at(q: float | None) -> np.ndarray:
@@ -409,7 +439,7 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
 
     tpot = tpot_q(quant["tpot"]) if "tpot" in metrics else nan
     e2e = ttft_at(quant["e2e"]) + (l_out - 1.0) * tpot_q(quant["e2e"]) if "e2e" in metrics else nan
-    unstable = ~finite | (occupancy >= MAX_UTILISATION * cap)
+    unstable = ~finite | (occupancy >= MAX_UTILISATION * cap) | (rate >= full)
     inf = np.inf
     return OnlineState(rate_per_s=rate, iteration_s=np.where(finite, t, inf), decode_seqs=n, decode_step_s=t_dec,
                        own_prefill_s=own_prefill, occupancy=occupancy, ttft_s=np.where(unstable, inf, ttft),
@@ -433,8 +463,10 @@ def online_capacity(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_
     limits = {k: np.asarray(bounds.get(k, np.nan), float) for k in ("ttft", "tpot", "e2e")}
     bounded = tuple(k for k, b in limits.items() if not np.all(np.isnan(b)))
 
+    full = full_replica_rate(shape, theta, engine, cap)
+
     def holds(rate: np.ndarray) -> np.ndarray:
-        state = online_state(shape, theta, engine, cap, rate, percentiles, metrics=bounded)
+        state = online_state(shape, theta, engine, cap, rate, percentiles, metrics=bounded, full_rate=full)
         ok = np.asarray(state.stable, bool) & (state.occupancy <= PLANNING_UTILISATION * cap)
         for key in bounded:
             value = getattr(state, f"{key}_s")

@@ -357,7 +357,7 @@ def test_deterministic_holding_times_never_wait_longer_for_a_slot_than_exponenti
     from solver.queueing import slot_wait
     cap = np.repeat([16.0, 64.0, 128.0], 9)
     held = cap * np.tile(np.linspace(0.05, 0.85, 9), 3)
-    args = (cap, held, np.full(27, 2.0), np.ones(27), np.full(27, 1.5), np.full(27, 1.8))
+    args = (cap, held, np.ones(27), np.full(27, 1.5), np.full(27, 1.8), (cap - held) / 2.0)
     _, regular, _ = slot_wait(*args, departure_scv=0.0)
     _, exponential, _ = slot_wait(*args, departure_scv=1.0)
     assert np.all(regular <= exponential * (1 + 1e-12)) and np.all(regular > 0.45 * exponential)
