@@ -391,3 +391,22 @@ def test_the_state_reports_the_chance_an_arrival_waits_for_a_slot():
         beyond = float(sim.queue_s[waited].mean() - sim.queue_s[steady & ~waited].mean())
         assert float(state.slot_wait_given_wait_s[0]) == pytest.approx(beyond, rel=0.15)
     assert chances[0] < 1e-3 < chances[1] < chances[2] < 1.0
+
+
+@pytest.mark.parametrize("gpu, l_in, l_out, slots", [("A10G", 256, 128, 16), ("A10G", 3072, 192, 16),
+                                                     ("H100", 1024, 256, 64)])
+def test_a_replica_whose_every_slot_is_held_completes_what_the_model_says(gpu, l_in, l_out, slots):
+    """``full_replica_rate`` against a replay fed 1.5x that rate (the queue grows, every slot stays held):
+    completions per second over the second half of the run within 1.5 % (the wait given a wait drains at that rate
+    minus the arrival rate, so 1 % of X is ~10 % of the wait at the knee). A rate at or above it is unstable."""
+    from solver.serving import full_replica_rate
+    s, th = shape("llama-3.1-8b", gpu, l_in, l_out), theta(gpu)
+    full = float(full_replica_rate(s, th, ENGINE, np.array([float(slots)]))[0])
+    n = 12_000
+    arrivals = np.cumsum(np.random.default_rng(4).exponential(1.0 / (1.5 * full), n))
+    sim = simulate_replica(s, th[0], ENGINE, slots, arrivals, np.full(n, l_in), np.full(n, l_out))
+    done = np.sort(arrivals + sim.e2e_s)
+    half = done[n // 2:]
+    assert full == pytest.approx((half.size - 1) / (half[-1] - half[0]), rel=0.015)
+    at_full = online_state(s, th, ENGINE, np.array([float(slots)]), np.array([full]), {})
+    assert not at_full.stable[0] and np.isinf(at_full.ttft_s[0])
