@@ -10,9 +10,9 @@ SCALAR_ROWS = 4  # rows of one server count up to which the recursion runs on Py
 MDC_FACTOR = 0.5  # M/D/c over M/M/c wait, before Cosmetatos' correction for the number of servers
 # squared coefficient of variation of the slot wait given a wait when every request holds its slot as long (M/D/c's
 # regular departures; this two-phase law's p99 / mean is 3.3, an exponential's 4.6). The replay's is wider: beyond
-# the others' mean wait, squared CV 0.69-0.89 and p99 / mean 3.6-4.5 on benchmark part 8's 27 waiting singles. 0.72
-# here put fewer of part 6's TTFT p99 within 10 % (50 -> 33 %): the wait given a wait runs ~+5-9 % and P(wait) low
-# over 32 slots, which the narrow law offsets (README, Known limitations)
+# the others' mean wait, squared CV 0.69-0.89 and p99 / mean 3.6-4.5 on benchmark part 8's 27 waiting singles. 0.8
+# here put fewer of part 6's TTFT p99 within 10 % (53 -> 40 %; 0.72 with the chain's drain, 50 -> 33 %): P(wait) runs
+# low over 32 slots, which the narrow law offsets (README, Known limitations)
 DETERMINISTIC_WAIT_SCV = 0.5
 
 
