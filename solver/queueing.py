@@ -139,7 +139,8 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, smooth: np.ndarray, cluste
     # no headroom: the queue never drains (the caller marks the row unstable); finite, so that P(wait) = 0 stays 0
     markov = smooth / np.maximum(np.asarray(headroom_per_s, float), 1e-12)
     # Cosmetatos' correction is fitted for moderate to heavy loads; below ~30-60 % of the servers (16-128) it exceeds
-    # 1, i.e. deterministic holding times waiting longer than exponential ones, which they never do: at most M/M/c
+    # 1, i.e. deterministic holding times waiting longer than exponential ones, which they never do; and over ~300
+    # servers it reaches 0.8+ where the replay's waits stay at HEAVY_TRAFFIC_WAIT x M/M/c's: at most that
     deterministic = np.minimum(MDC_FACTOR * (1.0 + (1.0 - util) * (servers - 1.0) * (np.sqrt(4.0 + 5.0 * servers) - 2.0)
                                              / (16.0 * util * servers)), HEAVY_TRAFFIC_WAIT)
     spread = np.clip(np.asarray(departure_scv, float), 0.0, 1.0)

@@ -75,7 +75,7 @@ class OnlineState:
     ttft_s: np.ndarray
     tpot_s: np.ndarray
     e2e_s: np.ndarray
-    stable: np.ndarray  # bool: the queue drains (iteration fixed point exists, slots below the cap)
+    stable: np.ndarray  # bool: the queue drains (iteration fixed point, slots below the cap, rate below a full one's)
     slot_wait_p: np.ndarray | None = None  # P(an arrival finds every slot held: it waits for one), where computed
     slot_wait_given_wait_s: np.ndarray | None = None  # the mean of that wait, given that one waits
     slot_wait_scv: np.ndarray | None = None  # the squared coefficient of variation of that wait's law
