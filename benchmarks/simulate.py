@@ -55,11 +55,12 @@ from solver.catalog import find_gpu, find_model
 from solver.engines import find_engine
 from solver.errors import PlannerError
 from solver.resources import scenario_dir
+from solver.packing import full_replica_rate
 from solver.promise import Pool, by_pool, pool_latencies, pool_predictions, slo_report
 from solver.roofline import Hardware
 from solver.scenario import Resolved
 from solver.queueing import holding_overlap, holding_scv
-from solver.serving import PLANNING_UTILISATION, OnlineState, Shape, full_replica_rate, online_capacity, online_state
+from solver.serving import PLANNING_UTILISATION, OnlineState, Shape, online_capacity, online_state
 from solver.shape import mix_shape
 from solver.simulate import simulate_replica
 from solver.simulate_report import kv_capacity_tokens, replay_pools, simulate_plan
@@ -377,8 +378,9 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
           f"simulator's: median {np.median(e):+.1%}, median |error| {np.median(np.abs(e)):.1%}, p90 "
           f"{np.percentile(np.abs(e), 90):.1%}")
     p = np.array(pinned)
-    print(f"  every slot held (`serving.full_replica_rate`, the headroom the wait given a wait drains at): X against "
-          f"the simulator's median {np.median(p[:, 0]):+.2%}, median |error| {np.median(np.abs(p[:, 0])):.2%}, p90 {np.percentile(np.abs(p[:, 0]), 90):.2%}; the headroom X - planned "
+    print(f"  every slot held (`packing.full_replica_rate`, the headroom the wait given a wait drains at): X against "
+          f"the simulator's median {np.median(p[:, 0]):+.2%}, median |error| {np.median(np.abs(p[:, 0])):.2%}, p90 "
+          f"{np.percentile(np.abs(p[:, 0]), 90):.2%}; the headroom X - planned "
           f"rate median {np.median(p[:, 1]):+.1%}, median |error| {np.median(np.abs(p[:, 1])):.1%}, p90 "
           f"{np.percentile(np.abs(p[:, 1]), 90):.1%} (the model's saturated rate: {np.median(p[:, 2]):+.1%}, "
           f"{np.median(np.abs(p[:, 2])):.1%}, {np.percentile(np.abs(p[:, 2]), 90):.1%})")

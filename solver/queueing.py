@@ -115,7 +115,7 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, smooth: np.ndarray, cluste
     A pool of several prompt lengths widens the clusters once more by ``mix_spread`` (``mix_cluster_spread``).
 
     Given a wait, every slot is held and the queue drains at the headroom X - lam, X the throughput of a replica
-    whose every slot is held (``serving.full_replica_rate``; ``headroom_per_s``): M/M/c waits c_a^2 / (X - lam) given
+    whose every slot is held (``packing.full_replica_rate``; ``headroom_per_s``): M/M/c waits c_a^2 / (X - lam) given
     a wait (c_a^2 = ``smooth``, as many-server scaling has it), M/D/c, whose departures are more regular, about half
     that, more so with few servers (Cosmetatos 1976), at most ``HEAVY_TRAFFIC_WAIT``; holding times of squared
     coefficient of variation cs^2 (a mix of sizes) wait cs^2 M/M/c + (1 - cs^2) M/D/c (Boxma, Cohen and Huffels

@@ -399,7 +399,7 @@ def test_a_replica_whose_every_slot_is_held_completes_what_the_model_says(gpu, l
     """``full_replica_rate`` against a replay fed 1.5x that rate (the queue grows, every slot stays held):
     completions per second over the second half of the run within 1.5 % (the wait given a wait drains at that rate
     minus the arrival rate, so 1 % of X is ~10 % of the wait at the knee). A rate at or above it is unstable."""
-    from solver.serving import full_replica_rate
+    from solver.packing import full_replica_rate
     s, th = shape("llama-3.1-8b", gpu, l_in, l_out), theta(gpu)
     full = float(full_replica_rate(s, th, ENGINE, np.array([float(slots)]))[0])
     n = 12_000
