@@ -309,8 +309,10 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
     batch would start and finish together and run below the steady saturated rate); the simulator's completions
     per second over the last 70 % of the second half against the planned rate, and the model's saturated rate (where
     its slots held reach the cap). Then a ``replay_requests`` replay at the planned rate: the mean wait of those that
-    found every slot held, in units of c_a^2 / (saturated - planned rate), as heavy traffic scales it; and, by cap,
-    the model's P(wait), its wait given a wait and their product (the mean slot wait) against the replay's."""
+    found every slot held, in units of c_a^2 / (saturated - planned rate), as heavy traffic scales it; X with every
+    slot held (``packing.full_replica_rate``, which the model's wait given a wait drains at) and its headroom against
+    the simulator's; by cap, the model's P(wait), its wait given a wait and their product (the mean slot wait)
+    against the replay's; and that wait's law (squared CV, p99 / mean) against the replay's."""
     rng = np.random.default_rng(seed + 7 + 1000)
     gaps, errors, kappas, pinned = [], [], [], []
     found_full: dict[str, list[float]] = {"up to 32": [], "over 32": []}  # P(wait) model / replay - 1, by slots
