@@ -59,7 +59,7 @@ from solver.packing import full_replica_rate
 from solver.promise import Pool, by_pool, pool_latencies, pool_predictions, slo_report
 from solver.roofline import Hardware
 from solver.scenario import Resolved
-from solver.queueing import holding_overlap, holding_scv
+from solver.queueing import holding_overlap, holding_scv, total_wait_quantile
 from solver.serving import PLANNING_UTILISATION, OnlineState, Shape, online_capacity, online_state
 from solver.shape import mix_shape
 from solver.simulate import simulate_replica
@@ -333,11 +333,11 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
         simulated = np.sum((done >= lo) & (done < hi)) / (hi - lo)
         gaps.append(simulated / rate - 1.0)
         # the model's saturated rate: where its slots held reach the cap (past its 98 % stability line)
-        errors.append(rate_holding(lambda r: state(r, {}), float(slots), stable_only=False) / simulated - 1.0)
+        saturated = rate_holding(lambda r: state(r, {}), float(slots), stable_only=False)
+        errors.append(saturated / simulated - 1.0)
         # the headroom X - lambda that the wait given a wait scales with: X with the count pinned at the cap, and
         # the model's saturated rate above, against the simulator's
         full = float(full_replica_rate(shape, theta, ENGINE, np.array([float(slots)]))[0])
-        saturated = (errors[-1] + 1.0) * simulated
         pinned.append((full / simulated - 1.0, (full - rate) / (simulated - rate) - 1.0,
                        (saturated - rate) / (simulated - rate) - 1.0))
         # the replay at the planned rate: the mean wait of the requests that found every slot held, times the gap
@@ -365,8 +365,10 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
             if at_rate.slot_wait_scv is not None:
                 beyond = sim.queue_s[waited] - others
                 scv = float(at_rate.slot_wait_scv[0])
+                # the model's law over its mean: the waits' sum of total_wait_quantile with this one wait alone
+                law_p99 = total_wait_quantile(0.99, np.zeros(1), [], [(np.ones(1), np.ones(1), np.array([scv]))])
                 widths.append((float(beyond.var()) / given**2, float(np.percentile(beyond, 99)) / given, scv,
-                               two_phase_quantile(0.99, scv)))
+                               float(law_p99[0])))
         # P(wait): an arrival finds `slots` requests in the replica (running or queued), as the model's chain counts
         in_replica = np.arange(n) - np.searchsorted(done, arrivals, "right")
         p_sim = float(np.mean(in_replica[steady] >= slots))
@@ -408,19 +410,6 @@ def saturation(cases: int, seed: int, requests: int = 60_000, replay_requests: i
               f"replay median {np.median(w[:, 0]):.2f} (range {w[:, 0].min():.2f}..{w[:, 0].max():.2f}), model "
               f"{np.median(w[:, 2]):.2f}; p99 / mean replay median {np.median(w[:, 1]):.2f} (range "
               f"{w[:, 1].min():.2f}..{w[:, 1].max():.2f}), model {np.median(w[:, 3]):.2f} (an exponential's 4.61)")
-
-
-def two_phase_quantile(q: float, scv: float) -> float:
-    """``q`` quantile over the mean of the slot wait's law as the model draws it: two exponential phases in
-    sequence whose squared coefficient of variation is ``scv`` (1/2..1; ``queueing.total_wait_quantile``)."""
-    root = min(max(np.sqrt(max(2.0 * scv - 1.0, 0.0)), 0.02), 1.0 - 2e-6)
-    a, b = (1.0 + root) / 2.0, (1.0 - root) / 2.0
-    lo, hi = 0.0, 50.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        tail = (a * np.exp(-mid / a) - b * np.exp(-mid / b)) / (a - b)
-        lo, hi = (mid, hi) if tail > 1.0 - q else (lo, mid)
-    return 0.5 * (lo + hi)
 
 
 def single_replica(gpu: str, model: str, l_in: int, l_out: int, slots: int, k: int

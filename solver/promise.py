@@ -20,6 +20,7 @@ import numpy as np
 from .catalog import find_gpu
 from .engines import EngineProfile
 from .perf import make_serving
+from .packing import full_replica_rate
 from .plan_types import Assignment, Plan, SLOPromise
 from .prefill import packed_prefill
 from .queueing import holding_overlap, holding_scv
@@ -99,13 +100,14 @@ def pool_latencies(pool: Pool, theta: np.ndarray, engine: EngineProfile, rates: 
     # the pool's state depends on a demand only through the statistics its SLO asks for: once per distinct set
     keys = [tuple(sorted(stat.items())) for stat in stats]
     states: dict[tuple[tuple[str, str], ...], tuple[OnlineState, OnlineState, np.ndarray]] = {}
+    full = full_replica_rate(mix, theta, engine, one * pool.max_seqs)  # the same for every statistic: once
     for key in dict.fromkeys(keys):
         stat = dict(key)
         state = online_state(mix, theta, engine, one * pool.max_seqs, one * max(total, 1e-9), stat, scv,
-                             arrival_scv=arrival_scv, holding_overlap=overlap, holding_scv=spread)
+                             arrival_scv=arrival_scv, holding_overlap=overlap, holding_scv=spread, full_rate=full)
         at_e2e = online_state(mix, theta, engine, one * pool.max_seqs, one * max(total, 1e-9),
                               {"ttft": stat["e2e"], "tpot": stat["e2e"]}, scv, arrival_scv=arrival_scv,
-                              holding_overlap=overlap, holding_scv=spread)
+                              holding_overlap=overlap, holding_scv=spread, full_rate=full)
         states[key] = (state, at_e2e, state.own_prefill_s)
     slots = next(iter(states.values()))[0].occupancy[0]  # slots held do not depend on the statistics asked for
     out = {-1: {"slots": float(slots / (PLANNING_UTILISATION * pool.max_seqs))}}

@@ -137,7 +137,7 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, smooth: np.ndarray, cluste
     servers = np.maximum(np.round(cap / smooth), 1.0)
     util = np.clip(held / cap, 1e-6, 1.0 - 1e-9)
     # no headroom: the queue never drains (the caller marks the row unstable); finite, so that P(wait) = 0 stays 0
-    markov = smooth / np.maximum(np.asarray(headroom_per_s, float), 1e-12)
+    mmc_wait = smooth / np.maximum(np.asarray(headroom_per_s, float), 1e-12)  # M/M/c's given a wait: c_a^2 / (X - lam)
     # Cosmetatos' correction is fitted for moderate to heavy loads; below ~30-60 % of the servers (16-128) it exceeds
     # 1, i.e. deterministic holding times waiting longer than exponential ones, which they never do; and over ~300
     # servers it reaches 0.8+ where the replay's waits stay at HEAVY_TRAFFIC_WAIT x M/M/c's: at most that
@@ -145,7 +145,7 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, smooth: np.ndarray, cluste
                                              / (16.0 * util * servers)), HEAVY_TRAFFIC_WAIT)
     spread = np.clip(np.asarray(departure_scv, float), 0.0, 1.0)
     wait_scv = (spread + (1.0 - spread) * DETERMINISTIC_WAIT_SCV) * np.ones_like(p_wait)
-    return p_wait, markov * (spread + (1.0 - spread) * deterministic), wait_scv
+    return p_wait, mmc_wait * (spread + (1.0 - spread) * deterministic), wait_scv
 
 
 def feedback_dispersion(prompt_share: np.ndarray, decode_elasticity: np.ndarray) -> np.ndarray:
