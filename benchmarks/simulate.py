@@ -227,8 +227,8 @@ def bundled(paths: list[Path], requests: int, seed: int, seeds: int) -> None:
                 sim99 = float(np.mean(sims99))
                 d99 = model99 / sim99 - 1.0
                 spread = f"[{min(sims99) * 1e3:.0f}..{max(sims99) * 1e3:.0f}]"
-                # the seeds' mean is what the promise is held to: its own noise, so a > 10 % miss of 2 s.e. or less
-                # may be the replay's
+                # the promise is held to the seeds' mean, which has noise of its own: a miss within ~2 s.e. of the
+                # 10 % line may be the replay's, not the model's
                 sem = float(np.std(sims99, ddof=1) / np.sqrt(len(sims99)) / sim99) if len(sims99) > 1 else math.nan
                 line += (f"  {model99 * 1e3:12.1f} {sim99 * 1e3:11.1f} {spread:>15s} "
                          f"{d99:+6.0%}{'*' if abs(d99) > 0.10 else ' '} "
