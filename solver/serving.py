@@ -255,10 +255,11 @@ def online_state(shape: Shape, theta: np.ndarray, engine: EngineProfile, max_seq
     # variance widened by the prompt clusters; a full replica's departures are as irregular as its holding times
     # and, in a mix, the stalls of the prompts it admits (queueing.mix_departure_scv)
     departure_scv = holding_scv + mix_departure_scv(prompt_share, prompt_scv)
-    # given a wait, every slot is held and the queue drains at the headroom X - lam
+    # given a wait, every slot is held and the queue drains at the headroom X - lam; its input is the arrival stream
+    # itself (arrival_scv), its output as smooth as the count
     full = full_replica_rate(shape, theta, engine, cap) if full_rate is None else np.asarray(full_rate, float)
     p_wait, slot_wait_mean, wait_scv = slot_wait(cap, occupancy, smooth, cluster, dispersion, full - rate,
-                                                 departure_scv, mix_spread)
+                                                 departure_scv, mix_spread, np.asarray(arrival_scv, float) * ones)
     busy = 1.0 - np.exp(-occupancy)
 
     def ttft_at(q: float | None) -> np.ndarray:

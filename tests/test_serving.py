@@ -410,3 +410,41 @@ def test_a_replica_whose_every_slot_is_held_completes_what_the_model_says(gpu, l
     assert full == pytest.approx((half.size - 1) / (half[-1] - half[0]), rel=0.015)
     at_full = online_state(s, th, ENGINE, np.array([float(slots)]), np.array([full]), {})
     assert not at_full.stable[0] and np.isinf(at_full.ttft_s[0])
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_the_queue_for_a_slot_sees_the_arrivals_own_variability(k):
+    """Behind a k-way round-robin router the queue beyond the cap is fed Erlang-k arrivals (c_a^2 = 1 / k) whatever
+    the pool's sizes. A mix of output lengths narrows the count's smoothing less (the holding times overlap less),
+    and that smoothing is what a full replica's departures have; the arrivals keep their own. bucketed_mix's H100
+    pair of 4,096/512- and 3,072/192-token requests (68 / 32 %, 64 slots) at 93 % of X: the wait given a wait
+    within 12 % of a replay (two 100,000-request seeds: measured +4 % and -4 %; +15 % and +22 % with the count's
+    smoothing for the arrivals too). With Poisson arrivals (k = 1) both are the same."""
+    from solver.packing import full_replica_rate
+    from solver.queueing import holding_overlap, holding_scv, slot_wait
+    from solver.shape import mix_shape
+    l_in, l_out, shares = np.array([4096.0, 3072.0]), np.array([512.0, 192.0]), np.array([0.68, 0.32])
+    th = theta("H100")
+    mix, prompt_scv = mix_shape(find_model("llama-3.1-8b"), Hardware.from_specs([find_gpu("H100")], "fp16"), "fp16",
+                                "fp16", 1, 0.0, shares, l_in, l_out)
+    cap = np.array([64.0])
+    full = full_replica_rate(mix, th, ENGINE, cap)
+    rate = 0.93 * float(full[0])
+    state = online_state(mix, th, ENGINE, cap, np.array([rate]), {}, prompt_scv, arrival_scv=1.0 / k,
+                         holding_overlap=holding_overlap(l_out, shares), holding_scv=holding_scv(l_out, shares),
+                         full_rate=full)
+    waits = []
+    for seed in (1, 2):
+        n, draw = 100_000, np.random.default_rng(seed)
+        arrivals = np.cumsum(draw.exponential(1.0 / (rate * k), n * k))[::k]
+        size = draw.choice(2, size=n, p=shares)
+        sim = simulate_replica(mix, th[0], ENGINE, 64, arrivals, l_in[size].astype(int), l_out[size].astype(int))
+        done, steady = np.sort(arrivals + sim.e2e_s), np.arange(n) >= n // 10
+        held = np.searchsorted(np.sort(arrivals + sim.queue_s), arrivals, "left") - np.searchsorted(done, arrivals,
+                                                                                                   "right")
+        waited = (held >= 64) & steady
+        waits.append(float(sim.queue_s[waited].mean() - sim.queue_s[steady & ~waited].mean()))
+    assert float(state.slot_wait_given_wait_s[0]) == pytest.approx(np.mean(waits), rel=0.12)
+    # Poisson arrivals: the count's smoothing is 1 = c_a^2, and the arrivals term changes nothing
+    args = (cap, np.array([50.0]), np.ones(1), np.array([1.4]), np.array([2.0]), np.array([0.5]), 0.2, 1.1)
+    assert slot_wait(*args, arrival_scv=np.ones(1))[1] == pytest.approx(slot_wait(*args)[1], rel=1e-12)
