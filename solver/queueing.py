@@ -126,8 +126,8 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, smooth: np.ndarray, cluste
     router), while the departures of a full replica replay its admissions one holding time earlier, as smooth as
     the count (c_d^2 = (2 x factor - 1) x ``smooth``, so one request size keeps factor x c_a^2). For a mix of output
     lengths ``smooth`` is nearer 1 than c_a^2; taking it for the arrivals too put a two-size pool's wait given a wait
-    +10..+25 % long behind 2-4 replicas, within 5 % with c_a^2 (tests/test_serving.py). Without ``arrival_scv``
-    both terms take ``smooth``. (The chain's own drain at the cap, c / H(c) - lam with H(c) extrapolated by
+    +10..+25 % long behind 2-4 replicas at 90-93 % of X, -2..+4 % with c_a^2 (tests/test_serving.py). Without
+    ``arrival_scv`` both terms take ``smooth``. (The chain's own drain at the cap, c / H(c) - lam with H(c) extrapolated by
     the linear-noise elasticity, put X - lam at -5 % median and 23 % p90 |error| against part 8's replays; X with
     every slot held at -3 % and 10 %.)
     """
