@@ -143,7 +143,7 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, smooth: np.ndarray, cluste
     servers = np.maximum(np.round(cap / smooth), 1.0)
     util = np.clip(held / cap, 1e-6, 1.0 - 1e-9)
     # no headroom: the queue never drains (the caller marks the row unstable); finite, so that P(wait) = 0 stays 0
-    mmc_wait = smooth / np.maximum(np.asarray(headroom_per_s, float), 1e-12)  # M/M/c's given a wait: c_a^2 / (X - lam)
+    drain = 1.0 / np.maximum(np.asarray(headroom_per_s, float), 1e-12)  # 1 / (X - lam)
     # Cosmetatos' correction is fitted for moderate to heavy loads; below ~30-60 % of the servers (16-128) it exceeds
     # 1, i.e. deterministic holding times waiting longer than exponential ones, which they never do; and over ~300
     # servers it reaches 0.8+ where the replay's waits stay at HEAVY_TRAFFIC_WAIT x M/M/c's: at most that
@@ -151,11 +151,12 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, smooth: np.ndarray, cluste
                                              / (16.0 * util * servers)), HEAVY_TRAFFIC_WAIT)
     spread = np.clip(np.asarray(departure_scv, float), 0.0, 1.0)
     wait_scv = (spread + (1.0 - spread) * DETERMINISTIC_WAIT_SCV) * np.ones_like(p_wait)
-    given = mmc_wait * (spread + (1.0 - spread) * deterministic)
-    if arrival_scv is not None:  # Kingman's arrivals term c_a^2 / 2 in place of smooth / 2 (0 for one size)
-        given = given + (1.0 - spread) * 0.5 * (np.asarray(arrival_scv, float) - smooth) / np.maximum(
-            np.asarray(headroom_per_s, float), 1e-12)
-    return p_wait, given, wait_scv
+    # given a wait: M/M/c's c_a^2 / (X - lam), c_a^2 the count's smoothing; M/D/c Kingman's (c_a^2 + c_d^2) / 2 over
+    # the headroom, the arrivals' own c_a^2 and c_d^2 = (2 x factor - 1) x smoothing (factor x c_a^2 for one size)
+    arrivals = smooth if arrival_scv is None else np.asarray(arrival_scv, float)
+    mmc_wait = smooth * drain
+    mdc_wait = 0.5 * (arrivals + (2.0 * deterministic - 1.0) * smooth) * drain
+    return p_wait, spread * mmc_wait + (1.0 - spread) * mdc_wait, wait_scv
 
 
 def feedback_dispersion(prompt_share: np.ndarray, decode_elasticity: np.ndarray) -> np.ndarray:
