@@ -366,6 +366,17 @@ def test_deterministic_holding_times_never_wait_longer_for_a_slot_than_exponenti
     assert knee.sum() == 3 and np.all(regular[knee] > 0.5 * exponential[knee])
 
 
+def replayed_wait_given_wait(arrivals: np.ndarray, sim, slots: int) -> float:
+    """A replay's mean wait of the arrivals that find every slot held (admitted but not done), beyond the wait of
+    those that find one free (the token budget's queue), the first 10 % dropped."""
+    n = arrivals.size
+    steady = np.arange(n) >= n // 10
+    held = (np.searchsorted(np.sort(arrivals + sim.queue_s), arrivals, "left")
+            - np.searchsorted(np.sort(arrivals + sim.e2e_s), arrivals, "right"))
+    waited = (held >= slots) & steady
+    return float(sim.queue_s[waited].mean() - sim.queue_s[steady & ~waited].mean())
+
+
 def test_the_state_reports_the_chance_an_arrival_waits_for_a_slot():
     """``OnlineState.slot_wait_p`` against a replay's share of arrivals that find all 16 slots' worth of requests in
     the replica (running or queued): within 15 % from 8 % to 33 % waiting (measured 0.082 / 0.076, 0.325 / 0.302 on
@@ -385,11 +396,8 @@ def test_the_state_reports_the_chance_an_arrival_waits_for_a_slot():
         done, steady = np.sort(arrivals + sim.e2e_s), np.arange(n) >= n // 10
         in_replica = np.arange(n) - np.searchsorted(done, arrivals, "right")
         assert chances[-1] == pytest.approx(float(np.mean(in_replica[steady] >= 16)), rel=0.15)
-        held = np.searchsorted(np.sort(arrivals + sim.queue_s), arrivals, "left") - np.searchsorted(done, arrivals,
-                                                                                                   "right")
-        waited = (held >= 16) & steady
-        beyond = float(sim.queue_s[waited].mean() - sim.queue_s[steady & ~waited].mean())
-        assert float(state.slot_wait_given_wait_s[0]) == pytest.approx(beyond, rel=0.15)
+        assert float(state.slot_wait_given_wait_s[0]) == pytest.approx(replayed_wait_given_wait(arrivals, sim, 16),
+                                                                       rel=0.15)
     assert chances[0] < 1e-3 < chances[1] < chances[2] < 1.0
 
 
@@ -439,11 +447,7 @@ def test_the_queue_for_a_slot_sees_the_arrivals_own_variability(k):
         arrivals = np.cumsum(draw.exponential(1.0 / (rate * k), n * k))[::k]
         size = draw.choice(2, size=n, p=shares)
         sim = simulate_replica(mix, th[0], ENGINE, 64, arrivals, l_in[size].astype(int), l_out[size].astype(int))
-        done, steady = np.sort(arrivals + sim.e2e_s), np.arange(n) >= n // 10
-        held = np.searchsorted(np.sort(arrivals + sim.queue_s), arrivals, "left") - np.searchsorted(done, arrivals,
-                                                                                                   "right")
-        waited = (held >= 64) & steady
-        waits.append(float(sim.queue_s[waited].mean() - sim.queue_s[steady & ~waited].mean()))
+        waits.append(replayed_wait_given_wait(arrivals, sim, 64))
     assert float(state.slot_wait_given_wait_s[0]) == pytest.approx(np.mean(waits), rel=0.12)
     # Poisson arrivals: the count's smoothing is 1 = c_a^2, and the arrivals term changes nothing
     args = (cap, np.array([50.0]), np.ones(1), np.array([1.4]), np.array([2.0]), np.array([0.5]), 0.2, 1.1)
