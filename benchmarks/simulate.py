@@ -64,7 +64,8 @@ from solver.packing import full_replica_rate
 from solver.promise import Pool, by_pool, pool_latencies, pool_predictions, slo_report
 from solver.roofline import Hardware
 from solver.scenario import Resolved
-from solver.queueing import holding_overlap, holding_scv, total_wait_quantile
+from solver.queueing import holding_overlap, holding_scv
+from solver.wait_tail import total_wait_quantile
 from solver.serving import PLANNING_UTILISATION, OnlineState, Shape, online_capacity, online_state
 from solver.shape import mix_shape
 from solver.simulate import simulate_replica

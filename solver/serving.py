@@ -32,7 +32,7 @@ and the fixed point is polished from the closed-form root by secant steps. Then
   ``queueing.renewal_wait_ratios``) + the rest of the running iteration + the request's own steps
   (``prefill.packed_prefill``: whole chunks of what the budget leaves beside the decodes, then the rest, with the
   next prompt packed into its first step, or into the last one of a long prompt, when it arrives in time); a
-  percentile is the quantile of the waits' sum from its exact tail (``queueing.total_wait_quantile``); an idle
+  percentile is the quantile of the waits' sum from its exact tail (``wait_tail.total_wait_quantile``); an idle
   replica's TTFT is its own prefill;
 * capacity = the highest rate at which every SLO of the demand holds at its percentile and the slots held stay
   within ``PLANNING_UTILISATION`` of the cap, by bisection.
@@ -47,10 +47,10 @@ from .budget_wait import budget_wait
 from .engines import EngineProfile
 from .prefill import packed_prefill
 from .packing import batched_fixed_point, batched_iteration_s, branches, full_replica_rate
-from .queueing import (feedback_dispersion, mix_cluster_spread, mix_departure_scv, residual_s, size_biased_count,
-                       slot_wait, total_wait_quantile)
+from .queueing import feedback_dispersion, mix_cluster_spread, mix_departure_scv, size_biased_count, slot_wait
 from .roofline import time_s
 from .shape import Shape
+from .wait_tail import residual_s, total_wait_quantile
 
 # One-sided normal quantiles, and how a named statistic maps to a probability.
 QUANTILE = {"mean": None, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}

@@ -364,7 +364,7 @@ def test_total_wait_quantile_against_monte_carlo(p_slot, m_slot, p_budget, m_bud
     """Three independent waits (slot, budget, the running iteration's rest) and a two-point packing delay: the
     quantile from the sum's tail is exact (a one-million-draw Monte Carlo within 1.5 %) and equals an exponential
     wait's own quantile when it is the only part; the sum of the parts' quantiles is not."""
-    from solver.queueing import total_wait_quantile
+    from solver.wait_tail import total_wait_quantile
     zero, one = np.zeros(1), np.ones(1)
     for q in (0.9, 0.99):
         exact = _exponential_quantile(np.array([p_slot]), np.array([m_slot]), q)[0]
@@ -460,7 +460,7 @@ def test_compound_pmf_of_a_renewal_count_keeps_its_mean():
 def test_two_phase_wait_quantile_against_monte_carlo(scv):
     """A wait that is positive with probability p and then the sum of two exponential phases of squared coefficient
     of variation scv (1: one exponential), beside a second exponential wait: quantiles within 1.5 % of Monte Carlo."""
-    from solver.queueing import total_wait_quantile
+    from solver.wait_tail import total_wait_quantile
     zero, one = np.zeros(1), np.ones(1)
     root = np.sqrt(max(2.0 * scv - 1.0, 0.0))
     a, b = (1.0 + root) / 2.0, (1.0 - root) / 2.0
@@ -476,7 +476,7 @@ def test_two_phase_wait_quantile_against_monte_carlo(scv):
 def test_one_of_several_waits_quantile_against_monte_carlo():
     """The wait for the prompt found ahead is one of several sizes' waits (a mixture, not their sum), beside a slot
     wait and the rest of an iteration of one of three lengths: quantiles within 1.5 % of Monte Carlo."""
-    from solver.queueing import total_wait_quantile
+    from solver.wait_tail import total_wait_quantile
     one = np.ones(1)
     rng = np.random.default_rng(13)
     n = 1_000_000
