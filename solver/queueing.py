@@ -1,6 +1,7 @@
 """Queueing formulas of the continuous-batching model (pure numpy): Erlang C, the dispersion of the slots held
-when the load feeds back on the holding time, the residual of the running iteration, waits that are zero or
-exponential, and the compound-Poisson prompt tokens of a step."""
+when the load feeds back on the holding time, the wait for a slot, round-robin (Erlang-k) arrival counts and the
+compound-Poisson prompt tokens of a step. The rest of the running iteration and the quantiles of the waits' sum are
+in ``wait_tail``."""
 from __future__ import annotations
 
 import numpy as np
