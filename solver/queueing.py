@@ -18,8 +18,9 @@ MDC_FACTOR = 0.5  # M/D/c over M/M/c wait, before Cosmetatos' correction for the
 DETERMINISTIC_WAIT_SCV = 0.6
 # over 32 slots a replica reaches its cap more often than the chain's top state over a cluster says: the replay's
 # P(wait) over the model's grew with ln(cluster) x ln(slots / 32) (and with a mix's wider clusters) on 125 random
-# replicas of 16-128 slots (parts 4-6 and 128-slot singles); B' / cluster^(1 - 0.3 ln(c / 32)) x mix_spread put its
-# geometric mean at 0.95-1.04 per family (0.71-0.98 before), held at 128 slots' value beyond (the range measured)
+# replicas of 16-128 slots (parts 4-6 and 128-slot singles); B' / cluster^(1 - 0.3 ln(c / 32)) x mix_spread put the
+# model's over the replay's at 0.95-1.04 in geometric mean per family (0.71-0.98 before), held at 128 slots' value
+# beyond (the range measured)
 MANY_SLOT_CLUSTER = 0.3
 MANY_SLOT_RANGE = (32.0, 128.0)
 
@@ -124,7 +125,8 @@ def slot_wait(cap: np.ndarray, occupancy: np.ndarray, smooth: np.ndarray, cluste
     Over 32 slots and in a mix the replay reaches the cap more often than that share says, so one slot's share of the
     top state is B' x mix_spread / cluster^(1 - 0.3 ln(c / 32)) (``MANY_SLOT_CLUSTER``, measured, not derived: on
     125 random replicas the replay's P(wait) over the model's grew with ln(cluster) x ln(c / 32), r = +0.5, and
-    with mix_spread; it was 0.71 in geometric mean on part 5's mixes, 0.83 on 128-slot singles, now 0.95).
+    with mix_spread; the model's over the replay's was 0.71 in geometric mean on part 5's mixes, 0.83 on 128-slot
+    singles, and is 0.95 on both).
 
     Given a wait, every slot is held and the queue drains at the headroom X - lam, X the throughput of a replica
     whose every slot is held (``packing.full_replica_rate``; ``headroom_per_s``): M/M/c waits c_a^2 / (X - lam) given
