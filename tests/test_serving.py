@@ -366,6 +366,14 @@ def test_deterministic_holding_times_never_wait_longer_for_a_slot_than_exponenti
     assert knee.sum() == 3 and np.all(regular[knee] > 0.5 * exponential[knee])
 
 
+def replayed_wait_chance(arrivals: np.ndarray, sim, slots: int) -> float:
+    """A replay's share of arrivals that find ``slots`` requests in the replica (running or queued), the first 10 %
+    dropped."""
+    n = arrivals.size
+    in_replica = np.arange(n) - np.searchsorted(np.sort(arrivals + sim.e2e_s), arrivals, "right")
+    return float(np.mean(in_replica[n // 10:] >= slots))
+
+
 def replayed_wait_given_wait(arrivals: np.ndarray, sim, slots: int) -> float:
     """A replay's mean wait of the arrivals that find every slot held (admitted but not done), beyond the wait of
     those that find one free (the token budget's queue), the first 10 % dropped."""
@@ -393,9 +401,7 @@ def test_the_state_reports_the_chance_an_arrival_waits_for_a_slot():
         n = 60_000
         arrivals = np.cumsum(np.random.default_rng(3).exponential(1.0 / rate, n))
         sim = simulate_replica(s, th[0], ENGINE, 16, arrivals, np.full(n, 256), np.full(n, 128))
-        done, steady = np.sort(arrivals + sim.e2e_s), np.arange(n) >= n // 10
-        in_replica = np.arange(n) - np.searchsorted(done, arrivals, "right")
-        assert chances[-1] == pytest.approx(float(np.mean(in_replica[steady] >= 16)), rel=0.15)
+        assert chances[-1] == pytest.approx(replayed_wait_chance(arrivals, sim, 16), rel=0.15)
         assert float(state.slot_wait_given_wait_s[0]) == pytest.approx(replayed_wait_given_wait(arrivals, sim, 16),
                                                                        rel=0.15)
     assert chances[0] < 1e-3 < chances[1] < chances[2] < 1.0
@@ -479,6 +485,5 @@ def test_a_pool_over_32_slots_reaches_its_cap_as_often_as_its_replay():
         arrivals = np.cumsum(draw.exponential(1.0 / (rate * k), n * k))[::k]
         size = draw.choice(3, size=n, p=shares)
         sim = simulate_replica(mix, th[0], ENGINE, slots, arrivals, l_in[size].astype(int), l_out[size].astype(int))
-        in_replica = np.arange(n) - np.searchsorted(np.sort(arrivals + sim.e2e_s), arrivals, "right")
-        chances.append(float(np.mean(in_replica[n // 10:] >= slots)))
+        chances.append(replayed_wait_chance(arrivals, sim, slots))
     assert float(state.slot_wait_p[0]) == pytest.approx(np.mean(chances), rel=0.15)
